@@ -1,0 +1,8 @@
+"""robustad: adversarial robustness and calibration of few-shot image anomaly detectors."""
+
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("robustad")
+except PackageNotFoundError:  # running from a source tree that is not installed
+    __version__ = "0.0.0+unknown"

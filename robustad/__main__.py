@@ -1,0 +1,5 @@
+"""``python -m robustad`` runs the CLI."""
+
+from robustad.cli import main
+
+main()

@@ -1,0 +1,51 @@
+"""Shared fixtures: the real bottle images, and a tiny random backbone for fast unit tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from robustad.records import Features
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+MVTEC_ROOT = SHARED_DATA / "mvtec_ad"
+
+
+@pytest.fixture(scope="session")
+def mvtec_root() -> Path:
+    """Root of the real MVTec AD images shipped beside the checkout (only ``bottle`` is there)."""
+    if not (MVTEC_ROOT / "bottle").is_dir():
+        pytest.fail(f"the real bottle images are missing at {MVTEC_ROOT / 'bottle'}")
+    return MVTEC_ROOT
+
+
+class TinyBackbone(torch.nn.Module):
+    """A random patch-embedding 'backbone' (patch 4, 16 channels): differentiable and fast."""
+
+    name = "tiny"
+    description = "tiny random conv backbone for tests"
+    patch_size = 4
+    weights_id = "random-tiny"
+
+    def __init__(self, *, seed: int = 0, dim: int = 16) -> None:
+        super().__init__()
+        generator = torch.Generator().manual_seed(seed)
+        self.embed = torch.nn.Conv2d(3, dim, kernel_size=4, stride=4)
+        with torch.no_grad():
+            self.embed.weight.copy_(torch.randn(self.embed.weight.shape, generator=generator) * 0.3)
+            self.embed.bias.copy_(torch.randn(dim, generator=generator) * 0.1)
+        self.forward_calls = 0
+        self.images_seen = 0
+
+    def forward(self, x: torch.Tensor) -> Features:
+        self.forward_calls += 1
+        self.images_seen += x.shape[0]
+        tokens = torch.tanh(self.embed(x)).permute(0, 2, 3, 1)
+        return Features(patch_tokens=tokens, global_token=tokens.mean(dim=(1, 2)))
+
+
+@pytest.fixture
+def tiny_backbone() -> TinyBackbone:
+    return TinyBackbone().eval()
