@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import typer
 from typer._click.exceptions import ClickException, NoArgsIsHelpError  # typer vendors click
@@ -14,6 +15,7 @@ from robustad import __version__
 from robustad.components import KINDS
 from robustad.errors import RobustadError
 from robustad.plugins import get_registry
+from robustad.request import BenchRequest, build_cells
 
 app = typer.Typer(
     add_completion=False,
@@ -63,21 +65,110 @@ def plugins(as_json: bool = typer.Option(False, "--json", help="Machine-readable
     console.print(table)
 
 
+@app.command()
+def bench(
+    dataset: str = typer.Option("demo", help="Dataset plugin(s), comma-separated."),
+    data_root: Path = typer.Option(None, help="Dataset root folder (the demo set needs none)."),
+    category: str = typer.Option("all", help="Categories, comma-separated, or 'all' present under the root."),
+    shots: str = typer.Option("1", help="Reference images k, comma-separated; 'all' = full-shot."),
+    seeds: str = typer.Option("0", help="Seeds, comma-separated (the protocol's full grid uses 0,1,2)."),
+    backbone: str = typer.Option("efficientnet_lite0", help="Backbone plugin(s), comma-separated."),
+    weights: str = typer.Option("", help="Weights file for the backbone (default: its own source)."),
+    resolution: str = typer.Option("224", help="Shorter-edge resolution(s); AnomalyDINO uses 448."),
+    detector: str = typer.Option("anomalydino", help="Detector plugin(s), comma-separated."),
+    surrogate: str = typer.Option("linear,score", help="Surrogate plugin(s), comma-separated."),
+    attack: str = typer.Option("fgsm,pgd", help="Attack plugin(s), e.g. fgsm,pgd,torchattacks:MIFGSM or none."),
+    eps: str = typer.Option("2/255,8/255", help="L-inf budgets in [0,1] pixel units, e.g. 1/255,2/255."),
+    calib: str = typer.Option("platt,isotonic,temperature,none", help="Calibrator plugin(s), comma-separated."),
+    calib_fraction: float = typer.Option(0.3, help="Share of the test split used for calibration."),
+    opt: list[str] = typer.Option([], help="Plugin option kind.name.key=value (repeatable)."),
+    device: str = typer.Option("cpu", help="torch device: cpu or cuda."),
+    batch_size: int = typer.Option(8, min=1, help="Images per forward/attack batch."),
+    pixel_metrics: bool = typer.Option(True, help="Compute pixel AUROC and AU-PRO where masks exist."),
+    out: Path = typer.Option(Path("results/leaderboard.csv"), help="Leaderboard CSV to append to."),
+    save_scores: Path = typer.Option(None, help="Folder for per-image scores of every cell."),
+) -> None:
+    """Run the cross product of the given lists and append one leaderboard row per cell."""
+    from robustad.bench import run_bench
+
+    request = BenchRequest(
+        datasets=dataset, data_root=data_root, categories=category, shots=shots, seeds=seeds,
+        backbones=backbone, weights=weights, resolutions=resolution, detectors=detector,
+        surrogates=surrogate, attacks=attack, eps=eps, calibrators=calib, calib_fraction=calib_fraction,
+        options=opt,
+    )
+    cells = build_cells(request, get_registry())
+    run_bench(cells, request, device=device, batch_size=batch_size, pixel_metrics=pixel_metrics, out=out,
+              save_scores=save_scores, console=console)
+
+
+@app.command()
+def leaderboard(
+    csv_path: Path = typer.Argument(Path("results/leaderboard.csv"), metavar="CSV", help="Leaderboard CSV."),
+    where: list[str] = typer.Option([], help="Keep rows with column=value (repeatable)."),
+    published: Path = typer.Option(Path("results/published.csv"), help="Published reference rows."),
+) -> None:
+    """Mean +- std over seeds and mean over categories, beside published reference numbers."""
+    import pandas as pd
+
+    from robustad.aggregate import beside_published, filter_rows, load_published
+    from robustad.bench import summary_table
+    from robustad.leaderboard import read_rows
+
+    if not csv_path.exists():
+        raise RobustadError(f"leaderboard {csv_path} does not exist; run `robustad bench` first")
+    rows = filter_rows(pd.DataFrame(read_rows(csv_path)), where)
+    console.print(summary_table(rows, f"{csv_path} ({len(rows)} rows)"))
+    reference = beside_published(rows, load_published(published))
+    if not reference.empty:
+        columns = [c for c in reference.columns if c != "citation"]
+        table = Table(title=f"published reference rows ({published})")
+        for column in columns:
+            table.add_column(column)
+        for _, line in reference.iterrows():
+            table.add_row(*[str(line[c]) for c in columns])
+        console.print(table)
+        for source, citation in reference.drop_duplicates("source")[["source", "citation"]].itertuples(index=False):
+            console.print(f"{source}: {citation}", highlight=False)
+
+
+@app.command()
+def report(
+    csv_path: Path = typer.Argument(Path("results/leaderboard.csv"), metavar="CSV", help="Leaderboard CSV."),
+    out: Path = typer.Option(Path("results/report"), help="Folder for the PNG figures and index.html."),
+    scores: Path = typer.Option(None, help="The --save-scores folder, for reliability and entropy plots."),
+    where: list[str] = typer.Option([], help="Keep rows with column=value (repeatable)."),
+) -> None:
+    """PNG figures (AUROC/AP vs eps, reliability diagrams, entropy histograms) and an HTML page."""
+    import pandas as pd
+
+    from robustad.aggregate import filter_rows
+    from robustad.leaderboard import read_rows
+    from robustad.report import write_report
+
+    if not csv_path.exists():
+        raise RobustadError(f"leaderboard {csv_path} does not exist; run `robustad bench` first")
+    rows = filter_rows(pd.DataFrame(read_rows(csv_path)), where)
+    page = write_report(rows, scores, out)
+    console.print(f"report written to {page}", highlight=False)
+
+
 def main() -> None:
     """Console entry point: usage and input errors become one line on stderr and exit code 2."""
     try:
-        app(standalone_mode=False)
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
-    except (typer.Abort, KeyboardInterrupt):
-        print("robustad: interrupted", file=sys.stderr)
-        sys.exit(130)
+        # Without standalone mode typer returns the exit code of typer.Exit (Ctrl-C becomes 130).
+        code = app(standalone_mode=False)
     except NoArgsIsHelpError as exc:
         print(exc.ctx.get_help() if exc.ctx else "robustad --help", file=sys.stderr)
-        sys.exit(2)
+        code = 2
     except ClickException as exc:
         print(f"robustad: error: {exc.format_message()}", file=sys.stderr)
-        sys.exit(exc.exit_code)
+        code = exc.exit_code
     except RobustadError as exc:
         print(f"robustad: error: {exc}", file=sys.stderr)
-        sys.exit(2)
+        code = 2
+    except typer.Abort:
+        code = 1
+    if code == 130:
+        print("robustad: interrupted; finished rows are in the leaderboard", file=sys.stderr)
+    sys.exit(code if isinstance(code, int) else 0)

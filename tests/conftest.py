@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,6 +14,14 @@ from robustad.records import Features
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 MVTEC_ROOT = SHARED_DATA / "mvtec_ad"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_cache(tmp_path_factory):
+    """Keep the suite (and the CLI subprocesses it starts) out of the user's real cache."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("ROBUSTAD_CACHE", str(tmp_path_factory.mktemp("cache")))
+        yield
 
 
 @pytest.fixture(scope="session")
@@ -49,3 +60,14 @@ class TinyBackbone(torch.nn.Module):
 @pytest.fixture
 def tiny_backbone() -> TinyBackbone:
     return TinyBackbone().eval()
+
+
+def run_cli(*args: str, env: dict | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
+    """Run ``python -m robustad ARGS`` in a subprocess and capture its output."""
+    return subprocess.run([sys.executable, "-m", "robustad", *map(str, args)], capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, timeout=timeout)
+
+
+@pytest.fixture
+def cli():
+    return run_cli

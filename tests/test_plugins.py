@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import tomllib
 from pathlib import Path
 
@@ -18,6 +16,7 @@ from robustad.components import KINDS
 from robustad.errors import RobustadError
 from robustad.plugins import PluginRegistry, get_registry, reset_registry
 from robustad.records import DetectorOutput
+from tests.conftest import run_cli
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -144,11 +143,6 @@ def test_environment_variable_restricts_loading(monkeypatch):
 def _builtin_entry_points() -> set[str]:
     project = tomllib.loads((REPO / "pyproject.toml").read_text())
     return set(project["project"]["entry-points"]["robustad"])
-
-
-def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "robustad", *args], capture_output=True, text=True,
-                          env={**os.environ, **(env or {})}, timeout=300)
 
 
 def test_cli_lists_builtins_third_party_and_broken(third_party):

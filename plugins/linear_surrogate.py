@@ -1,0 +1,81 @@
+"""The seed paper's surrogate: a logistic head on frozen backbone features, fitted on calib (a transfer attack).
+
+The image descriptor is the CLS/global token concatenated with the mean patch token (for a CNN the global token is
+its pooled feature map: the same code path). sklearn fits the classifier on standardised descriptors; its weights
+become a torch layer so ``z(x) = w . standardise(descriptor(x)) + b`` is differentiable w.r.t. the image.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from sklearn.linear_model import LogisticRegression
+from sklearn.preprocessing import StandardScaler
+
+from robustad.errors import RobustadError
+from robustad.hookspecs import hookimpl
+from robustad.metrics import check_labels
+from robustad.records import DetectorOutput, Features
+
+
+def descriptor(features: Features) -> torch.Tensor:
+    """The image descriptor ``(B, 2C)``: global token, then the mean patch token."""
+    return torch.cat([features.global_token, features.patch_tokens.mean(dim=(1, 2))], dim=1)
+
+
+class LinearLogit(torch.nn.Module):
+    """``x -> z``: backbone, descriptor, standardisation, linear layer."""
+
+    def __init__(self, backbone: torch.nn.Module, mean: torch.Tensor, scale: torch.Tensor,
+                 head: torch.nn.Linear) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.register_buffer("mean", mean)
+        self.register_buffer("scale", scale)
+        self.head = head
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        standardised = (descriptor(self.backbone(x)) - self.mean) / self.scale
+        return self.head(standardised).squeeze(1)
+
+
+class LinearSurrogate:
+    """Logistic regression on the global + mean patch descriptor of the calib images."""
+
+    name = "linear"
+    description = "logistic head on global + mean patch token, fitted on calib (transfer attack, the seed paper's)"
+    white_box = False
+
+    def __init__(self, *, C: float = 1.0, max_iter: int = 1000) -> None:
+        self.C = C
+        self.max_iter = max_iter
+        self.model: LinearLogit | None = None
+
+    def fit(self, backbone: torch.nn.Module, detector: object, features: Features, labels: np.ndarray,
+            scores: np.ndarray) -> None:
+        targets = check_labels(labels, "linear surrogate calib")
+        if targets.min() == targets.max():
+            raise RobustadError(f"linear surrogate: calib holds only label {targets[0]} ({targets.size} images); "
+                                "fitting the classifier needs normal and anomalous calib images")
+        inputs = descriptor(features).detach().cpu().double().numpy()
+        scaler = StandardScaler().fit(inputs)
+        classifier = LogisticRegression(C=self.C, max_iter=self.max_iter).fit(scaler.transform(inputs), targets)
+        head = torch.nn.Linear(inputs.shape[1], 1)
+        with torch.no_grad():
+            head.weight.copy_(torch.from_numpy(classifier.coef_))
+            head.bias.copy_(torch.from_numpy(classifier.intercept_))
+        head.requires_grad_(False)
+        device = features.global_token.device
+        self.model = LinearLogit(backbone, torch.from_numpy(scaler.mean_).float(),
+                                 torch.from_numpy(scaler.scale_).float(), head).to(device).eval()
+
+    def logit_model(self, clean: DetectorOutput) -> torch.nn.Module:
+        """The same fitted head for every batch (it does not depend on the clean scores)."""
+        if self.model is None:
+            raise RuntimeError("LinearSurrogate.logit_model called before fit")
+        return self.model
+
+
+@hookimpl
+def register_surrogates(register):
+    register(LinearSurrogate)

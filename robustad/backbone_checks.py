@@ -1,0 +1,30 @@
+"""Input checks every backbone plugin shares: the image batch's patch grid and the requested torch device."""
+
+from __future__ import annotations
+
+import torch
+
+from robustad.errors import RobustadError
+
+
+def patch_grid(images: torch.Tensor, patch_size: int, backbone: str) -> tuple[int, int]:
+    """The patch grid ``(H/p, W/p)`` of a ``(B, 3, H, W)`` batch, or a one-line error for any other shape."""
+    if images.ndim != 4 or images.shape[1] != 3:
+        raise RobustadError(f"backbone {backbone}: expected images (B, 3, H, W), got {tuple(images.shape)}")
+    height, width = images.shape[-2:]
+    if height % patch_size or width % patch_size:
+        raise RobustadError(f"backbone {backbone}: image size {height}x{width} is not a multiple of "
+                            f"the patch size {patch_size}")
+    return height // patch_size, width // patch_size
+
+
+def torch_device(device: str, backbone: str) -> torch.device:
+    """The torch device named by the ``device`` option; CUDA only when a GPU is present."""
+    try:
+        chosen = torch.device(device)
+    except RuntimeError:
+        raise RobustadError(f"backbone {backbone}: device {device!r} is not a torch device "
+                            f"(cpu, cuda, cuda:1, ...)") from None
+    if chosen.type == "cuda" and not torch.cuda.is_available():
+        raise RobustadError(f"backbone {backbone}: device {device!r} requested but no CUDA GPU is available")
+    return chosen

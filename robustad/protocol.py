@@ -1,0 +1,85 @@
+"""The data splits of PROTOCOL.md section 2: few-shot reference set, and the stratified calib/eval split."""
+
+from __future__ import annotations
+
+import numbers
+from collections import Counter
+
+from sklearn.model_selection import train_test_split
+
+from robustad.errors import RobustadError
+from robustad.layouts import sorted_by_path
+from robustad.records import CategoryData, Sample, Split
+
+DEFAULT_CALIB_FRACTION = 0.3
+
+
+def parse_shots(text: str) -> int | None:
+    """``"all"`` -> None (every training image), otherwise a whole number k >= 1."""
+    cleaned = str(text).strip().lower()
+    if cleaned == "all":
+        return None
+    try:
+        shots = int(cleaned)
+    except ValueError:
+        raise RobustadError(f"shots {text!r}: expected a whole number >= 1 or 'all'") from None
+    if shots < 1:
+        raise RobustadError(f"shots {text!r}: expected a whole number >= 1 or 'all' (k=0 is not allowed)")
+    return shots
+
+
+def reference_set(train: list[Sample], shots: int | None, seed: int) -> list[Sample]:
+    """``sorted(train)[seed*k : (seed+1)*k]`` (the AnomalyDINO rule); every image when ``shots`` is None."""
+    _check_seed(seed)
+    ordered = sorted_by_path(train)
+    if shots is None:
+        return ordered
+    if shots < 1:
+        raise RobustadError(f"shots {shots}: expected a whole number >= 1 or 'all'")
+    start, stop = seed * shots, (seed + 1) * shots
+    if stop > len(ordered):
+        raise RobustadError(f"k={shots} with seed {seed} needs normal training images {start}..{stop - 1} "
+                            f"but only {len(ordered)} exist")
+    return ordered[start:stop]
+
+
+def split_test(test: list[Sample], seed: int,
+               calib_fraction: float = DEFAULT_CALIB_FRACTION) -> tuple[list[Sample], list[Sample]]:
+    """Split the test set, stratified by label, into ``(calib, eval)``, each sorted by path.
+
+    sklearn's ``train_test_split`` with ``random_state=seed`` draws from numpy's legacy Mersenne Twister,
+    so the same seed gives the same lists on every machine; calib gets ``floor(calib_fraction * n)`` images.
+    """
+    _check_seed(seed)
+    if not 0.0 < calib_fraction < 1.0:
+        raise RobustadError(f"calib fraction {calib_fraction}: expected a number strictly between 0 and 1")
+    ordered = sorted_by_path(test)
+    labels = [s.label for s in ordered]
+    counts = f"{labels.count(0)} normal and {labels.count(1)} anomalous test images"
+    try:
+        calib, evaluation = train_test_split(ordered, train_size=calib_fraction, stratify=labels,
+                                             random_state=seed)
+    except ValueError:
+        calib, evaluation = [], []  # too few images of a class or in total; reported below
+    for name, part in (("calib", calib), ("eval", evaluation)):
+        found = Counter(s.label for s in part)
+        if found[0] == 0 or found[1] == 0:
+            raise RobustadError(f"seed {seed}, calib fraction {calib_fraction}: {counts} leave {name} without "
+                                f"both normal and anomalous images")
+    return sorted_by_path(calib), sorted_by_path(evaluation)
+
+
+def make_split(data: CategoryData, shots: int | None, seed: int,
+               calib_fraction: float = DEFAULT_CALIB_FRACTION) -> Split:
+    """The reference, calib, eval and full test lists one cell of ``data`` sees."""
+    try:
+        reference = reference_set(data.train, shots, seed)
+        calib, evaluation = split_test(data.test, seed, calib_fraction)
+    except RobustadError as exc:
+        raise RobustadError(f"{data.dataset}/{data.category}: {exc}") from None
+    return Split(reference=reference, calib=calib, eval=evaluation, test=sorted_by_path(data.test))
+
+
+def _check_seed(seed: int) -> None:
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise RobustadError(f"seed {seed!r}: expected a whole number >= 0")

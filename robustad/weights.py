@@ -1,0 +1,75 @@
+"""Where a backbone's weights come from, and the identifier a leaderboard row records for them.
+
+A user file is identified by its content (``sha256:<hex>``); hub weights by their hub name. Hub files are
+taken from the local Hugging Face cache when present; otherwise one quick request checks that the hub is
+reachable before downloading, so an offline machine gets one clear error in seconds instead of minutes of
+retries.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from pathlib import Path
+
+from huggingface_hub import constants, get_session, hf_hub_download, try_to_load_from_cache
+from huggingface_hub.errors import RemoteEntryNotFoundError
+
+from robustad.errors import RobustadError
+
+RANDOM = "random"  # weights option value: random initialisation, for tests and smoke runs only
+_HUB_PROBE_TIMEOUT_S = 5.0
+
+
+def file_id(path: Path) -> str:
+    """The identifier of a weights file: ``sha256:<hex>`` of its bytes."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return f"sha256:{digest.hexdigest()}"
+
+
+def local_file(text: str, backbone: str) -> Path:
+    """The weights file named by the ``weights`` option, or a one-line error naming it."""
+    path = Path(text).expanduser()
+    if not path.is_file():
+        raise RobustadError(f"backbone {backbone}: weights file {text!r} does not exist or is not a file")
+    return path
+
+
+def hub_file(repo_id: str, filenames: Sequence[str], backbone: str) -> Path:
+    """The first of ``filenames`` in hub repository ``repo_id``: from the local cache, else downloaded."""
+    for filename in filenames:
+        cached = try_to_load_from_cache(repo_id, filename)
+        if isinstance(cached, str):
+            return Path(cached)
+    try:
+        get_session().head(constants.ENDPOINT, timeout=_HUB_PROBE_TIMEOUT_S)
+    except Exception:  # no network, DNS failure, proxy refusal or HF_HUB_OFFLINE: all mean "offline" here
+        raise RobustadError(_offline_message(repo_id, backbone)) from None
+    for filename in filenames:
+        try:
+            return Path(hf_hub_download(repo_id, filename))
+        except RemoteEntryNotFoundError:  # this file name is absent: try the next
+            continue
+        except Exception as exc:  # gated repository, interrupted transfer, full disk, ...
+            raise RobustadError(f"backbone {backbone}: downloading {repo_id}/{filename} failed ({_reason(exc)}); "
+                                f"pass a weights file with --weights PATH (backbone option weights=PATH)") from None
+    raise RobustadError(f"backbone {backbone}: hub repository {repo_id} has none of {', '.join(filenames)}")
+
+
+def unloadable(path: Path, backbone: str, error: Exception) -> RobustadError:
+    """The one-line error for a weights file that a loader rejected (bad format or wrong model)."""
+    return RobustadError(f"backbone {backbone}: cannot load weights file {path}: {_reason(error)}")
+
+
+def _reason(error: Exception) -> str:
+    text = str(error).strip()
+    return f"{type(error).__name__}: {text.splitlines()[0]}" if text else type(error).__name__
+
+
+def _offline_message(repo_id: str, backbone: str) -> str:
+    return (f"backbone {backbone}: cannot get weights {repo_id} from the Hugging Face hub (offline and not "
+            f"cached); pass a weights file with --weights PATH (backbone option weights=PATH) or use the "
+            f"offline backbone efficientnet_lite0")

@@ -1,0 +1,177 @@
+"""The benchmark runner end to end: one row per cell, resume, interruption, shared work, saved scores."""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from robustad.executors import run_local
+from robustad.leaderboard import COLUMNS, read_rows
+from robustad.plugins import PluginRegistry, get_registry
+from robustad.request import BenchRequest, build_cells
+from robustad.runner import RunSettings, SilentReporter
+from tests.conftest import TinyBackbone
+
+BOTTLE_GRID = ["--dataset", "mvtec", "--category", "bottle", "--backbone", "efficientnet_lite0",
+               "--resolution", "112", "--shots", "1", "--seeds", "0,1", "--surrogate", "score",
+               "--attack", "fgsm", "--eps", "2/255,8/255", "--calib", "platt,none", "--no-pixel-metrics"]
+N_BOTTLE_CELLS = 2 * 2 * 2
+
+
+def bench(cli, mvtec_root, out, *extra, env=None):
+    return cli("bench", "--data-root", mvtec_root, *BOTTLE_GRID, "--out", out, *extra, env=env)
+
+
+@pytest.fixture(scope="module")
+def full_run(tmp_path_factory, mvtec_root):
+    """The uninterrupted reference run of the bottle grid (its rows, in order)."""
+    from tests.conftest import run_cli
+
+    out = tmp_path_factory.mktemp("full") / "board.csv"
+    scores = out.parent / "scores"
+    result = bench(run_cli, mvtec_root, out, "--save-scores", scores)
+    assert result.returncode == 0, result.stderr
+    return out, scores
+
+
+@pytest.mark.integration
+def test_one_row_per_cell_and_rerun_adds_none(full_run, cli, mvtec_root):
+    out, _ = full_run
+    rows = read_rows(out)
+    assert len(rows) == N_BOTTLE_CELLS == len({r["cell_hash"] for r in rows})
+    assert {r["seed"] for r in rows} == {"0", "1"} and {r["eps"] for r in rows} == {"2/255", "8/255"}
+    assert all(r["n_calib"] and r["n_eval"] and r["clean_auroc"] and r["adv_auroc"] for r in rows)
+    before = out.read_bytes()
+    again = bench(cli, mvtec_root, out)
+    assert again.returncode == 0, again.stderr
+    assert f"0 rows written, {N_BOTTLE_CELLS} cells already done" in again.stdout
+    assert out.read_bytes() == before
+
+
+@pytest.mark.integration
+def test_saved_scores_reproduce_the_row(full_run):
+    out, scores = full_run
+    for row in read_rows(out):
+        frame = pd.read_csv(scores / f"{row['cell_hash']}.csv")
+        evaluation = frame[frame["split"] == "eval"]
+        assert len(evaluation) == int(row["n_eval"]) and len(frame) - len(evaluation) == int(row["n_calib"])
+        assert roc_auc_score(evaluation["label"], evaluation["clean_score"]) == pytest.approx(
+            float(row["clean_auroc"]), abs=1e-12)
+        assert roc_auc_score(evaluation["label"], evaluation["adv_score"]) == pytest.approx(
+            float(row["adv_auroc"]), abs=1e-12)
+        assert expected_calibration_error(evaluation["label"], evaluation["clean_prob"]) == pytest.approx(
+            float(row["clean_ece"]), abs=1e-12)
+        assert frame.loc[frame["split"] == "calib", "adv_score"].isna().all()
+
+
+def expected_calibration_error(labels, probs, bins=15):
+    labels, probs = np.asarray(labels, float), np.asarray(probs, float)
+    index = np.minimum((probs * bins).astype(int), bins - 1)
+    total = 0.0
+    for b in range(bins):
+        chosen = index == b
+        if chosen.any():
+            total += chosen.sum() / len(probs) * abs(probs[chosen].mean() - labels[chosen].mean())
+    return total
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("how", [signal.SIGINT, signal.SIGKILL], ids=["sigint", "sigkill"])
+def test_killed_run_keeps_a_valid_prefix_and_rerun_completes(how, full_run, cli, mvtec_root, tmp_path):
+    reference = read_rows(full_run[0])
+    out = tmp_path / "board.csv"
+    command = [sys.executable, "-m", "robustad", "bench", "--data-root", str(mvtec_root), *BOTTLE_GRID,
+               "--out", str(out)]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and process.poll() is None:
+        if out.exists() and len(read_rows(out)) >= 1:
+            break
+        time.sleep(0.05)
+    assert process.poll() is None, "the run finished before it could be interrupted"
+    os.kill(process.pid, how)
+    _, stderr = process.communicate(timeout=120)
+    if how == signal.SIGINT:
+        assert process.returncode == 130 and "Traceback" not in stderr
+    with out.open(newline="") as handle:
+        lines = list(csv.reader(handle))
+    assert lines[0] == list(COLUMNS) and all(len(line) == len(COLUMNS) for line in lines)
+    partial = read_rows(out)
+    assert 1 <= len(partial) < N_BOTTLE_CELLS
+    assert [r["cell_hash"] for r in partial] == [r["cell_hash"] for r in reference[:len(partial)]]
+    rerun = bench(cli, mvtec_root, out)
+    assert rerun.returncode == 0, rerun.stderr
+    final = read_rows(out)
+    assert [r["cell_hash"] for r in final] == [r["cell_hash"] for r in reference]
+    for mine, theirs in zip(final, reference):
+        for metric in ("clean_auroc", "adv_auroc", "clean_ece", "adv_ece", "flag_auroc"):
+            assert float(mine[metric]) == pytest.approx(float(theirs[metric]), abs=1e-9)
+
+
+class CountingBackbone(TinyBackbone):
+    """The tiny backbone, counting the images it sees with and without gradients."""
+
+    name = "counting"
+    seen = {"no_grad": 0, "grad": 0}
+
+    def __init__(self, *, weights: str | None = None, device: str = "cpu") -> None:
+        super().__init__()
+
+    def forward(self, x):
+        import torch
+
+        CountingBackbone.seen["grad" if torch.is_grad_enabled() else "no_grad"] += x.shape[0]
+        return super().forward(x)
+
+
+class CountingPlugin:
+    from robustad.hookspecs import hookimpl
+
+    @hookimpl
+    def register_backbones(self, register):
+        register(CountingBackbone)
+
+
+def test_clean_features_are_computed_once_per_image_per_prefix(tmp_path, monkeypatch):
+    monkeypatch.setenv("ROBUSTAD_CACHE", str(tmp_path / "cache"))
+    registry: PluginRegistry = get_registry()
+    if not registry.pm.has_plugin("counting"):
+        registry.add(CountingPlugin(), "counting")
+    request = BenchRequest(datasets="demo", data_root=None, categories="disc", shots="1", seeds="0",
+                           backbones="counting", weights="", resolutions="32", detectors="anomalydino",
+                           surrogates="score", attacks="fgsm,pgd", eps="2/255,8/255",
+                           calibrators="platt,isotonic,none", calib_fraction=0.3, options=[])
+    cells = build_cells(request, registry)
+    assert len(cells) == 2 * 2 * 3
+    CountingBackbone.seen.update(no_grad=0, grad=0)
+    result = run_local(cells, RunSettings(pixel_metrics=False), tmp_path / "board.csv", registry,
+                       SilentReporter(), lambda cell, row: None)
+    row = result.written[0]
+    n_ref, n_calib, n_eval = row["n_ref"], row["n_calib"], row["n_eval"]
+    assert len(result.written) == 12
+    attack_prefixes = 4  # (fgsm, pgd) x (2/255, 8/255), shared by the three calibrators
+    assert CountingBackbone.seen["no_grad"] == n_ref * 8 + n_calib + n_eval + attack_prefixes * n_eval
+    assert CountingBackbone.seen["grad"] == 2 * (1 + 10) * n_eval  # per eps: FGSM 1 step, PGD 10 steps
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--attack", "nosuch"], "unknown attack 'nosuch'; choose from:"),
+    (["--calib", "platt,bogus"], "unknown calibrator 'bogus'"),
+    (["--eps", "0"], "eps"),
+    (["--shots", "0"], "0"),
+    (["--opt", "attack.pgd.nosuch=1"], "has no option 'nosuch'"),
+])
+def test_bench_usage_errors_exit_2_with_one_line(cli, args, message, tmp_path):
+    result = cli("bench", *args, "--out", tmp_path / "x.csv", env={"ROBUSTAD_CACHE": str(tmp_path)})
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr and result.stderr.strip().count("\n") == 0
+    assert not (tmp_path / "x.csv").exists()
