@@ -24,7 +24,7 @@ from robustad.backbone_checks import patch_grid, torch_device
 from robustad.errors import RobustadError
 from robustad.hookspecs import hookimpl
 from robustad.records import Features
-from robustad.weights import RANDOM, file_id, hub_file, local_file, unloadable
+from robustad.weights import RANDOM, file_id, hub_file, local_file, seeded_random_init, unloadable
 
 HUB_FILENAMES = (HF_SAFE_WEIGHTS_NAME, HF_WEIGHTS_NAME)
 
@@ -53,8 +53,7 @@ class ClipBackbone(torch.nn.Module):
         super().__init__()
         target = torch_device(device, self.name)  # checked before any slow loading
         if weights == RANDOM:
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(0)
+            with seeded_random_init():
                 model = self._create(None)
             self.weights_id = RANDOM
         else:

@@ -25,7 +25,7 @@ from timm.models.vision_transformer import VisionTransformer, checkpoint_filter_
 from robustad.backbone_checks import patch_grid, torch_device
 from robustad.hookspecs import hookimpl
 from robustad.records import Features
-from robustad.weights import RANDOM, file_id, hub_file, local_file, unloadable
+from robustad.weights import RANDOM, file_id, hub_file, local_file, seeded_random_init, unloadable
 
 TABLE_IMAGE_SIZE = 518  # 37 x 14: the resolution DINOv2's position table was trained at
 INTERPOLATE_OFFSET = 0.1  # the original model's interpolate_offset
@@ -78,8 +78,7 @@ class DinoV2Backbone(torch.nn.Module):
         super().__init__()
         target = torch_device(device, self.name)  # checked before any slow loading
         if weights == RANDOM:
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(0)
+            with seeded_random_init():
                 self.vit = self.create_vit()
             self.weights_id = RANDOM
         else:

@@ -9,15 +9,25 @@ retries.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
+import torch
 from huggingface_hub import constants, get_session, hf_hub_download, try_to_load_from_cache
 from huggingface_hub.errors import RemoteEntryNotFoundError
 
 from robustad.errors import RobustadError
 
 RANDOM = "random"  # weights option value: random initialisation, for tests and smoke runs only
+
+
+@contextmanager
+def seeded_random_init(seed: int = 0) -> Iterator[None]:
+    """Build a model with ``weights=random`` reproducibly, leaving the caller's RNG state untouched."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
 _HUB_PROBE_TIMEOUT_S = 5.0
 
 
