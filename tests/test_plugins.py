@@ -179,3 +179,22 @@ def test_usage_errors_exit_2_with_one_line(args, message):
 def test_version():
     result = run_cli("--version")
     assert result.returncode == 0 and result.stdout.startswith("robustad ")
+
+
+def test_writing_a_plugin_example_works(tmp_path, monkeypatch):
+    """The complete plugin in docs/writing-a-plugin.md registers and calibrates as the page says."""
+    page = (REPO / "docs" / "writing-a-plugin.md").read_text()
+    code = page.split("```python\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "robustad_beta.py").write_text(code)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import robustad_beta
+
+    registry = PluginRegistry()
+    registry.add(robustad_beta, "beta", "robustad-beta")
+    component = registry.get("calibrator", "beta")
+    assert component.distribution == "robustad-beta" and component.option("margin").default == 1e-3
+    rng = np.random.default_rng(0)
+    scores = rng.uniform(0, 1, 400)
+    labels = (rng.uniform(0, 1, 400) < scores).astype(int)
+    probs = component.create().fit(scores, labels).predict(np.linspace(0, 1, 11))
+    assert np.all((probs > 0) & (probs < 1)) and np.all(np.diff(probs) > 0)

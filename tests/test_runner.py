@@ -175,3 +175,16 @@ def test_bench_usage_errors_exit_2_with_one_line(cli, args, message, tmp_path):
     assert result.returncode == 2, result.stderr
     assert message in result.stderr and result.stderr.strip().count("\n") == 0
     assert not (tmp_path / "x.csv").exists()
+
+
+@pytest.mark.integration
+def test_report_writes_figures_and_html(full_run, cli, tmp_path):
+    out, scores = full_run
+    result = cli("report", out, "--scores", scores, "--out", tmp_path / "report")
+    assert result.returncode == 0, result.stderr
+    expected = {"auroc_vs_eps.png", "ap_vs_eps.png", "reliability.png", "entropy.png"}
+    assert expected <= {p.name for p in (tmp_path / "report").iterdir()}
+    for name in expected:
+        assert (tmp_path / "report" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    page = (tmp_path / "report" / "index.html").read_text()
+    assert all(f'src="{name}"' in page for name in expected) and "clean_auroc_mean" in page
