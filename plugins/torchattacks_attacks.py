@@ -48,7 +48,7 @@ class PGD:
     description = "PGD: signed-gradient steps of alpha_ratio*eps from a seeded random start (torchattacks)"
 
     def __init__(self, *, steps: int = 10, alpha_ratio: float = 0.25, random_start: bool = True,
-                 restarts: int = 1, seed: int = 0) -> None:
+                 restarts: int = 1, seed: int | None = None) -> None:
         for option, value in (("steps", steps), ("restarts", restarts)):
             if value < 1:
                 raise RobustadError(f"pgd option {option}={value}: expected an integer >= 1")
@@ -76,7 +76,7 @@ class TorchattacksAttack:
     name = "torchattacks"
     description = "any torchattacks class by name (attack=MIFGSM); other options go to its constructor"
 
-    def __init__(self, *, attack: str | None = None, seed: int = 0, **options: Any) -> None:
+    def __init__(self, *, attack: str | None = None, seed: int | None = None, **options: Any) -> None:
         choices = ", ".join(sorted(ATTACK_NAMES.values()))
         if attack is None or str(attack).lower() not in ATTACK_NAMES:
             raise RobustadError(f"unknown torchattacks attack {attack!r}; choose from: {choices}")
@@ -87,11 +87,14 @@ class TorchattacksAttack:
         self.options = {key: _coerce(self.attack, key, value, self.defaults) for key, value in options.items()}
         if "n_classes" in self.defaults:
             self.options.setdefault("n_classes", 2)
-        if "seed" in self.defaults:
+        if "seed" in self.defaults and seed is not None:
             self.options["seed"] = seed
 
     def perturb(self, model: torch.nn.Module, images: torch.Tensor, labels: Any, eps: float) -> torch.Tensor:
-        return run_attack(self.attack_cls, self._arguments(eps), model, images, labels, eps, self.seed)
+        arguments = self._arguments(eps)
+        if "seed" in self.defaults and self.seed is None:
+            arguments["seed"] = torch.initial_seed()  # the caller's seed (the runner's: the cell seed)
+        return run_attack(self.attack_cls, arguments, model, images, labels, eps, self.seed)
 
     def describe(self, eps: float) -> dict:
         arguments = {**self.defaults, **self._arguments(eps)}
@@ -104,8 +107,9 @@ class TorchattacksAttack:
 
 
 def run_attack(attack_cls: type, options: dict, model: torch.nn.Module, images: torch.Tensor, labels: Any,
-               eps: float, seed: int = 0, restarts: int = 1) -> torch.Tensor:
-    """Run a torchattacks class under a seeded RNG; with restarts, keep each image's most adversarial result."""
+               eps: float, seed: int | None = None, restarts: int = 1) -> torch.Tensor:
+    """Run a torchattacks class, under its own seed when given (else the caller's RNG, which the runner seeds
+    with the cell seed); with restarts, keep each image's most adversarial result."""
     if not 0 < eps <= 1:
         raise RobustadError(f"eps={eps}: expected a value in (0, 1] ([0,1] pixel units)")
     images = images.detach()
@@ -147,8 +151,11 @@ def _label_tensor(labels: Any, images: torch.Tensor) -> torch.Tensor:
 
 
 @contextlib.contextmanager
-def _seeded(seed: int, device: torch.device):
-    """Seed torch's RNG for the attack's random start without disturbing the caller's RNG state."""
+def _seeded(seed: int | None, device: torch.device):
+    """Seed torch's RNG for the attack's random start without disturbing the caller's RNG state (None: use it)."""
+    if seed is None:
+        yield
+        return
     devices = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)

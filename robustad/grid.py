@@ -79,7 +79,8 @@ def expand(
     """The cross product, in an order where cells sharing a prefix are adjacent.
 
     ``datasets`` maps each dataset to its categories. ``--attack none`` gives clean-only cells
-    that take no surrogate or eps. ``options`` maps (kind, name) to that component's options.
+    that take no surrogate or eps. ``options`` maps (kind, name) to that component's options; options of
+    ``torchattacks`` apply to every ``torchattacks:NAME`` attack.
     """
     threats = []
     for attack in attacks:
@@ -93,12 +94,11 @@ def expand(
             categories, shots, seeds, backbones, resolutions, detectors
         ):
             for (surrogate, attack, e), calibrator in itertools.product(threats, calibrators):
-                used = {
-                    f"{kind}.{name}": opts for (kind, name), opts in sorted(options.items())
-                    if (kind, name) in {("dataset", dataset), ("backbone", backbone), ("detector", detector),
-                                        ("surrogate", surrogate), ("attack", attack),
-                                        ("calibrator", calibrator)}
-                }
+                chosen = {("dataset", dataset), ("backbone", backbone), ("detector", detector),
+                          ("surrogate", surrogate), ("attack", attack), ("attack", attack.partition(":")[0]),
+                          ("calibrator", calibrator)}
+                used = {f"{kind}.{name}": opts for (kind, name), opts in sorted(options.items())
+                        if (kind, name) in chosen}
                 cells.append(Cell(dataset, category, k, seed, backbone, weights, resolution, detector,
                                   surrogate, attack, e, calibrator, calib_fraction,
                                   json.dumps(used, sort_keys=True)))

@@ -10,6 +10,7 @@ from robustad.errors import RobustadError
 from robustad.grid import NO_ATTACK, Cell, expand
 from robustad.plugins import PluginRegistry
 from robustad.protocol import parse_shots
+from robustad.runner import create
 from robustad.threat import parse_eps
 
 
@@ -114,11 +115,36 @@ def build_cells(request: BenchRequest, registry: PluginRegistry) -> list[Cell]:
             raise RobustadError(f"category {unknown[0]!r} not found for dataset {name!r}; "
                                 f"found: {', '.join(present) or 'none'}")
         datasets[name] = wanted
-    return expand(
+    options = parse_options(request.options, registry)
+    in_use = {
+        "dataset": set(datasets), "backbone": set(split_list(request.backbones, "backbone")),
+        "detector": set(split_list(request.detectors, "detector")), "surrogate": set(surrogates),
+        "attack": set(attacks) | {a.partition(":")[0] for a in attacks},
+        "calibrator": set(split_list(request.calibrators, "calib")),
+    }
+    for kind, name in options:
+        if name not in in_use.get(kind, set()):
+            raise RobustadError(f"--opt names {kind} {name!r}, which this run does not use; "
+                                f"used: {', '.join(sorted(in_use.get(kind, ()))) or 'none'}")
+    cells = expand(
         datasets=datasets, shots=shots, seeds=_integers(request.seeds, "seeds", 0),
         backbones=split_list(request.backbones, "backbone"), weights=request.weights,
         resolutions=_integers(request.resolutions, "resolution", 1),
         detectors=split_list(request.detectors, "detector"), surrogates=surrogates, attacks=attacks, eps=eps,
         calibrators=split_list(request.calibrators, "calib"), calib_fraction=request.calib_fraction,
-        options=parse_options(request.options, registry),
+        options=options,
     )
+    _check_cheap_components(cells, registry)
+    return cells
+
+
+def _check_cheap_components(cells: list[Cell], registry: PluginRegistry) -> None:
+    """Build each attack and calibrator once, so that a bad option fails now rather than mid-run."""
+    seen = set()
+    for cell in cells:
+        for kind, spec in (("attack", cell.attack), ("calibrator", cell.calibrator)):
+            if spec != NO_ATTACK or kind == "calibrator":
+                key = (kind, spec, cell.options_of(kind))
+                if key not in seen:
+                    seen.add(key)
+                    create(registry, kind, spec, cell)

@@ -58,7 +58,8 @@ def create(registry: PluginRegistry, kind: str, spec: str, cell: Cell, *args: An
     """Instantiate the component named by ``spec`` (``name`` or ``name:first-option``) with the cell's options."""
     name, _, argument = spec.partition(":")
     component: Component = registry.get(kind, name)
-    options = dict(json.loads(cell.options).get(f"{kind}.{spec}", {}))
+    given = json.loads(cell.options)
+    options = {**given.get(f"{kind}.{name}", {}), **given.get(f"{kind}.{spec}", {})}
     if argument:
         if not component.options:
             raise RobustadError(f"{kind} {name!r} takes no ':' argument (got {spec!r})")

@@ -134,6 +134,18 @@ def test_pgd_is_reproducible_and_leaves_the_global_rng_alone(tiny_backbone):
     assert torch.equal(after_attack, expected_next)
 
 
+def test_pgd_without_a_seed_follows_the_callers_rng(tiny_backbone):
+    """The runner seeds torch with the cell seed; an unseeded PGD's random start must follow it."""
+    images, labels = images_and_labels()
+    model = TwoLogit(TinyLogit(tiny_backbone))
+    starts = []
+    for seed in (0, 0, 1):
+        torch.manual_seed(seed)
+        starts.append(PGD(steps=1, alpha_ratio=1e-6).perturb(model, images, labels, EPS))
+    assert torch.equal(starts[0], starts[1])
+    assert not torch.equal(starts[0], starts[2])
+
+
 def test_pgd_restarts_keep_each_images_strongest_result(tiny_backbone):
     images, labels = images_and_labels(count=6)
     z_model = TinyLogit(tiny_backbone)

@@ -48,3 +48,8 @@ def test_key_is_stable_across_runs():
     assert cell.key == Cell(**{f: getattr(cell, f) for f in cell.__dataclass_fields__}).key
     assert len(cell.key) == 16 and cell.key != Cell("demo", "weave", "1", 1, "b", "", 64, "anomalydino",
                                                     "score", "pgd", "2/255", "platt", 0.3).key
+
+
+def test_torchattacks_options_apply_to_every_named_class():
+    cells = grid(attacks=["torchattacks:MIFGSM"], options={("attack", "torchattacks"): {"decay": 0.5}})
+    assert all('"attack.torchattacks": {"decay": 0.5}' in c.options for c in cells)

@@ -169,6 +169,9 @@ def test_clean_features_are_computed_once_per_image_per_prefix(tmp_path, monkeyp
     (["--eps", "0"], "eps"),
     (["--shots", "0"], "0"),
     (["--opt", "attack.pgd.nosuch=1"], "has no option 'nosuch'"),
+    (["--attack", "fgsm", "--opt", "attack.pgd.steps=3"], "--opt names attack 'pgd', which this run does not use"),
+    (["--attack", "torchattacks:PGD", "--opt", "attack.torchattacks.stepz=3"], "has no option 'stepz'"),
+    (["--attack", "torchattacks:Nope"], "unknown torchattacks attack 'Nope'"),
 ])
 def test_bench_usage_errors_exit_2_with_one_line(cli, args, message, tmp_path):
     result = cli("bench", *args, "--out", tmp_path / "x.csv", env={"ROBUSTAD_CACHE": str(tmp_path)})
