@@ -2,7 +2,7 @@
 
 The image descriptor is the CLS/global token concatenated with the mean patch token (for a CNN the global token is
 its pooled feature map: the same code path). sklearn fits the classifier on standardised descriptors; its weights
-become a torch layer so ``z(x) = w . standardise(descriptor(x)) + b`` is differentiable w.r.t. the image.
+become fixed torch buffers so ``z(x) = w . standardise(descriptor(x)) + b`` is differentiable w.r.t. the image.
 """
 
 from __future__ import annotations
@@ -24,19 +24,19 @@ def descriptor(features: Features) -> torch.Tensor:
 
 
 class LinearLogit(torch.nn.Module):
-    """``x -> z``: backbone, descriptor, standardisation, linear layer."""
+    """``x -> z = weight . (descriptor(backbone(x)) - mean) / scale + bias``; the head is fixed (buffers only)."""
 
-    def __init__(self, backbone: torch.nn.Module, mean: torch.Tensor, scale: torch.Tensor,
-                 head: torch.nn.Linear) -> None:
+    def __init__(self, backbone: torch.nn.Module, mean: np.ndarray, scale: np.ndarray, weight: np.ndarray,
+                 bias: float) -> None:
         super().__init__()
         self.backbone = backbone
-        self.register_buffer("mean", mean)
-        self.register_buffer("scale", scale)
-        self.head = head
+        device = next(backbone.parameters(), torch.empty(0)).device
+        for name, value in (("mean", mean), ("scale", scale), ("weight", weight), ("bias", np.asarray(bias))):
+            self.register_buffer(name, torch.as_tensor(value, dtype=torch.float32, device=device))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         standardised = (descriptor(self.backbone(x)) - self.mean) / self.scale
-        return self.head(standardised).squeeze(1)
+        return standardised @ self.weight + self.bias
 
 
 class LinearSurrogate:
@@ -60,14 +60,8 @@ class LinearSurrogate:
         inputs = descriptor(features).detach().cpu().double().numpy()
         scaler = StandardScaler().fit(inputs)
         classifier = LogisticRegression(C=self.C, max_iter=self.max_iter).fit(scaler.transform(inputs), targets)
-        head = torch.nn.Linear(inputs.shape[1], 1)
-        with torch.no_grad():
-            head.weight.copy_(torch.from_numpy(classifier.coef_))
-            head.bias.copy_(torch.from_numpy(classifier.intercept_))
-        head.requires_grad_(False)
-        device = features.global_token.device
-        self.model = LinearLogit(backbone, torch.from_numpy(scaler.mean_).float(),
-                                 torch.from_numpy(scaler.scale_).float(), head).to(device).eval()
+        self.model = LinearLogit(backbone, scaler.mean_, scaler.scale_, classifier.coef_[0],
+                                 float(classifier.intercept_[0]))
 
     def logit_model(self, clean: DetectorOutput) -> torch.nn.Module:
         """The same fitted head for every batch (it does not depend on the clean scores)."""

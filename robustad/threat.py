@@ -36,14 +36,6 @@ def parse_eps(text: str) -> float:
     return float(value)
 
 
-def parse_eps_list(text: str) -> list[float]:
-    """Read a comma-separated list of eps values, e.g. ``"1/255,2/255,4/255,8/255"``."""
-    items = [item.strip() for item in str(text).split(",")]
-    if not any(items) or not all(items):
-        raise RobustadError(f"eps list {text!r} has an empty entry; write e.g. 1/255,2/255")
-    return [parse_eps(item) for item in items]
-
-
 def project(adversarial: torch.Tensor, clean: torch.Tensor, eps: float) -> torch.Tensor:
     """Clip ``adversarial`` onto the L-inf ball of radius ``eps`` around ``clean``, intersected with [0,1]."""
     return torch.min(torch.max(adversarial, clean - eps), clean + eps).clamp(0, 1)

@@ -8,7 +8,7 @@ import torch
 
 from robustad.errors import RobustadError
 from robustad.plugins import get_registry
-from robustad.threat import TwoLogit, parse_eps, parse_eps_list
+from robustad.threat import TwoLogit, parse_eps
 from robustad_plugins.torchattacks_attacks import FGSM, PGD, TorchattacksAttack
 
 EPS = 8 / 255
@@ -59,13 +59,6 @@ def test_parse_eps_rejects_bad_values_in_one_line(text):
         parse_eps(text)
     message = str(caught.value)
     assert repr(text) in message and "\n" not in message
-
-
-def test_parse_eps_list():
-    assert parse_eps_list("1/255,2/255, 0.5") == pytest.approx([1 / 255, 2 / 255, 0.5])
-    for bad in ("1/255,,2/255", "", "1/255,x"):
-        with pytest.raises(RobustadError):
-            parse_eps_list(bad)
 
 
 def test_two_logit_is_the_logistic_model_of_z():

@@ -67,7 +67,9 @@ def test_linear_logits_match_sklearn_decision_function(tiny_backbone):
         calib_features = tiny_backbone(calib)
         eval_features = tiny_backbone(evaluation)
     surrogate = LinearSurrogate(C=0.5)
+    rng_state = torch.get_rng_state()
     surrogate.fit(tiny_backbone, None, calib_features, labels, np.zeros(len(labels)))
+    assert torch.equal(torch.get_rng_state(), rng_state)  # fitting draws nothing from torch's global RNG
     with torch.no_grad():
         z = surrogate.logit_model(DetectorOutput(np.zeros(6), np.zeros((6, 8, 8)))).forward(evaluation).numpy()
 
