@@ -191,3 +191,12 @@ def test_report_writes_figures_and_html(full_run, cli, tmp_path):
         assert (tmp_path / "report" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     page = (tmp_path / "report" / "index.html").read_text()
     assert all(f'src="{name}"' in page for name in expected) and "clean_auroc_mean" in page
+
+
+@pytest.mark.integration
+def test_platt_lowers_eval_ece_below_raw_scores_on_bottle(full_run):
+    rows = pd.DataFrame(read_rows(full_run[0]))
+    rows["clean_ece"] = rows["clean_ece"].astype(float)
+    for seed, part in rows.groupby("seed"):
+        ece = part.groupby("calibrator")["clean_ece"].first()
+        assert ece["platt"] < ece["none"], (seed, ece.to_dict())
