@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from robustad.aggregate import SUMMARY_METRICS, aggregate
-from robustad.executors import run_local
+from robustad.executors import GridResult, run_local
 from robustad.grid import Cell
 from robustad.plugins import get_registry
 from robustad.progress import reporter_for
@@ -18,8 +18,9 @@ from robustad.runner import RunSettings
 
 
 def run_bench(cells: list[Cell], request: BenchRequest, *, device: str, batch_size: int, pixel_metrics: bool,
-              out: Path, save_scores: Path | None, console: Console) -> None:
-    """Run the pending cells in-process and show a summary table of the rows written."""
+              out: Path, save_scores: Path | None, console: Console, executor: str = "local",
+              ray_address: str | None = None) -> GridResult:
+    """Run the pending cells (in-process, or as Ray tasks) and show a summary table of the rows written."""
     settings = RunSettings(data_root=request.data_root, device=device, batch_size=batch_size,
                            pixel_metrics=pixel_metrics, save_scores=save_scores)
     console.print(f"{len(cells)} cells -> {out}", highlight=False)
@@ -30,10 +31,16 @@ def run_bench(cells: list[Cell], request: BenchRequest, *, device: str, batch_si
                            f"{cell.calibrator}: clean_auroc={_fmt(row.get('clean_auroc'))}{adv}")
 
     with reporter_for(console, len(cells)) as reporter:
-        result = run_local(cells, settings, out, get_registry(), reporter, on_row)
+        if executor == "ray":
+            from robustad.ray_executor import run_ray
+
+            result = run_ray(cells, settings, out, reporter, on_row, address=ray_address)
+        else:
+            result = run_local(cells, settings, out, get_registry(), reporter, on_row)
     console.print(f"{len(result.written)} rows written, {result.skipped} cells already done", highlight=False)
     if result.written:
         console.print(summary_table(pd.DataFrame(result.written), "this run (mean over categories; +- over seeds)"))
+    return result
 
 
 def summary_table(rows: pd.DataFrame, title: str) -> Table:

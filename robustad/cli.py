@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Literal
 
 import typer
 from typer._click.exceptions import ClickException, NoArgsIsHelpError  # typer vendors click
@@ -87,10 +88,19 @@ def bench(
     pixel_metrics: bool = typer.Option(True, help="Compute pixel AUROC and AU-PRO where masks exist."),
     out: Path = typer.Option(Path("results/leaderboard.csv"), help="Leaderboard CSV to append to."),
     save_scores: Path = typer.Option(None, help="Folder for per-image scores of every cell."),
+    executor: Literal["local", "ray"] = typer.Option(
+        "local", help="local: in this process; ray: one Ray task per prefix group (pip install 'robustad[ray]')."),
+    ray_address: str = typer.Option(None, help="Ray cluster to join: auto, HOST:PORT or ray://HOST:PORT "
+                                               "(default: start a local Ray instance)."),
 ) -> None:
-    """Run the cross product of the given lists and append one leaderboard row per cell."""
+    """Run the cross product of the given lists and append one leaderboard row per cell.
+
+    Exit code 1 when some prefix groups failed (one line per group on stderr); their cells stay pending.
+    """
     from robustad.bench import run_bench
 
+    if ray_address is not None and executor != "ray":
+        raise RobustadError(f"--ray-address {ray_address} needs --executor ray")
     request = BenchRequest(
         datasets=dataset, data_root=data_root, categories=category, shots=shots, seeds=seeds,
         backbones=backbone, weights=weights, resolutions=resolution, detectors=detector,
@@ -98,8 +108,12 @@ def bench(
         options=opt,
     )
     cells = build_cells(request, get_registry())
-    run_bench(cells, request, device=device, batch_size=batch_size, pixel_metrics=pixel_metrics, out=out,
-              save_scores=save_scores, console=console)
+    result = run_bench(cells, request, device=device, batch_size=batch_size, pixel_metrics=pixel_metrics, out=out,
+                       save_scores=save_scores, console=console, executor=executor, ray_address=ray_address)
+    for _, message in result.failures:
+        err_console.print(f"robustad: group failed: {message}", highlight=False, soft_wrap=True)
+    if result.failures:
+        raise typer.Exit(1)
 
 
 @app.command()

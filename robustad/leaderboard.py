@@ -25,7 +25,7 @@ COLUMNS = (
     *(f"adv_{m}" for m in IMAGE_METRICS + PIXEL_METRICS),
     "flag_auroc",
     "t_split_s", "t_fit_s", "t_clean_s", "t_surrogate_s", "t_attack_s", "t_calib_metrics_s",
-    "device", "robustad_version", "timestamp",
+    "device", "torch_threads", "robustad_version", "timestamp",
 )
 
 

@@ -262,7 +262,7 @@ def _row(cell: Cell, shared: _CleanStage, labels: np.ndarray, scores: np.ndarray
         n_ref=len(shared.split.reference), n_calib=len(shared.split.calib), n_eval=len(shared.split.eval),
         memory_bank_size=shared.detector.memory_bank_size,
         clean_auroc_full=metrics.auroc(test_labels, shared.test_scores),
-        device=settings.device, robustad_version=__version__,
+        device=settings.device, torch_threads=torch.get_num_threads(), robustad_version=__version__,
         timestamp=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         **shared.timings,
     )

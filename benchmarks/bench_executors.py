@@ -1,0 +1,91 @@
+"""What does Ray cost on one machine? Cells per minute of the same demo grid with the local and the Ray executor.
+
+Runs the grid three times into fresh leaderboards: in-process (``run_local``: one group at a time) with torch on
+its default thread count and on one thread, and as Ray tasks on a local Ray instance (``run_ray`` with no address:
+one single-threaded task per prefix group, as many at once as the machine has cores). Ray's wall time includes
+starting Ray and its workers. Prints cells per minute for each, the ratios (> 1: Ray is faster here), how busy Ray
+kept the cores (every stage counted once per prefix that owns it, over wall time x cores), and the largest metric
+difference from the one-thread local run (0: the Ray tasks compute the same floats).
+Run: ``.venv/bin/python benchmarks/bench_executors.py [--seeds 0,1] [--resolution 112] [--eps 2/255]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from robustad.executors import run_local
+from robustad.plugins import get_registry
+from robustad.ray_executor import run_ray
+from robustad.request import BenchRequest, build_cells
+from robustad.runner import RunSettings, SilentReporter
+
+MODEL_STAGES = ("t_split_s", "t_fit_s", "t_clean_s")
+METRICS = ("clean_auroc", "clean_ece", "adv_auroc", "adv_ece", "flag_auroc")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", default="0,1")
+    parser.add_argument("--resolution", default="112")
+    parser.add_argument("--eps", default="2/255")
+    args = parser.parse_args()
+    registry = get_registry()
+    request = BenchRequest(datasets="demo", data_root=None, categories="all", shots="1", seeds=args.seeds,
+                           backbones="efficientnet_lite0", weights="", resolutions=args.resolution,
+                           detectors="anomalydino", surrogates="score", attacks="fgsm,pgd", eps=args.eps,
+                           calibrators="platt,isotonic,temperature,none", calib_fraction=0.3, options=[])
+    cells = build_cells(request, registry)
+    settings = RunSettings(pixel_metrics=False)
+    n_groups = len({cell.model_prefix for cell in cells})
+    cores = os.cpu_count() or 1
+    threads = torch.get_num_threads()
+    walls: dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as folder:
+        for label, n_threads in ((f"local, torch {threads} threads", threads), ("local, torch 1 thread", 1)):
+            torch.set_num_threads(n_threads)
+            started = time.perf_counter()
+            written = run_local(cells, settings, Path(folder) / f"local{n_threads}.csv", registry, SilentReporter(),
+                              lambda cell, row: None).written
+            walls[label] = time.perf_counter() - started
+        torch.set_num_threads(threads)
+        started = time.perf_counter()
+        distributed = run_ray(cells, settings, Path(folder) / "ray.csv", SilentReporter(), lambda cell, row: None)
+        ray_wall = time.perf_counter() - started
+    if distributed.failures:
+        raise SystemExit(f"Ray groups failed: {distributed.failures}")
+    tasks = min(cores, n_groups)
+    rows = {row["cell_hash"]: row for row in distributed.written}  # `written`: the one-thread local run's rows
+    difference = max(abs(row[m] - rows[row["cell_hash"]][m]) for row in written for m in METRICS)
+    print(f"demo grid: {len(cells)} cells in {n_groups} prefix groups, resolution {args.resolution}, "
+          f"seeds {args.seeds}, eps {args.eps}; {cores} cores")
+    for label, wall in walls.items():
+        print(f"{label:28s} {wall:7.1f} s  {60 * len(cells) / wall:6.1f} cells/min   "
+              f"ray / this = {wall / ray_wall:.2f}")
+    print(f"{f'ray, {tasks} tasks x 1 thread':28s} {ray_wall:7.1f} s  {60 * len(cells) / ray_wall:6.1f} cells/min   "
+          f"cores busy {_busy_seconds(distributed.written) / (ray_wall * tasks):.0%}   "
+          f"max |metric - local 1 thread| = {difference:.1e}")
+
+
+def _busy_seconds(rows: list[dict]) -> float:
+    """Compute time inside the tasks: shared stages once per prefix that owns them, per-cell stages per cell."""
+    model: dict[tuple, float] = {}
+    attack: dict[tuple, float] = {}
+    surrogate: dict[tuple, float] = {}
+    total = 0.0
+    for row in rows:
+        prefix = tuple(row[k] for k in ("dataset", "category", "shots", "seed"))
+        model[prefix] = sum(row[k] for k in MODEL_STAGES)
+        surrogate[(*prefix, row["surrogate"])] = row["t_surrogate_s"]
+        attack[(*prefix, row["surrogate"], row["attack"], row["eps"])] = row["t_attack_s"]
+        total += row["t_calib_metrics_s"]
+    return total + sum(model.values()) + sum(surrogate.values()) + sum(attack.values())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,174 @@
+"""Ray executor: one Ray task per model-prefix group (PROTOCOL.md section 8), rows written by the driver alone.
+
+Ray is an optional extra (``pip install 'robustad[ray]'``) and is imported only when this executor runs.
+Every node must see the data root (and the ``--save-scores`` folder) at the same path: a shared file system.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from robustad.errors import RobustadError
+from robustad.executors import GridResult, pending
+from robustad.grid import Cell, group_by_model_prefix
+from robustad.leaderboard import append_row
+from robustad.runner import Reporter, RunSettings, run_group
+
+CPUS_PER_TASK = 1  # many single-threaded groups in parallel; also torch's thread count inside a task
+MAX_RETRIES = 2  # Ray's retries of a group that crashed or raised (not of a RobustadError: bad data stays bad)
+LOCAL_OBJECT_STORE_BYTES = 200 * 1024 ** 2  # tasks exchange only cells and rows; scores go to the file system
+CONNECT_TIMEOUT_S = 10
+
+
+def import_ray() -> ModuleType:
+    """The ``ray`` module, or a one-line error saying how to install it."""
+    try:
+        import ray
+    except ImportError:
+        raise RobustadError("--executor ray needs Ray: pip install 'robustad[ray]'") from None
+    return ray
+
+
+def run_ray(cells: list[Cell], settings: RunSettings, out: Path, reporter: Reporter,
+            on_row: Callable[[Cell, dict], None], *, address: str | None = None,
+            max_retries: int = MAX_RETRIES, runtime_env: dict | None = None) -> GridResult:
+    """Run each pending prefix group as a Ray task and append its rows as the group finishes.
+
+    ``address`` None starts a local Ray instance; ``"auto"``, ``"HOST:PORT"`` or ``"ray://HOST:PORT"`` joins a
+    cluster.
+    A group that still fails after Ray's retries is recorded in ``GridResult.failures`` with its cell keys;
+    every other group's rows still land. ``runtime_env`` is handed to ``ray.init`` (e.g. ``env_vars``).
+    """
+    ray = import_ray()
+    settings = _portable(settings)
+    todo, skipped = pending(cells, out)
+    result = GridResult(skipped=skipped)
+    groups = group_by_model_prefix(todo)
+    if not groups:
+        return result
+    _connect(ray, address, runtime_env)
+    try:
+        task = ray.remote(_run_group_task).options(num_cpus=CPUS_PER_TASK, num_gpus=_gpus_per_task(ray, settings),
+                                                   max_retries=max_retries, retry_exceptions=True)
+        running = {task.remote(group, settings): group for group in groups}
+        reporter.stage(f"{len(groups)} prefix groups on Ray", len(groups))
+        while running:
+            [finished], _ = ray.wait(list(running), num_returns=1)
+            group = running.pop(finished)
+            try:
+                outcome = ray.get(finished)
+            except ray.exceptions.RayError as error:
+                outcome = error
+            if isinstance(outcome, Exception):
+                result.failures.append(([cell.key for cell in group], f"{_describe(group)}: {_one_line(outcome)}"))
+            else:
+                by_key = {cell.key: cell for cell in group}
+                for row in outcome:
+                    append_row(out, row)
+                    result.written.append(row)
+                    on_row(by_key[row["cell_hash"]], row)
+            reporter.advance()
+    finally:
+        ray.shutdown()
+    return result
+
+
+def _portable(settings: RunSettings) -> RunSettings:
+    """Absolute paths (workers do not share the driver's working directory); the scores folder made now,
+    so that a task can tell whether its node sees it."""
+    data_root = settings.data_root.resolve() if settings.data_root is not None else None
+    save_scores = settings.save_scores.resolve() if settings.save_scores is not None else None
+    if save_scores is not None:
+        save_scores.mkdir(parents=True, exist_ok=True)
+    return replace(settings, data_root=data_root, save_scores=save_scores)
+
+
+def _connect(ray: ModuleType, address: str | None, runtime_env: dict | None) -> None:
+    """Start a local Ray instance (no dashboard, small object store) or join the cluster at ``address``;
+    workers' output is kept out of the driver's terminal."""
+    common: dict[str, Any] = dict(log_to_driver=False, logging_level=logging.WARNING, runtime_env=runtime_env)
+    if address is not None:
+        _require_reachable(address)
+    try:
+        if address is None:
+            ray.init(include_dashboard=False, object_store_memory=LOCAL_OBJECT_STORE_BYTES, **common)
+        else:
+            ray.init(address=address, **common)
+    except (ConnectionError, RuntimeError, ValueError) as error:
+        where = "start a local Ray instance" if address is None else f"join the Ray cluster at {address}"
+        raise RobustadError(f"cannot {where}: {_one_line(error)}") from None
+
+
+def _require_reachable(address: str) -> None:
+    """Fail fast when nothing listens at a HOST:PORT address (Ray itself keeps retrying for minutes)."""
+    if address in ("auto", "local") or "://" in address:
+        return
+    host, _, port = address.rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT_S).close()
+    except (OSError, ValueError) as error:
+        raise RobustadError(f"cannot join the Ray cluster at {address}: nothing answers there ({error}); expected "
+                            "auto, HOST:PORT of a running head node, or ray://HOST:PORT") from None
+
+
+def _gpus_per_task(ray: ModuleType, settings: RunSettings) -> int:
+    """One GPU per task for ``--device cuda`` (Ray then sets CUDA_VISIBLE_DEVICES), none for the CPU."""
+    if not settings.device.startswith("cuda"):
+        return 0
+    if settings.device != "cuda":
+        raise RobustadError(f"--device {settings.device}: with --executor ray use --device cuda; "
+                            "Ray gives each task its own GPU")
+    if ray.cluster_resources().get("GPU", 0) < 1:
+        raise RobustadError("--device cuda but the Ray cluster has no GPU; use --device cpu or add GPU nodes")
+    return 1
+
+
+def _run_group_task(cells: list[Cell], settings: RunSettings) -> list[dict] | RobustadError:
+    """Body of the Ray task: the rows of one prefix group, in cell order.
+
+    Torch runs on CPUS_PER_TASK threads whatever the node's environment, so every node computes the same
+    floats. A RobustadError (bad input or data, or a path this node cannot see) is returned rather than raised,
+    so Ray does not retry what a retry cannot fix; anything else raises and is retried by Ray.
+    """
+    import torch
+
+    from robustad.plugins import get_registry
+
+    torch.set_num_threads(CPUS_PER_TASK)
+    try:
+        _require_visible(settings)
+        return [row for _, row in run_group(cells, settings, get_registry())]
+    except RobustadError as error:
+        return error
+
+
+def _require_visible(settings: RunSettings) -> None:
+    """Fail before loading anything when this node does not see the run's folders at the driver's paths."""
+    for what, path in (("data root", settings.data_root), ("--save-scores folder", settings.save_scores)):
+        if path is not None and not path.exists():
+            import ray
+
+            node, address = ray.get_runtime_context().get_node_id(), ray.util.get_node_ip_address()
+            raise RobustadError(f"{what} {path} is not visible on Ray node {node} ({address}); "
+                                "every node must see it at the same path (a shared file system)")
+
+
+def _describe(group: list[Cell]) -> str:
+    cell = group[0]
+    return (f"{cell.dataset}/{cell.category} shots={cell.shots} seed={cell.seed} {cell.backbone}@{cell.resolution} "
+            f"(cells {', '.join(c.key for c in group)})")
+
+
+def _one_line(error: BaseException) -> str:
+    """The original exception of a Ray task error (Ray's text carries the remote traceback), on one line."""
+    cause = getattr(error, "cause", None)
+    if isinstance(cause, BaseException):
+        error = cause
+    text = str(error) if isinstance(error, RobustadError) else f"{type(error).__name__}: {error}"
+    return " ".join(text.split())
