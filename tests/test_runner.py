@@ -200,3 +200,22 @@ def test_platt_lowers_eval_ece_below_raw_scores_on_bottle(full_run):
     for seed, part in rows.groupby("seed"):
         ece = part.groupby("calibrator")["clean_ece"].first()
         assert ece["platt"] < ece["none"], (seed, ece.to_dict())
+
+
+def test_attack_none_gives_clean_only_rows_with_empty_adversarial_columns(tmp_path):
+    registry: PluginRegistry = get_registry()
+    if not registry.pm.has_plugin("counting"):
+        registry.add(CountingPlugin(), "counting")
+    request = BenchRequest(datasets="demo", data_root=None, categories="weave", shots="1", seeds="0",
+                           backbones="counting", weights="", resolutions="32", detectors="anomalydino",
+                           surrogates="score", attacks="none", eps="8/255", calibrators="platt,none",
+                           calib_fraction=0.3, options=[])
+    cells = build_cells(request, registry)
+    assert [(c.surrogate, c.eps) for c in cells] == [("none", ""), ("none", "")]
+    CountingBackbone.seen.update(no_grad=0, grad=0)
+    out = tmp_path / "board.csv"
+    run_local(cells, RunSettings(pixel_metrics=False), out, registry, SilentReporter(), lambda cell, row: None)
+    assert CountingBackbone.seen["grad"] == 0
+    for row in read_rows(out):
+        assert row["clean_auroc"] and row["clean_ece"]
+        assert all(row[c] == "" for c in COLUMNS if c.startswith("adv_") or c == "flag_auroc")
