@@ -12,7 +12,7 @@ from sklearn.isotonic import IsotonicRegression
 
 from robustad.errors import RobustadError
 from robustad.hookspecs import hookimpl
-from robustad.metrics import check_labels, check_values, f1_optimal_threshold
+from robustad.metrics import check_labels, check_values, f1_optimal_threshold, require_both_classes
 
 ISOTONIC_CLIP = 1e-6
 TEMPERATURE_RANGE = 1e6  # T is searched within [spread / 1e6, spread * 1e6], spread = std of the calib scores
@@ -21,9 +21,8 @@ TEMPERATURE_RANGE = 1e6  # T is searched within [spread / 1e6, spread * 1e6], sp
 def _fit_inputs(name: str, scores: object, labels: object, *, both_classes: bool) -> tuple[np.ndarray, np.ndarray]:
     y = check_labels(labels, f"calibrator {name!r}")
     s = check_values(scores, f"calibrator {name!r}", length=y.size)
-    if both_classes and y.min() == y.max():
-        raise RobustadError(f"calibrator {name!r}: calib labels contain only class {int(y[0])} ({y.size} samples); "
-                            "fitting needs normal and anomalous images")
+    if both_classes:
+        require_both_classes(y, f"calibrator {name!r}", "fitting needs normal and anomalous calib images")
     return s, y
 
 

@@ -12,9 +12,8 @@ import torch
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
-from robustad.errors import RobustadError
 from robustad.hookspecs import hookimpl
-from robustad.metrics import check_labels
+from robustad.metrics import check_labels, require_both_classes
 from robustad.records import DetectorOutput, Features
 
 
@@ -54,9 +53,8 @@ class LinearSurrogate:
     def fit(self, backbone: torch.nn.Module, detector: object, features: Features, labels: np.ndarray,
             scores: np.ndarray) -> None:
         targets = check_labels(labels, "linear surrogate calib")
-        if targets.min() == targets.max():
-            raise RobustadError(f"linear surrogate: calib holds only label {targets[0]} ({targets.size} images); "
-                                "fitting the classifier needs normal and anomalous calib images")
+        require_both_classes(targets, "linear surrogate",
+                             "fitting the classifier needs normal and anomalous calib images")
         inputs = descriptor(features).detach().cpu().double().numpy()
         scaler = StandardScaler().fit(inputs)
         classifier = LogisticRegression(C=self.C, max_iter=self.max_iter).fit(scaler.transform(inputs), targets)

@@ -8,9 +8,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from robustad.errors import RobustadError
 from robustad.hookspecs import hookimpl
-from robustad.metrics import check_labels, f1_optimal_threshold
+from robustad.metrics import check_labels, f1_optimal_threshold, require_both_classes
 from robustad.records import DetectorOutput, Features
 
 
@@ -44,9 +43,8 @@ class ScoreSurrogate:
     def fit(self, backbone: torch.nn.Module, detector: object, features: Features, labels: np.ndarray,
             scores: np.ndarray) -> None:
         targets = check_labels(labels, "score surrogate calib")
-        if targets.min() == targets.max():
-            raise RobustadError(f"score surrogate: calib holds only label {targets[0]} ({targets.size} images); "
-                                "the threshold tau needs normal and anomalous calib scores")
+        require_both_classes(targets, "score surrogate",
+                             "the threshold tau needs normal and anomalous calib scores")
         self.tau = f1_optimal_threshold(targets, scores)
         self.backbone = backbone
         self.detector = detector

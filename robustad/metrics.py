@@ -46,6 +46,12 @@ def check_labels(labels: object, context: str) -> np.ndarray:
     return array.astype(np.int64)
 
 
+def require_both_classes(labels: np.ndarray, context: str, why: str) -> None:
+    """A one-line RobustadError when ``labels`` (checked 0/1) hold a single class: fitting ``context`` needs both."""
+    if labels.min() == labels.max():
+        raise RobustadError(f"{context}: labels contain only class {int(labels[0])} ({labels.size} samples); {why}")
+
+
 def check_values(values: object, context: str, *, name: str = "scores", length: int | None = None,
                  probabilities: bool = False) -> np.ndarray:
     """``values`` as a non-empty finite 1-D float64 array (of ``length``, within [0,1] for probabilities)."""
@@ -125,9 +131,7 @@ def f1_optimal_threshold(labels: object, scores: object) -> float:
     threshold on one class is meaningless, so that is a RobustadError, not a warning.
     """
     y, s = _labels_and("f1_optimal_threshold", labels, scores, probabilities=False)
-    if y.min() == y.max():
-        raise RobustadError(f"f1_optimal_threshold: labels contain only class {int(y[0])} ({y.size} samples); "
-                            "a threshold needs both classes")
+    require_both_classes(y, "f1_optimal_threshold", "a threshold needs both classes")
     f1_values, thresholds = _f1_over_thresholds(y, s)
     best = np.flatnonzero(f1_values >= f1_values.max() - F1_TIE_TOLERANCE)[0]
     return float(thresholds[best])

@@ -160,7 +160,7 @@ def test_fit_on_one_class_is_a_one_line_error(surrogate_cls, labels, tiny_backbo
     images = synthetic_images(len(labels), False, seed=0)
     with pytest.raises(RobustadError) as caught:
         surrogate_cls().fit(tiny_backbone, None, tiny_backbone(images), np.array(labels), np.arange(len(labels)) / 10)
-    assert f"only label {labels[0]}" in str(caught.value) and "\n" not in str(caught.value)
+    assert f"only class {labels[0]}" in str(caught.value) and "\n" not in str(caught.value)
 
 
 def test_registry_lists_the_surrogates():
