@@ -20,6 +20,12 @@ class GridResult:
     skipped: int = 0
     failures: list[tuple[list[str], str]] = field(default_factory=list)
 
+    def land(self, out: Path, cell: Cell, row: dict, on_row: Callable[[Cell, dict], None]) -> None:
+        """Append a finished row to the leaderboard (the driver's job alone), then report it."""
+        append_row(out, row)
+        self.written.append(row)
+        on_row(cell, row)
+
 
 def pending(cells: list[Cell], out: Path) -> tuple[list[Cell], int]:
     """The cells not yet in the leaderboard, and how many were skipped."""
@@ -35,7 +41,5 @@ def run_local(cells: list[Cell], settings: RunSettings, out: Path, registry: Plu
     result = GridResult(skipped=skipped)
     for group in group_by_model_prefix(todo):
         for cell, row in run_group(group, settings, registry, reporter):
-            append_row(out, row)
-            result.written.append(row)
-            on_row(cell, row)
+            result.land(out, cell, row, on_row)
     return result

@@ -17,7 +17,6 @@ from typing import Any
 from robustad.errors import RobustadError
 from robustad.executors import GridResult, pending
 from robustad.grid import Cell, group_by_model_prefix
-from robustad.leaderboard import append_row
 from robustad.runner import Reporter, RunSettings, run_group
 
 CPUS_PER_TASK = 1  # many single-threaded groups in parallel; also torch's thread count inside a task
@@ -70,9 +69,7 @@ def run_ray(cells: list[Cell], settings: RunSettings, out: Path, reporter: Repor
             else:
                 by_key = {cell.key: cell for cell in group}
                 for row in outcome:
-                    append_row(out, row)
-                    result.written.append(row)
-                    on_row(by_key[row["cell_hash"]], row)
+                    result.land(out, by_key[row["cell_hash"]], row, on_row)
             reporter.advance()
     finally:
         ray.shutdown()

@@ -87,7 +87,7 @@ class _CleanStage:
     test_patch_distances: list[np.ndarray]
     calib_features: Features
     eval_batches: list[_Batch]
-    sizes: dict[Path, tuple[int, int]]
+    eval_masks: list[np.ndarray] | None
     timings: dict[str, float] = field(default_factory=dict)
 
 
@@ -100,7 +100,7 @@ def run_group(cells: list[Cell], settings: RunSettings, registry: PluginRegistry
     calib_scores, eval_scores = shared.test_scores[:n_calib], shared.test_scores[n_calib:]
     calib_labels = np.array([s.label for s in shared.split.calib])
     eval_labels = np.array([s.label for s in shared.split.eval])
-    clean_pixels = _pixel_metrics(shared, shared.test_patch_distances[n_calib:], settings, "clean")
+    clean_pixels = _pixel_metrics(shared, shared.test_patch_distances[n_calib:], "clean")
     surrogates: dict[tuple, tuple[Any, float]] = {}
     adversarial: dict[tuple, tuple[np.ndarray, dict, dict, float]] = {}
     for cell in cells:
@@ -113,7 +113,7 @@ def run_group(cells: list[Cell], settings: RunSettings, registry: PluginRegistry
                 surrogates[surrogate_key] = _fit_surrogate(cell, registry, shared, calib_labels, calib_scores)
             surrogate, t_surrogate = surrogates[surrogate_key]
             if cell.attack_prefix not in adversarial:
-                adversarial[cell.attack_prefix] = _attack(cell, registry, shared, surrogate, settings, reporter)
+                adversarial[cell.attack_prefix] = _attack(cell, registry, shared, surrogate, reporter)
             adv_scores, adv_pixels, attack_info, t_attack = adversarial[cell.attack_prefix]
         started = time.perf_counter()
         calibrator = create(registry, "calibrator", cell.calibrator, cell)
@@ -172,8 +172,9 @@ def _clean_stage(cell: Cell, settings: RunSettings, registry: PluginRegistry, re
                 eval_batches.append(_Batch(x, torch.tensor([s.label for s in batch]), output))
             reporter.advance(len(batch))
     timings["t_clean_s"] = time.perf_counter() - started
+    eval_masks = _eval_masks(split.eval, sizes) if settings.pixel_metrics else None
     return _CleanStage(split, backbone, detector, np.concatenate(scores), distances,
-                       _concat_features(calib_features, cell), eval_batches, sizes, timings)
+                       _concat_features(calib_features, cell), eval_batches, eval_masks, timings)
 
 
 def _chunks(samples: list[Sample], size: int) -> Iterator[list[Sample]]:
@@ -206,7 +207,7 @@ def _fit_surrogate(cell: Cell, registry: PluginRegistry, shared: _CleanStage, la
 
 
 def _attack(cell: Cell, registry: PluginRegistry, shared: _CleanStage, surrogate: Any,
-            settings: RunSettings, reporter: Reporter) -> tuple[np.ndarray, dict, dict, float]:
+            reporter: Reporter) -> tuple[np.ndarray, dict, dict, float]:
     """Adversarial eval scores (and pixel metrics) for one attack prefix; PGD's random start is seeded."""
     started = time.perf_counter()
     attack = create(registry, "attack", cell.attack, cell)
@@ -224,7 +225,7 @@ def _attack(cell: Cell, registry: PluginRegistry, shared: _CleanStage, surrogate
             scores.append(output.scores)
             distances.extend(output.patch_distances)
             reporter.advance(len(batch.labels))
-    pixels = _pixel_metrics(shared, distances, settings, "adv")
+    pixels = _pixel_metrics(shared, distances, "adv")
     info = {"eps_value": eps, **attack.describe(eps)}
     return np.concatenate(scores), pixels, info, time.perf_counter() - started
 
@@ -237,18 +238,21 @@ def _check_threat_model(adversarial: torch.Tensor, clean: torch.Tensor, eps: flo
                             f"> eps {eps:.6f} or pixels outside [0,1]")
 
 
-def _pixel_metrics(shared: _CleanStage, distances: list[np.ndarray], settings: RunSettings, prefix: str) -> dict:
-    """Pixel AUROC and AU-PRO over the eval images, when the dataset has masks for every defect."""
-    if not settings.pixel_metrics:
-        return {}
-    samples = shared.split.eval
+def _eval_masks(samples: list[Sample], sizes: dict[Path, tuple[int, int]]) -> list[np.ndarray] | None:
+    """Ground-truth masks of the eval images (empty for normal ones), loaded once per prefix; None when some
+    defect has no mask, so that pixel metrics are left out."""
     if any(s.label == 1 and s.mask is None for s in samples):
+        return None
+    return [load_mask(s.mask) if s.mask is not None else np.zeros(sizes[s.path], dtype=bool) for s in samples]
+
+
+def _pixel_metrics(shared: _CleanStage, distances: list[np.ndarray], prefix: str) -> dict:
+    """Pixel AUROC and AU-PRO over the eval images, when their masks were loaded."""
+    if shared.eval_masks is None:
         return {}
-    maps, masks = [], []
-    for sample, patch_distances in zip(samples, distances):
-        size = shared.sizes[sample.path]
-        maps.append(shared.detector.anomaly_map(patch_distances, size))
-        masks.append(load_mask(sample.mask) if sample.mask is not None else np.zeros(size, dtype=bool))
+    maps = [shared.detector.anomaly_map(patch_distances, mask.shape)
+            for patch_distances, mask in zip(distances, shared.eval_masks)]
+    masks = shared.eval_masks
     return {f"{prefix}_pixel_auroc": metrics.pixel_auroc(maps, masks), f"{prefix}_aupro": metrics.aupro(maps, masks)}
 
 

@@ -219,3 +219,18 @@ def test_attack_none_gives_clean_only_rows_with_empty_adversarial_columns(tmp_pa
     for row in read_rows(out):
         assert row["clean_auroc"] and row["clean_ece"]
         assert all(row[c] == "" for c in COLUMNS if c.startswith("adv_") or c == "flag_auroc")
+
+
+def test_pixel_metrics_are_filled_for_clean_and_adversarial_eval_images(tmp_path):
+    registry: PluginRegistry = get_registry()
+    if not registry.pm.has_plugin("counting"):
+        registry.add(CountingPlugin(), "counting")
+    request = BenchRequest(datasets="demo", data_root=None, categories="disc", shots="1", seeds="0",
+                           backbones="counting", weights="", resolutions="32", detectors="anomalydino",
+                           surrogates="score", attacks="fgsm", eps="8/255", calibrators="none",
+                           calib_fraction=0.3, options=[])
+    result = run_local(build_cells(request, registry), RunSettings(), tmp_path / "board.csv", registry,
+                       SilentReporter(), lambda cell, row: None)
+    [row] = result.written
+    for column in ("clean_pixel_auroc", "clean_aupro", "adv_pixel_auroc", "adv_aupro"):
+        assert 0.0 <= row[column] <= 1.0, column
