@@ -19,6 +19,7 @@ from scipy.ndimage import gaussian_filter
 from sklearn.decomposition import PCA
 
 from robustad.errors import RobustadError
+from robustad.kit.backbone_checks import device_of
 from robustad.hookspecs import hookimpl
 from robustad.records import DetectorOutput, Features
 
@@ -99,6 +100,7 @@ class AnomalyDINO:
     name = "anomalydino"
     description = ("AnomalyDINO (WACV 2025): 1-NN cosine patch distance to rotated few-shot reference patches, "
                    "mean of the top 1 %")
+    memory_bank_size: int
 
     def __init__(self, backbone: torch.nn.Module, resolution: int, category: str, *, masking: str = "auto",
                  augment: str = "agnostic", batch_size: int = 8) -> None:
@@ -196,7 +198,7 @@ class AnomalyDINO:
 
     def _embed(self, images: list[torch.Tensor]) -> torch.Tensor:
         """L2-normalised patch tokens (n, C) of the images, forwarded in same-size batches without gradient."""
-        device = _device_of(self.backbone)
+        device = device_of(self.backbone)
         chunks = []
         with torch.no_grad():
             for _, group in groupby(images, key=lambda image: tuple(image.shape)):
@@ -235,12 +237,6 @@ def _nearest_rows(queries: torch.Tensor, bank: torch.Tensor) -> torch.Tensor:
         best = torch.where(better, similarity, best)
         nearest = torch.where(better, index + start, nearest)
     return nearest
-
-
-def _device_of(module: torch.nn.Module) -> torch.device:
-    """The device of a module's parameters (CPU for a module without any)."""
-    parameter = next(iter(module.parameters()), None)
-    return parameter.device if parameter is not None else torch.device("cpu")
 
 
 @hookimpl

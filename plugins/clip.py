@@ -20,11 +20,11 @@ import torch.nn.functional as F
 from open_clip.constants import HF_SAFE_WEIGHTS_NAME, HF_WEIGHTS_NAME, OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
 from open_clip.transformer import VisionTransformer
 
-from robustad.backbone_checks import patch_grid, torch_device
+from robustad.kit.backbone_checks import patch_grid, torch_device
 from robustad.errors import RobustadError
 from robustad.hookspecs import hookimpl
 from robustad.records import Features
-from robustad.weights import RANDOM, file_id, hub_file, local_file, seeded_random_init, unloadable
+from robustad.kit.weights import RANDOM, file_id, hub_file, local_file, seeded_random_init, unloadable
 
 HUB_FILENAMES = (HF_SAFE_WEIGHTS_NAME, HF_WEIGHTS_NAME)
 
@@ -48,6 +48,7 @@ class ClipBackbone(torch.nn.Module):
     architecture = ""  # open_clip model name, set by each registered variant
     patch_size = 0  # set by each registered variant
     pretrained_tag = "openai"
+    weights_id: str
 
     def __init__(self, *, weights: str | None = None, device: str = "cpu") -> None:
         super().__init__()

@@ -19,7 +19,7 @@ from PIL import Image
 
 from robustad.errors import RobustadError
 from robustad.hookspecs import hookimpl
-from robustad.layouts import read_mvtec_layout, require_category
+from robustad.kit.layouts import read_mvtec_layout, require_category
 from robustad.records import CategoryData
 
 VERSION = "demo-v1"  # bump when the images change, so old caches are not reused

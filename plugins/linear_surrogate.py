@@ -13,6 +13,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
 from robustad.hookspecs import hookimpl
+from robustad.kit.backbone_checks import device_of
 from robustad.metrics import check_labels, require_both_classes
 from robustad.records import DetectorOutput, Features
 
@@ -29,7 +30,7 @@ class LinearLogit(torch.nn.Module):
                  bias: float) -> None:
         super().__init__()
         self.backbone = backbone
-        device = next(backbone.parameters(), torch.empty(0)).device
+        device = device_of(backbone)
         for name, value in (("mean", mean), ("scale", scale), ("weight", weight), ("bias", np.asarray(bias))):
             self.register_buffer(name, torch.as_tensor(value, dtype=torch.float32, device=device))
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from robustad.hookspecs import hookimpl
-from robustad.layouts import (mvtec_categories, read_mvtec_layout, require_categories, require_category,
+from robustad.kit.layouts import (mvtec_categories, read_mvtec_layout, require_categories, require_category,
                               require_root)
 from robustad.records import CategoryData
 

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from robustad.hookspecs import hookimpl
+from robustad.kit.backbone_checks import device_of
 from robustad.metrics import check_labels, f1_optimal_threshold, require_both_classes
 from robustad.records import DetectorOutput, Features
 
@@ -52,7 +53,7 @@ class ScoreSurrogate:
     def logit_model(self, clean: DetectorOutput) -> torch.nn.Module:
         if self.backbone is None:
             raise RuntimeError("ScoreSurrogate.logit_model called before fit")
-        device = next(self.backbone.parameters(), torch.empty(0)).device
+        device = device_of(self.backbone)
         masks = None if clean.masks is None else torch.as_tensor(np.asarray(clean.masks, dtype=bool), device=device)
         return ScoreLogit(self.backbone, self.detector, masks, self.tau).eval()
 

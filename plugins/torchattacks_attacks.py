@@ -1,6 +1,6 @@
 """Attacks from torchattacks (PROTOCOL.md section 4): ``fgsm``, ``pgd``, and any other torchattacks class by name.
 
-Every attack gets the 2-logit model built by ``robustad.threat.TwoLogit`` and the ground-truth labels, so the
+Every attack gets the 2-logit model built by ``robustad.kit.threat.TwoLogit`` and the ground-truth labels, so the
 untargeted attack pushes normal images towards "anomalous" and anomalous ones towards "normal". Results are
 projected onto the L-inf eps ball around the clean images, intersected with [0,1], so every attack honours the
 protocol's threat model whatever its own norm.
@@ -20,7 +20,7 @@ import torchattacks
 
 from robustad.errors import RobustadError
 from robustad.hookspecs import hookimpl
-from robustad.threat import project
+from robustad.kit.threat import project
 
 ATTACK_NAMES = {name.lower(): name for name in torchattacks.__all__ if name not in torchattacks.__wrapper__}
 

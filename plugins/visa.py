@@ -7,8 +7,8 @@ from pathlib import Path
 
 from robustad.errors import RobustadError
 from robustad.hookspecs import hookimpl
-from robustad.images import check_mask_matches
-from robustad.layouts import require_categories, require_category, require_root, sorted_by_path
+from robustad.kit.images import check_mask_matches
+from robustad.kit.layouts import require_categories, require_category, require_root, sorted_by_path
 from robustad.records import CategoryData, Sample
 
 VISA_CATEGORIES = ("candle", "capsules", "cashew", "chewinggum", "fryum", "macaroni1", "macaroni2",

@@ -1,8 +1,29 @@
-"""robustad: adversarial robustness and calibration of few-shot image anomaly detectors."""
+"""robustad: adversarial robustness and calibration of few-shot image anomaly detectors.
+
+What a plugin may import from here is listed in ``__all__``: the hook marker, the record types, the contract of
+each plugin kind (``robustad.contracts``), the error type, and two modules of helpers, ``robustad.kit`` (images,
+dataset layouts, weights files, the threat model, backbone checks) and ``robustad.metrics`` (input checks and
+metrics). Everything else is internal and may change between versions.
+"""
 
 from importlib.metadata import PackageNotFoundError, version
+
+from robustad.contracts import (ATTACK_SETTINGS, Attack, AttackTarget, Backbone, Calibrator, Dataset, Detector,
+                                Perturbed, Surrogate)
+from robustad.errors import RobustadError
+from robustad.hookspecs import hookimpl
+from robustad.records import CategoryData, DetectorOutput, Features, Sample
 
 try:
     __version__ = version("robustad")
 except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0.0.0+unknown"
+
+__all__ = [
+    "hookimpl", "RobustadError",
+    "Sample", "CategoryData", "Features", "DetectorOutput",
+    "Dataset", "Backbone", "Detector", "Surrogate", "Attack", "Calibrator", "AttackTarget", "Perturbed",
+    "ATTACK_SETTINGS",
+    "kit", "metrics",
+    "__version__",
+]

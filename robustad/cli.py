@@ -16,7 +16,7 @@ from robustad import __version__
 from robustad.components import KINDS
 from robustad.errors import RobustadError
 from robustad.plugins import get_registry
-from robustad.request import BenchRequest, build_cells
+from robustad.engine.request import BenchRequest, build_cells
 
 app = typer.Typer(
     add_completion=False,
@@ -97,7 +97,7 @@ def bench(
 
     Exit code 1 when some prefix groups failed (one line per group on stderr); their cells stay pending.
     """
-    from robustad.bench import run_bench
+    from robustad.engine.bench import run_bench
 
     if ray_address is not None and executor != "ray":
         raise RobustadError(f"--ray-address {ray_address} needs --executor ray")
@@ -125,9 +125,9 @@ def leaderboard(
     """Mean +- std over seeds and mean over categories, beside published reference numbers."""
     import pandas as pd
 
-    from robustad.aggregate import beside_published, filter_rows, load_published
-    from robustad.bench import summary_table
-    from robustad.leaderboard import read_rows
+    from robustad.results.aggregate import beside_published, filter_rows, load_published
+    from robustad.engine.bench import summary_table
+    from robustad.results.leaderboard import read_rows
 
     if not csv_path.exists():
         raise RobustadError(f"leaderboard {csv_path} does not exist; run `robustad bench` first")
@@ -156,9 +156,9 @@ def report(
     """PNG figures (AUROC/AP vs eps, reliability diagrams, entropy histograms) and an HTML page."""
     import pandas as pd
 
-    from robustad.aggregate import filter_rows
-    from robustad.leaderboard import read_rows
-    from robustad.report import write_report
+    from robustad.results.aggregate import filter_rows
+    from robustad.results.leaderboard import read_rows
+    from robustad.results.report import write_report
 
     if not csv_path.exists():
         raise RobustadError(f"leaderboard {csv_path} does not exist; run `robustad bench` first")

@@ -3,13 +3,25 @@
 from __future__ import annotations
 
 import inspect
+import sys
 import typing
 from dataclasses import dataclass
 from typing import Any
 
+from robustad.contracts import CONTRACTS, missing_members
 from robustad.errors import RobustadError
 
-KINDS = ("dataset", "backbone", "detector", "surrogate", "attack", "calibrator")
+KINDS = tuple(CONTRACTS)
+
+
+def parse_spec(spec: str) -> tuple[str, str | None]:
+    """``"pgd:20"`` -> ``("pgd", "20")``, ``"pgd"`` -> ``("pgd", None)``: a component name and the value of its
+    first option, as the command line writes them (``torchattacks:MIFGSM``)."""
+    name, sep, argument = str(spec).strip().partition(":")
+    name, argument = name.strip(), argument.strip()
+    if not name or (sep and not argument):
+        raise RobustadError(f"{spec!r}: expected NAME or NAME:VALUE (e.g. pgd or pgd:20)")
+    return name, (argument if sep else None)
 
 
 @dataclass(frozen=True)
@@ -59,6 +71,10 @@ class Component:
             raise TypeError(f"{obj!r} has no string class attribute 'name'")
         if not isinstance(description, str):
             raise TypeError(f"{kind} {name!r} has no string class attribute 'description'")
+        missing = missing_members(kind, obj)
+        if missing:
+            raise TypeError(f"{kind} {name!r} lacks {', '.join(missing)} "
+                            f"(see robustad.contracts.{CONTRACTS[kind].__name__})")
         open_options = any(p.kind is inspect.Parameter.VAR_KEYWORD
                            for p in inspect.signature(obj.__init__).parameters.values())
         return cls(kind, name, obj, description, _options_of(obj), plugin, distribution, open_options)
@@ -71,6 +87,28 @@ class Component:
         valid = ", ".join(o.name for o in self.options) or "none"
         raise RobustadError(f"{self.kind} {self.name!r} has no option {key!r}; options: {valid}")
 
+    def label(self) -> str:
+        """``kind 'name' (plugin 'p' from distribution)``: how errors name a component."""
+        return f"{self.kind} {self.name!r} (plugin {self.plugin!r} from {self.distribution})"
+
+    def spec_options(self, argument: str | None) -> dict[str, Any]:
+        """The options a ``name:argument`` spec sets: the argument, converted to the first option's type."""
+        if argument is None:
+            return {}
+        if not self.options:
+            raise RobustadError(f"{self.kind} {self.name!r} takes no ':' argument (got {self.name}:{argument})")
+        first = self.options[0]
+        return {first.name: self.parse_option(first.name, argument)}
+
+    def parse_option(self, key: str, text: str) -> Any:
+        """A command-line string for option ``key``, converted to its type (open options: a Python literal)."""
+        if self.open_options and key not in {o.name for o in self.options}:
+            return _literal(text)
+        try:
+            return self.option(key).parse(text)
+        except RobustadError as error:
+            raise RobustadError(f"{self.kind} {self.name!r} {error}") from None
+
     def create(self, *args: Any, **options: Any) -> Any:
         """Instantiate with runtime ``args`` and validated keyword ``options``."""
         if not self.open_options:
@@ -80,18 +118,41 @@ class Component:
 
 
 def _options_of(obj: type) -> tuple[Option, ...]:
-    hints = typing.get_type_hints(obj.__init__)
     options = []
     for param in inspect.signature(obj.__init__).parameters.values():
-        if param.kind is not inspect.Parameter.KEYWORD_ONLY:
-            continue
-        hint = hints.get(param.name, type(param.default))
-        options.append(Option(param.name, _plain_type(hint, param.default), param.default))
+        if param.kind is inspect.Parameter.KEYWORD_ONLY:
+            hint = _evaluate(param.annotation, obj)
+            options.append(Option(param.name, _plain_type(hint, param.default), param.default))
     return tuple(options)
+
+
+def _evaluate(annotation: Any, obj: type) -> Any:
+    """One parameter's annotation, evaluated alone: other parameters may name types (torch's) that a plugin
+    imports only when it runs, and evaluating those would import them for nothing."""
+    if annotation is inspect.Parameter.empty:
+        return None
+    if not isinstance(annotation, str):
+        return annotation
+    module = sys.modules.get(obj.__module__)
+    try:
+        return eval(annotation, dict(vars(module)) if module else {})  # noqa: S307 - the plugin's own annotation
+    except Exception:
+        return None
+
+
+def _literal(text: str) -> object:
+    import ast
+
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
 
 
 def _plain_type(hint: Any, default: Any) -> type:
     """Reduce ``int | None`` style hints to the concrete type a string is parsed into."""
+    if hint is None:
+        return type(default) if default is not None else str
     if isinstance(hint, type):
         return hint
     args = [a for a in typing.get_args(hint) if a is not type(None)]

@@ -1,5 +1,8 @@
 """The plugin manager: entry points of the ``robustad`` group, loaded lazily, once.
 
+robustad's own entry points register first, then other distributions' in a fixed order (distribution, entry
+point order). A component name is owned by whoever registered it first: a later plugin that registers a taken name
+is refused as broken, naming both distributions, so a third party can never shadow a built-in.
 ``ROBUSTAD_LOAD_PLUGINS=name1,name2`` restricts which entry points load; an empty value loads none
 (only what a test registers by hand with ``get_registry().add``).
 """
@@ -15,9 +18,11 @@ import pluggy
 
 from robustad import hookspecs
 from robustad.components import KINDS, Component
-from robustad.errors import RobustadError
+from robustad.errors import RobustadError, one_line
 
 ENTRY_POINT_GROUP = "robustad"
+LOAD_VARIABLE = "ROBUSTAD_LOAD_PLUGINS"
+OWN_DISTRIBUTION = "robustad"
 HOOK_OF_KIND = {kind: f"register_{kind}s" for kind in KINDS}
 
 
@@ -44,15 +49,16 @@ class PluginRegistry:
         self._components: dict[str, dict[str, Component]] | None = None
 
     def load_entry_points(self, allowed: set[str] | None = None) -> None:
-        """Import and register every entry point of the group (or only the ``allowed`` names)."""
-        for ep in entry_points(group=ENTRY_POINT_GROUP):
+        """Import and register every entry point of the group (or only the ``allowed`` names), robustad's first."""
+        found = [(ep.dist.name if ep.dist else "unknown distribution", ep) for ep in entry_points(group=ENTRY_POINT_GROUP)]
+        found.sort(key=lambda pair: (pair[0] != OWN_DISTRIBUTION, pair[0]))  # stable: file order within one
+        for distribution, ep in found:
             if allowed is not None and ep.name not in allowed:
                 continue
-            distribution = ep.dist.name if ep.dist else "unknown distribution"
             try:
                 module = ep.load()
             except Exception as exc:  # a third party's import error must not take the CLI down
-                self.broken.append(BrokenPlugin(ep.name, distribution, _one_line(exc)))
+                self.broken.append(BrokenPlugin(ep.name, distribution, one_line(exc)))
                 continue
             self.add(module, ep.name, distribution)
 
@@ -76,7 +82,9 @@ class PluginRegistry:
         found = self.components(kind)
         if name not in found:
             choices = ", ".join(sorted(found)) or "none installed"
-            raise RobustadError(f"unknown {kind} {name!r}; choose from: {choices}")
+            setting = os.environ.get(LOAD_VARIABLE)
+            hint = f" ({LOAD_VARIABLE}={setting!r} restricts which plugins load)" if setting is not None else ""
+            raise RobustadError(f"unknown {kind} {name!r}; choose from: {choices}{hint}")
         return found[name]
 
     def _collect(self) -> dict[str, dict[str, Component]]:
@@ -96,27 +104,23 @@ class PluginRegistry:
                 except Exception as exc:
                     self._mark_broken(plugin, distribution, exc, found, failed)
                     continue
+                taken = [(c, found[kind][c.name]) for c in registered if c.name in found[kind]]
+                if taken:
+                    component, owner = taken[0]
+                    error = (f"refused: {kind} {component.name!r} is already registered by plugin {owner.plugin!r} "
+                             f"from {owner.distribution}")
+                    self._mark_broken(plugin, distribution, error, found, failed)
+                    continue
                 for component in registered:
-                    other = found[kind].get(component.name)
-                    if other is not None:
-                        error = (f"{kind} {component.name!r} is already registered by plugin "
-                                 f"{other.plugin!r} ({other.distribution})")
-                        self._mark_broken(plugin, distribution, error, found, failed)
-                        break
                     found[kind][component.name] = component
         return found
 
     def _mark_broken(self, plugin, distribution, error, found, failed) -> None:
-        self.broken.append(BrokenPlugin(plugin, distribution, _one_line(error)))
+        self.broken.append(BrokenPlugin(plugin, distribution, one_line(error)))
         failed.add(plugin)
         for by_name in found.values():
             for name in [n for n, c in by_name.items() if c.plugin == plugin]:
                 del by_name[name]
-
-
-def _one_line(error: object) -> str:
-    text = f"{type(error).__name__}: {error}" if isinstance(error, BaseException) else str(error)
-    return " ".join(text.split())
 
 
 _registry: PluginRegistry | None = None
@@ -127,7 +131,7 @@ def get_registry() -> PluginRegistry:
     global _registry
     if _registry is None:
         registry = PluginRegistry()
-        setting = os.environ.get("ROBUSTAD_LOAD_PLUGINS")
+        setting = os.environ.get(LOAD_VARIABLE)
         allowed = None if setting is None else {n.strip() for n in setting.split(",") if n.strip()}
         registry.load_entry_points(allowed)
         _registry = registry

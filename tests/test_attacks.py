@@ -1,4 +1,4 @@
-"""The threat model (robustad.threat) and the torchattacks attack plugins, checked against hand-computed values."""
+"""The threat model (robustad.kit.threat) and the torchattacks attack plugins, checked against hand-computed values."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import torch
 
 from robustad.errors import RobustadError
 from robustad.plugins import get_registry
-from robustad.threat import TwoLogit, parse_eps
+from robustad.kit.threat import TwoLogit, parse_eps
 from robustad_plugins.torchattacks_attacks import FGSM, PGD, TorchattacksAttack
 
 EPS = 8 / 255

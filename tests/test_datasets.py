@@ -13,9 +13,9 @@ from sklearn.metrics import roc_auc_score
 
 import robustad_plugins.demo as demo_module
 from robustad.errors import RobustadError
-from robustad.images import image_size, load_mask, load_rgb
+from robustad.kit.images import image_size, load_mask, load_rgb
 from robustad.plugins import PluginRegistry
-from robustad.protocol import make_split
+from robustad.engine.splits import make_split
 from robustad_plugins.demo import Demo, ensure_generated
 from robustad_plugins.mvtec import Folder, MVTecAD
 from robustad_plugins.visa import VisA

@@ -1,6 +1,6 @@
 """Grid expansion, cell keys and prefix grouping."""
 
-from robustad.grid import Cell, expand, group_by_model_prefix
+from robustad.engine.grid import Cell, expand, group_by_model_prefix
 
 
 def grid(**overrides):

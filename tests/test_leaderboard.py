@@ -6,9 +6,9 @@ import math
 import pandas as pd
 import pytest
 
-from robustad.aggregate import aggregate, filter_rows
+from robustad.results.aggregate import aggregate, filter_rows
 from robustad.errors import RobustadError
-from robustad.leaderboard import COLUMNS, append_row, finished_keys, read_rows
+from robustad.results.leaderboard import COLUMNS, append_row, finished_keys, read_rows
 
 
 def row(key, **values):

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from robustad.errors import RobustadError
-from robustad.protocol import make_split, parse_shots, reference_set, split_test
+from robustad.engine.splits import make_split, parse_shots, reference_set, split_test
 from robustad.records import CategoryData, Sample
 
 ROOT = Path("/data/widget")
@@ -118,7 +118,7 @@ def test_different_seeds_give_different_splits():
 
 
 def test_split_is_the_same_in_a_fresh_process_with_another_hash_seed():
-    code = ("import json; from tests.test_protocol import labelled_test, names; from robustad.protocol import split_test;"
+    code = ("import json; from tests.test_protocol import labelled_test, names; from robustad.engine.splits import split_test;"
             "print(json.dumps(names(split_test(labelled_test(), 0)[0])))")
     env = {**os.environ, "PYTHONHASHSEED": "12345"}
     output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env,

@@ -17,7 +17,7 @@ from sklearn.preprocessing import StandardScaler
 from robustad.errors import RobustadError
 from robustad.plugins import get_registry
 from robustad.records import DetectorOutput, Features
-from robustad.threat import TwoLogit, parse_eps
+from robustad.kit.threat import TwoLogit, parse_eps
 from robustad_plugins.anomalydino import AnomalyDINO
 from robustad_plugins.linear_surrogate import LinearSurrogate
 from robustad_plugins.score_surrogate import ScoreSurrogate
@@ -174,7 +174,7 @@ def test_registry_lists_the_surrogates():
 def test_attacks_lower_bottle_auroc_with_efficientnet_lite0(mvtec_root: Path):
     """1-shot seed 0 on real bottle images at 128 px (keeps the test near a minute): FGSM 8/255 through the score surrogate costs > 0.05 AUROC,
     and PGD-10 at the same eps costs at least as much."""
-    from robustad.protocol import make_split
+    from robustad.engine.splits import make_split
 
     started = time.perf_counter()
     registry = get_registry()

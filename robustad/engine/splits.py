@@ -8,7 +8,7 @@ from collections import Counter
 from sklearn.model_selection import train_test_split
 
 from robustad.errors import RobustadError
-from robustad.layouts import sorted_by_path
+from robustad.kit.layouts import sorted_by_path
 from robustad.records import CategoryData, Sample, Split
 
 DEFAULT_CALIB_FRACTION = 0.3

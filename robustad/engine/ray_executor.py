@@ -14,10 +14,10 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from robustad.errors import RobustadError
-from robustad.executors import GridResult, pending
-from robustad.grid import Cell, group_by_model_prefix
-from robustad.runner import Reporter, RunSettings, run_group
+from robustad.errors import RobustadError, one_line
+from robustad.engine.executors import GridResult, pending
+from robustad.engine.grid import Cell, group_by_model_prefix
+from robustad.engine.runner import Reporter, RunSettings, run_group
 
 CPUS_PER_TASK = 1  # many single-threaded groups in parallel; also torch's thread count inside a task
 MAX_RETRIES = 2  # Ray's retries of a group that crashed or raised (not of a RobustadError: bad data stays bad)
@@ -65,7 +65,7 @@ def run_ray(cells: list[Cell], settings: RunSettings, out: Path, reporter: Repor
             except ray.exceptions.RayError as error:
                 outcome = error
             if isinstance(outcome, Exception):
-                result.failures.append(([cell.key for cell in group], f"{_describe(group)}: {_one_line(outcome)}"))
+                result.failures.append(([cell.key for cell in group], f"{_describe(group)}: {one_line(_cause(outcome))}"))
             else:
                 by_key = {cell.key: cell for cell in group}
                 for row in outcome:
@@ -99,7 +99,7 @@ def _connect(ray: ModuleType, address: str | None, runtime_env: dict | None) -> 
             ray.init(address=address, **common)
     except (ConnectionError, RuntimeError, ValueError) as error:
         where = "start a local Ray instance" if address is None else f"join the Ray cluster at {address}"
-        raise RobustadError(f"cannot {where}: {_one_line(error)}") from None
+        raise RobustadError(f"cannot {where}: {one_line(error)}") from None
 
 
 def _require_reachable(address: str) -> None:
@@ -162,10 +162,7 @@ def _describe(group: list[Cell]) -> str:
             f"(cells {', '.join(c.key for c in group)})")
 
 
-def _one_line(error: BaseException) -> str:
-    """The original exception of a Ray task error (Ray's text carries the remote traceback), on one line."""
+def _cause(error: BaseException) -> BaseException:
+    """The original exception of a Ray task error (Ray's own text carries the remote traceback)."""
     cause = getattr(error, "cause", None)
-    if isinstance(cause, BaseException):
-        error = cause
-    text = str(error) if isinstance(error, RobustadError) else f"{type(error).__name__}: {error}"
-    return " ".join(text.split())
+    return cause if isinstance(cause, BaseException) else error

@@ -17,7 +17,7 @@ import torch
 from huggingface_hub import constants, get_session, hf_hub_download, try_to_load_from_cache
 from huggingface_hub.errors import RemoteEntryNotFoundError
 
-from robustad.errors import RobustadError
+from robustad.errors import RobustadError, one_line
 
 RANDOM = "random"  # weights option value: random initialisation, for tests and smoke runs only
 
@@ -64,19 +64,14 @@ def hub_file(repo_id: str, filenames: Sequence[str], backbone: str) -> Path:
         except RemoteEntryNotFoundError:  # this file name is absent: try the next
             continue
         except Exception as exc:  # gated repository, interrupted transfer, full disk, ...
-            raise RobustadError(f"backbone {backbone}: downloading {repo_id}/{filename} failed ({_reason(exc)}); "
+            raise RobustadError(f"backbone {backbone}: downloading {repo_id}/{filename} failed ({one_line(exc)}); "
                                 f"pass a weights file with --weights PATH (backbone option weights=PATH)") from None
     raise RobustadError(f"backbone {backbone}: hub repository {repo_id} has none of {', '.join(filenames)}")
 
 
 def unloadable(path: Path, backbone: str, error: Exception) -> RobustadError:
     """The one-line error for a weights file that a loader rejected (bad format or wrong model)."""
-    return RobustadError(f"backbone {backbone}: cannot load weights file {path}: {_reason(error)}")
-
-
-def _reason(error: Exception) -> str:
-    text = str(error).strip()
-    return f"{type(error).__name__}: {text.splitlines()[0]}" if text else type(error).__name__
+    return RobustadError(f"backbone {backbone}: cannot load weights file {path}: {one_line(error)}")
 
 
 def _offline_message(repo_id: str, backbone: str) -> str:

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from robustad.errors import RobustadError
-from robustad.grid import CELL_FIELDS
+from robustad.engine.grid import CELL_FIELDS
 
 IMAGE_METRICS = ("auroc", "ap", "f1", "f1_max", "gmean", "ece", "brier", "nll", "entropy")
 PIXEL_METRICS = ("pixel_auroc", "aupro")

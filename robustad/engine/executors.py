@@ -6,10 +6,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from robustad.grid import Cell, group_by_model_prefix
-from robustad.leaderboard import append_row, finished_keys
+from robustad.engine.grid import Cell, group_by_model_prefix
+from robustad.results.leaderboard import append_row, finished_keys
 from robustad.plugins import PluginRegistry
-from robustad.runner import Reporter, RunSettings, run_group
+from robustad.engine.runner import Reporter, RunSettings, run_group
 
 
 @dataclass

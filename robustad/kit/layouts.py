@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from robustad.errors import RobustadError
-from robustad.images import check_mask_matches, is_image_file
+from robustad.kit.images import check_mask_matches, is_image_file
 from robustad.records import CategoryData, Sample
 
 NORMAL = "good"

@@ -15,14 +15,14 @@ import pandas as pd
 import torch
 
 from robustad import __version__, metrics
-from robustad.components import Component
+from robustad.components import Component, parse_spec
 from robustad.errors import RobustadError
-from robustad.grid import NO_ATTACK, Cell
-from robustad.images import load_mask, load_rgb
+from robustad.engine.grid import NO_ATTACK, Cell
+from robustad.kit.images import load_mask, load_rgb
 from robustad.plugins import PluginRegistry
-from robustad.protocol import make_split, parse_shots
+from robustad.engine.splits import make_split, parse_shots
 from robustad.records import DetectorOutput, Features, Sample, Split
-from robustad.threat import TwoLogit, parse_eps
+from robustad.kit.threat import TwoLogit, parse_eps
 
 
 @dataclass(frozen=True)
@@ -56,14 +56,11 @@ class SilentReporter:
 
 def create(registry: PluginRegistry, kind: str, spec: str, cell: Cell, *args: Any, **extra: Any) -> Any:
     """Instantiate the component named by ``spec`` (``name`` or ``name:first-option``) with the cell's options."""
-    name, _, argument = spec.partition(":")
+    name, argument = parse_spec(spec)
     component: Component = registry.get(kind, name)
     given = json.loads(cell.options)
-    options = {**given.get(f"{kind}.{name}", {}), **given.get(f"{kind}.{spec}", {})}
-    if argument:
-        if not component.options:
-            raise RobustadError(f"{kind} {name!r} takes no ':' argument (got {spec!r})")
-        options[component.options[0].name] = argument
+    options = {**given.get(f"{kind}.{name}", {}), **given.get(f"{kind}.{spec}", {}),
+               **component.spec_options(argument)}
     return component.create(*args, **extra, **options)
 
 

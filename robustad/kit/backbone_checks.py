@@ -18,6 +18,17 @@ def patch_grid(images: torch.Tensor, patch_size: int, backbone: str) -> tuple[in
     return height // patch_size, width // patch_size
 
 
+def device_of(module: object) -> torch.device:
+    """Where a backbone (or any module) computes: its ``device`` attribute, else its first parameter's device,
+    else the CPU."""
+    device = getattr(module, "device", None)
+    if device is not None:
+        return torch.device(device)
+    parameters = getattr(module, "parameters", None)
+    parameter = next(iter(parameters()), None) if callable(parameters) else None
+    return parameter.device if parameter is not None else torch.device("cpu")
+
+
 def torch_device(device: str, backbone: str) -> torch.device:
     """The torch device named by the ``device`` option; CUDA only when a GPU is present."""
     try:

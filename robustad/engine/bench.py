@@ -8,13 +8,13 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
-from robustad.aggregate import SUMMARY_METRICS, aggregate
-from robustad.executors import GridResult, run_local
-from robustad.grid import Cell
+from robustad.results.aggregate import SUMMARY_METRICS, aggregate
+from robustad.engine.executors import GridResult, run_local
+from robustad.engine.grid import Cell
 from robustad.plugins import get_registry
-from robustad.progress import reporter_for
-from robustad.request import BenchRequest
-from robustad.runner import RunSettings
+from robustad.engine.progress import reporter_for
+from robustad.engine.request import BenchRequest
+from robustad.engine.runner import RunSettings
 
 
 def run_bench(cells: list[Cell], request: BenchRequest, *, device: str, batch_size: int, pixel_metrics: bool,
@@ -32,7 +32,7 @@ def run_bench(cells: list[Cell], request: BenchRequest, *, device: str, batch_si
 
     with reporter_for(console, len(cells)) as reporter:
         if executor == "ray":
-            from robustad.ray_executor import run_ray
+            from robustad.engine.ray_executor import run_ray
 
             result = run_ray(cells, settings, out, reporter, on_row, address=ray_address)
         else:

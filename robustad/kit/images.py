@@ -62,6 +62,7 @@ def check_mask_matches(image: Path, mask: Path) -> None:
 
 
 def _reason(exc: BaseException) -> str:
+    """PIL's failure in words: the common cases named plainly, the rest as PIL says them."""
     if isinstance(exc, FileNotFoundError):
         return "no such file"
     if isinstance(exc, UnidentifiedImageError):

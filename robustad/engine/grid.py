@@ -7,6 +7,8 @@ import itertools
 import json
 from dataclasses import asdict, dataclass, fields
 
+from robustad.components import parse_spec
+
 NO_ATTACK = "none"
 
 
@@ -95,7 +97,7 @@ def expand(
         ):
             for (surrogate, attack, e), calibrator in itertools.product(threats, calibrators):
                 chosen = {("dataset", dataset), ("backbone", backbone), ("detector", detector),
-                          ("surrogate", surrogate), ("attack", attack), ("attack", attack.partition(":")[0]),
+                          ("surrogate", surrogate), ("attack", attack), ("attack", parse_spec(attack)[0]),
                           ("calibrator", calibrator)}
                 used = {f"{kind}.{name}": opts for (kind, name), opts in sorted(options.items())
                         if (kind, name) in chosen}

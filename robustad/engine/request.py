@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import ast
 from dataclasses import dataclass
 from pathlib import Path
 
+from robustad.components import KINDS, parse_spec
 from robustad.errors import RobustadError
-from robustad.grid import NO_ATTACK, Cell, expand
+from robustad.engine.grid import NO_ATTACK, Cell, expand
 from robustad.plugins import PluginRegistry
-from robustad.protocol import parse_shots
-from robustad.runner import create
-from robustad.threat import parse_eps
+from robustad.engine.splits import parse_shots
+from robustad.engine.runner import create
+from robustad.kit.threat import parse_eps
 
 
 @dataclass(frozen=True)
@@ -65,20 +65,11 @@ def parse_options(texts: list[str], registry: PluginRegistry) -> dict[tuple[str,
         name, _, key = rest.rpartition(".")
         if not sep or not kind or not name or not key:
             raise RobustadError(f"--opt {text!r}: expected kind.name.key=value, e.g. attack.pgd.steps=20")
-        component = registry.get(kind, name.partition(":")[0])
-        if component.open_options and key not in {o.name for o in component.options}:
-            parsed = _literal(value)
-        else:
-            parsed = component.option(key).parse(value)
-        options.setdefault((kind, name), {})[key] = parsed
+        if kind not in KINDS:
+            raise RobustadError(f"--opt {text!r}: unknown kind {kind!r}; expected one of {', '.join(KINDS)}")
+        component = registry.get(kind, parse_spec(name)[0])
+        options.setdefault((kind, name), {})[key] = component.parse_option(key, value)
     return options
-
-
-def _literal(text: str) -> object:
-    try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        return text
 
 
 def build_cells(request: BenchRequest, registry: PluginRegistry) -> list[Cell]:
@@ -93,9 +84,10 @@ def build_cells(request: BenchRequest, registry: PluginRegistry) -> list[Cell]:
                         ("calibrator", request.calibrators)):
         for name in split_list(names, kind if kind != "calibrator" else "calib"):
             registry.get(kind, name)
-    for name in attacks:
-        if name != NO_ATTACK:
-            registry.get("attack", name.partition(":")[0])
+    for spec in attacks:
+        if spec != NO_ATTACK:
+            name, argument = parse_spec(spec)
+            registry.get("attack", name).spec_options(argument)
     surrogates = split_list(request.surrogates, "surrogate")
     eps = split_list(request.eps, "eps")
     if any(a != NO_ATTACK for a in attacks):
@@ -119,7 +111,7 @@ def build_cells(request: BenchRequest, registry: PluginRegistry) -> list[Cell]:
     in_use = {
         "dataset": set(datasets), "backbone": set(split_list(request.backbones, "backbone")),
         "detector": set(split_list(request.detectors, "detector")), "surrogate": set(surrogates),
-        "attack": set(attacks) | {a.partition(":")[0] for a in attacks},
+        "attack": set(attacks) | {parse_spec(a)[0] for a in attacks},
         "calibrator": set(split_list(request.calibrators, "calib")),
     }
     for kind, name in options:

@@ -13,7 +13,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from robustad import metrics  # noqa: E402
-from robustad.aggregate import aggregate  # noqa: E402
+from robustad.results.aggregate import aggregate  # noqa: E402
 
 
 def write_report(rows: pd.DataFrame, scores_dir: Path | None, out: Path) -> Path:

@@ -1,0 +1,193 @@
+"""The typed contract of each plugin kind: every member the engine reads or calls.
+
+Plugins stay plain classes (no base class to inherit); registration checks a class against its kind's protocol,
+so a component that lacks a member is reported by ``robustad plugins`` when it is loaded, not halfway through a
+grid. Positional constructor arguments are supplied by the engine; keyword-only ones are the component's options.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from robustad.records import CategoryData, DetectorOutput, Features
+
+
+class Dataset(Protocol):
+    """``cls(**options)``: lists the categories under a root and reads one category's samples."""
+
+    name: ClassVar[str]
+    description: ClassVar[str]
+
+    def categories(self, root: Path | None) -> list[str]:
+        """The categories present under ``root``; a one-line ``RobustadError`` when the root is unusable."""
+
+    def load(self, root: Path | None, category: str) -> CategoryData:
+        """The category's normal training images and its labelled test images."""
+
+
+class Backbone(Protocol):
+    """``cls(*, weights=None, device="cpu", **options)``: a frozen network in eval mode.
+
+    Calling it maps images in [0,1] ``(B, 3, H, W)`` (H, W multiples of ``patch_size``) to ``Features``,
+    differentiably; it normalises its input itself and moves it to its own device.
+    """
+
+    name: ClassVar[str]
+    description: ClassVar[str]
+    patch_size: int
+    weights_id: str  # what the leaderboard records: a hub name, ``sha256:<hex>`` of a file, or ``random``
+
+    def __call__(self, images: torch.Tensor) -> Features:
+        """Patch tokens ``(B, h, w, C)`` and a global token ``(B, C)``."""
+
+
+class Detector(Protocol):
+    """``cls(backbone, resolution, category, **options)``: an anomaly detector on a backbone's patch tokens."""
+
+    name: ClassVar[str]
+    description: ClassVar[str]
+    memory_bank_size: int  # entries of whatever the detector fitted (0 before ``fit``), recorded in the row
+
+    def preprocess(self, image: Image.Image) -> torch.Tensor:
+        """One RGB image -> ``(3, H, W)`` in [0,1], the size the backbone receives (images may differ in size)."""
+
+    def fit(self, reference: list[Image.Image]) -> None:
+        """Learn from the few-shot reference images."""
+
+    def score(self, features: Features) -> DetectorOutput:
+        """Image scores, patch distances and foreground masks of a batch, without gradient."""
+
+    def score_tensor(self, features: Features, masks: Any = None) -> torch.Tensor:
+        """Differentiable image scores ``(B,)`` equal to ``score``'s; ``masks`` frozen foreground masks or None
+        for the masks the detector itself would compute from these features."""
+
+    def anomaly_map(self, patch_distances: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+        """The pixel anomaly map ``(H, W)`` of one image from its patch distances ``(h, w)``."""
+
+
+class Surrogate(Protocol):
+    """``cls(**options)``: where an attack's gradient comes from, fitted on the calib split only."""
+
+    name: ClassVar[str]
+    description: ClassVar[str]
+    white_box: bool  # True when the logit is the detector's own score (recorded in the row)
+
+    def fit(self, backbone: Backbone, detector: Detector, features: list[Features], labels: np.ndarray,
+            scores: np.ndarray) -> None:
+        """Fit on the calib images: ``features`` holds one ``Features`` (batch of one) per image."""
+
+    def logit_model(self, clean: DetectorOutput) -> Callable[[torch.Tensor], torch.Tensor]:
+        """The anomaly logit z ``(B,)`` of images, differentiable; ``clean`` is the batch's clean detector output.
+
+        The returned module may define ``score_of(z) -> scores``: the detector's image scores when z is an exact
+        function of them (white-box), which lets attacks judge iterates by the real score at no extra cost.
+        """
+
+
+class Attack(Protocol):
+    """``cls(**options)``: crafts adversarial images inside the L-inf ball of ``target.eps``.
+
+    Optional class attributes read by the engine: ``needs_surrogate`` (default True; False for controls such as
+    random noise, whose cells take no surrogate) and ``members(self) -> list[str]`` (attack specs this attack
+    combines, e.g. a worst case; the engine computes them first on the same batch and hands them over through
+    ``target.member``).
+    """
+
+    name: ClassVar[str]
+    description: ClassVar[str]
+
+    def perturb(self, target: AttackTarget) -> torch.Tensor | Perturbed:
+        """Adversarial images ``(B, 3, H, W)``, or ``Perturbed`` when their detector output is already known."""
+
+    def describe(self, eps: float) -> dict[str, Any]:
+        """The row's attack settings; keys from ``ATTACK_SETTINGS``."""
+
+
+class Calibrator(Protocol):
+    """``cls(**options)``: maps raw scores to P(anomalous), fitted on clean calib scores only.
+
+    Optional attribute read after ``fit``: ``degenerate`` (True when the fit ran to a bound and gives 0/1
+    probabilities; recorded in the row).
+    """
+
+    name: ClassVar[str]
+    description: ClassVar[str]
+
+    def fit(self, scores: np.ndarray, labels: np.ndarray) -> Calibrator:
+        """Fit on calib scores and 0/1 labels; returns self."""
+
+    def predict(self, scores: np.ndarray) -> np.ndarray:
+        """Probabilities of the anomalous class, in [0, 1]."""
+
+
+ATTACK_SETTINGS = ("steps", "alpha", "random_start", "restarts", "loss", "queries", "members")
+"""Keys an attack's ``describe`` may return; each is a leaderboard column."""
+
+
+@dataclass
+class Perturbed:
+    """Adversarial images together with the detector's output on them (no need to score them again)."""
+
+    images: torch.Tensor
+    output: DetectorOutput
+
+
+@dataclass
+class AttackTarget:
+    """What an attack sees of one batch of eval images (all of one size)."""
+
+    images: torch.Tensor  # clean images (B, 3, H, W) in [0,1]
+    labels: torch.Tensor  # (B,) int64: 0 normal (push up), 1 anomalous (push down)
+    eps: float  # L-inf radius in [0,1] pixel units
+    seeds: Sequence[int]  # one per image, from (cell seed, image path): draw random numbers with ``generator``
+    model: torch.nn.Module | None  # two logits [-z/2, +z/2] from the surrogate; None when no surrogate is used
+    score: Callable[[torch.Tensor], torch.Tensor]  # the detector's real image scores (B,), no gradient (a forward)
+    score_from_logit: Callable[[torch.Tensor], torch.Tensor] | None = None  # z -> real score, where z gives it
+    member: Callable[[str], Perturbed] | None = None  # a member attack's result on this batch (see ``Attack``)
+
+    def generator(self, index: int) -> torch.Generator:
+        """A torch generator on the images' device seeded for image ``index``: random draws that do not depend
+        on the batch the image is in."""
+        import torch
+
+        generator = torch.Generator(device=self.images.device)
+        generator.manual_seed(int(self.seeds[index]))
+        return generator
+
+
+CONTRACTS: dict[str, type] = {
+    "dataset": Dataset, "backbone": Backbone, "detector": Detector,
+    "surrogate": Surrogate, "attack": Attack, "calibrator": Calibrator,
+}
+
+
+def missing_members(kind: str, cls: type) -> list[str]:
+    """The members of ``kind``'s protocol that ``cls`` neither defines nor declares (an annotation counts)."""
+    protocol = CONTRACTS[kind]
+    required = [name for name in _protocol_members(protocol) if name not in ("name", "description")]
+    return [name for name in required if not _provides(cls, name)]
+
+
+def _protocol_members(protocol: type) -> list[str]:
+    names = list(getattr(protocol, "__annotations__", {}))
+    names += [n for n, v in vars(protocol).items() if callable(v) and not n.startswith("_")]
+    if "__call__" in vars(protocol):
+        names.append("__call__")
+    return list(dict.fromkeys(names))
+
+
+def _provides(cls: type, name: str) -> bool:
+    for klass in cls.__mro__:
+        if klass is object:
+            continue
+        if name in vars(klass) or name in getattr(klass, "__annotations__", {}):
+            return True
+    return False

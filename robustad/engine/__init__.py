@@ -1,0 +1,1 @@
+"""The engine: the grid of cells, the run request, the runner and its executors."""

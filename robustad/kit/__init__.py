@@ -1,0 +1,1 @@
+"""Helpers for plugin authors: image loading, dataset layouts, weights files, the threat model, backbone checks."""

@@ -1,0 +1,1 @@
+"""The results side: the leaderboard file, aggregation, reports and audits."""
