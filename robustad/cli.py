@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 import sys
+import warnings
 from pathlib import Path
-from typing import Literal
 
 import typer
 from typer._click.exceptions import ClickException, NoArgsIsHelpError  # typer vendors click
@@ -14,9 +14,8 @@ from rich.table import Table
 
 from robustad import __version__
 from robustad.components import KINDS
-from robustad.errors import RobustadError
+from robustad.errors import RobustadError, one_line
 from robustad.plugins import get_registry
-from robustad.engine.request import BenchRequest, build_cells
 
 app = typer.Typer(
     add_completion=False,
@@ -78,40 +77,56 @@ def bench(
     resolution: str = typer.Option("224", help="Shorter-edge resolution(s); AnomalyDINO uses 448."),
     detector: str = typer.Option("anomalydino", help="Detector plugin(s), comma-separated."),
     surrogate: str = typer.Option("linear,score", help="Surrogate plugin(s), comma-separated."),
-    attack: str = typer.Option("fgsm,pgd", help="Attack plugin(s), e.g. fgsm,pgd,torchattacks:MIFGSM or none."),
+    attack: str = typer.Option("fgsm,pgd", help="Attack plugin(s), e.g. noise,fgsm,pgd:20,worstcase or none."),
     eps: str = typer.Option("2/255,8/255", help="L-inf budgets in [0,1] pixel units, e.g. 1/255,2/255."),
     calib: str = typer.Option("platt,isotonic,temperature,none", help="Calibrator plugin(s), comma-separated."),
     calib_fraction: float = typer.Option(0.3, help="Share of the test split used for calibration."),
     opt: list[str] = typer.Option([], help="Plugin option kind.name.key=value (repeatable)."),
+    precision: str = typer.Option("fp32", help="fp32, bf16 (autocast; kNN stays fp32) or fp16 (GPU only)."),
+    round_8bit: bool = typer.Option(False, help="Round adversarial images to the 8-bit grid before scoring."),
     device: str = typer.Option("cpu", help="torch device: cpu or cuda."),
-    batch_size: int = typer.Option(8, min=1, help="Images per forward/attack batch."),
+    threads: int = typer.Option(None, help="torch CPU threads (default: the machine's cores); recorded per row."),
+    batch_size: int = typer.Option(8, help="Images per forward/attack batch (rows do not depend on it)."),
+    resamples: int = typer.Option(1000, help="Bootstrap resamples for the 95 % intervals (0: none)."),
     pixel_metrics: bool = typer.Option(True, help="Compute pixel AUROC and AU-PRO where masks exist."),
     out: Path = typer.Option(Path("results/leaderboard.csv"), help="Leaderboard CSV to append to."),
     save_scores: Path = typer.Option(None, help="Folder for per-image scores of every cell."),
-    executor: Literal["local", "ray"] = typer.Option(
-        "local", help="local: in this process; ray: one Ray task per prefix group (pip install 'robustad[ray]')."),
+    executor: str = typer.Option("local", help="local: in this process; ray: one Ray task per prefix group "
+                                               "(pip install 'robustad[ray]')."),
     ray_address: str = typer.Option(None, help="Ray cluster to join: auto, HOST:PORT or ray://HOST:PORT "
                                                "(default: start a local Ray instance)."),
 ) -> None:
     """Run the cross product of the given lists and append one leaderboard row per cell.
 
-    Exit code 1 when some prefix groups failed (one line per group on stderr); their cells stay pending.
+    Exit code 1 when some cells failed (one line each on stderr); every other row lands, and a rerun retries
+    only what is missing.
     """
-    from robustad.engine.bench import run_bench
+    from robustad.engine.bench import check_outputs, run_bench
+    from robustad.engine.guard import check_precision
+    from robustad.engine.request import BenchRequest, build_cells
+    from robustad.engine.settings import RunSettings, machine_cores
+    from robustad.kit.weights import weights_identity
 
-    if ray_address is not None and executor != "ray":
-        raise RobustadError(f"--ray-address {ray_address} needs --executor ray")
+    settings = RunSettings(
+        data_root=data_root, weights_file=Path(weights) if weights_identity(weights).startswith("sha256:") else None,
+        device=device, batch_size=batch_size, threads=threads or machine_cores(), pixel_metrics=pixel_metrics,
+        save_scores=save_scores, resamples=resamples, executor=executor, ray_address=ray_address,
+    )
+    check_outputs(out, save_scores)
     request = BenchRequest(
         datasets=dataset, data_root=data_root, categories=category, shots=shots, seeds=seeds,
         backbones=backbone, weights=weights, resolutions=resolution, detectors=detector,
         surrogates=surrogate, attacks=attack, eps=eps, calibrators=calib, calib_fraction=calib_fraction,
-        options=opt,
+        options=opt, precision=precision, round_8bit=round_8bit,
     )
-    cells = build_cells(request, get_registry())
-    result = run_bench(cells, request, device=device, batch_size=batch_size, pixel_metrics=pixel_metrics, out=out,
-                       save_scores=save_scores, console=console, executor=executor, ray_address=ray_address)
+    registry = get_registry()
+    cells = build_cells(request, registry)
+    slow = check_precision(precision, device)
+    if slow:
+        err_console.print(f"robustad: warning: {slow}", highlight=False, soft_wrap=True)
+    result = run_bench(cells, settings, out, registry, console)
     for _, message in result.failures:
-        err_console.print(f"robustad: group failed: {message}", highlight=False, soft_wrap=True)
+        err_console.print(f"robustad: cell failed: {message}", highlight=False, soft_wrap=True)
     if result.failures:
         raise typer.Exit(1)
 
@@ -126,7 +141,7 @@ def leaderboard(
     import pandas as pd
 
     from robustad.results.aggregate import beside_published, filter_rows, load_published
-    from robustad.engine.bench import summary_table
+    from robustad.results.tables import summary_table
     from robustad.results.leaderboard import read_rows
 
     if not csv_path.exists():
@@ -169,6 +184,7 @@ def report(
 
 def main() -> None:
     """Console entry point: usage and input errors become one line on stderr and exit code 2."""
+    warnings.showwarning = _one_line_warning
     try:
         # Without standalone mode typer returns the exit code of typer.Exit (Ctrl-C becomes 130).
         code = app(standalone_mode=False)
@@ -179,10 +195,15 @@ def main() -> None:
         print(f"robustad: error: {exc.format_message()}", file=sys.stderr)
         code = exc.exit_code
     except RobustadError as exc:
-        print(f"robustad: error: {exc}", file=sys.stderr)
+        print(f"robustad: error: {one_line(exc)}", file=sys.stderr)
         code = 2
     except typer.Abort:
         code = 1
     if code == 130:
         print("robustad: interrupted; finished rows are in the leaderboard", file=sys.stderr)
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings reach the user as one line, without the source line Python would print."""
+    print(f"robustad: warning: {one_line(message)}", file=sys.stderr)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -57,3 +59,76 @@ class DetectorOutput:
     patch_distances: np.ndarray
     masks: np.ndarray | None = None
     extra: dict = field(default_factory=dict)
+
+
+NO_ATTACK = "none"  # the attack of clean-only cells
+NO_SURROGATE = "none"  # the surrogate of cells whose attack needs none (clean-only cells, the noise control)
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One leaderboard row's experiment (PROTOCOL.md section 1), every field in canonical form.
+
+    ``weights`` is the weights' identity (``""``: the backbone's own source, ``random``, or ``sha256:<hex>`` of a
+    file: moving the file keeps the key); ``data_id`` a digest of the category's images (relative paths, sizes,
+    labels: moving the data keeps the key); ``options`` canonical JSON of the resolved options, defaults
+    included, of every component the cell uses, keyed ``kind.spec``.
+    """
+
+    dataset: str
+    category: str
+    shots: str
+    seed: int
+    backbone: str
+    weights: str
+    resolution: int
+    detector: str
+    surrogate: str
+    attack: str
+    eps: str
+    calibrator: str
+    calib_fraction: float
+    precision: str = "fp32"
+    round_8bit: bool = False
+    options: str = "{}"
+    data_id: str = ""
+
+    @property
+    def key(self) -> str:
+        """A stable hash of every field: the leaderboard's resume key."""
+        text = json.dumps(asdict(self), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    @property
+    def split_prefix(self) -> tuple:
+        """Cells with equal split prefixes share the reference, calib and eval lists."""
+        return (self.dataset, self.category, self.data_id, self.shots, self.seed, self.calib_fraction,
+                self.options_of("dataset"))
+
+    @property
+    def model_prefix(self) -> tuple:
+        """Cells with equal model prefixes share features, memory bank and clean scores."""
+        return (*self.split_prefix, self.backbone, self.weights, self.resolution, self.detector, self.precision,
+                self.options_of("backbone", "detector"))
+
+    @property
+    def threat_prefix(self) -> tuple:
+        """Cells with equal threat prefixes are attacked together, batch by batch (a worst case and its members)."""
+        return (*self.model_prefix, self.surrogate, self.eps, self.round_8bit, self.options_of("surrogate"))
+
+    @property
+    def attack_prefix(self) -> tuple:
+        """Cells with equal attack prefixes share adversarial images and their scores."""
+        return (*self.threat_prefix, self.attack, self.options_of("attack"))
+
+    def options_of(self, *kinds: str) -> str:
+        """The options of the components of these kinds, as canonical JSON."""
+        chosen = {k: v for k, v in json.loads(self.options).items() if k.split(".")[0] in kinds}
+        return json.dumps(chosen, sort_keys=True)
+
+    def component_options(self, kind: str, spec: str) -> dict:
+        """The resolved options of the component ``kind``/``spec`` in this cell."""
+        return dict(json.loads(self.options).get(f"{kind}.{spec}", {}))
+
+
+CELL_FIELDS = tuple(f.name for f in fields(Cell))

@@ -1,30 +1,56 @@
-"""Executors: run the pending cells of a grid and append each finished row to the leaderboard."""
+"""Executors: run the pending cells of a grid and append each finished row to the leaderboard.
+
+Both executors take the same arguments and differ only in where groups run; they are chosen by name from
+``EXECUTORS``. Only the driver writes the leaderboard. A failing cell or group is recorded with a one-line reason
+and every other row still lands.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import os
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from robustad.engine.grid import Cell, group_by_model_prefix
-from robustad.results.leaderboard import append_row, finished_keys
+from robustad.engine.grid import group_by_model_prefix
+from robustad.engine.runner import CellOutcome, Reporter, run_group
+from robustad.engine.settings import RunSettings
+from robustad.errors import one_line
 from robustad.plugins import PluginRegistry
-from robustad.engine.runner import Reporter, RunSettings, run_group
+from robustad.records import Cell
+from robustad.results.leaderboard import append_row, finished_keys
+
+DEBUG_VARIABLE = "ROBUSTAD_DEBUG"  # set to 1: an unexpected error in a group raises with its traceback
 
 
 @dataclass
 class GridResult:
-    """What a run did: rows written now, cells skipped as already finished, groups that failed."""
+    """What a run did: rows written now, cells skipped as already finished, rows another process landed first,
+    and cells that failed (key and one-line reason)."""
 
     written: list[dict] = field(default_factory=list)
     skipped: int = 0
-    failures: list[tuple[list[str], str]] = field(default_factory=list)
+    duplicates: int = 0
+    failures: list[tuple[str, str]] = field(default_factory=list)
 
-    def land(self, out: Path, cell: Cell, row: dict, on_row: Callable[[Cell, dict], None]) -> None:
-        """Append a finished row to the leaderboard (the driver's job alone), then report it."""
-        append_row(out, row)
-        self.written.append(row)
-        on_row(cell, row)
+    def land(self, out: Path, outcome: CellOutcome, on_row: Callable[[Cell, dict], None]) -> None:
+        """Append a finished row to the leaderboard (the driver's job alone), or record why the cell failed."""
+        if outcome.row is None:
+            self.failures.append((outcome.cell.key, f"{describe(outcome.cell)}: {outcome.error}"))
+            return
+        if append_row(out, outcome.row):
+            self.written.append(outcome.row)
+            on_row(outcome.cell, outcome.row)
+        else:
+            self.duplicates += 1
+
+
+def describe(cell: Cell) -> str:
+    """A cell in words, for progress lines and failures."""
+    threat = "clean" if not cell.eps else f"{cell.attack} {cell.eps} via {cell.surrogate}"
+    return (f"{cell.dataset}/{cell.category} k={cell.shots} seed={cell.seed} {cell.backbone}@{cell.resolution} "
+            f"{threat} {cell.calibrator} (cell {cell.key})")
 
 
 def pending(cells: list[Cell], out: Path) -> tuple[list[Cell], int]:
@@ -34,12 +60,46 @@ def pending(cells: list[Cell], out: Path) -> tuple[list[Cell], int]:
     return todo, len(cells) - len(todo)
 
 
-def run_local(cells: list[Cell], settings: RunSettings, out: Path, registry: PluginRegistry,
-              reporter: Reporter, on_row: Callable[[Cell, dict], None]) -> GridResult:
+@contextlib.contextmanager
+def torch_threads(count: int) -> Iterator[None]:
+    """torch's intra-op thread count set to ``count`` for the block (a row records it)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def run_local(cells: list[Cell], settings: RunSettings, out: Path, registry: PluginRegistry, reporter: Reporter,
+              on_row: Callable[[Cell, dict], None]) -> GridResult:
     """In-process executor: prefix group after prefix group, each row appended as its cell finishes."""
     todo, skipped = pending(cells, out)
     result = GridResult(skipped=skipped)
-    for group in group_by_model_prefix(todo):
-        for cell, row in run_group(group, settings, registry, reporter):
-            result.land(out, cell, row, on_row)
+    with torch_threads(settings.threads):
+        for group in group_by_model_prefix(todo):
+            landed: set[str] = set()
+            try:
+                for outcome in run_group(group, settings, registry, reporter):
+                    result.land(out, outcome, on_row)
+                    landed.add(outcome.cell.key)
+            except Exception as error:  # a bug in a plugin or in robustad: this group fails, the others run
+                if os.environ.get(DEBUG_VARIABLE):
+                    raise
+                for cell in group:
+                    if cell.key not in landed:
+                        result.land(out, CellOutcome(cell, error=one_line(error)), on_row)
     return result
+
+
+def run_ray_executor(cells: list[Cell], settings: RunSettings, out: Path, registry: PluginRegistry,
+                     reporter: Reporter, on_row: Callable[[Cell, dict], None]) -> GridResult:
+    """One Ray task per prefix group (``robustad.engine.ray_executor``), imported only when chosen."""
+    from robustad.engine.ray_executor import run_ray
+
+    return run_ray(cells, settings, out, registry, reporter, on_row)
+
+
+EXECUTORS: dict[str, Callable[..., GridResult]] = {"local": run_local, "ray": run_ray_executor}

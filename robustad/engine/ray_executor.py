@@ -14,12 +14,14 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from robustad.errors import RobustadError, one_line
 from robustad.engine.executors import GridResult, pending
-from robustad.engine.grid import Cell, group_by_model_prefix
-from robustad.engine.runner import Reporter, RunSettings, run_group
+from robustad.engine.grid import group_by_model_prefix
+from robustad.engine.runner import CellOutcome, Reporter, run_group
+from robustad.engine.settings import RunSettings
+from robustad.errors import RobustadError, one_line
+from robustad.plugins import PluginRegistry
+from robustad.records import Cell
 
-CPUS_PER_TASK = 1  # many single-threaded groups in parallel; also torch's thread count inside a task
 MAX_RETRIES = 2  # Ray's retries of a group that crashed or raised (not of a RobustadError: bad data stays bad)
 LOCAL_OBJECT_STORE_BYTES = 200 * 1024 ** 2  # tasks exchange only cells and rows; scores go to the file system
 CONNECT_TIMEOUT_S = 10
@@ -34,15 +36,16 @@ def import_ray() -> ModuleType:
     return ray
 
 
-def run_ray(cells: list[Cell], settings: RunSettings, out: Path, reporter: Reporter,
-            on_row: Callable[[Cell, dict], None], *, address: str | None = None,
-            max_retries: int = MAX_RETRIES, runtime_env: dict | None = None) -> GridResult:
+def run_ray(cells: list[Cell], settings: RunSettings, out: Path, registry: PluginRegistry, reporter: Reporter,
+            on_row: Callable[[Cell, dict], None], *, max_retries: int = MAX_RETRIES,
+            runtime_env: dict | None = None) -> GridResult:
     """Run each pending prefix group as a Ray task and append its rows as the group finishes.
 
-    ``address`` None starts a local Ray instance; ``"auto"``, ``"HOST:PORT"`` or ``"ray://HOST:PORT"`` joins a
-    cluster.
-    A group that still fails after Ray's retries is recorded in ``GridResult.failures`` with its cell keys;
-    every other group's rows still land. ``runtime_env`` is handed to ``ray.init`` (e.g. ``env_vars``).
+    ``settings.ray_address`` None starts a local Ray instance; ``"auto"``, ``"HOST:PORT"`` or
+    ``"ray://HOST:PORT"`` joins a cluster. Each task takes ``settings.threads`` CPUs and runs torch on that many
+    threads, as the local executor does, so both give the same rows. A group that still fails after Ray's
+    retries fails its cells; every other group's rows still land. ``runtime_env`` is handed to ``ray.init``.
+    The registry argument is the driver's (tasks build their own from the same entry points).
     """
     ray = import_ray()
     settings = _portable(settings)
@@ -51,9 +54,9 @@ def run_ray(cells: list[Cell], settings: RunSettings, out: Path, reporter: Repor
     groups = group_by_model_prefix(todo)
     if not groups:
         return result
-    _connect(ray, address, runtime_env)
+    _connect(ray, settings.ray_address, runtime_env)
     try:
-        task = ray.remote(_run_group_task).options(num_cpus=CPUS_PER_TASK, num_gpus=_gpus_per_task(ray, settings),
+        task = ray.remote(_run_group_task).options(num_cpus=settings.threads, num_gpus=_gpus_per_task(ray, settings),
                                                    max_retries=max_retries, retry_exceptions=True)
         running = {task.remote(group, settings): group for group in groups}
         reporter.stage(f"{len(groups)} prefix groups on Ray", len(groups))
@@ -65,11 +68,9 @@ def run_ray(cells: list[Cell], settings: RunSettings, out: Path, reporter: Repor
             except ray.exceptions.RayError as error:
                 outcome = error
             if isinstance(outcome, Exception):
-                result.failures.append(([cell.key for cell in group], f"{_describe(group)}: {one_line(_cause(outcome))}"))
-            else:
-                by_key = {cell.key: cell for cell in group}
-                for row in outcome:
-                    result.land(out, by_key[row["cell_hash"]], row, on_row)
+                outcome = [CellOutcome(cell, error=one_line(_cause(outcome))) for cell in group]
+            for cell_outcome in outcome:
+                result.land(out, cell_outcome, on_row)
             reporter.advance()
     finally:
         ray.shutdown()
@@ -79,11 +80,13 @@ def run_ray(cells: list[Cell], settings: RunSettings, out: Path, reporter: Repor
 def _portable(settings: RunSettings) -> RunSettings:
     """Absolute paths (workers do not share the driver's working directory); the scores folder made now,
     so that a task can tell whether its node sees it."""
-    data_root = settings.data_root.resolve() if settings.data_root is not None else None
-    save_scores = settings.save_scores.resolve() if settings.save_scores is not None else None
-    if save_scores is not None:
-        save_scores.mkdir(parents=True, exist_ok=True)
-    return replace(settings, data_root=data_root, save_scores=save_scores)
+    def absolute(path: Path | None) -> Path | None:
+        return path.resolve() if path is not None else None
+
+    if settings.save_scores is not None:
+        settings.save_scores.mkdir(parents=True, exist_ok=True)
+    return replace(settings, data_root=absolute(settings.data_root), save_scores=absolute(settings.save_scores),
+                   weights_file=absolute(settings.weights_file))
 
 
 def _connect(ray: ModuleType, address: str | None, runtime_env: dict | None) -> None:
@@ -126,40 +129,35 @@ def _gpus_per_task(ray: ModuleType, settings: RunSettings) -> int:
     return 1
 
 
-def _run_group_task(cells: list[Cell], settings: RunSettings) -> list[dict] | RobustadError:
-    """Body of the Ray task: the rows of one prefix group, in cell order.
+def _run_group_task(cells: list[Cell], settings: RunSettings) -> list[CellOutcome] | RobustadError:
+    """Body of the Ray task: the outcomes of one prefix group, in cell order.
 
-    Torch runs on CPUS_PER_TASK threads whatever the node's environment, so every node computes the same
-    floats. A RobustadError (bad input or data, or a path this node cannot see) is returned rather than raised,
-    so Ray does not retry what a retry cannot fix; anything else raises and is retried by Ray.
+    Torch runs on ``settings.threads`` threads whatever the node's environment, so every node computes the same
+    floats. A RobustadError (a path this node cannot see) is returned rather than raised, so Ray does not retry
+    what a retry cannot fix; anything else raises and is retried by Ray.
     """
     import torch
 
     from robustad.plugins import get_registry
 
-    torch.set_num_threads(CPUS_PER_TASK)
+    torch.set_num_threads(settings.threads)
     try:
         _require_visible(settings)
-        return [row for _, row in run_group(cells, settings, get_registry())]
     except RobustadError as error:
         return error
+    return list(run_group(cells, settings, get_registry()))
 
 
 def _require_visible(settings: RunSettings) -> None:
     """Fail before loading anything when this node does not see the run's folders at the driver's paths."""
-    for what, path in (("data root", settings.data_root), ("--save-scores folder", settings.save_scores)):
+    for what, path in (("data root", settings.data_root), ("--save-scores folder", settings.save_scores),
+                       ("weights file", settings.weights_file)):
         if path is not None and not path.exists():
             import ray
 
             node, address = ray.get_runtime_context().get_node_id(), ray.util.get_node_ip_address()
             raise RobustadError(f"{what} {path} is not visible on Ray node {node} ({address}); "
                                 "every node must see it at the same path (a shared file system)")
-
-
-def _describe(group: list[Cell]) -> str:
-    cell = group[0]
-    return (f"{cell.dataset}/{cell.category} shots={cell.shots} seed={cell.seed} {cell.backbone}@{cell.resolution} "
-            f"(cells {', '.join(c.key for c in group)})")
 
 
 def _cause(error: BaseException) -> BaseException:

@@ -1,22 +1,36 @@
-"""Turn the CLI's comma lists into validated cells, failing early with one clear line."""
+"""Turn the CLI's comma lists into validated, canonical cells: the one place where settings become a grid.
+
+Everything that can be checked before computing is checked here, so a bad name, value or option is one line
+before any work starts: components exist, options parse to their types, attacks describe themselves with known
+keys, datasets and categories are present, and equal experiments are spelled alike (eps, shots, weights, data).
+"""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from robustad.components import KINDS, parse_spec
+from robustad.components import KINDS, Component, parse_spec
+from robustad.contracts import ATTACK_SETTINGS
+from robustad.engine.grid import Threat, expand
+from robustad.engine.identity import data_id
+from robustad.engine.settings import PRECISIONS
+from robustad.engine.splits import canonical_shots
 from robustad.errors import RobustadError
-from robustad.engine.grid import NO_ATTACK, Cell, expand
+from robustad.kit.threat import canonical_eps, parse_eps
+from robustad.kit.weights import weights_identity
 from robustad.plugins import PluginRegistry
-from robustad.engine.splits import parse_shots
-from robustad.engine.runner import create
-from robustad.kit.threat import parse_eps
+from robustad.records import NO_ATTACK, Cell
+
+MAX_RESOLUTION = 4096
+MAX_MEMBER_DEPTH = 4
 
 
 @dataclass(frozen=True)
 class BenchRequest:
-    """The ``robustad bench`` options as typed by the user."""
+    """The ``robustad bench`` grid options as typed by the user."""
 
     datasets: str
     data_root: Path | None
@@ -33,110 +47,170 @@ class BenchRequest:
     calibrators: str
     calib_fraction: float
     options: list[str]
+    precision: str = "fp32"
+    round_8bit: bool = False
 
 
 def split_list(text: str, what: str) -> list[str]:
-    """``"a, b"`` -> ``["a", "b"]``; an empty list is an error naming the option."""
-    items = [item.strip() for item in text.split(",") if item.strip()]
+    """``"a, b"`` -> ``["a", "b"]`` without repeats; an empty list is an error naming the option."""
+    items = list(dict.fromkeys(item.strip() for item in text.split(",") if item.strip()))
     if not items:
         raise RobustadError(f"--{what} is empty; give at least one value")
     return items
 
 
-def _integers(text: str, what: str, minimum: int) -> list[int]:
+def _integers(text: str, what: str, low: int, high: int | None = None) -> list[int]:
     values = []
     for item in split_list(text, what):
         try:
             value = int(item)
         except ValueError:
             raise RobustadError(f"--{what} {item!r}: expected an integer") from None
-        if value < minimum:
-            raise RobustadError(f"--{what} {item!r}: expected an integer >= {minimum}")
+        if value < low or (high is not None and value > high):
+            bounds = f">= {low}" if high is None else f"between {low} and {high}"
+            raise RobustadError(f"--{what} {item!r}: expected an integer {bounds}")
         values.append(value)
-    return values
+    return list(dict.fromkeys(values))
 
 
 def parse_options(texts: list[str], registry: PluginRegistry) -> dict[tuple[str, str], dict]:
-    """``kind.name.key=value`` strings -> {(kind, name): {key: typed value}}."""
+    """``kind.spec.key=value`` strings -> {(kind, spec): {key: typed value}}."""
     options: dict[tuple[str, str], dict] = {}
     for text in texts:
         target, sep, value = text.partition("=")
         kind, _, rest = target.partition(".")
-        name, _, key = rest.rpartition(".")
-        if not sep or not kind or not name or not key:
+        spec, _, key = rest.rpartition(".")
+        if not sep or not kind or not spec or not key:
             raise RobustadError(f"--opt {text!r}: expected kind.name.key=value, e.g. attack.pgd.steps=20")
         if kind not in KINDS:
             raise RobustadError(f"--opt {text!r}: unknown kind {kind!r}; expected one of {', '.join(KINDS)}")
-        component = registry.get(kind, parse_spec(name)[0])
-        options.setdefault((kind, name), {})[key] = component.parse_option(key, value)
+        component = registry.get(kind, parse_spec(spec)[0])
+        options.setdefault((kind, spec), {})[key] = component.parse_option(key, value)
     return options
 
 
+class _Resolver:
+    """The options of a component spec: its defaults, then ``--opt`` for its name, then for the exact spec,
+    then the spec's ``:argument``."""
+
+    def __init__(self, registry: PluginRegistry, given: dict[tuple[str, str], dict]) -> None:
+        self.registry = registry
+        self.given = given
+
+    def component(self, kind: str, spec: str) -> Component:
+        return self.registry.get(kind, parse_spec(spec)[0])
+
+    def __call__(self, kind: str, spec: str) -> dict:
+        name, argument = parse_spec(spec)
+        component = self.registry.get(kind, name)
+        options: dict[str, Any] = {o.name: o.default for o in component.options}
+        options.update(self.given.get((kind, name), {}))
+        if spec != name:
+            options.update(self.given.get((kind, spec), {}))
+        options.update(component.spec_options(argument))
+        return json.loads(json.dumps(options, default=str))  # what the cell records is what the cell gets
+
+    def create(self, kind: str, spec: str, *args: Any) -> Any:
+        """An instance with the resolved options; a constructor's complaint about them is one line."""
+        component = self.component(kind, spec)
+        return component.create(*args, **self(kind, spec))
+
+
 def build_cells(request: BenchRequest, registry: PluginRegistry) -> list[Cell]:
-    """Validate every name and value, then expand the cross product."""
+    """Validate every name and value, then expand the cross product into canonical cells."""
     if not 0 < request.calib_fraction < 1:
         raise RobustadError(f"--calib-fraction {request.calib_fraction}: expected a number in (0, 1)")
-    shots = split_list(request.shots, "shots")
-    for k in shots:
-        parse_shots(k)
-    attacks = split_list(request.attacks, "attack")
-    for kind, names in (("backbone", request.backbones), ("detector", request.detectors),
-                        ("calibrator", request.calibrators)):
-        for name in split_list(names, kind if kind != "calibrator" else "calib"):
-            registry.get(kind, name)
-    for spec in attacks:
-        if spec != NO_ATTACK:
-            name, argument = parse_spec(spec)
-            registry.get("attack", name).spec_options(argument)
-    surrogates = split_list(request.surrogates, "surrogate")
-    eps = split_list(request.eps, "eps")
-    if any(a != NO_ATTACK for a in attacks):
-        for name in surrogates:
-            registry.get("surrogate", name)
-        for value in eps:
-            parse_eps(value)
-    datasets = {}
+    if request.precision not in PRECISIONS:
+        raise RobustadError(f"--precision {request.precision}: expected one of {', '.join(PRECISIONS)}")
+    given = parse_options(request.options, registry)
+    resolve = _Resolver(registry, given)
+    names = {
+        "backbone": split_list(request.backbones, "backbone"),
+        "detector": split_list(request.detectors, "detector"),
+        "calibrator": split_list(request.calibrators, "calib"),
+        "surrogate": split_list(request.surrogates, "surrogate"),
+    }
+    for kind in ("backbone", "detector", "calibrator"):
+        for spec in names[kind]:
+            resolve(kind, spec)
+    for spec in names["calibrator"]:
+        resolve.create("calibrator", spec)  # cheap: a bad option fails now rather than mid-run
+    attack_specs = split_list(request.attacks, "attack")
+    eps = list(dict.fromkeys(canonical_eps(value) for value in split_list(request.eps, "eps")))
+    attacks = _threats(attack_specs, eps, resolve)
+    if any(t.needs_surrogate for a, t in attacks.items() if a != NO_ATTACK):
+        for spec in names["surrogate"]:
+            resolve("surrogate", spec)
+    datasets = _datasets(request, resolve)
+    _check_options_used(given, datasets, names, attacks)
+    return expand(
+        datasets=datasets,
+        shots=list(dict.fromkeys(canonical_shots(k) for k in split_list(request.shots, "shots"))),
+        seeds=_integers(request.seeds, "seeds", 0),
+        backbones=names["backbone"], weights=weights_identity(request.weights),
+        resolutions=_integers(request.resolutions, "resolution", 1, MAX_RESOLUTION),
+        detectors=names["detector"], surrogates=names["surrogate"], attacks=attacks, eps=eps,
+        calibrators=names["calibrator"], calib_fraction=float(request.calib_fraction),
+        precision=request.precision, round_8bit=request.round_8bit, resolve=resolve,
+    )
+
+
+def _threats(specs: list[str], eps: list[str], resolve: _Resolver) -> dict[str, Threat]:
+    """Each attack spec's Threat, building every attack once to check its options, its ``describe`` keys and its
+    members before any work starts."""
+    threats: dict[str, Threat] = {}
+    for spec in specs:
+        threats[spec] = Threat() if spec == NO_ATTACK else _threat(spec, eps, resolve, ())
+    return threats
+
+
+def _threat(spec: str, eps: list[str], resolve: _Resolver, parents: tuple[str, ...]) -> Threat:
+    if spec == NO_ATTACK or spec in parents:
+        raise RobustadError(f"attack {parents[-1]!r} cannot combine {spec!r}: expected attacks other than itself "
+                            f"and {NO_ATTACK!r}")
+    if len(parents) > MAX_MEMBER_DEPTH:
+        raise RobustadError(f"attack {spec!r}: members nested deeper than {MAX_MEMBER_DEPTH} levels")
+    attack = resolve.create("attack", spec)
+    for value in eps:
+        unknown = set(attack.describe(parse_eps(value))) - set(ATTACK_SETTINGS)
+        if unknown:
+            label = resolve.component("attack", spec).label()
+            raise RobustadError(f"{label}: describe() returned unknown keys {', '.join(sorted(unknown))}; "
+                                f"expected keys from {', '.join(ATTACK_SETTINGS)}")
+    members: list[str] = []
+    for member in (attack.members() if callable(getattr(attack, "members", None)) else ()):
+        for nested in (*_threat(member, eps, resolve, (*parents, spec)).members, member):
+            if nested not in members:
+                members.append(nested)
+    return Threat(needs_surrogate=bool(getattr(attack, "needs_surrogate", True)), members=tuple(members))
+
+
+def _datasets(request: BenchRequest, resolve: _Resolver) -> dict[str, dict[str, str]]:
+    """Each dataset's wanted categories with the digest of their images (read now: a missing category, image or
+    mask is one line before any work starts)."""
+    found: dict[str, dict[str, str]] = {}
+    wanted = split_list(request.categories, "category")
     for name in split_list(request.datasets, "dataset"):
-        dataset = registry.get("dataset", name).create()
+        dataset = resolve.create("dataset", name)
         present = dataset.categories(request.data_root)
-        wanted = split_list(request.categories, "category")
-        if wanted == ["all"]:
-            wanted = present
-        unknown = [c for c in wanted if c not in present]
+        chosen = present if wanted == ["all"] else wanted
+        unknown = [c for c in chosen if c not in present]
         if unknown:
             raise RobustadError(f"category {unknown[0]!r} not found for dataset {name!r}; "
                                 f"found: {', '.join(present) or 'none'}")
-        datasets[name] = wanted
-    options = parse_options(request.options, registry)
-    in_use = {
-        "dataset": set(datasets), "backbone": set(split_list(request.backbones, "backbone")),
-        "detector": set(split_list(request.detectors, "detector")), "surrogate": set(surrogates),
-        "attack": set(attacks) | {parse_spec(a)[0] for a in attacks},
-        "calibrator": set(split_list(request.calibrators, "calib")),
-    }
-    for kind, name in options:
-        if name not in in_use.get(kind, set()):
-            raise RobustadError(f"--opt names {kind} {name!r}, which this run does not use; "
+        found[name] = {category: data_id(dataset.load(request.data_root, category)) for category in chosen}
+    return found
+
+
+def _check_options_used(given: dict[tuple[str, str], dict], datasets: dict, names: dict[str, list[str]],
+                        attacks: dict[str, Threat]) -> None:
+    """An ``--opt`` for a component this run does not use is a mistake (a typo, or a forgotten name)."""
+    attack_specs = {s for a, t in attacks.items() if a != NO_ATTACK for s in (a, *t.members)}
+    in_use = {"dataset": set(datasets), **{kind: set(specs) for kind, specs in names.items()},
+              "attack": attack_specs | {parse_spec(a)[0] for a in attack_specs}}
+    if not any(t.needs_surrogate for a, t in attacks.items() if a != NO_ATTACK):
+        in_use["surrogate"] = set()
+    for kind, spec in given:
+        if spec not in in_use.get(kind, set()):
+            raise RobustadError(f"--opt names {kind} {spec!r}, which this run does not use; "
                                 f"used: {', '.join(sorted(in_use.get(kind, ()))) or 'none'}")
-    cells = expand(
-        datasets=datasets, shots=shots, seeds=_integers(request.seeds, "seeds", 0),
-        backbones=split_list(request.backbones, "backbone"), weights=request.weights,
-        resolutions=_integers(request.resolutions, "resolution", 1),
-        detectors=split_list(request.detectors, "detector"), surrogates=surrogates, attacks=attacks, eps=eps,
-        calibrators=split_list(request.calibrators, "calib"), calib_fraction=request.calib_fraction,
-        options=options,
-    )
-    _check_cheap_components(cells, registry)
-    return cells
-
-
-def _check_cheap_components(cells: list[Cell], registry: PluginRegistry) -> None:
-    """Build each attack and calibrator once, so that a bad option fails now rather than mid-run."""
-    seen = set()
-    for cell in cells:
-        for kind, spec in (("attack", cell.attack), ("calibrator", cell.calibrator)):
-            if spec != NO_ATTACK or kind == "calibrator":
-                key = (kind, spec, cell.options_of(kind))
-                if key not in seen:
-                    seen.add(key)
-                    create(registry, kind, spec, cell)

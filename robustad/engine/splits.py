@@ -5,8 +5,6 @@ from __future__ import annotations
 import numbers
 from collections import Counter
 
-from sklearn.model_selection import train_test_split
-
 from robustad.errors import RobustadError
 from robustad.kit.layouts import sorted_by_path
 from robustad.records import CategoryData, Sample, Split
@@ -26,6 +24,12 @@ def parse_shots(text: str) -> int | None:
     if shots < 1:
         raise RobustadError(f"shots {text!r}: expected a whole number >= 1 or 'all' (k=0 is not allowed)")
     return shots
+
+
+def canonical_shots(text: str) -> str:
+    """The one spelling of a shots value (``"01"`` -> ``"1"``, ``"ALL"`` -> ``"all"``)."""
+    shots = parse_shots(text)
+    return "all" if shots is None else str(shots)
 
 
 def reference_set(train: list[Sample], shots: int | None, seed: int) -> list[Sample]:
@@ -50,6 +54,8 @@ def split_test(test: list[Sample], seed: int,
     sklearn's ``train_test_split`` with ``random_state=seed`` draws from numpy's legacy Mersenne Twister,
     so the same seed gives the same lists on every machine; calib gets ``floor(calib_fraction * n)`` images.
     """
+    from sklearn.model_selection import train_test_split
+
     _check_seed(seed)
     if not 0.0 < calib_fraction < 1.0:
         raise RobustadError(f"calib fraction {calib_fraction}: expected a number strictly between 0 and 1")

@@ -12,6 +12,7 @@ from robustad.errors import RobustadError
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 _PIL_ERRORS = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
 _INDEX_MODES = ("1", "L", "P", "I", "I;16", "F")  # one value per pixel: nonzero = defect
+_WIDE_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")  # grey levels wider than 8 bits
 
 
 def is_image_file(path: Path) -> bool:
@@ -20,13 +21,30 @@ def is_image_file(path: Path) -> bool:
 
 
 def load_rgb(path: Path) -> Image.Image:
-    """The image at ``path`` as RGB, fully decoded now so a truncated file fails here, naming the file."""
+    """The image at ``path`` as 8-bit RGB, fully decoded now so a truncated file fails here, naming the file.
+
+    High-bit-depth images are scaled to 8 bits (16-bit: value / 257, as 65535 -> 255) instead of PIL's clipping,
+    which turns a 16-bit image white; float-valued images have no defined range and are refused.
+    """
     try:
         with Image.open(path) as image:
             image.load()
+            if image.mode in _WIDE_MODES:
+                return Image.fromarray(_to_8bit(np.asarray(image), path)).convert("RGB")
+            if image.mode == "F":
+                raise RobustadError(f"cannot read image {path}: float-valued pixels (mode F) have no defined range; "
+                                    "expected an 8- or 16-bit image")
             return image.convert("RGB")
     except _PIL_ERRORS as exc:
         raise RobustadError(f"cannot read image {path}: {_reason(exc)}") from None
+
+
+def _to_8bit(values: np.ndarray, path: Path) -> np.ndarray:
+    """16-bit (or 32-bit integer holding 16-bit) grey levels as 8-bit ones."""
+    values = values.astype(np.int64)
+    if values.min(initial=0) < 0 or values.max(initial=0) > 65535:
+        raise RobustadError(f"cannot read image {path}: integer pixels outside 0..65535; expected an 8- or 16-bit image")
+    return np.round(values / 257).astype(np.uint8)
 
 
 def load_mask(path: Path) -> np.ndarray:

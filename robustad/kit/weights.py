@@ -8,27 +8,42 @@ retries.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-import torch
-from huggingface_hub import constants, get_session, hf_hub_download, try_to_load_from_cache
-from huggingface_hub.errors import RemoteEntryNotFoundError
-
 from robustad.errors import RobustadError, one_line
 
 RANDOM = "random"  # weights option value: random initialisation, for tests and smoke runs only
+_HUB_PROBE_TIMEOUT_S = 5.0
 
 
 @contextmanager
 def seeded_random_init(seed: int = 0) -> Iterator[None]:
     """Build a model with ``weights=random`` reproducibly, leaving the caller's RNG state untouched."""
+    import torch
+
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         yield
-_HUB_PROBE_TIMEOUT_S = 5.0
+
+
+def weights_identity(text: str) -> str:
+    """What a cell's key records of the ``--weights`` value: ``""`` (the backbone's own source), ``random``,
+    ``sha256:<hex>`` of an existing file (moving it keeps the key), or the text itself for the backbone to judge."""
+    text = text.strip()
+    path = Path(text).expanduser()
+    if text and text != RANDOM and path.is_file():
+        stat = path.stat()
+        return _cached_file_id(str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    return text
+
+
+@functools.lru_cache(maxsize=32)
+def _cached_file_id(path: str, size: int, mtime_ns: int) -> str:
+    return file_id(Path(path))
 
 
 def file_id(path: Path) -> str:
@@ -50,6 +65,9 @@ def local_file(text: str, backbone: str) -> Path:
 
 def hub_file(repo_id: str, filenames: Sequence[str], backbone: str) -> Path:
     """The first of ``filenames`` in hub repository ``repo_id``: from the local cache, else downloaded."""
+    from huggingface_hub import constants, get_session, hf_hub_download, try_to_load_from_cache
+    from huggingface_hub.errors import RemoteEntryNotFoundError
+
     for filename in filenames:
         cached = try_to_load_from_cache(repo_id, filename)
         if isinstance(cached, str):

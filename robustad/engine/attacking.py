@@ -1,0 +1,196 @@
+"""The attack stage of one threat prefix (PROTOCOL.md section 4): every attack on the same surrogate and eps.
+
+The attacks of a threat prefix run together, batch by batch, so an attack that combines others (a worst case)
+gets its members' results on the same batch without keeping every adversarial image of the eval set in memory.
+The engine, not the attack, enforces the threat model: it evaluates the surrogate one image at a time (gradients
+then do not depend on the batch), counts zero input gradients, refuses outputs outside the eps ball, outside
+[0,1] or non-finite, optionally rounds to the 8-bit grid, and scores with the unchanged detector.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from robustad.components import Component, parse_spec
+from robustad.contracts import AttackTarget, Perturbed
+from robustad.engine.clean import CleanStage
+from robustad.engine.guard import ComponentError, blame, create, require_finite
+from robustad.engine.identity import image_seed
+from robustad.errors import RobustadError
+from robustad.kit.threat import parse_eps, round_to_8bit, two_logit
+from robustad.plugins import PluginRegistry
+from robustad.records import Cell
+
+BALL_TOLERANCE = 1e-6
+
+
+class ZeroGradients:
+    """Counts gradient evaluations per image, and those whose input gradient is exactly zero (gradient masking)."""
+
+    def __init__(self) -> None:
+        self.total = 0
+        self.zero = 0
+
+    def observe(self, gradient: torch.Tensor) -> None:
+        self.total += 1
+        self.zero += int(not bool(gradient.detach().abs().amax() > 0))
+
+    @property
+    def share(self) -> float | None:
+        return self.zero / self.total if self.total else None
+
+
+class PerImageLogits(torch.nn.Module):
+    """The surrogate's two logits ``[-z/2, z/2]``, computed one image at a time, counting zero input gradients."""
+
+    def __init__(self, z_model: Any, gradients: ZeroGradients) -> None:
+        super().__init__()
+        self.z_model = z_model
+        self.gradients = gradients
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = []
+        for index in range(x.shape[0]):
+            image = x[index:index + 1]
+            if image.requires_grad:
+                image.register_hook(self._observe)
+            logits.append(self.z_model(image).reshape(-1))
+        return two_logit(torch.cat(logits))
+
+    def _observe(self, gradient: torch.Tensor) -> None:
+        self.gradients.observe(gradient)
+
+
+@dataclass
+class AttackOutcome:
+    """One attack spec's results over the eval images, in eval order."""
+
+    scores: np.ndarray
+    distances: list[np.ndarray]
+    settings: dict
+    gradients: ZeroGradients
+    seconds: float = 0.0
+    failure: RobustadError | None = None
+    filled: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
+
+
+def attack_threat_group(cells: list[Cell], stage: CleanStage, surrogate: Any, registry: PluginRegistry,
+                        batch_size: int, reporter: Any) -> dict[str, AttackOutcome]:
+    """Run every attack (and member) of cells sharing a threat prefix; a failing attack fails alone."""
+    cell = cells[0]
+    eps = parse_eps(cell.eps)
+    attacks, components, members = _attacks(cells, registry)
+    n_eval = len(stage.split.eval)
+    outcomes = {spec: AttackOutcome(np.zeros(n_eval), [np.zeros(0)] * n_eval, attack.describe(eps), ZeroGradients(),
+                                    filled=np.zeros(n_eval, dtype=bool))
+                for spec, attack in attacks.items()}
+    reporter.stage(f"{cell.category}: {', '.join(c for c in attacks)} {cell.eps} via {cell.surrogate}", n_eval)
+    for indices, images, clean in stage.eval_batches(batch_size):
+        images = images.to(stage.backbone.device)
+        labels = torch.as_tensor(stage.eval_labels[indices], dtype=torch.int64, device=images.device)
+        z_model = None if surrogate is None else _logit_model(surrogate, clean)
+        results: dict[str, Perturbed] = {}
+        for spec, attack in attacks.items():
+            outcome = outcomes[spec]
+            failed = [m for m in members[spec] if outcomes[m].failure is not None]
+            if failed and outcome.failure is None:
+                outcome.failure = RobustadError(f"attack {spec!r} has no result: its member {failed[0]!r} failed")
+            if outcome.failure is not None:
+                continue
+            started = time.perf_counter()
+            try:
+                target = _target(spec, attack, images, labels, eps, cell, indices, stage, z_model, outcome, results,
+                                 members[spec])
+                with blame(components[spec]):
+                    perturbed = attack.perturb(target)
+                results[spec] = _checked(perturbed, images, eps, components[spec], cell.round_8bit, stage)
+            except RobustadError as error:
+                outcome.failure = error
+                continue
+            outcome.scores[indices] = results[spec].output.scores
+            for row, index in enumerate(indices):
+                outcome.distances[index] = np.asarray(results[spec].output.patch_distances[row])
+            outcome.filled[indices] = True
+            outcome.seconds += time.perf_counter() - started
+        reporter.advance(len(indices))
+    return outcomes
+
+
+def _attacks(cells: list[Cell], registry: PluginRegistry) -> tuple[dict[str, Any], dict[str, Component],
+                                                                    dict[str, list[str]]]:
+    """Every attack the cells need, members before the attacks that combine them, each built once."""
+    attacks: dict[str, Any] = {}
+    components: dict[str, Component] = {}
+    members: dict[str, list[str]] = {}
+
+    def add(spec: str, cell: Cell) -> None:
+        if spec in attacks:
+            return
+        component = registry.get("attack", parse_spec(spec)[0])
+        attack = create(component, **cell.component_options("attack", spec))
+        members[spec] = list(attack.members()) if callable(getattr(attack, "members", None)) else []
+        for member in members[spec]:
+            add(member, cell)
+        attacks[spec], components[spec] = attack, component
+
+    for cell in cells:
+        add(cell.attack, cell)
+    return attacks, components, members
+
+
+def _logit_model(surrogate: Any, clean: Any) -> Any:
+    """The fitted surrogate's logit model for one batch (``surrogate`` is the runner's ``Fitted`` record)."""
+    with blame(surrogate.component):
+        return surrogate.instance.logit_model(clean)
+
+
+def _target(spec: str, attack: Any, images: torch.Tensor, labels: torch.Tensor, eps: float, cell: Cell,
+            indices: list[int], stage: CleanStage, z_model: Any, outcome: AttackOutcome,
+            results: dict[str, Perturbed], members: list[str]) -> AttackTarget:
+    """The AttackTarget of one attack on one batch."""
+    needs_surrogate = bool(getattr(attack, "needs_surrogate", True))
+    seeds = [image_seed(cell.seed, f"{spec}:{stage.names[stage.split.eval[i].path]}") for i in indices]
+
+    def member(name: str) -> Perturbed:
+        if name not in members or name not in results:
+            raise RobustadError(f"attack {spec!r} asked for member {name!r}; its members are {', '.join(members)}")
+        return results[name]
+
+    def score(x: torch.Tensor) -> torch.Tensor:
+        return torch.as_tensor(stage.score(x.detach()).scores, device=x.device)
+
+    use_model = needs_surrogate and z_model is not None
+    return AttackTarget(
+        images=images, labels=labels, eps=eps, seeds=seeds,
+        model=PerImageLogits(z_model, outcome.gradients) if use_model else None,
+        score=score, score_from_logit=getattr(z_model, "score_of", None) if use_model else None, member=member,
+    )
+
+
+def _checked(perturbed: Any, clean: torch.Tensor, eps: float, component: Component, round_8bit: bool,
+             stage: CleanStage) -> Perturbed:
+    """The attack's result inside the threat model, scored (unless it came with its detector output)."""
+    images, output = (perturbed.images, perturbed.output) if isinstance(perturbed, Perturbed) else (perturbed, None)
+    if not isinstance(images, torch.Tensor) or tuple(images.shape) != tuple(clean.shape):
+        shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
+        raise ComponentError(f"{component.label()} returned {shape}; expected images of shape {tuple(clean.shape)}")
+    images = images.detach()
+    require_finite(images, component, "adversarial images")
+    distance = float((images - clean).abs().max()) if images.numel() else 0.0
+    if distance > eps + BALL_TOLERANCE or float(images.min()) < 0 or float(images.max()) > 1:
+        raise ComponentError(f"{component.label()} broke the threat model: L-inf distance {distance:.6f} "
+                             f"> eps {eps:.6f} or pixels outside [0,1]")
+    if output is None:
+        if round_8bit:
+            images = round_to_8bit(images, clean, eps)
+        output = stage.score(images)
+    else:
+        require_finite(output.scores, component, "image scores")
+        if len(output.scores) != len(images):
+            raise ComponentError(f"{component.label()} returned {len(output.scores)} scores for {len(images)} images")
+    return Perturbed(images, output)

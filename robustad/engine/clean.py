@@ -1,0 +1,190 @@
+"""The clean stage of one model prefix (PROTOCOL.md sections 2, 3, 8): split, memory bank, clean scores.
+
+Computed once for every cell that shares the prefix: the reference set fits the detector, every calib and eval
+image is scored once, and what later stages need is kept per image (images may differ in size): scores, patch
+distances, foreground masks, calib features for the surrogate, and the eval images themselves while they fit in
+``EVAL_CACHE_BYTES`` (beyond that they are decoded again, batch by batch, when attacked).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from robustad.components import Component, parse_spec
+from robustad.engine.batches import Item, batches, prepared
+from robustad.engine.guard import GuardedBackbone, blame, create, require_finite
+from robustad.engine.identity import image_seed, names_hash, relative_names
+from robustad.engine.settings import RunSettings
+from robustad.engine.splits import make_split, parse_shots
+from robustad.kit.images import load_mask, load_rgb
+from robustad.plugins import PluginRegistry
+from robustad.records import Cell, DetectorOutput, Features, Sample, Split
+
+EVAL_CACHE_BYTES = 1 << 30
+
+
+@dataclass
+class Scored:
+    """One test image's clean detector output."""
+
+    score: float
+    distances: np.ndarray  # (h, w) patch distances
+    mask: np.ndarray | None  # (h, w) foreground kept by the detector, or None
+    size: tuple[int, int]  # (height, width) of the original image
+
+
+@dataclass
+class CleanStage:
+    """What every cell of a model prefix shares."""
+
+    split: Split
+    names: dict[Path, str]
+    components: dict[str, Component]
+    backbone: GuardedBackbone
+    detector: Any
+    calib: list[Scored]
+    eval: list[Scored]
+    calib_features: list[Features]
+    eval_images: list[torch.Tensor] | None
+    eval_truth: list[np.ndarray] | None  # ground-truth defect masks at image size, when every defect has one
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def calib_labels(self) -> np.ndarray:
+        return np.array([s.label for s in self.split.calib])
+
+    @property
+    def eval_labels(self) -> np.ndarray:
+        return np.array([s.label for s in self.split.eval])
+
+    @property
+    def calib_scores(self) -> np.ndarray:
+        return np.array([s.score for s in self.calib])
+
+    @property
+    def eval_scores(self) -> np.ndarray:
+        return np.array([s.score for s in self.eval])
+
+    def seeds(self, cell_seed: int, indices: list[int]) -> list[int]:
+        """Per-image seeds of eval images (by index) for a cell seed."""
+        return [image_seed(cell_seed, self.names[self.split.eval[i].path]) for i in indices]
+
+    def reference_hash(self) -> str:
+        return names_hash(self.split.reference, self.names)
+
+    def eval_batches(self, batch_size: int) -> Iterator[tuple[list[int], torch.Tensor, DetectorOutput]]:
+        """Eval images batched by size: their indices, the image batch, and their clean detector output."""
+        if self.eval_images is not None:
+            items: Any = (Item(i, s, self.eval_images[i], self.eval[i].size) for i, s in enumerate(self.split.eval))
+        else:
+            items = prepared(self.split.eval, self._preprocess)
+        for batch in batches(items, batch_size):
+            indices = [item.index for item in batch]
+            scored = [self.eval[i] for i in indices]
+            masks = None if scored[0].mask is None else np.stack([s.mask for s in scored])
+            output = DetectorOutput(np.array([s.score for s in scored]), np.stack([s.distances for s in scored]),
+                                    masks)
+            yield indices, torch.stack([item.image for item in batch]), output
+
+    def score(self, images: torch.Tensor) -> DetectorOutput:
+        """The detector's output on a batch of images, without gradient."""
+        return self.forward(images)[1]
+
+    def forward(self, images: torch.Tensor) -> tuple[Features, DetectorOutput]:
+        """Features and detector output of a batch, without gradient; non-finite scores refused."""
+        with torch.no_grad():
+            features = self.backbone(images.to(self.backbone.device))
+            with blame(self.components["detector"]):
+                output = self.detector.score(features)
+        require_finite(output.scores, self.components["detector"], "image scores")
+        return features, output
+
+    def _preprocess(self, image: Any) -> torch.Tensor:
+        with blame(self.components["detector"]):
+            return self.detector.preprocess(image)
+
+
+def run_clean_stage(cell: Cell, settings: RunSettings, registry: PluginRegistry, reporter: Any,
+                    keep_features: bool) -> CleanStage:
+    """Split, fit and score for the model prefix of ``cell``."""
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+    components = {kind: registry.get(kind, parse_spec(spec)[0]) for kind, spec in
+                  (("dataset", cell.dataset), ("backbone", cell.backbone), ("detector", cell.detector))}
+    dataset = create(components["dataset"], **cell.component_options("dataset", cell.dataset))
+    with blame(components["dataset"]):
+        data = dataset.load(settings.data_root, cell.category)
+    split = make_split(data, parse_shots(cell.shots), cell.seed, cell.calib_fraction)
+    timings["t_split_s"] = time.perf_counter() - started
+
+    started = time.perf_counter()
+    network = create(components["backbone"], weights=_weights(cell, settings), device=settings.device,
+                     **cell.component_options("backbone", cell.backbone))
+    backbone = GuardedBackbone(network, components["backbone"], cell.precision, settings.device)
+    detector = create(components["detector"], backbone, cell.resolution, cell.category,
+                      **cell.component_options("detector", cell.detector))
+    reporter.stage(f"{cell.category}: memory bank from {len(split.reference)} reference images", 1)
+    with blame(components["detector"]):
+        detector.fit([load_rgb(s.path) for s in split.reference])
+    reporter.advance()
+    timings["t_fit_s"] = time.perf_counter() - started
+
+    stage = CleanStage(split, relative_names(data), components, backbone, detector, [], [], [], None, None)
+    started = time.perf_counter()
+    reporter.stage(f"{cell.category}: clean scores", len(split.calib) + len(split.eval))
+    stage.calib, stage.calib_features, _ = _score_all(stage, split.calib, settings, reporter, keep_features, False)
+    stage.eval, _, stage.eval_images = _score_all(stage, split.eval, settings, reporter, False, True)
+    timings["t_clean_s"] = time.perf_counter() - started
+    if settings.pixel_metrics:
+        stage.eval_truth = _ground_truth(split.eval, stage.eval)
+    stage.timings = timings
+    return stage
+
+
+def _weights(cell: Cell, settings: RunSettings) -> str | None:
+    """The ``weights`` value the backbone is built with: the run's file for a file digest, else the identity."""
+    if cell.weights.startswith("sha256:"):
+        return str(settings.weights_file)
+    return cell.weights or None
+
+
+def _score_all(stage: CleanStage, samples: list[Sample], settings: RunSettings, reporter: Any,
+               keep_features: bool, keep_images: bool) -> tuple[list[Scored], list[Features], list | None]:
+    """Score ``samples`` in size-bucketed batches; results back in sample order."""
+    scored: list[Scored | None] = [None] * len(samples)
+    features: list[Features | None] = [None] * len(samples)
+    images: list[torch.Tensor | None] | None = [None] * len(samples) if keep_images else None
+    cached = 0
+    for batch in batches(prepared(samples, stage._preprocess), settings.batch_size):
+        batch_features, output = stage.forward(torch.stack([item.image for item in batch]))
+        for row, item in enumerate(batch):
+            mask = None if output.masks is None else np.asarray(output.masks[row], dtype=bool)
+            scored[item.index] = Scored(float(output.scores[row]), np.asarray(output.patch_distances[row]), mask,
+                                        item.size)
+            if keep_features:
+                features[item.index] = Features(batch_features.patch_tokens[row:row + 1].cpu(),
+                                                batch_features.global_token[row:row + 1].cpu())
+            if images is not None:
+                cached += item.image.numel() * item.image.element_size()
+                if cached > EVAL_CACHE_BYTES:
+                    images = None
+                else:
+                    images[item.index] = item.image
+        reporter.advance(len(batch))
+    return scored, features if keep_features else [], images
+
+
+def _ground_truth(samples: list[Sample], scored: list[Scored]) -> list[np.ndarray] | None:
+    """Defect masks of the eval images at their original size (empty for normal images); None when some defect
+    has no mask, so that pixel metrics are left out."""
+    if any(s.label == 1 and s.mask is None for s in samples):
+        return None
+    return [load_mask(s.mask) if s.mask is not None else np.zeros(r.size, dtype=bool)
+            for s, r in zip(samples, scored)]

@@ -1,0 +1,106 @@
+"""Where plugin code meets the engine: errors that name their component, and values checked where they enter.
+
+A third party's bug or bad output becomes one line that names the component, its plugin and its distribution;
+non-finite numbers are refused where they enter (backbone features, detector scores, attack images, calibrated
+probabilities), so no row is ever written from a NaN.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from robustad.components import Component
+from robustad.errors import RobustadError, one_line
+from robustad.records import Features
+
+if TYPE_CHECKING:
+    import torch
+
+AUTOCAST_DTYPES = {"bf16": "bfloat16", "fp16": "float16"}
+
+
+class ComponentError(RobustadError):
+    """An error already attributed to a component: passed on unchanged by enclosing ``blame`` blocks."""
+
+
+@contextlib.contextmanager
+def blame(component: Component) -> Iterator[None]:
+    """Turn any exception raised inside into a one-line ``ComponentError`` naming ``component``."""
+    try:
+        yield
+    except ComponentError:
+        raise
+    except Exception as error:
+        raise ComponentError(f"{component.label()}: {one_line(error)}") from error
+
+
+def create(component: Component, *args: Any, **options: Any) -> Any:
+    """Instantiate a component, blaming it for whatever its constructor raises."""
+    with blame(component):
+        return component.create(*args, **options)
+
+
+def require_finite(values: Any, component: Component, what: str) -> None:
+    """A ``ComponentError`` when ``values`` (array or tensor) hold NaN or infinity."""
+    array = values.detach().float().cpu().numpy() if hasattr(values, "detach") else np.asarray(values, dtype=float)
+    if not np.isfinite(array).all():
+        bad = int((~np.isfinite(array)).sum())
+        raise ComponentError(f"{component.label()} returned {bad} non-finite value(s) in its {what}")
+
+
+class GuardedBackbone:
+    """The run's view of a backbone: autocast at the run's precision, float32 features, non-finite refused.
+
+    Everything else (``patch_size``, ``weights_id``, ...) is read through from the backbone itself.
+    """
+
+    def __init__(self, backbone: Any, component: Component, precision: str, device: str) -> None:
+        self.backbone = backbone
+        self.component = component
+        self.precision = precision
+        self.device = device
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.backbone, name)
+
+    def __call__(self, images: torch.Tensor) -> Features:
+        with blame(self.component), self._autocast():
+            features = self.backbone(images)
+        tokens, global_token = features.patch_tokens.float(), features.global_token.float()
+        require_finite(tokens, self.component, "patch tokens")
+        require_finite(global_token, self.component, "global token")
+        return Features(patch_tokens=tokens, global_token=global_token)
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        import torch
+
+        if self.precision not in AUTOCAST_DTYPES:
+            return contextlib.nullcontext()
+        device_type = torch.device(self.device).type
+        return torch.autocast(device_type, dtype=getattr(torch, AUTOCAST_DTYPES[self.precision]))
+
+
+def check_precision(precision: str, device: str) -> str | None:
+    """None when ``precision`` runs well on ``device``; else why not: a one-line error for fp16 on a CPU, a
+    warning text for bf16 on a CPU without native bfloat16 instructions (emulated: slower than fp32)."""
+    if precision == "fp32" or not device.startswith("cpu"):
+        return None
+    if precision == "fp16":
+        raise RobustadError("--precision fp16 needs a GPU (--device cuda); on a CPU use bf16 or fp32")
+    if not _cpu_has_native_bf16():
+        return ("--precision bf16: this CPU has no native bfloat16 instructions (avx512_bf16 or amx_bf16); "
+                "torch emulates them, which is slower than fp32")
+    return None
+
+
+def _cpu_has_native_bf16() -> bool:
+    try:
+        with open("/proc/cpuinfo") as handle:
+            flags = handle.read()
+    except OSError:  # not Linux: assume no
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags

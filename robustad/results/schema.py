@@ -1,0 +1,26 @@
+"""The leaderboard's columns, built once from the names the metrics, the cell and the attack contract define."""
+
+from __future__ import annotations
+
+from robustad.contracts import ATTACK_SETTINGS
+from robustad.metrics import ATTACK_METRICS, IMAGE_METRICS, PIXEL_METRICS
+from robustad.records import CELL_FIELDS
+
+TIMINGS = ("t_split_s", "t_fit_s", "t_clean_s", "t_pixel_s", "t_surrogate_s", "t_attack_s", "t_calib_metrics_s")
+INTERVAL_COLUMNS = (*(f"{side}_{m}" for side in ("clean", "adv") for m in IMAGE_METRICS), *ATTACK_METRICS)
+"""Columns that come with a bootstrap interval ``<column>_ci_low`` / ``<column>_ci_high``."""
+
+COLUMNS = (
+    "cell_hash", *CELL_FIELDS,
+    "weights_id", "white_box", "eps_value", *ATTACK_SETTINGS,
+    "n_ref", "n_calib", "n_eval", "memory_bank_size", "ref_hash",
+    "clean_auroc_full",
+    *(f"clean_{m}" for m in IMAGE_METRICS + PIXEL_METRICS),
+    *(f"adv_{m}" for m in IMAGE_METRICS + PIXEL_METRICS),
+    *ATTACK_METRICS,
+    *(f"{column}_ci_{bound}" for column in INTERVAL_COLUMNS for bound in ("low", "high")),
+    "bootstrap_resamples", "bootstrap_skipped",
+    "calib_degenerate", "zero_grad_share", "flag_threshold",
+    *TIMINGS,
+    "device", "torch_threads", "robustad_version", "torch_version", "timm_version", "faiss_version", "timestamp",
+)
