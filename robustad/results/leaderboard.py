@@ -11,10 +11,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from robustad.errors import RobustadError
 from robustad.engine.grid import CELL_FIELDS
-
-IMAGE_METRICS = ("auroc", "ap", "f1", "f1_max", "gmean", "ece", "brier", "nll", "entropy")
+from robustad.errors import RobustadError
+from robustad.metrics import IMAGE_METRICS
 PIXEL_METRICS = ("pixel_auroc", "aupro")
 COLUMNS = (
     "cell_hash", *CELL_FIELDS,
