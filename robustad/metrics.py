@@ -7,6 +7,8 @@ Conventions shared by every function here:
   and warns with ``UndefinedMetricWarning``: the leaderboard writes an empty cell, never a NaN.
 - Malformed input (wrong shape, mismatched lengths, NaN, labels other than 0/1) is a one-line ``RobustadError``.
 - Pixel metrics take ``(maps, masks)``: one 2-D anomaly map and one boolean mask (True = defect) per image.
+- scipy and scikit-learn are imported inside the functions that use them: plugins import this module while
+  ``robustad plugins`` lists them, and that must stay fast.
 """
 
 from __future__ import annotations
@@ -16,17 +18,21 @@ import warnings
 from collections.abc import Sequence
 
 import numpy as np
-from scipy import ndimage, special
-from scipy.integrate import trapezoid
-from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score
 
 from robustad.errors import RobustadError
+
+IMAGE_METRICS = ("auroc", "ap", "f1", "f1_max", "gmean", "ece", "brier", "nll", "entropy")
+"""Metrics of one set of eval images, each a ``clean_*`` and an ``adv_*`` column (``image_metrics`` keys)."""
+ATTACK_METRICS = ("flag_auroc", "flag_tpr", "evasion_rate")
+"""Metrics that compare the adversarial eval images with their clean versions: one column each."""
 
 DECISION_THRESHOLD = 0.5
 ECE_BINS = 15
 NLL_CLIP = 1e-12
 AUPRO_FPR_LIMIT = 0.3
 F1_TIE_TOLERANCE = 1e-12
+FLAG_QUANTILE = 0.95
+FLAG_PERCENTILE_METHOD = "higher"
 
 
 class UndefinedMetricWarning(UserWarning):
@@ -96,18 +102,24 @@ def _has_both_classes(metric: str, y: np.ndarray) -> bool:
 
 def auroc(labels: object, scores: object) -> float | None:
     """Image AUROC (sklearn ``roc_auc_score``); constant scores give 0.5; None with one class."""
+    from sklearn.metrics import roc_auc_score
+
     y, s = _labels_and("auroc", labels, scores, probabilities=False)
     return float(roc_auc_score(y, s)) if _has_both_classes("auroc", y) else None
 
 
 def average_precision(labels: object, scores: object) -> float | None:
     """Step-wise average precision, sum_n (R_n - R_{n-1}) P_n (sklearn ``average_precision_score``)."""
+    from sklearn.metrics import average_precision_score
+
     y, s = _labels_and("ap", labels, scores, probabilities=False)
     return float(average_precision_score(y, s)) if _has_both_classes("ap", y) else None
 
 
 def _f1_over_thresholds(y: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """F1 of the rule ``score >= t`` for every distinct score t, thresholds ascending (sklearn's PR curve)."""
+    from sklearn.metrics import precision_recall_curve
+
     precision, recall, thresholds = precision_recall_curve(y, s)
     precision, recall = precision[:-1], recall[:-1]  # the last point (P=1, R=0) has no threshold
     total = precision + recall
@@ -124,17 +136,21 @@ def f1_max(labels: object, scores: object) -> float | None:
 
 
 def f1_optimal_threshold(labels: object, scores: object) -> float:
-    """The score t whose rule ``score >= t`` maximises F1 on these samples.
+    """A threshold tau whose rule ``score >= tau`` maximises F1 on these samples, centred in its gap.
 
     Candidates are the distinct scores (sklearn ``precision_recall_curve``); F1 values within 1e-12 of the best
-    count as ties and the lowest tied threshold wins (the more sensitive rule). Needs both classes: a fitted
-    threshold on one class is meaningless, so that is a RobustadError, not a warning.
+    count as ties and the lowest tied score t wins (the more sensitive rule). Every tau in (t', t], t' the next
+    lower distinct score, makes the same decisions on these samples; tau is the midpoint (t' + t) / 2, so that
+    unseen scores just below t (on perfectly separated calib data: just below the lowest anomalous score) are not
+    confidently normal. With no lower score, tau = t. Needs both classes: a fitted threshold on one class is
+    meaningless, so that is a RobustadError, not a warning.
     """
     y, s = _labels_and("f1_optimal_threshold", labels, scores, probabilities=False)
     require_both_classes(y, "f1_optimal_threshold", "a threshold needs both classes")
     f1_values, thresholds = _f1_over_thresholds(y, s)
-    best = np.flatnonzero(f1_values >= f1_values.max() - F1_TIE_TOLERANCE)[0]
-    return float(thresholds[best])
+    best = float(thresholds[np.flatnonzero(f1_values >= f1_values.max() - F1_TIE_TOLERANCE)[0]])
+    lower = s[s < best]
+    return (float(lower.max()) + best) / 2 if lower.size else best
 
 
 # ---------------------------------------------------------------------------------------------- decision metrics
@@ -170,7 +186,7 @@ def gmean(labels: object, probs: object) -> float | None:
 
 # ---------------------------------------------------------------------------------------------- calibration
 
-def _bin_index(p: np.ndarray, n_bins: int) -> np.ndarray:
+def bin_index(p: np.ndarray, n_bins: int) -> np.ndarray:
     """Equal-width bins over [0,1], each [lower, upper) except the last, which also holds p = 1.0.
 
     Same edges as torchmetrics' ``BinaryCalibrationError`` (``bucketize(right=True)``) for every p < 1; torchmetrics
@@ -188,11 +204,11 @@ def _check_bins(n_bins: int, context: str) -> None:
 def ece(labels: object, probs: object, n_bins: int = ECE_BINS) -> float:
     """Expected calibration error of the positive class: sum_b (n_b / n) |mean(label)_b - mean(p)_b|.
 
-    Confidence = p, outcome = label, ``n_bins`` equal-width bins (see ``_bin_index``); empty bins add nothing.
+    Confidence = p, outcome = label, ``n_bins`` equal-width bins (see ``bin_index``); empty bins add nothing.
     """
     _check_bins(n_bins, "ece")
     y, p = _labels_and("ece", labels, probs, probabilities=True)
-    index = _bin_index(p, n_bins)
+    index = bin_index(p, n_bins)
     gap = np.bincount(index, weights=y, minlength=n_bins) - np.bincount(index, weights=p, minlength=n_bins)
     return float(np.abs(gap).sum() / y.size)
 
@@ -201,7 +217,7 @@ def reliability_diagram(labels: object, probs: object, n_bins: int = ECE_BINS) -
     """Per-bin ``lower``, ``upper``, ``count``, ``mean_confidence``, ``observed_frequency`` (None when empty)."""
     _check_bins(n_bins, "reliability_diagram")
     y, p = _labels_and("reliability_diagram", labels, probs, probabilities=True)
-    index = _bin_index(p, n_bins)
+    index = bin_index(p, n_bins)
     counts = np.bincount(index, minlength=n_bins)
     confidence = np.bincount(index, weights=p, minlength=n_bins)
     frequency = np.bincount(index, weights=y, minlength=n_bins)
@@ -231,6 +247,8 @@ def nll(labels: object, probs: object) -> float:
 
 def binary_entropy(probs: object) -> np.ndarray:
     """Per-sample predictive entropy H(p) = -p ln p - (1-p) ln(1-p) in nats, with 0 ln 0 = 0."""
+    from scipy import special
+
     p = check_values(probs, "binary_entropy", name="probs", probabilities=True)
     return special.entr(p) + special.entr(1.0 - p)
 
@@ -245,12 +263,58 @@ def flag_auroc(clean_probs: object, adv_probs: object) -> float:
 
     Both arrays are the same eval images in the same order; 0.5 means the entropy flag is useless.
     """
+    from sklearn.metrics import roc_auc_score
+
     clean = check_values(clean_probs, "flag_auroc", name="clean_probs", probabilities=True)
     adv = check_values(adv_probs, "flag_auroc", name="adv_probs", probabilities=True)
     if adv.size != clean.size:
         raise RobustadError(f"flag_auroc: clean_probs has {clean.size} entries but adv_probs has {adv.size}")
-    flagged = np.concatenate([np.zeros(clean.size), np.ones(adv.size)])
-    return float(roc_auc_score(flagged, np.concatenate([binary_entropy(clean), binary_entropy(adv)])))
+    is_adversarial = np.concatenate([np.zeros(clean.size), np.ones(adv.size)])
+    return float(roc_auc_score(is_adversarial, np.concatenate([binary_entropy(clean), binary_entropy(adv)])))
+
+
+# ---------------------------------------------------------------------------------------------- evasion
+
+def flag_threshold(calib_probs: object, quantile: float = FLAG_QUANTILE) -> float:
+    """The entropy above which an image is flagged: the ``quantile`` of H(p) over the clean calib images.
+
+    numpy's ``method="higher"``: the threshold is an observed calib entropy, and with the strict rule
+    H > threshold (``flagged``) at most a share 1 - quantile of the clean calib images is flagged, however many
+    entropies tie (isotonic and degenerate temperature fits give many equal probabilities).
+    On 24 calib images (bottle) at 0.95 it flags 1 (4 %); numpy's default linear interpolation would flag 2 (8 %).
+    """
+    if isinstance(quantile, bool) or not isinstance(quantile, (int, float)) or not 0.0 <= quantile <= 1.0:
+        raise RobustadError(f"flag_threshold: quantile must be a number in [0, 1], got {quantile!r}")
+    entropies = binary_entropy(check_values(calib_probs, "flag_threshold", name="calib_probs", probabilities=True))
+    return float(np.quantile(entropies, quantile, method=FLAG_PERCENTILE_METHOD))
+
+
+def flagged(probs: object, threshold: float, context: str = "flagged") -> np.ndarray:
+    """Per image: True when its predictive entropy H(p) is strictly above ``threshold`` (see ``flag_threshold``)."""
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float, np.floating)) \
+            or not math.isfinite(threshold):
+        raise RobustadError(f"{context}: threshold must be a finite number (an entropy in nats), got {threshold!r}")
+    p = check_values(probs, context, name="probs", probabilities=True)
+    return binary_entropy(p) > threshold
+
+
+def flag_tpr(adv_probs: object, threshold: float) -> float:
+    """Share of adversarial eval images the entropy flag catches (H(p) > threshold)."""
+    return float(flagged(adv_probs, threshold, "flag_tpr").mean())
+
+
+def misclassified(labels: np.ndarray, probs: np.ndarray) -> np.ndarray:
+    """Per image: True when the decision p >= 0.5 disagrees with the 0/1 label (inputs already checked)."""
+    return (probs >= DECISION_THRESHOLD) != (labels == 1)
+
+
+def evasion_rate(labels: object, adv_probs: object, threshold: float) -> float:
+    """Share of eval images that the attack gets misclassified (p >= 0.5 on the wrong side) without being flagged.
+
+    What a defender who trusts both the decision and the entropy flag loses to the attack.
+    """
+    y, p = _labels_and("evasion_rate", labels, adv_probs, probabilities=True)
+    return float(np.mean(misclassified(y, p) & ~flagged(p, threshold, "evasion_rate")))
 
 
 def image_metrics(labels: object, scores: object, probs: object) -> dict[str, float | None]:
@@ -262,11 +326,12 @@ def image_metrics(labels: object, scores: object, probs: object) -> dict[str, fl
     y = check_labels(labels, "image_metrics")
     check_values(scores, "image_metrics", name="scores", length=y.size)
     check_values(probs, "image_metrics", name="probs", length=y.size, probabilities=True)
-    return {
+    values = {
         "auroc": auroc(y, scores), "ap": average_precision(y, scores), "f1": f1(y, probs),
         "f1_max": f1_max(y, scores), "gmean": gmean(y, probs), "ece": ece(y, probs), "brier": brier(y, probs),
         "nll": nll(y, probs), "entropy": entropy(probs),
     }
+    return {name: values[name] for name in IMAGE_METRICS}
 
 
 # ---------------------------------------------------------------------------------------------- localisation
@@ -332,6 +397,8 @@ def aupro(maps: Sequence[np.ndarray], masks: Sequence[np.ndarray], fpr_limit: fl
     """
     if not 0.0 < fpr_limit <= 1.0:
         raise RobustadError(f"aupro: fpr_limit must lie in (0, 1], got {fpr_limit}")
+    from scipy import ndimage
+
     pairs = _checked_pairs("aupro", maps, masks)
     normal = _sorted_normal_values(pairs)
     values, regions, n_regions = [], [], 0
@@ -370,6 +437,8 @@ def _pro_curve(normal: np.ndarray, defect: np.ndarray, region: np.ndarray,
 
 def _area_up_to(x: np.ndarray, y: np.ndarray, limit: float) -> float:
     """Trapezoid area under y(x) for x in [0, limit], x non-decreasing from 0 to 1."""
+    from scipy.integrate import trapezoid
+
     inside = int(np.searchsorted(x, limit, side="right"))
     xs, ys = x[:inside], y[:inside]
     if inside < x.size and xs[-1] < limit:

@@ -1,0 +1,95 @@
+"""Seeded percentile-bootstrap intervals for every image and attack metric of a leaderboard row.
+
+PROTOCOL.md section 6: eval images are the resampling unit, and an image brings its clean and its adversarial
+version together. Resample r draws the images ``np.random.default_rng(seed).integers(0, n, size=(resamples,
+n))[r]``; a test can redraw them. A resample where a metric is undefined (one class only, ...) is skipped for
+that metric and counted. The bounds are numpy's default ("linear") percentiles of the defined resample values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from robustad import metrics, resampled
+from robustad.errors import RobustadError
+
+Bounds = tuple[float | None, float | None]
+
+
+@dataclass(frozen=True)
+class Intervals:
+    """``bounds[column] = (low, high)``, (None, None) when undefined in every resample; ``skipped[column]``: how
+    many resamples left the metric undefined. Columns: ``clean_<m>``, ``adv_<m>`` and the attack metrics."""
+
+    bounds: dict[str, Bounds]
+    skipped: dict[str, int]
+
+    def containing(self, values: Mapping[str, float | None]) -> Intervals:
+        """The intervals widened just enough to hold each defined point estimate ``values[column]``.
+
+        A percentile interval need not contain the estimate on the full eval set (F1-max and AUROC near 1 are
+        biased in resamples), but a leaderboard promises low <= value <= high. Columns without a value keep
+        their bounds.
+        """
+        bounds = dict(self.bounds)
+        for column, (low, high) in self.bounds.items():
+            value = values.get(column)
+            if value is not None:
+                bounds[column] = (value if low is None else min(low, value),
+                                  value if high is None else max(high, value))
+        return Intervals(bounds, dict(self.skipped))
+
+
+def draw_indices(n: int, resamples: int, seed: int) -> np.ndarray:
+    """(resamples, n) image indices drawn with replacement: the documented draw every interval uses."""
+    return np.random.default_rng(seed).integers(0, n, size=(resamples, n))
+
+
+def bootstrap_intervals(labels: object, clean_scores: object, clean_probs: object, adv_scores: object = None,
+                        adv_probs: object = None, *, flag_threshold: float | None = None, resamples: int = 1000,
+                        seed: int = 0, level: float = 0.95) -> Intervals:
+    """Percentile intervals at ``level`` for the ``clean_*`` image metrics and, given adversarial scores and
+    probabilities of the same images in the same order, the ``adv_*`` ones and ``flag_auroc``; ``flag_tpr`` and
+    ``evasion_rate`` also need the entropy ``flag_threshold`` (``metrics.flag_threshold`` of the clean calib
+    probabilities). Columns that cannot be computed from the arguments are absent."""
+    context = "bootstrap_intervals"
+    y = metrics.check_labels(labels, context)
+    _check_settings(resamples, seed, level)
+    counts = resampled.counts_of(draw_indices(y.size, resamples, seed), y.size)
+    clean = _scores_and_probs(context, "clean", clean_scores, clean_probs, y.size)
+    values = {f"clean_{name}": v for name, v in resampled.image_metrics(counts, y, *clean).items()}
+    if (adv_scores is None) != (adv_probs is None):
+        raise RobustadError(f"{context}: pass both adv_scores and adv_probs, or neither")
+    if adv_probs is not None:
+        adv = _scores_and_probs(context, "adv", adv_scores, adv_probs, y.size)
+        values.update({f"adv_{name}": v for name, v in resampled.image_metrics(counts, y, *adv).items()})
+        values["flag_auroc"] = resampled.flag_auroc(counts, clean[1], adv[1])
+        if flag_threshold is not None:
+            flagged = metrics.flagged(adv[1], flag_threshold, context)
+            values["flag_tpr"] = resampled.flag_tpr(counts, flagged)
+            values["evasion_rate"] = resampled.evasion_rate(counts, y, adv[1], flagged)
+    tails = (50 * (1 - level), 50 * (1 + level))
+    bounds, skipped = {}, {}
+    for column, per_resample in values.items():
+        defined = per_resample[~np.isnan(per_resample)]
+        skipped[column] = resamples - defined.size
+        bounds[column] = tuple(float(b) for b in np.percentile(defined, tails)) if defined.size else (None, None)
+    return Intervals(bounds, skipped)
+
+
+def _check_settings(resamples: int, seed: int, level: float) -> None:
+    if isinstance(resamples, bool) or not isinstance(resamples, (int, np.integer)) or resamples < 1:
+        raise RobustadError(f"bootstrap_intervals: resamples must be an integer >= 1, got {resamples!r}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise RobustadError(f"bootstrap_intervals: seed must be an integer >= 0, got {seed!r}")
+    if isinstance(level, bool) or not isinstance(level, (int, float)) or not 0.0 < level < 1.0:
+        raise RobustadError(f"bootstrap_intervals: level must be a number in (0, 1), got {level!r}")
+
+
+def _scores_and_probs(context: str, prefix: str, scores: object, probs: object,
+                      n: int) -> tuple[np.ndarray, np.ndarray]:
+    return (metrics.check_values(scores, context, name=f"{prefix}_scores", length=n),
+            metrics.check_values(probs, context, name=f"{prefix}_probs", length=n, probabilities=True))

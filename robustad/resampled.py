@@ -1,0 +1,153 @@
+"""The image and attack metrics of ``robustad.metrics`` on many bootstrap resamples at once.
+
+A resample of n eval images is given by its counts: how often each image was drawn (one row of an (R, n) matrix,
+summing to n). Every metric is a function of count-weighted sums, per image or per distinct score, so R resamples
+cost a few matrix products and cumulative sums instead of R sklearn calls (``benchmarks/bench_intervals.py``).
+Each function returns an (R,) float64 array holding NaN where the metric is undefined on that resample, in exactly
+the cases where ``robustad.metrics`` returns None; ``robustad.intervals`` turns those into skipped resamples, so
+NaN never reaches a leaderboard. Inputs are checked by the caller.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from robustad import metrics
+
+
+def counts_of(indices: np.ndarray, n: int) -> np.ndarray:
+    """(R, n) float64: how often each of the n images appears in each row of the (R, n) drawn ``indices``."""
+    resamples = indices.shape[0]
+    flat = (indices + n * np.arange(resamples)[:, None]).ravel()
+    return np.bincount(flat, minlength=resamples * n).reshape(resamples, n).astype(np.float64)
+
+
+def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
+    """numerator / denominator, NaN (undefined) where the denominator is 0."""
+    return np.divide(numerator, denominator, out=np.full(numerator.shape, np.nan), where=denominator > 0)
+
+
+def _class_counts(counts: np.ndarray, labels: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(positive, negative): (R, G) draws of anomalous / normal images at each of the G distinct values, ascending.
+
+    Tied values share a column, which is what makes the ranking metrics below handle ties as sklearn does.
+    """
+    order = np.argsort(values, kind="stable")
+    ordered = values[order]
+    starts = np.flatnonzero(np.concatenate([[True], ordered[1:] != ordered[:-1]]))
+    drawn = counts[:, order]
+    positive = np.add.reduceat(drawn * labels[order], starts, axis=1)
+    return positive, np.add.reduceat(drawn, starts, axis=1) - positive
+
+
+def _at_or_above(per_value: np.ndarray) -> np.ndarray:
+    """Draws at or above each distinct value: the reversed cumulative sum along the value axis."""
+    return np.cumsum(per_value[:, ::-1], axis=1)[:, ::-1]
+
+
+def auroc(counts: np.ndarray, labels: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """Mann-Whitney AUROC per resample: P(anomalous score > normal score) + P(tie) / 2."""
+    positive, negative = _class_counts(counts, labels, scores)
+    negative_below = np.cumsum(negative, axis=1) - negative
+    pairs_won = (positive * (negative_below + 0.5 * negative)).sum(axis=1)
+    return _ratio(pairs_won, positive.sum(axis=1) * negative.sum(axis=1))
+
+
+def average_precision(counts: np.ndarray, labels: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """Step-wise AP: sum over distinct thresholds t of (recall gained at t) * precision(score >= t)."""
+    positive, negative = _class_counts(counts, labels, scores)
+    true_positives = _at_or_above(positive)
+    predicted = true_positives + _at_or_above(negative)
+    precision = np.divide(true_positives, predicted, out=np.zeros_like(predicted), where=predicted > 0)
+    n_positive = positive.sum(axis=1)
+    return _ratio((positive * precision).sum(axis=1), n_positive * (negative.sum(axis=1) > 0))
+
+
+def f1_max(counts: np.ndarray, labels: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """Best F1 = 2TP / (TP + FP + P) over the rules score >= t, t a distinct score.
+
+    A value absent from a resample repeats the F1 of the next higher present value (or 0 above them all), so
+    the maximum is the one over the resample's own distinct scores.
+    """
+    positive, negative = _class_counts(counts, labels, scores)
+    true_positives = _at_or_above(positive)
+    n_positive = positive.sum(axis=1)
+    best = (2 * true_positives / (true_positives + _at_or_above(negative) + n_positive[:, None])).max(axis=1)
+    return np.where((n_positive > 0) & (negative.sum(axis=1) > 0), best, np.nan)
+
+
+def _confusion(counts: np.ndarray, labels: np.ndarray, probs: np.ndarray) -> np.ndarray:
+    """(4, R): TP, FP, FN, TN of the rule p >= 0.5 in each resample."""
+    predicted, positive = probs >= metrics.DECISION_THRESHOLD, labels == 1
+    cells = np.column_stack([predicted & positive, predicted & ~positive, ~predicted & positive,
+                             ~predicted & ~positive]).astype(np.float64)
+    return (counts @ cells).T
+
+
+def f1(counts: np.ndarray, labels: np.ndarray, probs: np.ndarray) -> np.ndarray:
+    """F1 = 2TP / (2TP + FP + FN) at p >= 0.5."""
+    tp, fp, fn, _ = _confusion(counts, labels, probs)
+    return _ratio(2 * tp, 2 * tp + fp + fn)
+
+
+def gmean(counts: np.ndarray, labels: np.ndarray, probs: np.ndarray) -> np.ndarray:
+    """sqrt(TPR * TNR) at p >= 0.5."""
+    tp, fp, fn, tn = _confusion(counts, labels, probs)
+    return np.sqrt(_ratio(tp, tp + fn) * _ratio(tn, tn + fp))
+
+
+def ece(counts: np.ndarray, labels: np.ndarray, probs: np.ndarray, n_bins: int = metrics.ECE_BINS) -> np.ndarray:
+    """Positive-class ECE: sum over bins of |sum(label) - sum(p)| / n, the bins of ``metrics.bin_index``."""
+    gap = np.zeros((probs.size, n_bins))
+    gap[np.arange(probs.size), metrics.bin_index(probs, n_bins)] = labels - probs
+    return np.abs(counts @ gap).sum(axis=1) / probs.size
+
+
+def _mean(counts: np.ndarray, per_image: np.ndarray) -> np.ndarray:
+    """Count-weighted mean of a per-image quantity (every resample holds n images)."""
+    return counts @ per_image / per_image.size
+
+
+def brier(counts: np.ndarray, labels: np.ndarray, probs: np.ndarray) -> np.ndarray:
+    """Mean (p - label)^2."""
+    return _mean(counts, (probs - labels) ** 2)
+
+
+def nll(counts: np.ndarray, labels: np.ndarray, probs: np.ndarray) -> np.ndarray:
+    """Mean negative log-likelihood, p clipped as ``metrics.nll`` clips it."""
+    clipped = np.clip(probs, metrics.NLL_CLIP, 1.0 - metrics.NLL_CLIP)
+    return _mean(counts, -np.where(labels == 1, np.log(clipped), np.log1p(-clipped)))
+
+
+def entropy(counts: np.ndarray, probs: np.ndarray) -> np.ndarray:
+    """Mean binary predictive entropy in nats."""
+    return _mean(counts, metrics.binary_entropy(probs))
+
+
+def image_metrics(counts: np.ndarray, labels: np.ndarray, scores: np.ndarray,
+                  probs: np.ndarray) -> dict[str, np.ndarray]:
+    """Every ``metrics.IMAGE_METRICS`` entry per resample: ranking metrics on scores, the others on probs."""
+    values = {
+        "auroc": auroc(counts, labels, scores), "ap": average_precision(counts, labels, scores),
+        "f1": f1(counts, labels, probs), "f1_max": f1_max(counts, labels, scores),
+        "gmean": gmean(counts, labels, probs), "ece": ece(counts, labels, probs),
+        "brier": brier(counts, labels, probs), "nll": nll(counts, labels, probs), "entropy": entropy(counts, probs),
+    }
+    return {name: values[name] for name in metrics.IMAGE_METRICS}
+
+
+def flag_auroc(counts: np.ndarray, clean_probs: np.ndarray, adv_probs: np.ndarray) -> np.ndarray:
+    """AUROC of H(p), adversarial versions against clean ones; a drawn image brings both (pairs stay together)."""
+    entropies = np.concatenate([metrics.binary_entropy(clean_probs), metrics.binary_entropy(adv_probs)])
+    is_adversarial = np.repeat([0, 1], clean_probs.size)
+    return auroc(np.hstack([counts, counts]), is_adversarial, entropies)
+
+
+def flag_tpr(counts: np.ndarray, flagged: np.ndarray) -> np.ndarray:
+    """Share of adversarial images flagged (``flagged``: ``metrics.flagged`` of their probabilities)."""
+    return _mean(counts, flagged.astype(np.float64))
+
+
+def evasion_rate(counts: np.ndarray, labels: np.ndarray, adv_probs: np.ndarray, flagged: np.ndarray) -> np.ndarray:
+    """Share of images misclassified after the attack and not flagged."""
+    return _mean(counts, (metrics.misclassified(labels, adv_probs) & ~flagged).astype(np.float64))
