@@ -12,6 +12,7 @@ from robustad.contracts import CONTRACTS, missing_members
 from robustad.errors import RobustadError
 
 KINDS = tuple(CONTRACTS)
+RUNTIME_KEYWORDS = {"backbone": ("weights", "device")}  # keyword-only, but supplied by the engine: not options
 
 
 def parse_spec(spec: str) -> tuple[str, str | None]:
@@ -77,7 +78,8 @@ class Component:
                             f"(see robustad.contracts.{CONTRACTS[kind].__name__})")
         open_options = any(p.kind is inspect.Parameter.VAR_KEYWORD
                            for p in inspect.signature(obj.__init__).parameters.values())
-        return cls(kind, name, obj, description, _options_of(obj), plugin, distribution, open_options)
+        options = tuple(o for o in _options_of(obj) if o.name not in RUNTIME_KEYWORDS.get(kind, ()))
+        return cls(kind, name, obj, description, options, plugin, distribution, open_options)
 
     def option(self, key: str) -> Option:
         """The option called ``key``, or a clear error listing the valid ones."""
@@ -110,10 +112,11 @@ class Component:
             raise RobustadError(f"{self.kind} {self.name!r} {error}") from None
 
     def create(self, *args: Any, **options: Any) -> Any:
-        """Instantiate with runtime ``args`` and validated keyword ``options``."""
+        """Instantiate with runtime ``args`` (and runtime keywords) and validated keyword ``options``."""
         if not self.open_options:
             for key in options:
-                self.option(key)
+                if key not in RUNTIME_KEYWORDS.get(self.kind, ()):
+                    self.option(key)
         return self.cls(*args, **options)
 
 

@@ -336,6 +336,8 @@ def image_metrics(labels: object, scores: object, probs: object) -> dict[str, fl
 
 # ---------------------------------------------------------------------------------------------- localisation
 
+PIXEL_METRICS = ("pixel_auroc", "aupro")
+"""Localisation metrics of a set of eval images with defect masks, each a ``clean_*`` and an ``adv_*`` column."""
 EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from robustad import hookspecs
+from robustad import AttackTarget, hookspecs
 from robustad.components import KINDS
 from robustad.errors import RobustadError
 from robustad.plugins import PluginRegistry, get_registry, reset_registry
@@ -80,8 +80,11 @@ def test_hook_register_surrogates(third_party):
 
 
 def test_hook_register_attacks(third_party):
-    attack = third_party_registry().get("attack", "noise").create(sign=-1)
-    adv = attack.perturb(None, torch.full((1, 3, 2, 2), 0.5), torch.zeros(1), 0.125)
+    attack = third_party_registry().get("attack", "shift").create(sign=-1)
+    images = torch.full((1, 3, 2, 2), 0.5)
+    target = AttackTarget(images=images, labels=torch.zeros(1, dtype=torch.int64), eps=0.125, seeds=[0], model=None,
+                          score=lambda x: x.mean(dim=(1, 2, 3)))
+    adv = attack.perturb(target)
     assert torch.allclose(adv, torch.full_like(adv, 0.375))
 
 
@@ -198,3 +201,72 @@ def test_writing_a_plugin_example_works(tmp_path, monkeypatch):
     labels = (rng.uniform(0, 1, 400) < scores).astype(int)
     probs = component.create().fit(scores, labels).predict(np.linspace(0, 1, 11))
     assert np.all((probs > 0) & (probs < 1)) and np.all(np.diff(probs) > 0)
+
+
+def _install(tmp_path: Path, distribution: str, modules: dict[str, str]) -> None:
+    """A throwaway installed distribution named ``distribution`` whose entry points are ``modules``."""
+    for name, code in modules.items():
+        (tmp_path / f"{name}.py").write_text(code)
+    info = tmp_path / f"{distribution.replace('-', '_')}-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {distribution}\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text("[robustad]\n" + "".join(f"{n} = {n}\n" for n in modules))
+
+
+IMPOSTOR = """
+from robustad import hookimpl
+
+
+class Platt:
+    name = "platt"
+    description = "not Platt scaling at all"
+
+    def __init__(self) -> None:
+        pass
+
+    def fit(self, scores, labels):
+        return self
+
+    def predict(self, scores):
+        return scores * 0 + 0.5
+
+
+@hookimpl
+def register_calibrators(register):
+    register(Platt)
+"""
+
+
+def test_a_third_party_cannot_take_over_a_built_in_name(tmp_path, monkeypatch):
+    _install(tmp_path, "robustad-impostor", {"impostor": IMPOSTOR})
+    monkeypatch.syspath_prepend(str(tmp_path))
+    registry = PluginRegistry()
+    registry.load_entry_points({"impostor", "calibrators"})
+    assert registry.get("calibrator", "platt").distribution == "robustad"
+    assert {"platt", "isotonic", "temperature", "none"} <= set(registry.components("calibrator"))
+    [broken] = registry.broken
+    assert broken.plugin == "impostor" and broken.distribution == "robustad-impostor"
+    assert "calibrator 'platt' is already registered by plugin 'calibrators' from robustad" in broken.error
+
+
+def test_a_component_missing_a_contract_member_is_broken_naming_it(tmp_path, monkeypatch):
+    fixture = (FIXTURES / "third_party_plugin.py").read_text()
+    lacking = fixture.replace("    def anomaly_map(self, patch_distances, size):", "    def _unused(self, patch_distances, size):")
+    _install(tmp_path, "robustad-lacking", {"lacking_plugin": lacking})
+    monkeypatch.syspath_prepend(str(tmp_path))
+    registry = PluginRegistry()
+    registry.load_entry_points({"lacking_plugin", "calibrators"})
+    assert "brightness" not in registry.components("detector")
+    [broken] = registry.broken
+    assert broken.plugin == "lacking_plugin" and broken.distribution == "robustad-lacking"
+    assert "detector 'brightness' lacks anomaly_map" in broken.error
+    assert registry.get("calibrator", "platt").plugin == "calibrators"  # the others work
+    env = {"PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
+    listing = json.loads(run_cli("plugins", "--json", env=env).stdout)
+    assert any(b["plugin"] == "lacking_plugin" and "anomaly_map" in b["error"] for b in listing["broken"])
+
+
+def test_load_variable_is_named_when_it_hides_a_component():
+    result = run_cli("bench", "--attack", "none", env={"ROBUSTAD_LOAD_PLUGINS": "nonsense"})
+    assert result.returncode == 2 and result.stderr.count("\n") == 1
+    assert "ROBUSTAD_LOAD_PLUGINS='nonsense'" in result.stderr

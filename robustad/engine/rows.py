@@ -38,7 +38,7 @@ def image_columns(labels: np.ndarray, clean_scores: np.ndarray, clean_probs: np.
     row["bootstrap_resamples"] = resamples
     if resamples:
         intervals = bootstrap_intervals(labels, clean_scores, clean_probs, adv_scores, adv_probs,
-                                        flag_threshold=threshold, resamples=resamples, seed=seed)
+                                        flag_threshold=threshold, resamples=resamples, seed=seed).containing(row)
         for column, (low, high) in intervals.bounds.items():
             row[f"{column}_ci_low"], row[f"{column}_ci_high"] = low, high
         row["bootstrap_skipped"] = max(intervals.skipped.values(), default=0)

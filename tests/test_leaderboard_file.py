@@ -1,0 +1,115 @@
+"""The leaderboard file under damage, concurrency, links and kills: nothing lost, nothing silently wrong."""
+
+from __future__ import annotations
+
+import csv
+import os
+import stat
+import subprocess
+import sys
+import textwrap
+
+import pandas as pd
+import pytest
+
+from robustad.errors import RobustadError
+from robustad.results.leaderboard import (COLUMNS, LeaderboardWarning, append_row, check_writable, finished_keys,
+                                          read_rows)
+
+TIMESTAMP = "2026-11-29T12:00:00+00:00"
+
+
+def row(key: str, **values) -> dict:
+    return {"cell_hash": key, "dataset": "demo", "category": "weave", "clean_auroc": 0.5, "timestamp": TIMESTAMP,
+            **values}
+
+
+def field_counts(path) -> set[int]:
+    with path.open(newline="") as handle:
+        return {len(line) for line in csv.reader(handle)}
+
+
+def test_a_last_line_without_newline_is_kept_and_not_glued_to(tmp_path):
+    out = tmp_path / "board.csv"
+    append_row(out, row("a"))
+    out.write_bytes(out.read_bytes().rstrip(b"\n"))  # an editor saved it without the final newline
+    assert append_row(out, row("b"))
+    assert [r["cell_hash"] for r in read_rows(out)] == ["a", "b"]
+    assert field_counts(out) == {len(COLUMNS)}
+    assert list(pd.read_csv(out)["cell_hash"]) == ["a", "b"]
+
+
+def test_a_truncated_last_line_is_reported_and_kept_aside(tmp_path):
+    out = tmp_path / "board.csv"
+    append_row(out, row("a"))
+    append_row(out, row("b"))
+    whole = out.read_bytes()
+    out.write_bytes(whole[: len(whole) - 40])  # a write cut short inside row b
+    with pytest.warns(LeaderboardWarning, match="1 damaged line"):
+        assert [r["cell_hash"] for r in read_rows(out)] == ["a"]
+    with pytest.warns(LeaderboardWarning, match="moved to"):
+        assert append_row(out, row("c"))
+    assert [r["cell_hash"] for r in read_rows(out)] == ["a", "c"]
+    assert field_counts(out) == {len(COLUMNS)}
+    aside = (tmp_path / "board.csv.damaged").read_text()
+    assert aside.startswith("b,") and aside.count("\n") == 1
+
+
+def test_a_key_already_present_is_not_written_twice(tmp_path):
+    out = tmp_path / "board.csv"
+    assert append_row(out, row("a"))
+    assert not append_row(out, row("a", clean_auroc=0.9))
+    assert [r["clean_auroc"] for r in read_rows(out)] == ["0.5"]
+
+
+WRITER = textwrap.dedent("""
+    import sys
+    from robustad.results.leaderboard import append_row
+    for index in range(int(sys.argv[2])):
+        append_row(__import__("pathlib").Path(sys.argv[1]), {"cell_hash": f"k{index}", "timestamp": sys.argv[3]})
+""")
+
+
+def test_two_processes_landing_the_same_cells_write_each_row_once(tmp_path):
+    out = tmp_path / "board.csv"
+    command = [sys.executable, "-c", WRITER, str(out), "40", TIMESTAMP]
+    writers = [subprocess.Popen(command) for _ in range(2)]
+    assert [w.wait(timeout=120) for w in writers] == [0, 0]
+    keys = [r["cell_hash"] for r in read_rows(out)]
+    assert sorted(keys) == sorted(f"k{i}" for i in range(40))
+    assert field_counts(out) == {len(COLUMNS)}
+
+
+def test_a_symlinked_leaderboard_is_updated_through_the_link_and_keeps_its_mode(tmp_path):
+    target = tmp_path / "real" / "board.csv"
+    target.parent.mkdir()
+    append_row(target, row("a"))
+    os.chmod(target, 0o644)
+    link = tmp_path / "link.csv"
+    link.symlink_to(target)
+    (target.parent / ".board.csv.1234.tmp").write_text("left by a killed writer")
+    append_row(link, row("b"))
+    assert link.is_symlink() and finished_keys(target) == {"a", "b"}
+    assert stat.S_IMODE(target.stat().st_mode) == 0o644
+    assert not list(target.parent.glob(".board.csv.*.tmp"))
+
+
+def test_a_new_leaderboard_gets_the_usual_file_mode(tmp_path):
+    out = tmp_path / "board.csv"
+    append_row(out, row("a"))
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o666 & ~umask
+
+
+def test_outputs_are_checked_before_any_work(tmp_path):
+    with pytest.raises(RobustadError, match="is a folder"):
+        check_writable(tmp_path)
+    not_a_folder = tmp_path / "notes.txt"
+    not_a_folder.write_text("a file where a folder should be")
+    with pytest.raises(RobustadError, match="cannot write in"):
+        check_writable(not_a_folder / "board.csv")
+    foreign = tmp_path / "foreign.csv"
+    foreign.write_text("a,b\n1,2\n")
+    with pytest.raises(RobustadError, match="not a leaderboard"):
+        check_writable(foreign)
