@@ -192,7 +192,8 @@ class _Group:
             adv_pixels, adv_seconds = self._attack_pixels(cell.attack, attacked)
             pixel_seconds += adv_seconds
             surrogate = None if cell.surrogate == NO_SURROGATE else self._surrogate(cell)
-            row.update(attacked.settings, adv_pixels, eps_value=parse_eps(cell.eps),
+            row.update(attacked.settings)
+            row.update(adv_pixels, eps_value=parse_eps(cell.eps),
                        white_box=None if surrogate is None else bool(surrogate.instance.white_box),
                        zero_grad_share=attacked.gradients.share, t_attack_s=attacked.seconds,
                        t_surrogate_s=0.0 if surrogate is None else surrogate.seconds)

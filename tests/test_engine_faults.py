@@ -1,0 +1,193 @@
+"""Misbehaving components and damaged data: a failing cell fails alone, with one line naming its component."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from robustad import Features, hookimpl
+from robustad.engine.executors import run_local
+from robustad.engine.request import BenchRequest, build_cells
+from robustad.engine.runner import SilentReporter
+from robustad.engine.settings import RunSettings
+from robustad.plugins import get_registry
+from robustad.results.leaderboard import read_rows
+from tests.conftest import TinyBackbone
+from tests.test_request import folder_dataset, write_image
+
+
+class NanBackbone(TinyBackbone):
+    """The tiny backbone, but every patch token of the third image is NaN."""
+
+    name = "nan_tokens"
+
+    def __init__(self, *, weights: str | None = None, device: str = "cpu") -> None:
+        super().__init__()
+
+    def forward(self, x):
+        features = super().forward(x)
+        tokens = features.patch_tokens.clone()
+        if x.shape[0] >= 3:
+            tokens[2] = float("nan")
+        return Features(tokens, features.global_token)
+
+
+class TinyBackboneComponent(TinyBackbone):
+    name = "tiny_ok"
+
+    def __init__(self, *, weights: str | None = None, device: str = "cpu") -> None:
+        super().__init__()
+
+
+class NanAttack:
+    name = "nan_pixels"
+    description = "returns NaN pixels"
+    needs_surrogate = False
+
+    def perturb(self, target):
+        return torch.full_like(target.images, float("nan"))
+
+    def describe(self, eps):
+        return {"steps": 0}
+
+
+class UpAttack:
+    name = "up"
+    description = "adds eps everywhere"
+    needs_surrogate = False
+
+    def perturb(self, target):
+        return (target.images + target.eps).clamp(0, 1)
+
+    def describe(self, eps):
+        return {"steps": 1}
+
+
+class BrokenCalibrator:
+    name = "raises_in_fit"
+    description = "raises in fit"
+
+    def fit(self, scores, labels):
+        raise ZeroDivisionError("the plugin divided by zero")
+
+    def predict(self, scores):
+        return np.full(len(scores), 0.5)
+
+
+class FaultyPlugins:
+    @hookimpl
+    def register_backbones(self, register):
+        register(NanBackbone)
+        register(TinyBackboneComponent)
+
+    @hookimpl
+    def register_attacks(self, register):
+        register(NanAttack)
+        register(UpAttack)
+
+    @hookimpl
+    def register_calibrators(self, register):
+        register(BrokenCalibrator)
+
+
+@pytest.fixture
+def registry():
+    registry = get_registry()
+    if not registry.pm.has_plugin("faulty"):
+        registry.add(FaultyPlugins(), "faulty", "robustad-faulty")
+    return registry
+
+
+def run(registry, root, out, **request):
+    fields = dict(datasets="folder", data_root=root, categories="all", shots="1", seeds="0", backbones="tiny_ok",
+                  weights="", resolutions="32", detectors="anomalydino", surrogates="linear", attacks="up",
+                  eps="8/255", calibrators="platt", calib_fraction=0.3, options=[])
+    cells = build_cells(BenchRequest(**{**fields, **request}), registry)
+    return run_local(cells, RunSettings(data_root=root, pixel_metrics=False, resamples=50), out, registry,
+                     SilentReporter(), lambda cell, row: None)
+
+
+def test_a_calibrator_raising_in_fit_fails_its_cells_only(registry, tmp_path):
+    root = folder_dataset(tmp_path / "data")
+    result = run(registry, root, tmp_path / "board.csv", calibrators="raises_in_fit,platt")
+    assert [r["calibrator"] for r in read_rows(tmp_path / "board.csv")] == ["platt"]
+    [(key, message)] = result.failures
+    assert "calibrator 'raises_in_fit' (plugin 'faulty' from robustad-faulty)" in message
+    assert "ZeroDivisionError: the plugin divided by zero" in message and "\n" not in message
+
+
+def test_non_finite_features_and_pixels_are_refused_naming_the_component(registry, tmp_path):
+    root = folder_dataset(tmp_path / "data")
+    result = run(registry, root, tmp_path / "a.csv", backbones="nan_tokens")
+    assert not (tmp_path / "a.csv").exists() or not read_rows(tmp_path / "a.csv")
+    assert "backbone 'nan_tokens' (plugin 'faulty' from robustad-faulty) returned" in result.failures[0][1]
+    assert "non-finite" in result.failures[0][1]
+    result = run(registry, root, tmp_path / "b.csv", attacks="nan_pixels,up")
+    assert [r["attack"] for r in read_rows(tmp_path / "b.csv")] == ["up"]
+    [(_, message)] = result.failures
+    assert "attack 'nan_pixels'" in message and "non-finite value(s) in its adversarial images" in message
+
+
+def test_a_truncated_image_fails_its_group_and_the_others_land(registry, tmp_path):
+    root = folder_dataset(tmp_path / "data")
+    folder_dataset(tmp_path / "other")
+    (tmp_path / "other" / "part").rename(root / "second")
+    broken = root / "second" / "test" / "good" / "003.png"
+    broken.write_bytes(broken.read_bytes()[:60])
+    result = run(registry, root, tmp_path / "board.csv")
+    assert [r["category"] for r in read_rows(tmp_path / "board.csv")] == ["part"]
+    [(_, message)] = result.failures
+    assert "cannot read image" in message and "003.png" in message
+
+
+def test_sixteen_bit_images_are_scaled_not_clipped(tmp_path):
+    from robustad.kit.images import load_rgb
+
+    levels = np.linspace(0, 65535, 64 * 64).reshape(64, 64).astype(np.uint16)
+    Image.fromarray(levels).save(tmp_path / "deep.png")
+    assert Image.open(tmp_path / "deep.png").mode == "I;16"
+    pixels = np.asarray(load_rgb(tmp_path / "deep.png"))
+    np.testing.assert_array_equal(pixels[..., 0], np.round(levels / 257).astype(np.uint8))
+    assert pixels.min() == 0 and pixels.max() == 255 and len(np.unique(pixels)) > 200
+
+
+def test_a_sixteen_bit_dataset_scores_like_its_eight_bit_copy(registry, tmp_path):
+    eight = folder_dataset(tmp_path / "eight")
+    sixteen = tmp_path / "sixteen"
+    for path in sorted(eight.rglob("*.png")):
+        target = sixteen / path.relative_to(eight)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        pixels = np.asarray(Image.open(path))
+        if pixels.ndim == 3:  # images become 16-bit grey, the 8-bit copy their 8-bit grey
+            grey = pixels.mean(axis=2).round().astype(np.uint16)
+            Image.fromarray((grey * 257).astype(np.uint16)).save(target)
+            Image.fromarray(grey.astype(np.uint8)).save(path)
+        else:
+            Image.fromarray(pixels).save(target)
+    run(registry, eight, tmp_path / "eight.csv", attacks="none")
+    run(registry, sixteen, tmp_path / "sixteen.csv", attacks="none")
+    [a], [b] = read_rows(tmp_path / "eight.csv"), read_rows(tmp_path / "sixteen.csv")
+    assert a["clean_auroc"] == b["clean_auroc"] and a["clean_ece"] == b["clean_ece"]
+
+
+def test_mixed_image_sizes_run_at_any_batch_size(registry, tmp_path):
+    root = folder_dataset(tmp_path / "data")
+    sizes = [(32, 32), (40, 24), (24, 56), (48, 48), (36, 28), (28, 44)]
+    for i, size in enumerate(sizes):
+        write_image(root / "part" / "test" / "good" / f"{i:03d}.png", 30 + i, size=size)
+        write_image(root / "part" / "test" / "bad" / f"{i:03d}.png", 40 + i, size=size)
+        write_image(root / "part" / "ground_truth" / "bad" / f"{i:03d}_mask.png", 0, size=size, mask=True)
+    rows = {}
+    for batch_size in (1, 8):
+        fields = dict(datasets="folder", data_root=root, categories="part", shots="1", seeds="0",
+                      backbones="tiny_ok", weights="", resolutions="32", detectors="anomalydino", surrogates="linear",
+                      attacks="up", eps="8/255", calibrators="platt", calib_fraction=0.3, options=[])
+        cells = build_cells(BenchRequest(**fields), registry)
+        out = tmp_path / f"b{batch_size}.csv"
+        run_local(cells, RunSettings(data_root=root, batch_size=batch_size, resamples=50), out, registry,
+                  SilentReporter(), lambda cell, row: None)
+        [rows[batch_size]] = read_rows(out)
+    for column in ("clean_auroc", "clean_ece", "adv_auroc", "adv_ece", "clean_pixel_auroc", "adv_aupro"):
+        assert rows[1][column] != "" and float(rows[1][column]) == pytest.approx(float(rows[8][column]), abs=1e-6)
