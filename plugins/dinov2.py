@@ -1,124 +1,38 @@
 """DINOv2 ViT backbones (Oquab et al. 2024; registers: Darcet et al. 2024) through timm.
 
-The model keeps DINOv2's 37x37 position-embedding table (built at 518 px, so loading never resamples it) and
-interpolates it for each input grid exactly as the original facebookresearch model does at run time: bicubic,
-no antialiasing, ``scale_factor = (grid + 0.1) / 37``, and no interpolation at all for a 37x37 grid. timm's
-own resampling (exact size, antialiased) gives different features, and the published AnomalyDINO numbers
-come from the original model. The network is timm's ``VisionTransformer`` (a subclass that only replaces
-``_pos_embed``), built directly so that timm's NaFlex switch cannot swap in another class.
-
-Weights: the timm hub copy (``weights`` unset), or a file (``weights=PATH``) in the original layout
-(``dinov2_vits14_pretrain.pth``) or timm's (``.pth``/``.safetensors``); timm's ``checkpoint_filter_fn``
-converts the original layout. ``weights=random`` is a seeded random initialisation for tests.
+Each variant is built by ``robustad_plugins.dinov2_network`` when it is created: the original model's
+position-embedding rule on timm's ViT, with weights from the timm hub copy (``weights`` unset), a file in the
+original or timm layout (``weights=PATH``), or a seeded random initialisation (``weights=random``, for tests).
 """
 
 from __future__ import annotations
 
-import math
+from typing import TYPE_CHECKING, ClassVar
 
-import torch
-import torch.nn.functional as F
-from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
-from timm.models import load_checkpoint
-from timm.models.vision_transformer import VisionTransformer, checkpoint_filter_fn
-
-from robustad.kit.backbone_checks import patch_grid, torch_device
 from robustad.hookspecs import hookimpl
-from robustad.records import Features
-from robustad.kit.weights import RANDOM, file_id, hub_file, local_file, seeded_random_init, unloadable
+from robustad.kit.networks import NetworkBackbone
 
-TABLE_IMAGE_SIZE = 518  # 37 x 14: the resolution DINOv2's position table was trained at
-INTERPOLATE_OFFSET = 0.1  # the original model's interpolate_offset
-HUB_TAG = "lvd142m"
-HUB_FILENAMES = ("model.safetensors", "pytorch_model.bin")
-
-
-def interpolate_pos_table(table: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
-    """Resize a square ``(1, S*S, C)`` patch position table to ``grid`` by DINOv2's run-time rule."""
-    side = math.isqrt(table.shape[1])
-    if side * side != table.shape[1]:
-        raise ValueError(f"position table of {table.shape[1]} entries is not square")
-    if tuple(grid) == (side, side):
-        return table
-    rows, cols = grid
-    square = table.float().reshape(1, side, side, -1).permute(0, 3, 1, 2)
-    scale = ((rows + INTERPOLATE_OFFSET) / side, (cols + INTERPOLATE_OFFSET) / side)
-    resized = F.interpolate(square, scale_factor=scale, mode="bicubic", antialias=False)
-    if tuple(resized.shape[-2:]) != (rows, cols):
-        raise ValueError(f"DINOv2 interpolation gave grid {tuple(resized.shape[-2:])}, expected {grid}")
-    return resized.permute(0, 2, 3, 1).reshape(1, rows * cols, -1).to(table.dtype)
-
-
-class DinoV2VisionTransformer(VisionTransformer):
-    """timm's ViT whose run-time position embedding follows the original DINOv2 rule for any input grid."""
-
-    def _pos_embed(self, x: torch.Tensor) -> torch.Tensor:
-        """Patch grid ``(B, h, w, C)`` -> CLS (+ its position), registers (no position), patches + positions."""
-        batch, rows, cols, dim = x.shape
-        cls = self.cls_token.expand(batch, -1, -1)
-        table = self.pos_embed
-        if not self.no_embed_class:  # plain DINOv2: the table's first entry is the CLS position
-            cls = cls + table[:, :1]
-            table = table[:, 1:]
-        patches = x.reshape(batch, rows * cols, dim) + interpolate_pos_table(table, (rows, cols))
-        prefix = [cls] if self.reg_token is None else [cls, self.reg_token.expand(batch, -1, -1)]
-        return self.pos_drop(torch.cat(prefix + [patches], dim=1))
-
-
-class DinoV2Backbone(torch.nn.Module):
-    """A DINOv2 ViT: images in [0,1] -> final-norm patch tokens and CLS token."""
-
-    name = "dinov2"
-    description = "DINOv2 ViT"
-    timm_name = ""  # timm's name for the architecture, set by each registered variant
-    architecture: dict = {}  # VisionTransformer arguments of the variant, set by each registered variant
-    patch_size = 14
-    weights_id: str
-
-    def __init__(self, *, weights: str | None = None, device: str = "cpu") -> None:
-        super().__init__()
-        target = torch_device(device, self.name)  # checked before any slow loading
-        if weights == RANDOM:
-            with seeded_random_init():
-                self.vit = self.create_vit()
-            self.weights_id = RANDOM
-        else:
-            if weights is None:
-                self.weights_id = f"timm/{self.timm_name}.{HUB_TAG}"
-                path = hub_file(self.weights_id, HUB_FILENAMES, self.name)
-            else:
-                path = local_file(weights, self.name)
-                self.weights_id = file_id(path)
-            self.vit = self.create_vit()
-            try:
-                load_checkpoint(self.vit, str(path), strict=True, filter_fn=checkpoint_filter_fn)
-            except Exception as exc:  # timm, torch and safetensors each raise their own types for a bad file
-                raise unloadable(path, self.name, exc) from None
-        self.embed_dim = self.vit.embed_dim
-        self.register_buffer("mean", torch.tensor(IMAGENET_DEFAULT_MEAN).view(1, 3, 1, 1))
-        self.register_buffer("std", torch.tensor(IMAGENET_DEFAULT_STD).view(1, 3, 1, 1))
-        self.requires_grad_(False)
-        self.to(target).eval()
-
-    @classmethod
-    def create_vit(cls) -> DinoV2VisionTransformer:
-        """The variant's network, randomly initialised, with the 37x37 table (518 px)."""
-        return DinoV2VisionTransformer(img_size=TABLE_IMAGE_SIZE, patch_size=cls.patch_size, init_values=1e-5,
-                                       num_classes=0, dynamic_img_size=True, **cls.architecture)
-
-    def forward(self, images: torch.Tensor) -> Features:
-        rows, cols = patch_grid(images, self.patch_size, self.name)
-        x = (images.to(self.mean.device) - self.mean) / self.std
-        tokens = self.vit.forward_features(x)
-        patches = tokens[:, self.vit.num_prefix_tokens:]
-        return Features(patch_tokens=patches.reshape(len(x), rows, cols, -1), global_token=tokens[:, 0])
-
+if TYPE_CHECKING:
+    import torch
 
 SMALL = dict(embed_dim=384, depth=12, num_heads=6)  # as timm's vit_{small,base,large}_patch14_dinov2
 BASE = dict(embed_dim=768, depth=12, num_heads=12)
 LARGE = dict(embed_dim=1024, depth=24, num_heads=16)
 REGISTERS = dict(reg_tokens=4, no_embed_class=True)  # timm keeps register tokens and CLS off the table
 RULE = "original position-embedding interpolation"
+
+
+class DinoV2Backbone(NetworkBackbone):
+    """A DINOv2 ViT: images in [0,1] -> final-norm patch tokens and CLS token."""
+
+    patch_size = 14
+    timm_name: ClassVar[str] = ""  # timm's name for the architecture, set by each registered variant
+    architecture: ClassVar[dict] = {}  # VisionTransformer arguments of the variant
+
+    def build(self, weights: str | None, device: str) -> torch.nn.Module:
+        from robustad_plugins.dinov2_network import DinoV2Network
+
+        return DinoV2Network(self.name, self.timm_name, self.architecture, weights, device)
 
 
 class DinoV2ViTS14(DinoV2Backbone):

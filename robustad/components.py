@@ -76,8 +76,8 @@ class Component:
         if missing:
             raise TypeError(f"{kind} {name!r} lacks {', '.join(missing)} "
                             f"(see robustad.contracts.{CONTRACTS[kind].__name__})")
-        open_options = any(p.kind is inspect.Parameter.VAR_KEYWORD
-                           for p in inspect.signature(obj.__init__).parameters.values())
+        open_options = obj.__init__ is not object.__init__ and any(
+            p.kind is inspect.Parameter.VAR_KEYWORD for p in inspect.signature(obj.__init__).parameters.values())
         options = tuple(o for o in _options_of(obj) if o.name not in RUNTIME_KEYWORDS.get(kind, ()))
         return cls(kind, name, obj, description, options, plugin, distribution, open_options)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import inspect
 import time
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from timm.layers import resample_abs_pos_embed
 
 from robustad.errors import RobustadError
 from robustad.plugins import get_registry
+from robustad_plugins.dinov2_network import create_vit
 from robustad_plugins.efficientnet_lite0 import EfficientNetLite0
 
 IMAGENET_MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
@@ -134,7 +136,7 @@ def test_dinov2_original_checkpoint_gives_the_in_memory_model(tmp_path, name, ti
 def test_dinov2_variants_are_timms_architectures(name):
     variant = backbone_class(name)
     with torch.device("meta"):  # structure only: no memory, no initialisation cost
-        ours = variant.create_vit()
+        ours = create_vit(variant.architecture)
         timms = timm.create_model(variant.timm_name, pretrained=False, num_classes=0, img_size=518,
                                   dynamic_img_size=True)
     assert type(timms) is timm.models.VisionTransformer and isinstance(ours, timm.models.VisionTransformer)
@@ -177,20 +179,20 @@ def test_dinov2_position_embedding_follows_the_original_rule(rows, cols):
     table = torch.sin(grid @ frequencies + phases)[None]
     cls_position = torch.randn(1, 1, 384, generator=generator)
     with torch.no_grad():
-        backbone.vit.pos_embed.copy_(torch.cat([cls_position, table], dim=1))
-        added = backbone.vit._pos_embed(torch.zeros(1, rows, cols, 384))  # what forward adds to the tokens
+        backbone.network.vit.pos_embed.copy_(torch.cat([cls_position, table], dim=1))
+        added = backbone.network.vit._pos_embed(torch.zeros(1, rows, cols, 384))  # what forward adds to the tokens
 
     expected = original_rule(table, rows, cols)
     assert added.shape == (1, 1 + rows * cols, 384)
     assert torch.allclose(added[:, 1:], expected, atol=1e-6, rtol=0)
-    assert torch.allclose(added[:, :1], backbone.vit.cls_token + cls_position, atol=1e-6, rtol=0)
+    assert torch.allclose(added[:, :1], backbone.network.vit.cls_token + cls_position, atol=1e-6, rtol=0)
     timm_default = resample_abs_pos_embed(table, new_size=(rows, cols), old_size=(37, 37), num_prefix_tokens=0)
     difference = (timm_default - expected).abs().max().item()
     print(f"grid {rows}x{cols}: max |timm default - original rule| = {difference:.3e}")
     assert difference > 1e-3  # the rule matters, so this test can fail
 
     with torch.no_grad():  # a 37x37 grid takes the table as is, as the original does
-        same = backbone.vit._pos_embed(torch.zeros(1, 37, 37, 384))
+        same = backbone.network.vit._pos_embed(torch.zeros(1, 37, 37, 384))
     assert torch.equal(same[:, 1:], table)
 
 
@@ -230,8 +232,8 @@ def lite0() -> EfficientNetLite0:
 
 def test_efficientnet_weights_are_real_imagenet_weights(lite0):
     with torch.no_grad():
-        cat = lite0.classify(photo("chelsea")).softmax(-1)[0]
-        coffee = lite0.classify(photo("coffee")).softmax(-1)[0]
+        cat = lite0.network.classify(photo("chelsea")).softmax(-1)[0]
+        coffee = lite0.network.classify(photo("coffee")).softmax(-1)[0]
     print(f"chelsea top-5 {cat.topk(5).indices.tolist()} p={cat.max():.3f}; "
           f"coffee top-5 {coffee.topk(5).indices.tolist()} p={coffee.max():.3f}")
     assert 281 <= cat.argmax() <= 285  # tabby, tiger cat, Persian, Siamese, Egyptian cat
@@ -259,8 +261,8 @@ def test_efficientnet_input_scaling_is_the_one_the_weights_were_trained_with(lit
     names = ("chelsea", "coffee", "astronaut", "rocket", "camera", "immunohistochemistry", "retina",
              "hubble_deep_field")
     x = torch.cat([photo(name) for name in names])
-    ours = batchnorm_mismatch(lite0.net, lite0.normalise(x))
-    imagenet = batchnorm_mismatch(lite0.net, (x - IMAGENET_MEAN) / IMAGENET_STD)
+    ours = batchnorm_mismatch(lite0.network.net, lite0.network.normalise(x))
+    imagenet = batchnorm_mismatch(lite0.network.net, (x - IMAGENET_MEAN) / IMAGENET_STD)
     print(f"BatchNorm running-statistics mismatch: TF scaling {ours:.4f}, ImageNet mean/std {imagenet:.4f}")
     assert ours < 0.5 * imagenet  # measured: 0.042 vs 0.152
 
@@ -270,7 +272,7 @@ def test_efficientnet_features_are_patchcore_style(lite0):
     features = lite0(x)
     # independent path: timm's feature-extraction wrapper with the same weights
     extractor = timm.create_model("tf_efficientnet_lite0", features_only=True, out_indices=(2, 3)).eval()
-    assert not extractor.load_state_dict(lite0.net.state_dict(), strict=False).missing_keys
+    assert not extractor.load_state_dict(lite0.network.net.state_dict(), strict=False).missing_keys
     with torch.no_grad():
         stride8, stride16 = extractor((x - 0.5) / 0.5)
         stride8 = F.avg_pool2d(stride8, 3, 1, 1)
@@ -283,7 +285,7 @@ def test_efficientnet_features_are_patchcore_style(lite0):
 
 def test_efficientnet_loads_timm_layout_files_and_rejects_others(lite0, tmp_path):
     timm_file = tmp_path / "lite0_timm.pth"
-    torch.save(lite0.net.state_dict(), timm_file)
+    torch.save(lite0.network.net.state_dict(), timm_file)
     reloaded = EfficientNetLite0(weights=str(timm_file))
     x = images(1, 3, 32, 32, seed=7)
     assert torch.equal(reloaded(x).patch_tokens, lite0(x).patch_tokens)
@@ -306,7 +308,7 @@ def test_clip_tokens_match_open_clip_at_a_non_224_size():
     features = backbone(x)
     # independent path: open_clip built for 32x48, its table resized by open_clip's own loader rule
     model = open_clip.create_model("ViT-B-16", pretrained=None, force_quick_gelu=True, force_image_size=(32, 48))
-    state = {f"visual.{k}": v for k, v in backbone.visual.state_dict().items()}
+    state = {f"visual.{k}": v for k, v in backbone.network.visual.state_dict().items()}
     open_clip.model.resize_pos_embed(state, model)
     reference = model.visual.eval()
     missing = reference.load_state_dict({k[len("visual."):]: v for k, v in state.items()}, strict=False)
@@ -323,11 +325,12 @@ def test_clip_tokens_match_open_clip_at_a_non_224_size():
 
 # ---------------------------------------------------------------- every backbone
 
-def test_every_backbone_is_registered_with_weights_and_device_options():
+def test_every_backbone_takes_weights_and_device_from_the_engine_and_has_no_other_options():
     backbones = get_registry().components("backbone")
     for name in BACKBONE_NAMES:
-        options = {o.name: o.default for o in backbones[name].options}
-        assert options == {"weights": None, "device": "cpu"}, name
+        parameters = inspect.signature(backbones[name].cls).parameters
+        assert parameters["weights"].default is None and parameters["device"].default == "cpu", name
+        assert backbones[name].options == (), name
 
 
 @pytest.mark.parametrize("name, weights, size, grid", [
@@ -337,7 +340,7 @@ def test_every_backbone_is_registered_with_weights_and_device_options():
 ])
 def test_backbone_shapes_and_gradients(name, weights, size, grid):
     backbone = backbone_class(name)(weights=weights)
-    assert not backbone.training and backbone.patch_size * grid[0] == size[0]
+    assert not backbone.network.training and backbone.patch_size * grid[0] == size[0]
     x = images(2, 3, *size, seed=9).requires_grad_(True)
     features = backbone(x)
     assert features.patch_tokens.shape == (2, *grid, backbone.embed_dim)
