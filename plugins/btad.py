@@ -11,8 +11,7 @@ from pathlib import Path
 from robustad.errors import RobustadError
 from robustad.hookspecs import hookimpl
 from robustad.kit.images import image_files
-from robustad.kit.layouts import FolderLayout, Release
-from robustad.records import CategoryData
+from robustad.kit.layouts import FolderLayout, Release, ReleaseDataset
 
 BTAD_CATEGORIES = ("01", "02", "03")
 
@@ -29,22 +28,12 @@ def same_stem_mask(mask_folder: Path, image: Path) -> Path:
     return found[0]
 
 
-_RELEASE = Release("btad", BTAD_CATEGORIES, FolderLayout(train="train/ok", normal="ok", mask_of=same_stem_mask))
-
-
-class BTAD:
+class BTAD(ReleaseDataset):
     """BTAD as released: three industrial products, normal images in ``ok``, defective ones in ``ko``."""
 
     name = "btad"
     description = "BTAD (products 01, 02, 03), release layout under --data-root; licence CC BY-NC-SA 4.0"
-
-    def categories(self, root: Path | None) -> list[str]:
-        """The products (01, 02, 03) present under ``root``."""
-        return _RELEASE.categories(root)
-
-    def load(self, root: Path | None, category: str) -> CategoryData:
-        """The training normals (train/ok) and the labelled test split (test/ok, test/ko) of one product."""
-        return _RELEASE.load(root, category)
+    release = Release("btad", BTAD_CATEGORIES, FolderLayout(train="train/ok", normal="ok", mask_of=same_stem_mask))
 
 
 @hookimpl

@@ -5,29 +5,21 @@ from __future__ import annotations
 from pathlib import Path
 
 from robustad.hookspecs import hookimpl
-from robustad.kit.layouts import (Release, mvtec_categories, read_mvtec_layout, require_categories, require_category,
-                                  require_root)
+from robustad.kit.layouts import (Release, ReleaseDataset, mvtec_categories, read_mvtec_layout, require_categories,
+                                  require_category, require_root)
 from robustad.records import CategoryData
 
 MVTEC_CATEGORIES = ("bottle", "cable", "capsule", "carpet", "grid", "hazelnut", "leather", "metal_nut",
                     "pill", "screw", "tile", "toothbrush", "transistor", "wood", "zipper")
 _LAYOUT = "ROOT/<category>/{train/good, test/<type>, ground_truth/<type>/<name>_mask.png}"
-_RELEASE = Release("mvtec", MVTEC_CATEGORIES)
 
 
-class MVTecAD:
-    """MVTec AD as released (Bergmann et al., CVPR 2019), read in place."""
+class MVTecAD(ReleaseDataset):
+    """MVTec AD as released (Bergmann et al., CVPR 2019), read in place; other sub-folders are ignored."""
 
     name = "mvtec"
     description = "MVTec AD (15 categories), official layout under --data-root; licence CC BY-NC-SA 4.0"
-
-    def categories(self, root: Path | None) -> list[str]:
-        """The official categories present under ``root`` (other sub-folders are ignored)."""
-        return _RELEASE.categories(root)
-
-    def load(self, root: Path | None, category: str) -> CategoryData:
-        """The training normals and the labelled test split of one official category."""
-        return _RELEASE.load(root, category)
+    release = Release("mvtec", MVTEC_CATEGORIES)
 
 
 class Folder:

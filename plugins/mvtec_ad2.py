@@ -7,26 +7,23 @@ scored by MVTec's evaluation server, so robustad cannot compute a metric on them
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from robustad.errors import RobustadError
 from robustad.hookspecs import hookimpl
-from robustad.kit.layouts import FolderLayout, Release
-from robustad.records import CategoryData
+from robustad.kit.layouts import FolderLayout, Release, ReleaseDataset
 
 MVTEC_AD2_CATEGORIES = ("can", "fabric", "fruit_jelly", "rice", "sheet_metal", "vial", "wallplugs", "walnuts")
 PRIVATE_TEST_SETS = {"private": "test_private", "private_mixed": "test_private_mixed"}
 _LAYOUT = FolderLayout(test="test_public", ground_truth="test_public/ground_truth",
                        not_types=frozenset({"ground_truth"}))
-_RELEASE = Release("mvtec_ad2", MVTEC_AD2_CATEGORIES, _LAYOUT)
 
 
-class MVTecAD2:
+class MVTecAD2(ReleaseDataset):
     """MVTec AD 2 as released; the reference pool is ``train/good`` (``validation/good`` is not used)."""
 
     name = "mvtec_ad2"
     description = ("MVTec AD 2 (8 categories), public test set (test_public) under --data-root; "
                    "licence CC BY-NC-SA 4.0")
+    release = Release("mvtec_ad2", MVTEC_AD2_CATEGORIES, _LAYOUT)
 
     def __init__(self, *, test_set: str = "public") -> None:
         if test_set in PRIVATE_TEST_SETS:
@@ -37,14 +34,6 @@ class MVTecAD2:
             raise RobustadError(f"mvtec_ad2 test_set {test_set!r}: expected public (private and private_mixed "
                                 f"have no labels)")
         self.test_set = test_set
-
-    def categories(self, root: Path | None) -> list[str]:
-        """The official categories present under ``root``."""
-        return _RELEASE.categories(root)
-
-    def load(self, root: Path | None, category: str) -> CategoryData:
-        """The training normals and the labelled public test split (good, bad) of one category."""
-        return _RELEASE.load(root, category)
 
 
 @hookimpl

@@ -12,8 +12,7 @@ from pathlib import Path
 
 from robustad.errors import RobustadError
 from robustad.hookspecs import hookimpl
-from robustad.kit.layouts import FolderLayout, Release
-from robustad.records import CategoryData
+from robustad.kit.layouts import FolderLayout, Release, ReleaseDataset
 
 LOCO_CATEGORIES = ("breakfast_box", "juice_bottle", "pushpins", "screw_bag", "splicing_connectors")
 ANOMALY_SUBSETS = {
@@ -28,28 +27,19 @@ def mask_folder(mask_type_folder: Path, image: Path) -> Path:
     return mask_type_folder / image.stem
 
 
-_RELEASE = Release("mvtec_loco", LOCO_CATEGORIES, FolderLayout(mask_of=mask_folder))
-
-
-class MVTecLOCO:
+class MVTecLOCO(ReleaseDataset):
     """MVTec LOCO AD as released; ``anomalies`` picks the anomaly types in the test split (good images stay)."""
 
     name = "mvtec_loco"
     description = ("MVTec LOCO AD (5 categories; logical and/or structural anomalies) under --data-root; "
                    "licence CC BY-NC-SA 4.0")
+    release = Release("mvtec_loco", LOCO_CATEGORIES, FolderLayout(mask_of=mask_folder))
 
     def __init__(self, *, anomalies: str = "both") -> None:
         if anomalies not in ANOMALY_SUBSETS:
             raise RobustadError(f"mvtec_loco anomalies {anomalies!r}: expected one of {', '.join(ANOMALY_SUBSETS)}")
         self.anomalies = anomalies
-
-    def categories(self, root: Path | None) -> list[str]:
-        """The official categories present under ``root``."""
-        return _RELEASE.categories(root)
-
-    def load(self, root: Path | None, category: str) -> CategoryData:
-        """The training normals and the test split: good images plus the chosen anomaly types."""
-        return _RELEASE.load(root, category, ANOMALY_SUBSETS[self.anomalies])
+        self.defects = ANOMALY_SUBSETS[anomalies]
 
 
 @hookimpl

@@ -67,13 +67,18 @@ def check_split(data, k: int, seed: int, per_class: int) -> None:
 
 # --- MVTec AD 2 ------------------------------------------------------------------------------------------
 
+def write_normals(folder: Path, train: int, good: int, test: str, name: str) -> None:
+    """``train/good`` and ``validation/good`` (``train`` images each) and ``<test>/good`` (``good`` images)."""
+    for i in range(train):
+        write_image(folder / "train" / "good" / name.format(i), i)
+        write_image(folder / "validation" / "good" / name.format(i), 50 + i)
+    for i in range(good):
+        write_image(folder / test / "good" / name.format(i), 100 + i)
+
+
 def make_ad2(root: Path, category: str = "can", train: int = 3, good: int = 4, bad: int = 4) -> Path:
     folder = root / category
-    for i in range(train):
-        write_image(folder / "train" / "good" / f"{i:03d}_regular.png", i)
-        write_image(folder / "validation" / "good" / f"{i:03d}_regular.png", 50 + i)
-    for i in range(good):
-        write_image(folder / "test_public" / "good" / f"{i:03d}_regular.png", 100 + i)
+    write_normals(folder, train, good, "test_public", "{:03d}_regular.png")
     for i in range(bad):
         write_image(folder / "test_public" / "bad" / f"{i:03d}_regular.png", 200 + i, defect=True)
         write_mask(folder / "test_public" / "ground_truth" / "bad" / f"{i:03d}_regular_mask.png")
@@ -125,11 +130,7 @@ LOCO_REGIONS = ((slice(2, 6), slice(2, 6)), (slice(4, 10), slice(20, 30)))
 def make_loco(root: Path, category: str = "pushpins", train: int = 3, good: int = 4, per_type: int = 2) -> Path:
     """LOCO: two masks per defect image, saturation-threshold values (not 255) in each."""
     folder = root / category
-    for i in range(train):
-        write_image(folder / "train" / "good" / f"{i:03d}.png", i)
-        write_image(folder / "validation" / "good" / f"{i:03d}.png", 50 + i)
-    for i in range(good):
-        write_image(folder / "test" / "good" / f"{i:03d}.png", 100 + i)
+    write_normals(folder, train, good, "test", "{:03d}.png")
     for t, kind in enumerate(("logical_anomalies", "structural_anomalies")):
         for i in range(per_type):
             write_image(folder / "test" / kind / f"{i:03d}.png", 200 + 10 * t + i, defect=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
+from typing import ClassVar
 from pathlib import Path
 
 from robustad.errors import RobustadError
@@ -149,3 +150,19 @@ def read_layout(dataset: str, folder: Path, layout: FolderLayout,
     if not test:
         raise RobustadError(f"no images in the test folders under {test_folder}")
     return CategoryData(dataset, folder.name, sorted_by_path(train), sorted_by_path(test))
+
+
+class ReleaseDataset:
+    """Base of a dataset plugin that reads one ``Release``: a subclass sets ``name``, ``description``, ``release``
+    and, to keep only some defect types of the test split, ``defects``."""
+
+    release: ClassVar[Release]
+    defects: Collection[str] | None = None
+
+    def categories(self, root: Path | None) -> list[str]:
+        """The release's official categories present under ``root``."""
+        return self.release.categories(root)
+
+    def load(self, root: Path | None, category: str) -> CategoryData:
+        """One category's training normals and labelled test images."""
+        return self.release.load(root, category, self.defects)
