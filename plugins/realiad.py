@@ -6,7 +6,7 @@ The split files of ``realiad_jsons.zip`` lie beside it: ``ROOT/../realiad_jsons/
 level deeper, ``ROOT/../realiad_jsons/realiad_jsons/``). Each file is ``{"meta": {"prefix", "normal_class"},
 "train": [...], "test": [...]}``, every entry ``{"category", "anomaly_class", "image_path", "mask_path"}`` with
 paths relative to ``ROOT/<prefix>``. As the release's own loader does, a test image is normal when its
-``anomaly_class`` is the normal class or it has no mask. The camera view (C1..C5) is read from the file name.
+``anomaly_class`` is the normal class or it has no mask (null or empty). The camera view (C1..C5) is read from the file name.
 """
 
 from __future__ import annotations
@@ -105,7 +105,7 @@ def _sample(image: Path, folder: Path, where: str, entry: dict, normal_class: st
     """One split-file entry as a Sample; the image must exist, a defect's mask must match its size."""
     if not image.is_file():
         raise RobustadError(f"{where}: image {image} does not exist")
-    anomalous = entry["anomaly_class"] != normal_class and entry["mask_path"] is not None
+    anomalous = entry["anomaly_class"] != normal_class and entry["mask_path"] not in (None, "")
     if training:
         if entry["anomaly_class"] != normal_class:
             raise RobustadError(f"{where}: anomaly_class {entry['anomaly_class']!r} in the train split; the "

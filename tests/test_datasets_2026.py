@@ -354,6 +354,16 @@ def test_realiad_view_must_be_readable_from_the_name_when_one_is_chosen(tmp_path
         f"{path} train[0]: cannot tell the camera view of no_view.jpg: expected _C1_ .. _C5_ in it")
 
 
+def test_realiad_defect_entry_without_a_mask_is_normal_as_in_the_release_loader(tmp_path):
+    root, path = make_realiad(tmp_path)
+    document = json.loads(path.read_text())
+    document["test"][-2]["mask_path"] = ""  # view C4 of the last NG sample
+    path.write_text(json.dumps(document))
+    data = RealIAD(views="C4").load(root, "audiojack")
+    assert [s.label for s in data.test] == [1, 1, 1, 0] + [0] * 4
+    assert data.test[3].path.name == document["test"][-2]["image_path"].split("/")[-1]
+
+
 # --- VisA with a user's own objects ----------------------------------------------------------------------
 
 def test_visa_accepts_any_object_its_split_csv_lists(tmp_path):
