@@ -34,7 +34,8 @@ class Demo:
     """The generated offline dataset: ``weave`` and ``disc``, 30 train / 15 good + 15 defective test each."""
 
     name = "demo"
-    description = "small generated dataset (weave, disc; 128x128) for offline runs, kept in the user cache"
+    description = ("small generated dataset (weave, disc; 128x128) for offline runs, kept in the user cache; "
+                   "made by robustad, no third-party licence")
 
     def categories(self, root: Path | None) -> list[str]:
         """Both categories: they are generated, so always present."""

@@ -1,4 +1,8 @@
-"""VisA (Zou et al., ECCV 2022) read in place from the release: images, masks and ``split_csv/1cls.csv``."""
+"""VisA (Zou et al., ECCV 2022) read in place from the release: images, masks and ``split_csv/1cls.csv``.
+
+Every object that 1cls.csv lists and whose folder exists is a category: the 12 released ones, or a user's own
+data in the VisA format.
+"""
 
 from __future__ import annotations
 
@@ -11,8 +15,6 @@ from robustad.kit.images import check_mask_matches
 from robustad.kit.layouts import require_categories, require_category, require_root, sorted_by_path
 from robustad.records import CategoryData, Sample
 
-VISA_CATEGORIES = ("candle", "capsules", "cashew", "chewinggum", "fryum", "macaroni1", "macaroni2",
-                   "pcb1", "pcb2", "pcb3", "pcb4", "pipe_fryum")
 SPLIT_CSV = Path("split_csv") / "1cls.csv"
 COLUMNS = ("object", "split", "label", "image", "mask")
 LABELS = {"normal": 0, "anomaly": 1}
@@ -22,10 +24,11 @@ class VisA:
     """VisA as downloaded: ``ROOT/<category>/Data/{Images,Masks}`` split by ``ROOT/split_csv/1cls.csv``."""
 
     name = "visa"
-    description = "VisA (12 categories) as downloaded, split by ROOT/split_csv/1cls.csv"
+    description = ("VisA as downloaded (12 objects, or any object listed in ROOT/split_csv/1cls.csv); "
+                   "licence CC BY 4.0")
 
     def categories(self, root: Path | None) -> list[str]:
-        """The official categories listed in 1cls.csv whose folder is present under ``root``."""
+        """The objects listed in 1cls.csv whose folder is present under ``root``."""
         root = require_root(self.name, root)
         return require_categories(self.name, root, _present(root, _read_rows(root)),
                                   f"folders like candle/Data/Images listed in {SPLIT_CSV}")
@@ -34,7 +37,7 @@ class VisA:
         """The 1cls training normals and labelled test split of one category; anomalies need a mask."""
         root = require_root(self.name, root)
         rows = _read_rows(root)
-        require_category(self.name, root, category, _present(root, rows), known=VISA_CATEGORIES)
+        require_category(self.name, root, category, _present(root, rows), known=_listed(rows))
         train, test = [], []
         for line, row in rows:
             if row["object"] == category:
@@ -60,9 +63,14 @@ def _read_rows(root: Path) -> list[tuple[int, dict[str, str]]]:
         return [(reader.line_num, {c: (row[c] or "").strip() for c in COLUMNS}) for row in reader]
 
 
+def _listed(rows: list[tuple[int, dict[str, str]]]) -> set[str]:
+    """The object names of the rows that can name a folder under the root (no path separators, not . or ..)."""
+    return {row["object"] for _, row in rows if row["object"] not in ("", ".", "..") and "/" not in row["object"]
+            and "\\" not in row["object"]}
+
+
 def _present(root: Path, rows: list[tuple[int, dict[str, str]]]) -> list[str]:
-    listed = {row["object"] for _, row in rows}
-    return sorted(c for c in VISA_CATEGORIES if c in listed and (root / c).is_dir())
+    return sorted(c for c in _listed(rows) if (root / c).is_dir())
 
 
 def _sample(root: Path, line: int, row: dict[str, str]) -> Sample:

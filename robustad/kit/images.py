@@ -47,8 +47,18 @@ def _to_8bit(values: np.ndarray, path: Path) -> np.ndarray:
     return np.round(values / 257).astype(np.uint8)
 
 
+def image_files(folder: Path) -> list[Path]:
+    """The image files directly in ``folder``, sorted by name."""
+    return sorted((p for p in folder.iterdir() if is_image_file(p)), key=lambda p: p.name)
+
+
 def load_mask(path: Path) -> np.ndarray:
-    """The defect mask at ``path`` as a bool array ``(H, W)``: any nonzero value (or palette index) is defect."""
+    """The defect mask at ``path`` as a bool array ``(H, W)``: any nonzero value (or palette index) is defect.
+
+    ``path`` may be a folder of masks (MVTec LOCO: one file per defect region): the result is their union.
+    """
+    if Path(path).is_dir():
+        return _union_of_masks(Path(path))
     try:
         with Image.open(path) as image:
             image.load()
@@ -70,13 +80,38 @@ def image_size(path: Path) -> tuple[int, int]:
 
 
 def check_mask_matches(image: Path, mask: Path) -> None:
-    """Raise unless ``mask`` exists and has the same size as ``image`` (headers only)."""
-    if not mask.is_file():
+    """Raise unless ``mask`` (a file, or a folder of masks) exists and has the size of ``image`` (headers only)."""
+    if not mask.exists():
         raise RobustadError(f"defect image {image} has no mask: expected {mask}")
-    image_wh, mask_wh = image_size(image), image_size(mask)
-    if image_wh != mask_wh:
-        raise RobustadError(f"mask {mask} is {mask_wh[0]}x{mask_wh[1]} but its image {image} "
-                            f"is {image_wh[0]}x{image_wh[1]}")
+    image_wh = image_size(image)
+    for part in _mask_parts(mask):
+        mask_wh = image_size(part)
+        if image_wh != mask_wh:
+            raise RobustadError(f"mask {part} is {mask_wh[0]}x{mask_wh[1]} but its image {image} "
+                                f"is {image_wh[0]}x{image_wh[1]}")
+
+
+def _mask_parts(mask: Path) -> list[Path]:
+    """The mask files a mask path stands for: itself, or every image in a mask folder (at least one)."""
+    if not mask.is_dir():
+        return [mask]
+    parts = image_files(mask)
+    if not parts:
+        raise RobustadError(f"mask folder {mask} holds no mask images")
+    return parts
+
+
+def _union_of_masks(folder: Path) -> np.ndarray:
+    """The union of every mask in ``folder``; all must have one size."""
+    parts = _mask_parts(folder)
+    union = load_mask(parts[0])
+    for part in parts[1:]:
+        mask = load_mask(part)
+        if mask.shape != union.shape:
+            raise RobustadError(f"masks in {folder} differ in size: {parts[0].name} is {union.shape[1]}x"
+                                f"{union.shape[0]}, {part.name} is {mask.shape[1]}x{mask.shape[0]}")
+        union |= mask
+    return union
 
 
 def _reason(exc: BaseException) -> str:
