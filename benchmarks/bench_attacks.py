@@ -23,10 +23,10 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from robustad.kit.images import load_rgb
-from robustad.plugins import get_registry
 from robustad.engine.splits import make_split
+from robustad.kit.images import load_rgb
 from robustad.kit.threat import TwoLogit
+from robustad.plugins import get_registry
 
 DATA_ROOT = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mvtec_ad"
 EPS = 8 / 255

@@ -20,10 +20,10 @@ from pathlib import Path
 import torch
 
 from robustad.engine.executors import run_local
-from robustad.plugins import get_registry
 from robustad.engine.ray_executor import run_ray
 from robustad.engine.request import BenchRequest, build_cells
 from robustad.engine.runner import RunSettings, SilentReporter
+from robustad.plugins import get_registry
 
 MODEL_STAGES = ("t_split_s", "t_fit_s", "t_clean_s")
 METRICS = ("clean_auroc", "clean_ece", "adv_auroc", "adv_ece", "flag_auroc")

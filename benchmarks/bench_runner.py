@@ -20,9 +20,9 @@ from pathlib import Path
 import torch
 
 from robustad.engine.executors import run_local
-from robustad.plugins import get_registry
 from robustad.engine.request import BenchRequest, build_cells
 from robustad.engine.runner import RunSettings, SilentReporter
+from robustad.plugins import get_registry
 
 SHARED_STAGES = {
     "model": ("t_split_s", "t_fit_s", "t_clean_s"),

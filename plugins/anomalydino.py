@@ -19,8 +19,8 @@ from scipy.ndimage import gaussian_filter
 from sklearn.decomposition import PCA
 
 from robustad.errors import RobustadError
-from robustad.kit.backbone_checks import device_of
 from robustad.hookspecs import hookimpl
+from robustad.kit.backbone_checks import device_of
 from robustad.records import DetectorOutput, Features
 
 MASKED_CATEGORIES = frozenset({

@@ -21,10 +21,10 @@ import torch.nn.functional as F
 from open_clip.constants import HF_SAFE_WEIGHTS_NAME, HF_WEIGHTS_NAME, OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
 from open_clip.transformer import VisionTransformer
 
-from robustad.kit.backbone_checks import patch_grid, torch_device
 from robustad.errors import RobustadError
-from robustad.records import Features
+from robustad.kit.backbone_checks import patch_grid, torch_device
 from robustad.kit.weights import RANDOM, file_id, hub_file, local_file, seeded_random_init, unloadable
+from robustad.records import Features
 
 HUB_FILENAMES = (HF_SAFE_WEIGHTS_NAME, HF_WEIGHTS_NAME)
 

@@ -23,8 +23,8 @@ from timm.models import load_checkpoint
 from timm.models.vision_transformer import VisionTransformer, checkpoint_filter_fn
 
 from robustad.kit.backbone_checks import patch_grid, torch_device
-from robustad.records import Features
 from robustad.kit.weights import RANDOM, file_id, hub_file, local_file, seeded_random_init, unloadable
+from robustad.records import Features
 
 PATCH_SIZE = 14
 TABLE_IMAGE_SIZE = 518  # 37 x 14: the resolution DINOv2's position table was trained at

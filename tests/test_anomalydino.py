@@ -7,18 +7,23 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import robustad_plugins.anomalydino as anomalydino
 import torch
 import torch.nn.functional as F
 from PIL import Image
+from robustad_plugins.anomalydino import (
+    AnomalyDINO,
+    foreground_mask,
+    mask_from_projection,
+    mean_top_percent,
+    rotated_views,
+)
 from scipy.ndimage import gaussian_filter, map_coordinates
 from sklearn.metrics import roc_auc_score
 
-import robustad_plugins.anomalydino as anomalydino
 from robustad.errors import RobustadError
 from robustad.plugins import get_registry
 from robustad.records import Features
-from robustad_plugins.anomalydino import (AnomalyDINO, foreground_mask, mask_from_projection, mean_top_percent,
-                                          rotated_views)
 
 
 def random_images(count: int, height: int, width: int, seed: int) -> list[Image.Image]:

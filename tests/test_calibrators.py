@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from robustad_plugins.calibrators import Isotonic, Platt, Temperature, Uncalibrated
 from scipy.optimize import minimize
 
 from robustad.errors import RobustadError
 from robustad.plugins import PluginRegistry
-from robustad_plugins.calibrators import Isotonic, Platt, Temperature, Uncalibrated
 
 
 def overlapping_scores(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

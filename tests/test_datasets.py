@@ -8,17 +8,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
-from sklearn.metrics import roc_auc_score
-
 import robustad_plugins.demo as demo_module
-from robustad.errors import RobustadError
-from robustad.kit.images import image_size, load_mask, load_rgb
-from robustad.plugins import PluginRegistry
-from robustad.engine.splits import make_split
+from PIL import Image
 from robustad_plugins.demo import Demo, ensure_generated
 from robustad_plugins.mvtec import Folder, MVTecAD
 from robustad_plugins.visa import VisA
+from sklearn.metrics import roc_auc_score
+
+from robustad.engine.splits import make_split
+from robustad.errors import RobustadError
+from robustad.kit.images import image_size, load_mask, load_rgb
+from robustad.plugins import PluginRegistry
 
 
 def one_line_error(call, *args) -> str:

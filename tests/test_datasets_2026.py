@@ -12,18 +12,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-
-from robustad.engine.splits import make_split
-from robustad.errors import RobustadError
-from robustad.kit.images import load_mask
-from robustad.plugins import PluginRegistry
-from robustad.results.leaderboard import read_rows
 from robustad_plugins.btad import BTAD
 from robustad_plugins.mpdd import MPDD
 from robustad_plugins.mvtec_ad2 import MVTecAD2
 from robustad_plugins.mvtec_loco import MVTecLOCO
 from robustad_plugins.realiad import RealIAD
 from robustad_plugins.visa import VisA
+
+from robustad.engine.splits import make_split
+from robustad.kit.images import load_mask
+from robustad.plugins import PluginRegistry
+from robustad.results.leaderboard import read_rows
 from tests.test_datasets import make_mvtec_category, make_visa, one_line_error, write_split_csv
 
 SIZE = (32, 32)

@@ -13,8 +13,14 @@ import pandas as pd
 import pytest
 
 from robustad.errors import RobustadError
-from robustad.results.leaderboard import (COLUMNS, LeaderboardWarning, append_row, check_writable, finished_keys,
-                                          read_rows)
+from robustad.results.leaderboard import (
+    COLUMNS,
+    LeaderboardWarning,
+    append_row,
+    check_writable,
+    finished_keys,
+    read_rows,
+)
 
 TIMESTAMP = "2026-11-29T12:00:00+00:00"
 

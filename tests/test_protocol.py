@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from robustad.errors import RobustadError
 from robustad.engine.splits import make_split, parse_shots, reference_set, split_test
+from robustad.errors import RobustadError
 from robustad.records import CategoryData, Sample
 
 ROOT = Path("/data/widget")
@@ -28,8 +28,8 @@ def train_samples(n: int) -> list[Sample]:
 def labelled_test(normal: int = 14, anomalous: int = 6) -> list[Sample]:
     """``normal`` good and ``anomalous`` crack test images, shuffled."""
     samples = [Sample(ROOT / "test" / "good" / f"{i:03d}.png", 0) for i in range(normal)]
-    samples += [Sample(ROOT / "test" / "crack" / f"{i:03d}.png", 1, ROOT / "ground_truth" / "crack" / f"{i:03d}_mask.png",
-                       "crack") for i in range(anomalous)]
+    samples += [Sample(ROOT / "test" / "crack" / f"{i:03d}.png", 1,
+                       ROOT / "ground_truth" / "crack" / f"{i:03d}_mask.png", "crack") for i in range(anomalous)]
     random.Random(3).shuffle(samples)
     return samples
 
@@ -118,8 +118,8 @@ def test_different_seeds_give_different_splits():
 
 
 def test_split_is_the_same_in_a_fresh_process_with_another_hash_seed():
-    code = ("import json; from tests.test_protocol import labelled_test, names; from robustad.engine.splits import split_test;"
-            "print(json.dumps(names(split_test(labelled_test(), 0)[0])))")
+    code = ("import json; from tests.test_protocol import labelled_test, names; "
+            "from robustad.engine.splits import split_test; print(json.dumps(names(split_test(labelled_test(), 0)[0])))")
     env = {**os.environ, "PYTHONHASHSEED": "12345"}
     output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env,
                             cwd=Path(__file__).resolve().parents[1]).stdout

@@ -20,14 +20,14 @@ import ray
 import torch
 from ray.cluster_utils import Cluster
 
-from robustad.errors import RobustadError
 from robustad.engine.executors import run_local
-from robustad.hookspecs import hookimpl
-from robustad.results.leaderboard import COLUMNS, read_rows
-from robustad.plugins import get_registry
 from robustad.engine.ray_executor import MAX_RETRIES, _gpus_per_task, import_ray, run_ray
 from robustad.engine.request import BenchRequest, build_cells
 from robustad.engine.runner import RunSettings, SilentReporter
+from robustad.errors import RobustadError
+from robustad.hookspecs import hookimpl
+from robustad.plugins import get_registry
+from robustad.results.leaderboard import COLUMNS, read_rows
 
 REPO = Path(__file__).resolve().parents[1]
 NODE = dict(num_cpus=1, object_store_memory=200 * 1024 ** 2)

@@ -15,10 +15,10 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from robustad.engine.executors import run_local
-from robustad.results.leaderboard import COLUMNS, read_rows
-from robustad.plugins import PluginRegistry, get_registry
 from robustad.engine.request import BenchRequest, build_cells
 from robustad.engine.runner import RunSettings, SilentReporter
+from robustad.plugins import PluginRegistry, get_registry
+from robustad.results.leaderboard import COLUMNS, read_rows
 from tests.conftest import TinyBackbone
 
 BOTTLE_GRID = ["--dataset", "mvtec", "--category", "bottle", "--backbone", "efficientnet_lite0",

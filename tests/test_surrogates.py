@@ -9,19 +9,19 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from robustad_plugins.anomalydino import AnomalyDINO
+from robustad_plugins.linear_surrogate import LinearSurrogate
+from robustad_plugins.score_surrogate import ScoreSurrogate
+from robustad_plugins.torchattacks_attacks import FGSM, PGD
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import f1_score, roc_auc_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from robustad.errors import RobustadError
+from robustad.kit.threat import TwoLogit, parse_eps
 from robustad.plugins import get_registry
 from robustad.records import DetectorOutput, Features
-from robustad.kit.threat import TwoLogit, parse_eps
-from robustad_plugins.anomalydino import AnomalyDINO
-from robustad_plugins.linear_surrogate import LinearSurrogate
-from robustad_plugins.score_surrogate import ScoreSurrogate
-from robustad_plugins.torchattacks_attacks import FGSM, PGD
 
 
 def synthetic_images(count: int, anomalous: bool, seed: int, size: int = 32) -> torch.Tensor:

@@ -43,7 +43,8 @@ def _to_8bit(values: np.ndarray, path: Path) -> np.ndarray:
     """16-bit (or 32-bit integer holding 16-bit) grey levels as 8-bit ones."""
     values = values.astype(np.int64)
     if values.min(initial=0) < 0 or values.max(initial=0) > 65535:
-        raise RobustadError(f"cannot read image {path}: integer pixels outside 0..65535; expected an 8- or 16-bit image")
+        raise RobustadError(f"cannot read image {path}: integer pixels outside 0..65535; "
+                            "expected an 8- or 16-bit image")
     return np.round(values / 257).astype(np.uint8)
 
 

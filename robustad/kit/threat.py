@@ -31,7 +31,8 @@ def _eps_fraction(text: str) -> Fraction:
     try:
         value = Fraction(str(text).strip())
     except (ValueError, ZeroDivisionError):
-        raise RobustadError(f"eps {text!r} is not a number; write a fraction like 2/255 or a decimal like 0.0078") from None
+        raise RobustadError(f"eps {text!r} is not a number; write a fraction like 2/255 "
+                            "or a decimal like 0.0078") from None
     if not 0 < value <= 1:
         raise RobustadError(f"eps {text!r} is outside (0, 1]; eps is in [0,1] pixel units, e.g. 8/255")
     return value
