@@ -6,9 +6,8 @@ from pathlib import Path
 
 import pandas as pd
 from rich.console import Console
-from rich.table import Table
 
-from robustad.results.aggregate import SUMMARY_METRICS, aggregate
+from robustad.results.tables import summary_table
 from robustad.engine.executors import GridResult, run_local
 from robustad.engine.grid import Cell
 from robustad.plugins import get_registry
@@ -43,26 +42,5 @@ def run_bench(cells: list[Cell], request: BenchRequest, *, device: str, batch_si
     return result
 
 
-def summary_table(rows: pd.DataFrame, title: str) -> Table:
-    """A rich table of aggregated rows; settings shared by every line go into the title."""
-    summary = aggregate(rows)
-    keys = ["dataset", "shots", "backbone", "resolution", "detector", "attack", "eps", "surrogate", "calibrator"]
-    varying = [k for k in keys if summary[k].nunique() > 1] or ["calibrator"]
-    shared = ", ".join(f"{k}={summary[k].iloc[0]}" for k in keys if k not in varying and len(summary))
-    table = Table(title=f"{title}\n{shared}" if shared else title)
-    for column in varying + SUMMARY_METRICS:
-        table.add_column(column, justify="right" if column in SUMMARY_METRICS else "left")
-    for _, line in summary.iterrows():
-        table.add_row(*[str(line[k]) for k in varying],
-                      *[_pm(line[f"{m}_mean"], line[f"{m}_std"]) for m in SUMMARY_METRICS])
-    return table
-
-
 def _fmt(value: object) -> str:
     return "n/a" if value is None or pd.isna(value) else f"{float(value):.3f}"
-
-
-def _pm(mean: float, std: float) -> str:
-    if pd.isna(mean):
-        return ""
-    return f"{mean:.3f}" if pd.isna(std) or std == 0 else f"{mean:.3f} +- {std:.3f}"
