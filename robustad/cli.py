@@ -16,6 +16,7 @@ from robustad import __version__
 from robustad.components import KINDS
 from robustad.errors import RobustadError
 from robustad.plugins import get_registry
+from robustad.results.audit import TOLERANCE, ZERO_GRAD_THRESHOLD
 from robustad.engine.request import BenchRequest, build_cells
 
 app = typer.Typer(
@@ -174,8 +175,8 @@ def report(
 def audit(
     csv_path: Path = typer.Argument(Path("results/leaderboard.csv"), metavar="CSV", help="Leaderboard CSV."),
     where: list[str] = typer.Option([], help="Keep rows with column=value (repeatable)."),
-    tolerance: float = typer.Option(1e-9, min=0, help="An AUROC counts as higher when it exceeds by more."),
-    zero_grad_threshold: float = typer.Option(0.5, min=0, max=1,
+    tolerance: float = typer.Option(TOLERANCE, min=0, help="An AUROC counts as higher when it exceeds by more."),
+    zero_grad_threshold: float = typer.Option(ZERO_GRAD_THRESHOLD, min=0, max=1,
                                               help="Gradient masking: largest share of images with a zero gradient."),
 ) -> None:
     """Sanity checks (Carlini et al. 2019; AutoAttack): the worst case does not weaken as eps grows, white-box beats

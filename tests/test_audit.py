@@ -121,4 +121,5 @@ def test_cli_bad_missing_or_empty_file_is_one_line_and_exit_2(tmp_path, monkeypa
 def test_cli_header_only_leaderboard_is_one_line_and_exit_2(tmp_path, monkeypatch, capsys):
     path = write_board(tmp_path / "board.csv", [])
     code, out, err = run_robustad(monkeypatch, capsys, "audit", path)
-    assert (code, out) == (2, "") and err == f"robustad: error: leaderboard {path} has no rows; run `robustad bench` first\n"
+    assert (code, out) == (2, "")
+    assert err == f"robustad: error: leaderboard {path} has no rows; run `robustad bench` first\n"

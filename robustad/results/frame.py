@@ -66,13 +66,13 @@ def numeric(rows: pd.DataFrame, column: str) -> pd.Series:
     values = pd.to_numeric(rows[column], errors="coerce")
     bad = values.isna() & (text(rows, column).str.strip() != "")
     if bad.any():
-        raise RobustadError(f"leaderboard column {column}: {rows[column][bad].iloc[0]!r} is not a number "
+        raise RobustadError(f"column {column}: {rows[column][bad].iloc[0]!r} is not a number "
                             "(expected a number or an empty cell)")
     return values.astype(float)
 
 
 def attack_names(rows: pd.DataFrame) -> pd.Series:
-    """The plugin name of each row's attack spec (``pgd:20`` -> ``pgd``, ``torchattacks:MIFGSM`` -> ``torchattacks``)."""
+    """The plugin name of each row's attack spec: ``pgd:20`` -> ``pgd``, ``torchattacks:MIFGSM`` -> ``torchattacks``."""
     return text(rows, "attack").map(lambda spec: parse_spec(spec)[0] if spec else "")
 
 

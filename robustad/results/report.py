@@ -66,7 +66,7 @@ def _read_score_file(path: Path) -> pd.DataFrame:
         raise RobustadError(f"score file {path} is not a CSV text file ({' '.join(str(exc).split())})") from None
     absent = [c for c in SCORE_COLUMNS if c not in frame.columns]
     if absent:
-        raise RobustadError(f"score file {path} is not a robustad score file: no column {', '.join(absent)} "
+        raise RobustadError(f"score file {path} is not a robustad score file: it lacks {', '.join(absent)} "
                             f"(expected {', '.join(SCORE_COLUMNS)})")
     if frame.empty:
         raise RobustadError(f"score file {path} is empty (a header and no images)")
