@@ -16,8 +16,8 @@ from robustad import __version__
 from robustad.components import KINDS
 from robustad.errors import RobustadError
 from robustad.plugins import get_registry
-from robustad.results.audit import TOLERANCE, ZERO_GRAD_THRESHOLD
 from robustad.engine.request import BenchRequest, build_cells
+from robustad.results.audit import TOLERANCE, ZERO_GRAD_THRESHOLD
 
 app = typer.Typer(
     add_completion=False,
@@ -133,7 +133,8 @@ def leaderboard(
     if len(threads) > 1:
         print(f"robustad: warning: these rows were made with different torch_threads ({', '.join(threads)}); "
               "adversarial numbers depend on the thread count, compare rows made with the same one", file=sys.stderr)
-    console.print(summary_table(rows, f"{csv_path} ({len(rows)} rows; +- std over seeds, [mean 95 % interval])"))
+    title = f"{csv_path} ({len(rows)} rows; mean +- std over seeds, mean 95 % interval below)"
+    console.print(summary_table(rows, title))
     reference = beside_published(rows, load_published(published))
     if not reference.empty:
         columns = [c for c in reference.columns if c != "citation"]

@@ -124,3 +124,10 @@ def test_leaderboard_cli_empty_or_unmatched_file_is_one_line_and_exit_2(tmp_path
     write_board(path, [row(adv_auroc=0.3)])
     code, out, err = run_robustad(monkeypatch, capsys, "leaderboard", path, "--where", "seed=7")
     assert (code, out) == (2, "") and err.strip() == f"robustad: error: no row of {path} matches --where seed=7"
+
+
+def test_summary_table_leaves_the_noise_column_out_without_a_control_and_keeps_brackets_literal():
+    console = Console(file=io.StringIO(), width=250)
+    console.print(summary_table(board(row(adv_auroc=0.3)), "[mean] board"))
+    text = console.file.getvalue()
+    assert "noise_adv_auroc" not in text and "0.300" in text and "[mean] board" in text

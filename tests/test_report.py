@@ -90,6 +90,7 @@ def test_report_warns_with_the_count_of_rows_without_scores_and_draws_every_figu
 
 @pytest.mark.parametrize("problem, message", [
     ("missing csv", "does not exist"), ("empty csv", "has no rows"), ("header-only csv", "has no rows"),
+    ("text in the leaderboard", "column adv_ap: 'high' is not a number"),
     ("out is a file", "--out {out} is an existing file"), ("scores is a file", "--scores {scores} is not a folder"),
     ("scores missing", "--scores {scores} is not a folder"), ("empty score file", "score file {file} is empty"),
     ("header-only score file", "score file {file} is empty"),
@@ -106,6 +107,8 @@ def test_report_fails_with_one_line_before_drawing_anything(tmp_path, monkeypatc
         board_csv.write_text("")
     elif problem == "header-only csv":
         write_board(board_csv, [])
+    elif problem == "text in the leaderboard":
+        write_board(board_csv, [*rows[:2], {**rows[2], "adv_ap": "high"}])
     elif problem == "out is a file":
         out.write_text("not a folder")
     elif problem == "scores is a file":

@@ -81,13 +81,14 @@ def _read_score_file(path: Path) -> pd.DataFrame:
 def write_report(rows: pd.DataFrame, scores: pd.DataFrame | None, out: Path) -> Path:
     """Write the figures and ``index.html`` into ``out``; returns the HTML path. ``scores``: from ``load_scores``."""
     _check_out(out)
+    table = aggregate(rows).to_html(index=False, float_format=lambda v: f"{v:.3f}", na_rep="")
+    eps_figures = {metric: draw_metric_vs_eps(rows, metric) for metric in ("auroc", "ap")}
     out.mkdir(parents=True, exist_ok=True)
-    figures = [_save(figure, out / f"{metric}_vs_eps.png")
-               for metric in ("auroc", "ap") if (figure := draw_metric_vs_eps(rows, metric)) is not None]
+    figures = [_save(figure, out / f"{metric}_vs_eps.png") for metric, figure in eps_figures.items()
+               if figure is not None]
     if scores is not None and not scores.empty:
         figures += [_reliability(scores, out), _entropy_histograms(scores, out)]
     page = out / "index.html"
-    table = aggregate(rows).to_html(index=False, float_format=lambda v: f"{v:.3f}", na_rep="")
     images = "\n".join(f'<figure><img src="{f.name}" alt="{html.escape(f.stem)}"><figcaption>'
                        f"{html.escape(f.stem)}</figcaption></figure>" for f in figures)
     page.write_text(

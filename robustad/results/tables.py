@@ -3,23 +3,26 @@
 from __future__ import annotations
 
 import pandas as pd
+from rich.markup import escape
 from rich.table import Table
 
 from robustad.results.aggregate import CONFIG, SUMMARY_METRICS, aggregate
+from robustad.results.frame import CONTROL, attack_names
 
 
 def summary_table(rows: pd.DataFrame, title: str) -> Table:
-    """Mean +- std over seeds and, below it, the 95 % interval of each metric; settings shared by every line go
-    into the title, the others become columns."""
+    """Mean +- std over seeds and, below it, the mean 95 % interval of each metric; settings shared by every line go
+    into the title, the others become columns. ``noise_adv_auroc`` appears when the rows hold a noise control."""
     summary = aggregate(rows)
+    metrics = [m for m in SUMMARY_METRICS if m != "noise_adv_auroc" or (attack_names(rows) == CONTROL).any()]
     varying = [k for k in CONFIG if summary[k].nunique() > 1] or ["calibrator"]
     shared = ", ".join(f"{k}={summary[k].iloc[0]}" for k in CONFIG
                        if k not in varying and len(summary) and summary[k].iloc[0] not in ("", "{}"))
-    table = Table(title=f"{title}\n{shared}" if shared else title)
-    for column in varying + SUMMARY_METRICS:
-        table.add_column(column, justify="right" if column in SUMMARY_METRICS else "left")
+    table = Table(title=escape(f"{title}\n{shared}" if shared else title))
+    for column in varying + metrics:
+        table.add_column(column, justify="right" if column in metrics else "left")
     for _, line in summary.iterrows():
-        table.add_row(*[str(line[k]) for k in varying], *[_cell(line, m) for m in SUMMARY_METRICS])
+        table.add_row(*[escape(str(line[k])) for k in varying], *[_cell(line, m) for m in metrics])
     return table
 
 
