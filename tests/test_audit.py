@@ -92,6 +92,7 @@ def test_tolerance_and_masking_threshold():
 def test_undefined_values_are_not_compared_and_text_in_a_number_column_is_an_error():
     undefined = {("noise", "none", "8/255"): {"adv_auroc": None}, ("pgd", "linear", "8/255"): {"adv_auroc": 0.93}}
     assert audit(board(*rows_of(undefined))) == []
+    assert [r.compared for r in run_checks(board())] == [0, 0, 0, 0]
     with pytest.raises(RobustadError, match="adv_auroc: 'high' is not a number"):
         audit(board(*rows_of({("pgd", "linear", "8/255"): {"adv_auroc": "high"}})))
 

@@ -56,7 +56,7 @@ def text(rows: pd.DataFrame, column: str) -> pd.Series:
     """A column as text, undefined cells (and a missing column) as the empty string."""
     if column not in rows:
         return pd.Series("", index=rows.index, dtype=object)
-    return rows[column].map(lambda value: "" if value is None or pd.isna(value) else str(value))
+    return rows[column].map(lambda value: "" if value is None or pd.isna(value) else str(value)).astype(object)
 
 
 def numeric(rows: pd.DataFrame, column: str) -> pd.Series:
