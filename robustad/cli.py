@@ -1,4 +1,4 @@
-"""The ``robustad`` command line: plugins, bench, leaderboard, report."""
+"""The ``robustad`` command line: plugins, bench, leaderboard, report, audit."""
 
 from __future__ import annotations
 
@@ -137,17 +137,18 @@ def leaderboard(
     where: list[str] = typer.Option([], help="Keep rows with column=value (repeatable)."),
     published: Path = typer.Option(Path("results/published.csv"), help="Published reference rows."),
 ) -> None:
-    """Mean +- std over seeds and mean over categories, beside published reference numbers."""
-    import pandas as pd
-
-    from robustad.results.aggregate import beside_published, filter_rows, load_published
-    from robustad.results.leaderboard import read_rows
+    """Mean +- std over seeds, 95 % intervals and the noise control, beside published reference numbers."""
+    from robustad.results.aggregate import beside_published, load_published, thread_counts
+    from robustad.results.frame import load_rows
     from robustad.results.tables import summary_table
 
-    if not csv_path.exists():
-        raise RobustadError(f"leaderboard {csv_path} does not exist; run `robustad bench` first")
-    rows = filter_rows(pd.DataFrame(read_rows(csv_path)), where)
-    console.print(summary_table(rows, f"{csv_path} ({len(rows)} rows)"))
+    rows = load_rows(csv_path, where)
+    threads = thread_counts(rows)
+    if len(threads) > 1:
+        print(f"robustad: warning: these rows were made with different torch_threads ({', '.join(threads)}); "
+              "adversarial numbers depend on the thread count, compare rows made with the same one", file=sys.stderr)
+    title = f"{csv_path} ({len(rows)} rows; mean +- std over seeds, mean 95 % interval below)"
+    console.print(summary_table(rows, title))
     reference = beside_published(rows, load_published(published))
     if not reference.empty:
         columns = [c for c in reference.columns if c != "citation"]
@@ -168,18 +169,49 @@ def report(
     scores: Path = typer.Option(None, help="The --save-scores folder, for reliability and entropy plots."),
     where: list[str] = typer.Option([], help="Keep rows with column=value (repeatable)."),
 ) -> None:
-    """PNG figures (AUROC/AP vs eps, reliability diagrams, entropy histograms) and an HTML page."""
-    import pandas as pd
+    """PNG figures (AUROC/AP vs eps with 95 % intervals and the noise control, reliability diagrams, entropy
+    histograms) and an HTML page. Every input is checked before anything is drawn."""
+    from robustad.results.frame import load_rows
+    from robustad.results.report import check_paths, load_scores, write_report
 
-    from robustad.results.aggregate import filter_rows
-    from robustad.results.leaderboard import read_rows
-    from robustad.results.report import write_report
-
-    if not csv_path.exists():
-        raise RobustadError(f"leaderboard {csv_path} does not exist; run `robustad bench` first")
-    rows = filter_rows(pd.DataFrame(read_rows(csv_path)), where)
-    page = write_report(rows, scores, out)
+    check_paths(out, scores)
+    rows = load_rows(csv_path, where)
+    per_image = None
+    if scores is not None:
+        per_image, missing = load_scores(rows, scores)
+        if missing:
+            print(f"robustad: warning: {missing} of {len(rows)} rows have no score file in {scores}; the reliability "
+                  "and entropy plots leave them out", file=sys.stderr)
+    page = write_report(rows, per_image, out)
     console.print(f"report written to {page}", highlight=False)
+
+
+@app.command()
+def audit(
+    csv_path: Path = typer.Argument(Path("results/leaderboard.csv"), metavar="CSV", help="Leaderboard CSV."),
+    where: list[str] = typer.Option([], help="Keep rows with column=value (repeatable)."),
+    tolerance: float = typer.Option(None, min=0, help="An AUROC counts as higher when it exceeds by more "
+                                                      "[default: 1e-9]."),
+    zero_grad_threshold: float = typer.Option(None, min=0, max=1, help="Gradient masking: largest share of images "
+                                                                        "with a zero gradient [default: 0.5]."),
+) -> None:
+    """Sanity checks (Carlini et al. 2019; AutoAttack): the worst case does not weaken as eps grows, white-box beats
+    transfer, attacks beat the noise control, no gradient masking. One line per failure; exit code 1 if any."""
+    from robustad.results.audit import TOLERANCE, ZERO_GRAD_THRESHOLD, run_checks
+    from robustad.results.frame import load_rows
+
+    rows = load_rows(csv_path, where)
+    results = run_checks(rows, tolerance=TOLERANCE if tolerance is None else tolerance,
+                         zero_grad_threshold=ZERO_GRAD_THRESHOLD if zero_grad_threshold is None
+                         else zero_grad_threshold)
+    failures = [violation for result in results for violation in result.violations]
+    for violation in failures:
+        print(violation.line())
+    compared = ", ".join(f"{result.check} {result.compared}" for result in results)
+    if failures:
+        print(f"{len(rows)} rows, {len(failures)} failed checks (comparisons: {compared})")
+        raise typer.Exit(1)
+    print(f"{len(rows)} rows, all checks pass (comparisons: {compared})")
 
 
 def main() -> None:

@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 
 from robustad.errors import RobustadError
-from robustad.results.aggregate import aggregate, filter_rows
+from robustad.results.aggregate import aggregate
+from robustad.results.frame import filter_rows
 from robustad.results.leaderboard import COLUMNS, append_row, finished_keys, read_rows
 
 

@@ -6,39 +6,60 @@ from pathlib import Path
 
 import pandas as pd
 
-from robustad.errors import RobustadError
+from robustad.results.frame import numeric, text, with_noise_control
 
-CONFIG = ["dataset", "shots", "backbone", "resolution", "detector", "surrogate", "attack", "eps", "calibrator"]
-SUMMARY_METRICS = ["clean_auroc", "adv_auroc", "clean_ece", "adv_ece", "flag_auroc"]
+# Rows that differ in any of these are never averaged together: a noise control (attack ``noise``, surrogate
+# ``none``) and a clean-only row (attack ``none``) each keep lines of their own.
+CONFIG = ["dataset", "shots", "backbone", "weights", "resolution", "detector", "precision", "round_8bit",
+          "attack", "eps", "surrogate", "calibrator", "calib_fraction", "options"]
+SUMMARY_METRICS = ["clean_auroc", "adv_auroc", "noise_adv_auroc", "clean_ece", "adv_ece", "flag_auroc"]
+STATISTICS = ("mean", "std", "ci_low", "ci_high")
 
 
 def aggregate(rows: pd.DataFrame, metrics: list[str] = SUMMARY_METRICS) -> pd.DataFrame:
-    """One line per configuration: ``<metric>_mean`` and ``<metric>_std`` (over seeds, averaged over categories)."""
+    """One line per configuration: ``<metric>_mean``/``_std`` over seeds and the mean of the rows' 95 % interval
+    bounds ``<metric>_ci_low``/``_ci_high``, each then averaged over categories.
+
+    A value is defined only when every row it summarises has it (a mean over some of the seeds is not the mean
+    over the seeds); ``noise_adv_auroc`` is the matching noise control's adv_auroc (``with_noise_control``).
+    """
     if rows.empty:
-        return pd.DataFrame(columns=CONFIG + ["categories", "seeds"])
-    frame = rows.copy()
-    frame[CONFIG] = frame[CONFIG].fillna("").astype(str)
-    for metric in metrics:  # rows of clean-only cells have no adversarial columns
-        frame[metric] = pd.to_numeric(frame[metric], errors="coerce") if metric in frame else float("nan")
+        return pd.DataFrame(columns=CONFIG + [f"{m}_{s}" for m in metrics for s in STATISTICS]
+                            + ["categories", "seeds"])
+    source = with_noise_control(rows)
+    frame = pd.DataFrame({column: text(source, column) for column in CONFIG + ["category", "seed"]})
+    for metric in metrics:
+        for column in (metric, f"{metric}_ci_low", f"{metric}_ci_high"):
+            frame[column] = numeric(source, column)
     per_category = frame.groupby(CONFIG + ["category"], sort=False).agg(
-        **{f"{m}_mean": (m, "mean") for m in metrics},
-        **{f"{m}_std": (m, lambda s: s.std(ddof=1) if s.count() > 1 else 0.0) for m in metrics},
+        **{f"{m}_mean": (m, mean_if_complete) for m in metrics},
+        **{f"{m}_std": (m, _std_if_complete) for m in metrics},
+        **{f"{m}_{bound}": (f"{m}_{bound}", mean_if_complete) for m in metrics for bound in ("ci_low", "ci_high")},
         seeds=("seed", "nunique"),
     )
-    summary = per_category.groupby(level=CONFIG, sort=False).mean()
-    summary["categories"] = per_category.groupby(level=CONFIG, sort=False).size()
-    columns = [f"{m}_{s}" for m in metrics for s in ("mean", "std")] + ["categories", "seeds"]
+    by_config = per_category.groupby(level=CONFIG, sort=False)
+    summary = by_config.agg(mean_if_complete)
+    summary["categories"] = by_config.size()
+    columns = [f"{m}_{s}" for m in metrics for s in STATISTICS] + ["categories", "seeds"]
     return summary[columns].reset_index()
 
 
-def filter_rows(rows: pd.DataFrame, filters: list[str]) -> pd.DataFrame:
-    """Keep rows matching every ``column=value`` filter (values compared as text)."""
-    for text in filters:
-        column, sep, value = text.partition("=")
-        if not sep or column not in rows.columns:
-            raise RobustadError(f"--where {text!r}: expected column=value with a leaderboard column")
-        rows = rows[rows[column].astype(str) == value]
-    return rows
+def mean_if_complete(values: pd.Series) -> float:
+    """The mean when every value is defined, else NaN (undefined)."""
+    return float(values.mean()) if len(values) and values.notna().all() else float("nan")
+
+
+def _std_if_complete(values: pd.Series) -> float:
+    """Sample std (ddof=1) when every value is defined; 0 for a single value."""
+    if not len(values) or values.isna().any():
+        return float("nan")
+    return float(values.std(ddof=1)) if len(values) > 1 else 0.0
+
+
+def thread_counts(rows: pd.DataFrame) -> list[str]:
+    """The distinct ``torch_threads`` values of the rows (PROTOCOL section 9: they change adversarial numbers)."""
+    counts = {value for value in text(rows, "torch_threads") if value}
+    return sorted(counts, key=lambda value: (len(value), value))
 
 
 def load_published(path: Path) -> pd.DataFrame:
@@ -60,7 +81,7 @@ def beside_published(rows: pd.DataFrame, published: pd.DataFrame) -> pd.DataFram
             match = match[match[column].astype(str) == str(line[column])]
         if not str(line["category"]).startswith("mean"):
             match = match[match["category"] == line["category"]]
-        values = pd.to_numeric(match["clean_auroc_full"], errors="coerce")
+        values = numeric(match, "clean_auroc_full")
         per_category = values.groupby(match["category"]).mean()
         ours.append(f"{100 * per_category.mean():.1f}" if len(per_category) else "")
         counts.append(len(per_category))

@@ -1,4 +1,6 @@
-"""``robustad report``: PNG figures and an HTML page from a leaderboard (and its per-image scores)."""
+"""``robustad report``: PNG figures and an HTML page from a leaderboard (and its per-image scores).
+
+Every input is checked (``check_paths``, ``load_scores``) before anything is drawn."""
 
 from __future__ import annotations
 
@@ -13,20 +15,80 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from robustad import metrics  # noqa: E402
-from robustad.results.aggregate import aggregate  # noqa: E402
+from robustad.components import parse_spec  # noqa: E402
+from robustad.errors import RobustadError  # noqa: E402
+from robustad.results.aggregate import aggregate, mean_if_complete  # noqa: E402
+from robustad.results.frame import CLEAN_ONLY, CONTROL, attack_names, numeric, text  # noqa: E402
+
+SCORE_COLUMNS = ("path", "split", "label", "clean_score", "clean_prob", "adv_score", "adv_prob")
 
 
-def write_report(rows: pd.DataFrame, scores_dir: Path | None, out: Path) -> Path:
-    """Write the figures and ``index.html`` into ``out``; returns the HTML path."""
-    out.mkdir(parents=True, exist_ok=True)
-    figures = [_metric_vs_eps(rows, metric, out) for metric in ("auroc", "ap")]
-    if scores_dir is not None and scores_dir.is_dir():
-        scores = _load_scores(rows, scores_dir)
-        if not scores.empty:
-            figures += [_reliability(scores, out), _entropy_histograms(scores, out)]
-    figures = [f for f in figures if f is not None]
-    page = out / "index.html"
+def check_paths(out: Path, scores_dir: Path | None) -> None:
+    """``--out`` must be a folder (new or existing), never an existing file; ``--scores`` an existing folder."""
+    _check_out(out)
+    if scores_dir is not None:
+        _check_scores_dir(scores_dir)
+
+
+def _check_out(out: Path) -> None:
+    if out.exists() and not out.is_dir():
+        raise RobustadError(f"--out {out} is an existing file; expected a folder for the figures and index.html")
+
+
+def _check_scores_dir(scores_dir: Path) -> None:
+    if not scores_dir.is_dir():
+        raise RobustadError(f"--scores {scores_dir} is not a folder; expected the --save-scores folder of a bench run")
+
+
+def load_scores(rows: pd.DataFrame, scores_dir: Path) -> tuple[pd.DataFrame, int]:
+    """The eval images' per-image scores of every row that has a score file, and how many rows have none."""
+    _check_scores_dir(scores_dir)
+    parts, missing = [], 0
+    for _, row in rows.iterrows():
+        path = scores_dir / f"{row['cell_hash']}.csv"
+        if not path.is_file():
+            missing += 1
+            continue
+        frame = _read_score_file(path)
+        frame["calibrator"] = row["calibrator"]
+        frame["attack"] = f"{row['attack']} {row['eps']} {row['surrogate']}".strip()
+        parts.append(frame[frame["split"] == "eval"])
+    return (pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()), missing
+
+
+def _read_score_file(path: Path) -> pd.DataFrame:
+    """One cell's score file, checked to be what ``bench --save-scores`` writes."""
+    try:
+        frame = pd.read_csv(path)
+    except pd.errors.EmptyDataError:
+        raise RobustadError(f"score file {path} is empty") from None
+    except (UnicodeDecodeError, pd.errors.ParserError) as exc:
+        raise RobustadError(f"score file {path} is not a CSV text file ({' '.join(str(exc).split())})") from None
+    absent = [c for c in SCORE_COLUMNS if c not in frame.columns]
+    if absent:
+        raise RobustadError(f"score file {path} is not a robustad score file: it lacks {', '.join(absent)} "
+                            f"(expected {', '.join(SCORE_COLUMNS)})")
+    if frame.empty:
+        raise RobustadError(f"score file {path} is empty (a header and no images)")
+    try:
+        for column in ("label", "clean_prob", "adv_prob"):
+            frame[column] = numeric(frame, column)
+    except RobustadError as exc:
+        raise RobustadError(f"score file {path}: {exc}") from None
+    return frame
+
+
+def write_report(rows: pd.DataFrame, scores: pd.DataFrame | None, out: Path) -> Path:
+    """Write the figures and ``index.html`` into ``out``; returns the HTML path. ``scores``: from ``load_scores``."""
+    _check_out(out)
     table = aggregate(rows).to_html(index=False, float_format=lambda v: f"{v:.3f}", na_rep="")
+    eps_figures = {metric: draw_metric_vs_eps(rows, metric) for metric in ("auroc", "ap")}
+    out.mkdir(parents=True, exist_ok=True)
+    figures = [_save(figure, out / f"{metric}_vs_eps.png") for metric, figure in eps_figures.items()
+               if figure is not None]
+    if scores is not None and not scores.empty:
+        figures += [_reliability(scores, out), _entropy_histograms(scores, out)]
+    page = out / "index.html"
     images = "\n".join(f'<figure><img src="{f.name}" alt="{html.escape(f.stem)}"><figcaption>'
                        f"{html.escape(f.stem)}</figcaption></figure>" for f in figures)
     page.write_text(
@@ -39,34 +101,46 @@ def write_report(rows: pd.DataFrame, scores_dir: Path | None, out: Path) -> Path
     return page
 
 
-def _metric_vs_eps(rows: pd.DataFrame, metric: str, out: Path) -> Path | None:
-    """Adversarial ``metric`` against eps, one line per attack and surrogate, the clean level dashed."""
-    attacked = rows[rows["attack"] != "none"].copy()
-    if attacked.empty:
+def eps_curves(rows: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """Per attack, surrogate and eps: the mean ``adv_<metric>`` and the mean of its 95 % interval bounds over the
+    rows (defined only when every row has it, as in ``aggregate``). Clean-only rows are left out."""
+    attacked = rows[attack_names(rows) != CLEAN_ONLY]
+    frame = pd.DataFrame({
+        "attack": text(attacked, "attack"), "surrogate": text(attacked, "surrogate"),
+        "eps_value": numeric(attacked, "eps_value"), "mean": numeric(attacked, f"adv_{metric}"),
+        "ci_low": numeric(attacked, f"adv_{metric}_ci_low"), "ci_high": numeric(attacked, f"adv_{metric}_ci_high"),
+    }).dropna(subset=["eps_value"])
+    if frame.empty:
+        return frame
+    return frame.groupby(["attack", "surrogate", "eps_value"]).agg(mean_if_complete).reset_index()
+
+
+def draw_metric_vs_eps(rows: pd.DataFrame, metric: str) -> plt.Figure | None:
+    """Adversarial ``metric`` against eps with its 95 % interval as error bars, one line per attack and surrogate,
+    the noise control as a dotted black line, the clean level dashed; None without attacked rows."""
+    curves = eps_curves(rows, metric)
+    if curves.empty:
         return None
-    for column in (f"adv_{metric}", f"clean_{metric}", "eps_value"):
-        attacked[column] = pd.to_numeric(attacked[column], errors="coerce")
     fig, ax = plt.subplots(figsize=(6, 4))
-    for (attack, surrogate), part in attacked.groupby(["attack", "surrogate"]):
-        curve = part.groupby("eps_value")[f"adv_{metric}"].mean()
-        ax.plot(curve.index * 255, curve.values, marker="o", label=f"{attack} / {surrogate}")
-    ax.axhline(attacked[f"clean_{metric}"].mean(), linestyle="--", color="gray", label="clean")
+    for (attack, surrogate), curve in curves.groupby(["attack", "surrogate"]):
+        x = curve["eps_value"] * 255
+        if parse_spec(attack)[0] == CONTROL:
+            style = {"color": "black", "linestyle": ":", "marker": "s", "label": f"{attack} control"}
+        else:
+            style = {"marker": "o", "label": f"{attack} / {surrogate}"}
+        (line,) = ax.plot(x, curve["mean"], **style)
+        bounded = curve.dropna(subset=["ci_low", "ci_high"])
+        if len(bounded):
+            ax.errorbar(bounded["eps_value"] * 255, (bounded["ci_low"] + bounded["ci_high"]) / 2,
+                        yerr=(bounded["ci_high"] - bounded["ci_low"]) / 2, fmt="none", ecolor=line.get_color(),
+                        capsize=3, label="_nolegend_")
+    clean = mean_if_complete(numeric(rows[attack_names(rows) != CLEAN_ONLY], f"clean_{metric}"))
+    if not np.isnan(clean):
+        ax.axhline(clean, linestyle="--", color="gray", label="clean")
     ax.set_xlabel("eps (x 1/255)")
-    ax.set_ylabel(f"eval image {metric.upper()}")
+    ax.set_ylabel(f"eval image {metric.upper()} (bars: 95 % interval)")
     ax.legend(fontsize="small")
-    return _save(fig, out / f"{metric}_vs_eps.png")
-
-
-def _load_scores(rows: pd.DataFrame, scores_dir: Path) -> pd.DataFrame:
-    parts = []
-    for _, row in rows.iterrows():
-        path = scores_dir / f"{row['cell_hash']}.csv"
-        if path.exists():
-            frame = pd.read_csv(path)
-            frame["calibrator"] = row["calibrator"]
-            frame["attack"] = f"{row['attack']} {row['eps']} {row['surrogate']}".strip()
-            parts.append(frame[frame["split"] == "eval"])
-    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+    return fig
 
 
 def _reliability(scores: pd.DataFrame, out: Path) -> Path:

@@ -1,0 +1,123 @@
+"""``robustad audit``: the sanity checks of an attack evaluation (Carlini et al. 2019, arXiv 1902.06705;
+AutoAttack's checks; PROTOCOL section 4) on leaderboard rows. A benchmark reports a violated check; it does not
+hide it.
+
+Rows are compared only when they score the same images the same way (``frame.model_key``). AUROC does not depend
+on the calibrator, so rows that differ only in the calibrator count once (``frame.one_per_calibrator``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from itertools import pairwise
+
+import pandas as pd
+
+from robustad.results.frame import (MODEL_IDENTITY, MODEL_OPTION_KINDS, attack_names, describe, is_attack, key,
+                                    numeric, one_per_calibrator, text, with_noise_control)
+
+TOLERANCE = 1e-9
+ZERO_GRAD_THRESHOLD = 0.5
+WORST_CASE = "worstcase"
+WHITE_BOX, TRANSFER = "score", "linear"
+
+
+@dataclass(frozen=True)
+class Violation:
+    """One failed check: which, the numbers, and the configuration it failed for."""
+
+    check: str
+    detail: str
+    where: str
+
+    def line(self) -> str:
+        return f"FAIL {self.check}: {self.detail} | {self.where}"
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """A check, how many comparisons it made (0 = nothing to compare) and what failed."""
+
+    check: str
+    compared: int
+    violations: list[Violation] = field(default_factory=list)
+
+
+def audit(rows: pd.DataFrame, *, tolerance: float = TOLERANCE,
+          zero_grad_threshold: float = ZERO_GRAD_THRESHOLD) -> list[Violation]:
+    """Every violated check in the rows (empty list: all pass)."""
+    results = run_checks(rows, tolerance=tolerance, zero_grad_threshold=zero_grad_threshold)
+    return [violation for result in results for violation in result.violations]
+
+
+def run_checks(rows: pd.DataFrame, *, tolerance: float = TOLERANCE,
+               zero_grad_threshold: float = ZERO_GRAD_THRESHOLD) -> list[CheckResult]:
+    """Each check with its count of comparisons and its violations; an AUROC is "higher" when it exceeds the
+    other by more than ``tolerance``."""
+    unique = one_per_calibrator(rows).assign(_auroc=lambda frame: numeric(frame, "adv_auroc"))
+    return [_worst_case_weakens_with_eps(unique, tolerance), _white_box_weaker_than_transfer(unique, tolerance),
+            _attack_weaker_than_noise(unique, tolerance), _gradient_masking(unique, zero_grad_threshold)]
+
+
+def _worst_case_weakens_with_eps(rows: pd.DataFrame, tolerance: float) -> CheckResult:
+    """A larger ball contains the smaller one, so the worst case at a larger eps must not score a higher AUROC."""
+    check, compared, found = "worst-case-eps", 0, []
+    part = rows[attack_names(rows) == WORST_CASE].assign(_eps=lambda frame: numeric(frame, "eps_value"))
+    part = part.dropna(subset=["_auroc", "_eps"])
+    series = key(part, (*MODEL_IDENTITY, "attack", "surrogate", "members"),
+                 (*MODEL_OPTION_KINDS, "surrogate", "attack"))
+    for _, group in part.groupby(series, sort=False):
+        ordered = [row for _, row in group.sort_values("_eps").iterrows()]
+        for smaller, larger in pairwise(ordered):
+            compared += 1
+            if larger["_auroc"] > smaller["_auroc"] + tolerance:
+                found.append(Violation(
+                    check, f"{larger['attack']} via {larger['surrogate']}: adv_auroc {larger['_auroc']:.6f} at eps "
+                           f"{larger['eps']} > {smaller['_auroc']:.6f} at eps {smaller['eps']}", _where(larger)))
+    return CheckResult(check, compared, found)
+
+
+def _white_box_weaker_than_transfer(rows: pd.DataFrame, tolerance: float) -> CheckResult:
+    """The white-box gradient (``score``) must do at least as well as the transferred one (``linear``)."""
+    check, compared, found = "white-box-vs-transfer", 0, []
+    part = rows[is_attack(rows)].dropna(subset=["_auroc"])
+    pairs = key(part, (*MODEL_IDENTITY, "attack", "eps"), (*MODEL_OPTION_KINDS, "attack"))
+    for _, group in part.groupby(pairs, sort=False):
+        surrogates = text(group, "surrogate")
+        for _, white in group[surrogates == WHITE_BOX].iterrows():
+            for _, transfer in group[surrogates == TRANSFER].iterrows():
+                compared += 1
+                if white["_auroc"] > transfer["_auroc"] + tolerance:
+                    found.append(Violation(
+                        check, f"{white['attack']} at eps {white['eps']}: adv_auroc {white['_auroc']:.6f} via "
+                               f"{WHITE_BOX} (white-box) > {transfer['_auroc']:.6f} via {TRANSFER} (transfer)",
+                        _where(white)))
+    return CheckResult(check, compared, found)
+
+
+def _attack_weaker_than_noise(rows: pd.DataFrame, tolerance: float) -> CheckResult:
+    """An attack must lower the AUROC at least as much as random noise of the same size."""
+    check, found = "attack-vs-noise", []
+    paired = with_noise_control(rows)
+    paired = paired.assign(_noise=numeric(paired, "noise_adv_auroc")).dropna(subset=["_auroc", "_noise"])
+    for _, row in paired[paired["_auroc"] > paired["_noise"] + tolerance].iterrows():
+        found.append(Violation(
+            check, f"{row['attack']} via {row['surrogate']} at eps {row['eps']}: adv_auroc {row['_auroc']:.6f} > "
+                   f"noise control {row['_noise']:.6f}", _where(row)))
+    return CheckResult(check, len(paired), found)
+
+
+def _gradient_masking(rows: pd.DataFrame, threshold: float) -> CheckResult:
+    """Most images getting an exactly zero gradient means the attack was blind, not the detector robust."""
+    check, found = "gradient-masking", []
+    part = rows[is_attack(rows)].assign(_share=lambda frame: numeric(frame, "zero_grad_share"))
+    part = part.dropna(subset=["_share"])
+    for _, row in part[part["_share"] > threshold].iterrows():
+        found.append(Violation(
+            check, f"{row['attack']} via {row['surrogate']} at eps {row['eps']}: zero_grad_share "
+                   f"{row['_share']:.3f} > {threshold}", _where(row)))
+    return CheckResult(check, len(part), found)
+
+
+def _where(row: pd.Series) -> str:
+    return describe(row, MODEL_IDENTITY)

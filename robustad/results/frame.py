@@ -1,0 +1,143 @@
+"""Leaderboard rows as a DataFrame: reading them, numbers from text cells, and which rows may be compared.
+
+Two rows are comparable when they agree on everything that decides which images are scored and how (the
+``MODEL_IDENTITY`` columns and the dataset/backbone/detector options): they then differ only in the perturbation
+(attack, surrogate, eps) or the calibrator.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from robustad.components import parse_spec
+from robustad.errors import RobustadError
+from robustad.results.leaderboard import read_rows
+
+MODEL_IDENTITY = ("dataset", "category", "shots", "seed", "backbone", "weights", "resolution", "detector",
+                  "calib_fraction", "precision", "round_8bit", "data_id")
+MODEL_OPTION_KINDS = ("dataset", "backbone", "detector")
+CONTROL = "noise"
+CLEAN_ONLY = "none"
+NOISE_COLUMNS = ("adv_auroc", "adv_auroc_ci_low", "adv_auroc_ci_high")
+_SEP = "\x1f"
+
+
+def load_rows(path: Path, where: list[str]) -> pd.DataFrame:
+    """The rows of a leaderboard CSV kept by ``--where``; a missing, unreadable or empty file is a one-line error."""
+    if not path.is_file():
+        raise RobustadError(f"leaderboard {path} does not exist or is not a file; run `robustad bench` first")
+    try:
+        rows = read_rows(path)
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise RobustadError(f"leaderboard {path} is not a CSV text file ({exc})") from None
+    if not rows:
+        raise RobustadError(f"leaderboard {path} has no rows; run `robustad bench` first")
+    kept = filter_rows(pd.DataFrame(rows), where)
+    if kept.empty:
+        raise RobustadError(f"no row of {path} matches --where {' '.join(where)}")
+    return kept
+
+
+def filter_rows(rows: pd.DataFrame, filters: list[str]) -> pd.DataFrame:
+    """Keep rows matching every ``column=value`` filter (values compared as text)."""
+    for condition in filters:
+        column, sep, value = condition.partition("=")
+        if not sep or column not in rows.columns:
+            raise RobustadError(f"--where {condition!r}: expected column=value with a leaderboard column")
+        rows = rows[text(rows, column) == value]
+    return rows
+
+
+def text(rows: pd.DataFrame, column: str) -> pd.Series:
+    """A column as text, undefined cells (and a missing column) as the empty string."""
+    if column not in rows:
+        return pd.Series("", index=rows.index, dtype=object)
+    return rows[column].map(lambda value: "" if value is None or pd.isna(value) else str(value)).astype(object)
+
+
+def numeric(rows: pd.DataFrame, column: str) -> pd.Series:
+    """A column as floats: empty cells (and a missing column) are NaN, i.e. undefined; other text is an error."""
+    if column not in rows:
+        return pd.Series(float("nan"), index=rows.index, dtype=float)
+    values = pd.to_numeric(rows[column], errors="coerce")
+    bad = values.isna() & (text(rows, column).str.strip() != "")
+    if bad.any():
+        raise RobustadError(f"column {column}: {rows[column][bad].iloc[0]!r} is not a number "
+                            "(expected a number or an empty cell)")
+    return values.astype(float)
+
+
+def attack_names(rows: pd.DataFrame) -> pd.Series:
+    """The plugin name of each row's attack spec: ``pgd:20`` -> ``pgd``, ``torchattacks:MIFGSM`` -> ``torchattacks``."""
+    return text(rows, "attack").map(lambda spec: parse_spec(spec)[0] if spec else "")
+
+
+def is_attack(rows: pd.DataFrame) -> pd.Series:
+    """Rows of a real attack: neither the noise control nor a clean-only row."""
+    return ~attack_names(rows).isin([CONTROL, CLEAN_ONLY, ""])
+
+
+def options_key(rows: pd.DataFrame, *kinds: str) -> pd.Series:
+    """Canonical JSON of the options of the given component kinds, per row."""
+    def chosen(options: str) -> str:
+        try:
+            parsed = json.loads(options or "{}")
+        except ValueError:
+            parsed = None
+        if not isinstance(parsed, dict):
+            raise RobustadError(f"leaderboard column options: {options!r} is not the JSON object robustad writes")
+        return json.dumps({k: v for k, v in parsed.items() if k.split(".")[0] in kinds}, sort_keys=True)
+
+    return text(rows, "options").map(chosen)
+
+
+def key(rows: pd.DataFrame, columns: tuple[str, ...] | list[str], option_kinds: tuple[str, ...] = ()) -> pd.Series:
+    """One text key per row from the given columns and the options of the given kinds."""
+    parts = [text(rows, c) for c in columns] + ([options_key(rows, *option_kinds)] if option_kinds else [])
+    joined = pd.Series("", index=rows.index, dtype=object)
+    for part in parts:
+        joined = joined + _SEP + part
+    return joined
+
+
+def model_key(rows: pd.DataFrame) -> pd.Series:
+    """Rows with equal model keys score the same images the same way."""
+    return key(rows, MODEL_IDENTITY, MODEL_OPTION_KINDS)
+
+
+def one_per_calibrator(rows: pd.DataFrame) -> pd.DataFrame:
+    """The first of the rows that differ only in the calibrator: AUROC and the gradient statistics do not depend on
+    it (it maps scores monotonically after the attack), so comparing every calibrator repeats one comparison."""
+    cell = key(rows, (*MODEL_IDENTITY, "surrogate", "attack", "eps"),
+               (*MODEL_OPTION_KINDS, "surrogate", "attack"))
+    return rows[~cell.duplicated()]
+
+
+def with_noise_control(rows: pd.DataFrame) -> pd.DataFrame:
+    """Rows with ``noise_adv_auroc`` (and its interval) beside every attack row: the ``noise`` control's value for the
+    same model and eps, the calibrator and surrogate aside; empty when that control was not run."""
+    control_key = model_key(rows) + _SEP + text(rows, "eps")
+    controls = rows.assign(_key=control_key)[attack_names(rows) == CONTROL].drop_duplicates("_key")
+    controls = controls.set_index("_key")
+    attacked = is_attack(rows)
+    out = rows.copy()
+    for column in NOISE_COLUMNS:
+        source = controls[column] if column in controls else pd.Series(dtype=object)
+        out[f"noise_{column}"] = control_key.map(source).where(attacked)
+    return out
+
+
+def describe(row: pd.Series, columns: tuple[str, ...] | list[str]) -> str:
+    """``column=value`` for the row's non-empty values, and its options when there are any."""
+    parts = [f"{c}={row[c]}" for c in columns if c in row and not _empty(row[c])]
+    if "options" in row and not _empty(row["options"]) and str(row["options"]) != "{}":
+        parts.append(f"options={row['options']}")
+    return " ".join(parts)
+
+
+def _empty(value: object) -> bool:
+    return value is None or (not isinstance(value, str) and pd.isna(value)) or str(value) == ""

@@ -1,0 +1,133 @@
+"""Aggregation: intervals summarised like the means, the noise control beside attacks, controls never averaged with
+attacks, the thread-count warning and the leaderboard table."""
+
+from __future__ import annotations
+
+import io
+import math
+
+import pandas as pd
+import pytest
+from rich.console import Console
+
+from robustad.results.aggregate import aggregate, thread_counts
+from robustad.results.tables import summary_table
+from tests.boards import board, row, run_robustad, write_board
+
+
+def adv(category: str, seed: int, auroc: float | None, low: float | None, high: float | None, **values):
+    return row(category=category, seed=seed, adv_auroc=auroc, adv_auroc_ci_low=low, adv_auroc_ci_high=high, **values)
+
+
+def only_line(summary: pd.DataFrame, **where) -> pd.Series:
+    match = summary
+    for column, value in where.items():
+        match = match[match[column] == value]
+    assert len(match) == 1, match
+    return match.iloc[0]
+
+
+def test_intervals_are_the_mean_of_the_row_bounds_over_seeds_then_categories():
+    rows = board(adv("bottle", 0, 0.6, 0.5, 0.7), adv("bottle", 1, 0.8, 0.7, 0.9),
+                 adv("cable", 0, 0.5, 0.3, 0.6), adv("cable", 1, 0.5, 0.4, 0.7))
+    line = only_line(aggregate(rows))
+    assert line["adv_auroc_mean"] == pytest.approx((0.7 + 0.5) / 2)
+    assert line["adv_auroc_std"] == pytest.approx((math.sqrt(0.02) + 0.0) / 2)
+    assert line["adv_auroc_ci_low"] == pytest.approx((0.6 + 0.35) / 2)
+    assert line["adv_auroc_ci_high"] == pytest.approx((0.8 + 0.65) / 2)
+    assert (line["categories"], line["seeds"]) == (2, 2)
+    single = only_line(aggregate(board(adv("bottle", 0, 0.6, 0.52, 0.71))))
+    assert (single["adv_auroc_ci_low"], single["adv_auroc_ci_high"], single["adv_auroc_std"]) == (0.52, 0.71, 0.0)
+
+
+def test_a_value_is_undefined_when_some_row_it_summarises_lacks_it():
+    no_interval = only_line(aggregate(board(adv("bottle", 0, 0.6, 0.5, 0.7), adv("bottle", 1, 0.8, None, None))))
+    assert no_interval["adv_auroc_mean"] == pytest.approx(0.7)
+    assert math.isnan(no_interval["adv_auroc_ci_low"]) and math.isnan(no_interval["adv_auroc_ci_high"])
+    no_mean = only_line(aggregate(board(adv("bottle", 0, 0.6, 0.5, 0.7), adv("bottle", 1, None, None, None))))
+    assert math.isnan(no_mean["adv_auroc_mean"]) and math.isnan(no_mean["adv_auroc_std"])
+
+
+def test_noise_and_clean_only_rows_keep_lines_of_their_own_and_the_noise_sits_beside_the_attack():
+    rows = board(row(attack="pgd", surrogate="score", adv_auroc=0.3, clean_auroc=0.97),
+                 row(attack="pgd", surrogate="linear", adv_auroc=0.7, clean_auroc=0.97),
+                 row(attack="noise", surrogate="none", adv_auroc=0.9, clean_auroc=0.97),
+                 row(attack="none", surrogate="none", eps="", clean_auroc=0.95))
+    summary = aggregate(rows)
+    assert len(summary) == 4
+    white_box = only_line(summary, attack="pgd", surrogate="score")
+    assert (white_box["adv_auroc_mean"], white_box["noise_adv_auroc_mean"]) == (0.3, 0.9)
+    assert only_line(summary, attack="pgd", surrogate="linear")["noise_adv_auroc_mean"] == 0.9
+    control = only_line(summary, attack="noise")
+    assert control["adv_auroc_mean"] == 0.9 and math.isnan(control["noise_adv_auroc_mean"])
+    clean_only = only_line(summary, attack="none")
+    assert clean_only["clean_auroc_mean"] == 0.95 and math.isnan(clean_only["adv_auroc_mean"])
+
+
+def test_the_noise_control_must_match_seed_and_eps_but_not_the_calibrator():
+    attacks = [row(seed=seed, eps=eps, adv_auroc=0.3) for seed in (0, 1) for eps in ("2/255", "8/255")]
+    controls = [row(attack="noise", surrogate="none", calibrator="none", seed=0, eps="2/255", adv_auroc=0.9,
+                    adv_auroc_ci_low=0.85, adv_auroc_ci_high=0.95)]
+    summary = aggregate(board(*attacks, *controls))
+    assert math.isnan(only_line(summary, attack="pgd", eps="2/255")["noise_adv_auroc_mean"])  # seed 1 has none
+    controls.append(row(attack="noise", surrogate="none", calibrator="none", seed=1, eps="2/255", adv_auroc=0.8,
+                        adv_auroc_ci_low=0.75, adv_auroc_ci_high=0.85))
+    summary = aggregate(board(*attacks, *controls))
+    line = only_line(summary, attack="pgd", eps="2/255")
+    assert line["noise_adv_auroc_mean"] == pytest.approx(0.85)
+    assert (line["noise_adv_auroc_ci_low"], line["noise_adv_auroc_ci_high"]) == pytest.approx((0.8, 0.9))
+    assert math.isnan(only_line(summary, attack="pgd", eps="8/255")["noise_adv_auroc_mean"])
+
+
+@pytest.mark.parametrize("other", [{"precision": "float16"}, {"round_8bit": "True"}, {"weights": "random"},
+                                   {"calib_fraction": "0.5"}, {"options": '{"attack.pgd.steps": 20}'}])
+def test_rows_of_other_settings_are_not_averaged_together(other):
+    summary = aggregate(board(row(adv_auroc=0.3), row(adv_auroc=0.5, **other)))
+    assert sorted(summary["adv_auroc_mean"]) == [0.3, 0.5]
+
+
+def test_thread_counts():
+    assert thread_counts(board(row(torch_threads=2), row(torch_threads=12), row(torch_threads=None))) == ["2", "12"]
+    assert thread_counts(board(row(torch_threads=1), row(torch_threads=1))) == ["1"]
+
+
+def test_summary_table_shows_mean_std_interval_and_noise_column():
+    rows = board(adv("bottle", 0, 0.6, 0.5, 0.7), adv("bottle", 1, 0.8, 0.7, 0.9),
+                 row(attack="noise", surrogate="none", seed=0, adv_auroc=0.9),
+                 row(attack="noise", surrogate="none", seed=1, adv_auroc=0.92))
+    console = Console(file=io.StringIO(), width=250)
+    console.print(summary_table(rows, "t"))
+    text = console.file.getvalue()
+    assert "noise_adv_auroc" in text and "0.700 +- 0.141" in text and "[0.600, 0.800]" in text
+    assert "0.910 +- 0.014" in text  # the noise control's mean +- std, beside the attack and on its own line
+    assert text.count("0.910 +- 0.014") == 2
+
+
+def test_leaderboard_cli_warns_once_about_mixed_thread_counts(tmp_path, monkeypatch, capsys):
+    rows = [row(seed=0, adv_auroc=0.3, torch_threads=1), row(seed=1, adv_auroc=0.4, torch_threads=2),
+            row(attack="noise", surrogate="none", seed=0, adv_auroc=0.9, torch_threads=1),
+            row(attack="noise", surrogate="none", seed=1, adv_auroc=0.9, torch_threads=2)]
+    path = write_board(tmp_path / "board.csv", rows)
+    args = ("leaderboard", path, "--published", tmp_path / "none.csv")
+    code, out, err = run_robustad(monkeypatch, capsys, *args)
+    assert code == 0
+    assert err.count("\n") == 1 and "different torch_threads (1, 2)" in err
+    assert "noise_adv_auroc" in out and "0.350 +- 0.071" in out and "0.900" in out
+    code, out, err = run_robustad(monkeypatch, capsys, *args, "--where", "torch_threads=1")
+    assert (code, err) == (0, "")
+
+
+def test_leaderboard_cli_empty_or_unmatched_file_is_one_line_and_exit_2(tmp_path, monkeypatch, capsys):
+    path = write_board(tmp_path / "board.csv", [])
+    code, out, err = run_robustad(monkeypatch, capsys, "leaderboard", path)
+    assert (code, out) == (2, "") and err.count("\n") == 1 and "has no rows" in err
+    write_board(path, [row(adv_auroc=0.3)])
+    code, out, err = run_robustad(monkeypatch, capsys, "leaderboard", path, "--where", "seed=7")
+    assert (code, out) == (2, "") and err.strip() == f"robustad: error: no row of {path} matches --where seed=7"
+
+
+def test_summary_table_leaves_the_noise_column_out_without_a_control_and_keeps_brackets_literal():
+    console = Console(file=io.StringIO(), width=250)
+    console.print(summary_table(board(row(adv_auroc=0.3)), "[mean] board"))
+    text = console.file.getvalue()
+    assert "noise_adv_auroc" not in text and "0.300" in text and "[mean] board" in text

@@ -1,0 +1,126 @@
+"""``robustad audit``: each sanity check flags a hand-made leaderboard that violates it, and only that one."""
+
+from __future__ import annotations
+
+import pytest
+
+from robustad.errors import RobustadError
+from robustad.results.audit import audit, run_checks
+from tests.boards import board, row, run_robustad, write_board
+
+# (attack, surrogate, eps) -> adv_auroc of a leaderboard that passes every check (seed 0, one model).
+PASSING = {
+    ("pgd", "score", "2/255"): 0.60, ("pgd", "linear", "2/255"): 0.80, ("noise", "none", "2/255"): 0.95,
+    ("pgd", "score", "8/255"): 0.30, ("pgd", "linear", "8/255"): 0.70, ("noise", "none", "8/255"): 0.90,
+    ("worstcase", "score", "2/255"): 0.55, ("worstcase", "score", "8/255"): 0.20,
+}
+
+
+def rows_of(changes: dict | None = None, calibrators=("platt", "none")) -> list[dict[str, str]]:
+    """The passing leaderboard, every cell once per calibrator, with ``changes[(attack, surrogate, eps)]`` applied."""
+    changes = changes or {}
+    out = []
+    for (attack, surrogate, eps), auroc in PASSING.items():
+        values = {"attack": attack, "surrogate": surrogate, "eps": eps, "adv_auroc": auroc,
+                  "zero_grad_share": None if attack == "noise" else 0.1,
+                  "members": "pgd+fgsm" if attack == "worstcase" else None}
+        values.update(changes.get((attack, surrogate, eps), {}))
+        out += [row(calibrator=calibrator, **values) for calibrator in calibrators]
+    return out
+
+
+def test_a_passing_leaderboard_passes_and_every_check_compared_something():
+    results = run_checks(board(*rows_of(calibrators=("platt", "none", "isotonic"))))
+    assert [v for r in results for v in r.violations] == []
+    # worst case: one eps step; white-box vs transfer: pgd at 2 eps; noise: 6 attack cells; masking: 6 attack cells
+    assert {r.check: r.compared for r in results} == {
+        "worst-case-eps": 1, "white-box-vs-transfer": 2, "attack-vs-noise": 6, "gradient-masking": 6}
+
+
+@pytest.mark.parametrize("changes, check, numbers", [
+    ({("worstcase", "score", "8/255"): {"adv_auroc": 0.58}}, "worst-case-eps",
+     "adv_auroc 0.580000 at eps 8/255 > 0.550000 at eps 2/255"),
+    ({("pgd", "score", "2/255"): {"adv_auroc": 0.85}}, "white-box-vs-transfer",
+     "adv_auroc 0.850000 via score (white-box) > 0.800000 via linear (transfer)"),
+    ({("pgd", "linear", "8/255"): {"adv_auroc": 0.93}}, "attack-vs-noise",
+     "pgd via linear at eps 8/255: adv_auroc 0.930000 > noise control 0.900000"),
+    ({("pgd", "score", "8/255"): {"zero_grad_share": 0.75}}, "gradient-masking",
+     "pgd via score at eps 8/255: zero_grad_share 0.750 > 0.5"),
+])
+def test_each_check_flags_its_violation_once_whatever_the_calibrators(changes, check, numbers):
+    [violation] = audit(board(*rows_of(changes, calibrators=("platt", "none", "isotonic", "temperature"))))
+    assert violation.check == check
+    assert numbers in violation.detail
+    assert "dataset=mvtec category=bottle shots=1 seed=0" in violation.where
+    assert violation.line().count("\n") == 0 and check in violation.line()
+
+
+@pytest.mark.parametrize("other", [
+    {"seed": "1"}, {"round_8bit": "True"}, {"precision": "float16"}, {"calib_fraction": "0.5"},
+    {"data_id": "bottle-other"}, {"backbone": "dinov2_vits14"}, {"weights": "random"},
+    {"options": '{"detector.anomalydino.masking": false}'},
+])
+def test_rows_that_score_other_images_or_otherwise_are_not_compared(other):
+    # white-box far above transfer and noise, but on another configuration: nothing to compare it with
+    changes = {("pgd", "score", "2/255"): {"adv_auroc": 0.99, **other}}
+    assert audit(board(*rows_of(changes))) == []
+
+
+def test_the_noise_control_of_another_calibrator_counts_and_attack_options_do_not_matter_for_it():
+    rows = [row(attack="noise", surrogate="none", calibrator="none", adv_auroc=0.9),
+            row(attack="pgd", surrogate="score", calibrator="platt", adv_auroc=0.95,
+                options='{"attack.pgd.steps": 20}')]
+    [violation] = audit(board(*rows))
+    assert violation.check == "attack-vs-noise"
+
+
+def test_worst_cases_of_other_members_are_not_compared_across_eps():
+    changes = {("worstcase", "score", "8/255"): {"adv_auroc": 0.58, "members": "pgd"}}
+    assert audit(board(*rows_of(changes))) == []
+
+
+def test_tolerance_and_masking_threshold():
+    equal_up_to_rounding = {("pgd", "score", "2/255"): {"adv_auroc": 0.80 + 1e-12}}
+    assert audit(board(*rows_of(equal_up_to_rounding))) == []
+    assert [v.check for v in audit(board(*rows_of(equal_up_to_rounding)), tolerance=0.0)] == ["white-box-vs-transfer"]
+    masked = {("pgd", "linear", "2/255"): {"zero_grad_share": 0.6},
+              ("noise", "none", "2/255"): {"zero_grad_share": 1.0}}  # a control has no gradient to mask
+    assert [v.check for v in audit(board(*rows_of(masked)))] == ["gradient-masking"]
+    assert audit(board(*rows_of(masked)), zero_grad_threshold=0.7) == []
+
+
+def test_undefined_values_are_not_compared_and_text_in_a_number_column_is_an_error():
+    undefined = {("noise", "none", "8/255"): {"adv_auroc": None}, ("pgd", "linear", "8/255"): {"adv_auroc": 0.93}}
+    assert audit(board(*rows_of(undefined))) == []
+    assert [r.compared for r in run_checks(board())] == [0, 0, 0, 0]
+    with pytest.raises(RobustadError, match="adv_auroc: 'high' is not a number"):
+        audit(board(*rows_of({("pgd", "linear", "8/255"): {"adv_auroc": "high"}})))
+
+
+def test_cli_prints_one_line_per_failure_and_exits_1(tmp_path, monkeypatch, capsys):
+    path = write_board(tmp_path / "board.csv", rows_of({("pgd", "linear", "8/255"): {"adv_auroc": 0.93}}))
+    code, out, err = run_robustad(monkeypatch, capsys, "audit", path)
+    assert code == 1, err
+    lines = out.strip().splitlines()
+    assert len(lines) == 2 and lines[0].startswith("FAIL attack-vs-noise: pgd via linear at eps 8/255")
+    assert lines[1].startswith("16 rows, 1 failed checks")
+    code, out, err = run_robustad(monkeypatch, capsys, "audit", path, "--where", "eps=2/255")
+    assert (code, err) == (0, "") and out.startswith("8 rows, all checks pass")
+
+
+@pytest.mark.parametrize("content", [None, b"", ",".join(["cell_hash", "dataset"]).encode() + b"\n",
+                                     b"\x89PNG\r\n\x1a\n\x00\xff\xfe", b"a,b\n1,2\n"])
+def test_cli_bad_missing_or_empty_file_is_one_line_and_exit_2(tmp_path, monkeypatch, capsys, content):
+    path = tmp_path / "board.csv"
+    if content is not None:
+        path.write_bytes(content)
+    code, out, err = run_robustad(monkeypatch, capsys, "audit", path)
+    assert code == 2 and out == ""
+    assert err.startswith("robustad: error: ") and err.count("\n") == 1 and str(path) in err
+
+
+def test_cli_header_only_leaderboard_is_one_line_and_exit_2(tmp_path, monkeypatch, capsys):
+    path = write_board(tmp_path / "board.csv", [])
+    code, out, err = run_robustad(monkeypatch, capsys, "audit", path)
+    assert (code, out) == (2, "")
+    assert err == f"robustad: error: leaderboard {path} has no rows; run `robustad bench` first\n"

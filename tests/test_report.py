@@ -1,0 +1,135 @@
+"""``robustad report``: interval error bars and the noise control on the eps figures, and one-line failures on bad
+input before anything is drawn."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+from matplotlib.colors import to_hex
+from matplotlib.container import ErrorbarContainer
+
+from robustad.results.report import SCORE_COLUMNS, draw_metric_vs_eps, eps_curves, write_report
+from tests.boards import board, row, run_robustad, write_board
+
+
+def curve_rows() -> pd.DataFrame:
+    """pgd via score at two eps and two seeds, the noise control at one eps, a clean-only row."""
+    return board(
+        row(seed=0, eps="2/255", adv_auroc=0.6, adv_auroc_ci_low=0.5, adv_auroc_ci_high=0.7, clean_auroc=0.9),
+        row(seed=1, eps="2/255", adv_auroc=0.8, adv_auroc_ci_low=0.6, adv_auroc_ci_high=0.9, clean_auroc=1.0),
+        row(seed=0, eps="8/255", adv_auroc=0.2, adv_auroc_ci_low=0.1, adv_auroc_ci_high=0.3, clean_auroc=0.9),
+        row(seed=1, eps="8/255", adv_auroc=0.4, adv_auroc_ci_low=None, adv_auroc_ci_high=None, clean_auroc=1.0),
+        row(attack="noise", surrogate="none", eps="2/255", adv_auroc=0.85, adv_auroc_ci_low=0.8,
+            adv_auroc_ci_high=0.9, clean_auroc=0.9),
+        row(attack="none", surrogate="none", eps="", clean_auroc=0.1),
+    )
+
+
+def test_eps_curves_average_values_and_bounds_per_attack_and_eps():
+    curves = eps_curves(curve_rows(), "auroc").set_index(["attack", "eps_value"])
+    assert len(curves) == 3  # the clean-only row has no eps
+    pgd = curves.loc[("pgd", 2 / 255)]
+    assert (pgd["mean"], pgd["ci_low"], pgd["ci_high"]) == pytest.approx((0.7, 0.55, 0.8))
+    at_8 = curves.loc[("pgd", 8 / 255)]
+    assert at_8["mean"] == pytest.approx(0.3) and math.isnan(at_8["ci_low"])  # one seed has no interval
+    assert curves.loc[("noise", 2 / 255), "mean"] == 0.85
+
+
+def test_figure_has_interval_bars_and_the_noise_control_as_its_own_line():
+    ax = draw_metric_vs_eps(curve_rows(), "auroc").axes[0]
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    assert ax.get_legend_handles_labels()[1] == ["noise control", "pgd / score", "clean"]
+    noise, pgd = lines["noise control"], lines["pgd / score"]
+    assert (noise.get_linestyle(), to_hex(noise.get_color())) == (":", "#000000")
+    assert list(pgd.get_xdata()) == pytest.approx([2.0, 8.0]) and list(pgd.get_ydata()) == pytest.approx([0.7, 0.3])
+    bars = []
+    for container in ax.containers:
+        assert isinstance(container, ErrorbarContainer)
+        collection = container.lines[2][0]
+        for (x, low), (_, high) in collection.get_segments():
+            bars.append((to_hex(collection.get_colors()[0]), x, low, high))
+    # pgd at 2/255 and the noise control; no bar at 8/255, where one seed has no interval
+    assert sorted(bars, key=lambda bar: bar[2]) == [
+        (to_hex(pgd.get_color()), 2.0, pytest.approx(0.55), pytest.approx(0.8)),
+        ("#000000", 2.0, pytest.approx(0.8), pytest.approx(0.9))]
+    assert lines["clean"].get_ydata()[0] == pytest.approx(0.94)  # attacked rows only, not the clean-only row
+    assert draw_metric_vs_eps(board(row(attack="none", surrogate="none", eps="", clean_auroc=0.9)), "auroc") is None
+
+
+def leaderboard_with_scores(folder, with_scores: int = 3):
+    """A three-row leaderboard and score files for its first ``with_scores`` rows."""
+    rows = [row(eps="2/255", adv_auroc=0.6, adv_ap=0.7, clean_auroc=0.9, clean_ap=0.95),
+            row(eps="8/255", adv_auroc=0.3, adv_ap=0.5, clean_auroc=0.9, clean_ap=0.95),
+            row(attack="noise", surrogate="none", eps="8/255", adv_auroc=0.85, adv_ap=0.9, clean_auroc=0.9,
+                clean_ap=0.95)]
+    scores = folder / "scores"
+    scores.mkdir()
+    images = pd.DataFrame({"path": [f"img{i}.png" for i in range(6)], "split": ["calib"] * 2 + ["eval"] * 4,
+                           "label": [0, 1, 0, 0, 1, 1], "clean_score": [0.1, 0.9, 0.2, 0.3, 0.8, 0.7],
+                           "clean_prob": [0.1, 0.9, 0.2, 0.3, 0.8, 0.7], "adv_score": [None, None, 0.6, 0.5, 0.4, 0.3],
+                           "adv_prob": [None, None, 0.6, 0.5, 0.4, 0.3]})
+    for line in rows[:with_scores]:
+        images.to_csv(scores / f"{line['cell_hash']}.csv", index=False)
+    return write_board(folder / "board.csv", rows), scores, rows
+
+
+def test_report_warns_with_the_count_of_rows_without_scores_and_draws_every_figure(tmp_path, monkeypatch, capsys):
+    board_csv, scores, _ = leaderboard_with_scores(tmp_path, with_scores=2)
+    out = tmp_path / "report"
+    code, stdout, err = run_robustad(monkeypatch, capsys, "report", board_csv, "--scores", scores, "--out", out)
+    assert code == 0, err
+    assert err == f"robustad: warning: 1 of 3 rows have no score file in {scores}; the reliability and entropy " \
+                  "plots leave them out\n"
+    figures = {"auroc_vs_eps.png", "ap_vs_eps.png", "reliability.png", "entropy.png"}
+    assert {p.name for p in out.iterdir()} == figures | {"index.html"}
+    assert all((out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for name in figures)
+    assert "adv_auroc_ci_low" in (out / "index.html").read_text()
+
+
+@pytest.mark.parametrize("problem, message", [
+    ("missing csv", "does not exist"), ("empty csv", "has no rows"), ("header-only csv", "has no rows"),
+    ("text in the leaderboard", "column adv_ap: 'high' is not a number"),
+    ("out is a file", "--out {out} is an existing file"), ("scores is a file", "--scores {scores} is not a folder"),
+    ("scores missing", "--scores {scores} is not a folder"), ("empty score file", "score file {file} is empty"),
+    ("header-only score file", "score file {file} is empty"),
+    ("foreign score file",
+     "score file {file} is not a robustad score file: it lacks clean_score, clean_prob, adv_score, adv_prob"),
+    ("text in a score file", "score file {file}: column adv_prob: 'x' is not a number"),
+])
+def test_report_fails_with_one_line_before_drawing_anything(tmp_path, monkeypatch, capsys, problem, message):
+    board_csv, scores, rows = leaderboard_with_scores(tmp_path)
+    out, file = tmp_path / "report", scores / f"{rows[1]['cell_hash']}.csv"
+    if problem == "missing csv":
+        board_csv.unlink()
+    elif problem == "empty csv":
+        board_csv.write_text("")
+    elif problem == "header-only csv":
+        write_board(board_csv, [])
+    elif problem == "text in the leaderboard":
+        write_board(board_csv, [*rows[:2], {**rows[2], "adv_ap": "high"}])
+    elif problem == "out is a file":
+        out.write_text("not a folder")
+    elif problem == "scores is a file":
+        scores = file
+    elif problem == "scores missing":
+        scores = tmp_path / "nowhere"
+    elif problem == "empty score file":
+        file.write_text("")
+    elif problem == "header-only score file":
+        file.write_text(",".join(SCORE_COLUMNS) + "\n")
+    elif problem == "foreign score file":
+        file.write_text("path,split,label,score\na.png,eval,0,0.5\n")
+    else:
+        file.write_text(file.read_text().replace(",0.3\n", ",x\n"))
+    code, stdout, err = run_robustad(monkeypatch, capsys, "report", board_csv, "--scores", scores, "--out", out)
+    assert (code, stdout) == (2, "")
+    assert err.startswith("robustad: error: ") and err.count("\n") == 1
+    assert message.format(out=out, scores=scores, file=file) in err
+    assert not out.is_dir()
+
+
+def test_write_report_without_scores_or_attacks_writes_the_page(tmp_path):
+    page = write_report(board(row(attack="none", surrogate="none", eps="", clean_auroc=0.9)), None, tmp_path / "r")
+    assert [p.name for p in page.parent.iterdir()] == ["index.html"] and "clean_auroc_mean" in page.read_text()
