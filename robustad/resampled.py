@@ -72,7 +72,8 @@ def f1_max(counts: np.ndarray, labels: np.ndarray, scores: np.ndarray) -> np.nda
     positive, negative = _class_counts(counts, labels, scores)
     true_positives = _at_or_above(positive)
     n_positive = positive.sum(axis=1)
-    best = (2 * true_positives / (true_positives + _at_or_above(negative) + n_positive[:, None])).max(axis=1)
+    denominator = true_positives + _at_or_above(negative) + n_positive[:, None]
+    best = np.divide(2 * true_positives, denominator, out=np.zeros_like(denominator), where=denominator > 0).max(axis=1)
     return np.where((n_positive > 0) & (negative.sum(axis=1) > 0), best, np.nan)
 
 
