@@ -57,7 +57,8 @@ def test_every_vectorised_metric_equals_the_scalar_metric_on_every_resample(n, s
     data = synthetic_eval(n, seed)
     threshold = metrics.flag_threshold(np.round(np.linspace(0.05, 0.6, 10), 2))
     indices = draw_indices(n, 40, seed)
-    indices[0] = np.flatnonzero(data["labels"] == 0)[0]  # one class only: every ranking metric undefined
+    indices[0] = np.flatnonzero(data["labels"] == 0)[0]  # normal images only: ranking metrics undefined
+    indices[1] = np.flatnonzero(data["labels"] == 1)[0]  # anomalous images only: the same
     vectorised = vectorised_rows(data, resampled.counts_of(indices, n), threshold)
     undefined = 0
     for r, rows in enumerate(indices):
