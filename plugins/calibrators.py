@@ -1,21 +1,27 @@
 """Calibrators (PROTOCOL.md section 5): map a raw detector score s to p = P(anomalous | s).
 
-Each is fitted on the clean calib scores only and then applied to clean and adversarial eval scores.
+Each is fitted on the clean calib scores only and then applied to clean and adversarial eval scores. After ``fit``,
+``degenerate`` says whether the fit ran to a bound and gives 0/1 probabilities (only ``temperature`` can).
+scipy and scikit-learn are imported where they are used, so that listing plugins stays fast.
 """
 
 from __future__ import annotations
 
+import warnings
+from typing import TYPE_CHECKING
+
 import numpy as np
-from scipy.optimize import minimize, minimize_scalar
-from scipy.special import expit
-from sklearn.isotonic import IsotonicRegression
 
 from robustad.errors import RobustadError
 from robustad.hookspecs import hookimpl
 from robustad.metrics import check_labels, check_values, f1_optimal_threshold, require_both_classes
 
+if TYPE_CHECKING:
+    from sklearn.isotonic import IsotonicRegression
+
 ISOTONIC_CLIP = 1e-6
 TEMPERATURE_RANGE = 1e6  # T is searched within [spread / 1e6, spread * 1e6], spread = std of the calib scores
+TEMPERATURE_TARGETS = ("hard", "platt")
 
 
 def _fit_inputs(name: str, scores: object, labels: object, *, both_classes: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -55,6 +61,7 @@ class Platt:
 
     name = "platt"
     description = "Platt scaling: sigmoid(a*s + b) fitted by maximum likelihood with Platt's smoothed targets"
+    degenerate = False  # smoothed targets keep the fit finite
 
     def __init__(self) -> None:
         self.slope: float | None = None
@@ -62,6 +69,9 @@ class Platt:
 
     def fit(self, scores: np.ndarray, labels: np.ndarray) -> Platt:
         """Convex fit with BFGS on standardised scores; smoothed targets keep it finite even on separable calib."""
+        from scipy.optimize import minimize
+        from scipy.special import expit
+
         s, y = _fit_inputs(self.name, scores, labels, both_classes=True)
         centre, spread = float(s.mean()), _spread(s)
         x = (s - centre) / spread
@@ -80,6 +90,8 @@ class Platt:
         return self
 
     def predict(self, scores: np.ndarray) -> np.ndarray:
+        from scipy.special import expit
+
         s = _predict_input(self.name, scores, self.slope is not None)
         return expit(self.slope * s + self.intercept)
 
@@ -89,11 +101,14 @@ class Isotonic:
 
     name = "isotonic"
     description = "isotonic regression (monotone step fit), clipped to [1e-6, 1-1e-6]"
+    degenerate = False  # a step fit has no bound to run to; the clip keeps p off 0 and 1
 
     def __init__(self) -> None:
         self.model: IsotonicRegression | None = None
 
     def fit(self, scores: np.ndarray, labels: np.ndarray) -> Isotonic:
+        from sklearn.isotonic import IsotonicRegression
+
         s, y = _fit_inputs(self.name, scores, labels, both_classes=True)
         self.model = IsotonicRegression(y_min=ISOTONIC_CLIP, y_max=1.0 - ISOTONIC_CLIP, increasing=True,
                                         out_of_bounds="clip").fit(s, y.astype(np.float64))
@@ -108,37 +123,57 @@ class Temperature:
     """Temperature scaling around the calib threshold: p = sigmoid((s - tau) / T)."""
 
     name = "temperature"
-    description = "sigmoid((s - tau)/T): tau = calib F1-optimal threshold, T > 0 fitted by NLL"
+    description = ("sigmoid((s - tau)/T): tau = calib F1-optimal threshold, T > 0 fitted by NLL "
+                   "on hard labels or Platt's smoothed targets")
 
-    def __init__(self) -> None:
+    def __init__(self, *, targets: str = "hard") -> None:
+        """``targets``: ``hard`` (the 0/1 labels: plain maximum likelihood, PROTOCOL.md section 5) or ``platt``
+        (Platt's smoothed targets, as ``platt`` uses: T stays finite even on perfectly separated calib data)."""
+        if targets not in TEMPERATURE_TARGETS:
+            raise RobustadError(f"calibrator {self.name!r} option targets={targets!r}: expected one of "
+                                f"{', '.join(TEMPERATURE_TARGETS)}")
+        self.targets = targets
         self.tau: float | None = None
         self.temperature: float | None = None
+        self.degenerate = False
 
     def fit(self, scores: np.ndarray, labels: np.ndarray) -> Temperature:
         """tau from ``f1_optimal_threshold``; log T by bounded Brent search of the calib NLL.
 
-        The NLL is convex in 1/T, hence unimodal in log T. On calib data that tau separates perfectly the NLL keeps
-        falling as T -> 0, so T ends tiny (where the NLL stops changing in float64, never below spread / 1e6) and
-        p is practically 0 or 1: plain maximum likelihood, as PROTOCOL.md section 5 asks.
-        Constant calib scores leave T undetermined: a RobustadError.
+        The NLL is convex in 1/T, hence unimodal in log T. With hard targets on calib scores that tau separates
+        (no image on the wrong side) it keeps falling as T -> 0 and has no minimum: T is then set to its lower
+        bound, spread / 1e6, p is 0 or 1 and H(p) = 0, so ``degenerate`` is True and a UserWarning says so.
+        Smoothed targets always have a finite minimum. Constant calib scores leave T undetermined: a RobustadError.
         """
+        from scipy.optimize import minimize_scalar
+
         s, y = _fit_inputs(self.name, scores, labels, both_classes=True)
         if s.min() == s.max():
             raise RobustadError(f"calibrator {self.name!r}: all calib scores equal {s[0]}; T cannot be fitted")
         tau = f1_optimal_threshold(y, s)
         offset = s - tau
-        log_spread = np.log(_spread(s))
-        bound = np.log(TEMPERATURE_RANGE)
+        targets = platt_targets(y) if self.targets == "platt" else y
+        log_spread, log_range = np.log(_spread(s)), np.log(TEMPERATURE_RANGE)
+        self.degenerate = self.targets == "hard" and bool(np.all(np.where(y == 1, offset, -offset) >= 0))
+        if self.degenerate:
+            log_t = log_spread - log_range
+        else:
+            def mean_nll(log_t: float) -> float:
+                return float(_logistic_loss(offset * np.exp(-log_t), targets).mean())
 
-        def mean_nll(log_t: float) -> float:
-            return float(_logistic_loss(offset * np.exp(-log_t), y).mean())
-
-        result = minimize_scalar(mean_nll, bounds=(log_spread - bound, log_spread + bound), method="bounded",
-                                 options={"xatol": 1e-8})
-        self.tau, self.temperature = tau, float(np.exp(result.x))
+            log_t = minimize_scalar(mean_nll, bounds=(log_spread - log_range, log_spread + log_range),
+                                    method="bounded", options={"xatol": 1e-8}).x
+        self.tau, self.temperature = tau, float(np.exp(log_t))
+        if self.degenerate:
+            warnings.warn(f"calibrator {self.name!r}: tau = {tau:.6g} separates the {y.size} calib scores "
+                          f"perfectly, so the NLL has no minimum; T is set to its lower bound {self.temperature:.3g}, "
+                          "probabilities are 0 or 1 and the entropy flag means nothing (targets=platt keeps T finite)",
+                          UserWarning, stacklevel=2)
         return self
 
     def predict(self, scores: np.ndarray) -> np.ndarray:
+        from scipy.special import expit
+
         s = _predict_input(self.name, scores, self.temperature is not None)
         return expit((s - self.tau) / self.temperature)
 
@@ -152,6 +187,7 @@ class Uncalibrated:
 
     name = "none"
     description = "uncalibrated baseline: raw scores min-max scaled on calib and clipped to [0,1]"
+    degenerate = False  # nothing is fitted
 
     def __init__(self) -> None:
         self.low: float | None = None

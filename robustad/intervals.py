@@ -30,9 +30,9 @@ class Intervals:
     def containing(self, values: Mapping[str, float | None]) -> Intervals:
         """The intervals widened just enough to hold each defined point estimate ``values[column]``.
 
-        A percentile interval need not contain the estimate on the full eval set (F1-max and AUROC near 1 are
-        biased in resamples), but a leaderboard promises low <= value <= high. Columns without a value keep
-        their bounds.
+        A percentile interval need not contain the estimate on the full eval set (bootstrap ECE is biased upward,
+        and a point estimate from sklearn may differ from the resampled sums in the last bit), but a leaderboard
+        promises low <= value <= high. Columns without a value keep their bounds.
         """
         bounds = dict(self.bounds)
         for column, (low, high) in self.bounds.items():
@@ -58,19 +58,20 @@ def bootstrap_intervals(labels: object, clean_scores: object, clean_probs: objec
     context = "bootstrap_intervals"
     y = metrics.check_labels(labels, context)
     _check_settings(resamples, seed, level)
-    counts = resampled.counts_of(draw_indices(y.size, resamples, seed), y.size)
     clean = _scores_and_probs(context, "clean", clean_scores, clean_probs, y.size)
-    values = {f"clean_{name}": v for name, v in resampled.image_metrics(counts, y, *clean).items()}
     if (adv_scores is None) != (adv_probs is None):
         raise RobustadError(f"{context}: pass both adv_scores and adv_probs, or neither")
-    if adv_probs is not None:
-        adv = _scores_and_probs(context, "adv", adv_scores, adv_probs, y.size)
+    adv = None if adv_probs is None else _scores_and_probs(context, "adv", adv_scores, adv_probs, y.size)
+    flagged = None if adv is None or flag_threshold is None else metrics.flagged(adv[1], flag_threshold, context)
+
+    counts = resampled.counts_of(draw_indices(y.size, resamples, seed), y.size)
+    values = {f"clean_{name}": v for name, v in resampled.image_metrics(counts, y, *clean).items()}
+    if adv is not None:
         values.update({f"adv_{name}": v for name, v in resampled.image_metrics(counts, y, *adv).items()})
         values["flag_auroc"] = resampled.flag_auroc(counts, clean[1], adv[1])
-        if flag_threshold is not None:
-            flagged = metrics.flagged(adv[1], flag_threshold, context)
-            values["flag_tpr"] = resampled.flag_tpr(counts, flagged)
-            values["evasion_rate"] = resampled.evasion_rate(counts, y, adv[1], flagged)
+    if flagged is not None:
+        values["flag_tpr"] = resampled.flag_tpr(counts, flagged)
+        values["evasion_rate"] = resampled.evasion_rate(counts, y, adv[1], flagged)
     tails = (50 * (1 - level), 50 * (1 + level))
     bounds, skipped = {}, {}
     for column, per_resample in values.items():

@@ -40,60 +40,40 @@ def _class_counts(counts: np.ndarray, labels: np.ndarray, values: np.ndarray) ->
     return positive, np.add.reduceat(drawn, starts, axis=1) - positive
 
 
-def _at_or_above(per_value: np.ndarray) -> np.ndarray:
-    """Draws at or above each distinct value: the reversed cumulative sum along the value axis."""
-    return np.cumsum(per_value[:, ::-1], axis=1)[:, ::-1]
-
-
-def auroc(counts: np.ndarray, labels: np.ndarray, scores: np.ndarray) -> np.ndarray:
-    """Mann-Whitney AUROC per resample: P(anomalous score > normal score) + P(tie) / 2."""
-    positive, negative = _class_counts(counts, labels, scores)
-    negative_below = np.cumsum(negative, axis=1) - negative
-    pairs_won = (positive * (negative_below + 0.5 * negative)).sum(axis=1)
+def _auroc(positive: np.ndarray, negative: np.ndarray) -> np.ndarray:
+    """Mann-Whitney AUROC from per-value class counts: P(anomalous value > normal value) + P(tie) / 2."""
+    pairs_won = (positive * (np.cumsum(negative, axis=1) - 0.5 * negative)).sum(axis=1)
     return _ratio(pairs_won, positive.sum(axis=1) * negative.sum(axis=1))
 
 
-def average_precision(counts: np.ndarray, labels: np.ndarray, scores: np.ndarray) -> np.ndarray:
-    """Step-wise AP: sum over distinct thresholds t of (recall gained at t) * precision(score >= t)."""
-    positive, negative = _class_counts(counts, labels, scores)
-    true_positives = _at_or_above(positive)
-    predicted = true_positives + _at_or_above(negative)
-    precision = np.divide(true_positives, predicted, out=np.zeros_like(predicted), where=predicted > 0)
-    n_positive = positive.sum(axis=1)
-    return _ratio((positive * precision).sum(axis=1), n_positive * (negative.sum(axis=1) > 0))
+def ranking_metrics(counts: np.ndarray, labels: np.ndarray, scores: np.ndarray) -> dict[str, np.ndarray]:
+    """auroc, ap and f1_max per resample from one sort of the scores.
 
-
-def f1_max(counts: np.ndarray, labels: np.ndarray, scores: np.ndarray) -> np.ndarray:
-    """Best F1 = 2TP / (TP + FP + P) over the rules score >= t, t a distinct score.
-
-    A value absent from a resample repeats the F1 of the next higher present value (or 0 above them all), so
-    the maximum is the one over the resample's own distinct scores.
+    For the rule score >= t at each distinct score t: TP and FP are the draws at or above t. AP (step-wise) sums
+    (recall gained at t) * precision(t); F1-max is the best 2TP / (TP + FP + P). A value absent from a resample
+    gains no recall and repeats the F1 of the next higher present value (or 0 above them all), so both equal
+    the sums and maxima over the resample's own distinct scores.
     """
     positive, negative = _class_counts(counts, labels, scores)
-    true_positives = _at_or_above(positive)
-    n_positive = positive.sum(axis=1)
-    best = (2 * true_positives / (true_positives + _at_or_above(negative) + n_positive[:, None])).max(axis=1)
-    return np.where((n_positive > 0) & (negative.sum(axis=1) > 0), best, np.nan)
+    n_positive, n_negative = positive.sum(axis=1), negative.sum(axis=1)
+    true_positives = n_positive[:, None] - np.cumsum(positive, axis=1) + positive
+    predicted = true_positives + n_negative[:, None] - np.cumsum(negative, axis=1) + negative
+    precision = np.divide(true_positives, predicted, out=np.zeros_like(predicted), where=predicted > 0)
+    denominator = predicted + n_positive[:, None]
+    f1_values = np.divide(2 * true_positives, denominator, out=np.zeros_like(denominator), where=denominator > 0)
+    both_classes = (n_positive > 0) & (n_negative > 0)
+    return {"auroc": _auroc(positive, negative),
+            "ap": np.where(both_classes, _ratio((positive * precision).sum(axis=1), n_positive), np.nan),
+            "f1_max": np.where(both_classes, f1_values.max(axis=1), np.nan)}
 
 
-def _confusion(counts: np.ndarray, labels: np.ndarray, probs: np.ndarray) -> np.ndarray:
-    """(4, R): TP, FP, FN, TN of the rule p >= 0.5 in each resample."""
+def decision_metrics(counts: np.ndarray, labels: np.ndarray, probs: np.ndarray) -> dict[str, np.ndarray]:
+    """f1 = 2TP / (2TP + FP + FN) and gmean = sqrt(TPR * TNR) of the rule p >= 0.5, per resample."""
     predicted, positive = probs >= metrics.DECISION_THRESHOLD, labels == 1
     cells = np.column_stack([predicted & positive, predicted & ~positive, ~predicted & positive,
                              ~predicted & ~positive]).astype(np.float64)
-    return (counts @ cells).T
-
-
-def f1(counts: np.ndarray, labels: np.ndarray, probs: np.ndarray) -> np.ndarray:
-    """F1 = 2TP / (2TP + FP + FN) at p >= 0.5."""
-    tp, fp, fn, _ = _confusion(counts, labels, probs)
-    return _ratio(2 * tp, 2 * tp + fp + fn)
-
-
-def gmean(counts: np.ndarray, labels: np.ndarray, probs: np.ndarray) -> np.ndarray:
-    """sqrt(TPR * TNR) at p >= 0.5."""
-    tp, fp, fn, tn = _confusion(counts, labels, probs)
-    return np.sqrt(_ratio(tp, tp + fn) * _ratio(tn, tn + fp))
+    tp, fp, fn, tn = (counts @ cells).T
+    return {"f1": _ratio(2 * tp, 2 * tp + fp + fn), "gmean": np.sqrt(_ratio(tp, tp + fn) * _ratio(tn, tn + fp))}
 
 
 def ece(counts: np.ndarray, labels: np.ndarray, probs: np.ndarray, n_bins: int = metrics.ECE_BINS) -> np.ndarray:
@@ -127,12 +107,9 @@ def entropy(counts: np.ndarray, probs: np.ndarray) -> np.ndarray:
 def image_metrics(counts: np.ndarray, labels: np.ndarray, scores: np.ndarray,
                   probs: np.ndarray) -> dict[str, np.ndarray]:
     """Every ``metrics.IMAGE_METRICS`` entry per resample: ranking metrics on scores, the others on probs."""
-    values = {
-        "auroc": auroc(counts, labels, scores), "ap": average_precision(counts, labels, scores),
-        "f1": f1(counts, labels, probs), "f1_max": f1_max(counts, labels, scores),
-        "gmean": gmean(counts, labels, probs), "ece": ece(counts, labels, probs),
-        "brier": brier(counts, labels, probs), "nll": nll(counts, labels, probs), "entropy": entropy(counts, probs),
-    }
+    values = {**ranking_metrics(counts, labels, scores), **decision_metrics(counts, labels, probs),
+              "ece": ece(counts, labels, probs), "brier": brier(counts, labels, probs),
+              "nll": nll(counts, labels, probs), "entropy": entropy(counts, probs)}
     return {name: values[name] for name in metrics.IMAGE_METRICS}
 
 
@@ -140,7 +117,7 @@ def flag_auroc(counts: np.ndarray, clean_probs: np.ndarray, adv_probs: np.ndarra
     """AUROC of H(p), adversarial versions against clean ones; a drawn image brings both (pairs stay together)."""
     entropies = np.concatenate([metrics.binary_entropy(clean_probs), metrics.binary_entropy(adv_probs)])
     is_adversarial = np.repeat([0, 1], clean_probs.size)
-    return auroc(np.hstack([counts, counts]), is_adversarial, entropies)
+    return _auroc(*_class_counts(np.hstack([counts, counts]), is_adversarial, entropies))
 
 
 def flag_tpr(counts: np.ndarray, flagged: np.ndarray) -> np.ndarray:

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import warnings
+
 import numpy as np
 import pytest
 from robustad_plugins.calibrators import Isotonic, Platt, Temperature, Uncalibrated
 from scipy.optimize import minimize
 
+from robustad import metrics
 from robustad.errors import RobustadError
 from robustad.plugins import PluginRegistry
 
@@ -83,11 +88,73 @@ def test_temperature_recovers_a_known_temperature():
 def test_temperature_centres_on_the_f1_optimal_threshold():
     scores = np.array([0.1, 0.2, 0.3, 0.4, 0.5, 0.6])
     labels = np.array([0, 0, 1, 0, 1, 1])
-    # score >= t for t = 0.3: TP 3, FP 1, FN 0 -> F1 6/7, the best of every threshold (0.5: 4/5, 0.1: 2/3 ...)
+    # score >= t for t = 0.3: TP 3, FP 1, FN 0 -> F1 6/7, the best of every threshold (0.5: 4/5, 0.1: 2/3 ...);
+    # tau sits midway between 0.3 and the next lower calib score 0.2
     calibrator = Temperature().fit(scores, labels)
-    assert calibrator.tau == 0.3
-    assert calibrator.predict(np.array([0.3]))[0] == pytest.approx(0.5)
-    assert calibrator.temperature > 0
+    assert calibrator.tau == pytest.approx(0.25, abs=1e-15)
+    assert calibrator.predict(np.array([0.25]))[0] == pytest.approx(0.5)
+    assert calibrator.temperature > 0 and not calibrator.degenerate
+
+
+SEPARATED_SCORES = np.array([0.10, 0.11, 0.12, 0.30, 0.31])
+SEPARATED_LABELS = np.array([0, 0, 0, 1, 1])
+
+
+def test_temperature_on_separated_calib_is_degenerate_and_says_so():
+    with pytest.warns(UserWarning, match="calibrator 'temperature': tau = 0.21 separates the 5 calib scores"):
+        calibrator = Temperature().fit(SEPARATED_SCORES, SEPARATED_LABELS)
+    assert calibrator.degenerate
+    assert calibrator.tau == pytest.approx(0.21, abs=1e-15)  # midway between 0.12 and 0.30
+    assert calibrator.temperature == pytest.approx(SEPARATED_SCORES.std() / 1e6)  # the lower bound of the search
+    probs = calibrator.predict(SEPARATED_SCORES)
+    np.testing.assert_array_equal(probs, [0, 0, 0, 1, 1])
+    assert metrics.entropy(probs) == 0.0
+
+
+def test_temperature_on_overlapping_calib_is_not_degenerate():
+    scores, labels = overlapping_scores(120, 0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        calibrator = Temperature().fit(scores, labels)
+    assert not calibrator.degenerate
+    assert calibrator.temperature > 1000 * scores.std() / 1e6
+    assert 0 < metrics.entropy(calibrator.predict(scores)) < np.log(2)
+
+
+def test_temperature_with_platt_targets_stays_finite_on_separated_calib():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        calibrator = Temperature(targets="platt").fit(SEPARATED_SCORES, SEPARATED_LABELS)
+    assert not calibrator.degenerate
+    # Platt's targets: 1/(3 + 2) = 0.2 for the normal images, (2 + 1)/(2 + 2) = 0.75 for the anomalous ones;
+    # the NLL over a fine grid of T (tau = 0.21 fixed) has its minimum where the fit ends
+    targets = np.array([0.2, 0.2, 0.2, 0.75, 0.75])
+    grid = np.logspace(-4, 0, 40001)
+    z = (SEPARATED_SCORES[None, :] - 0.21) / grid[:, None]
+    nll = np.mean(targets * np.logaddexp(0, -z) + (1 - targets) * np.logaddexp(0, z), axis=1)  # -ln s(z), -ln s(-z)
+    assert calibrator.temperature == pytest.approx(grid[np.argmin(nll)], rel=1e-3)
+    assert metrics.entropy(calibrator.predict(SEPARATED_SCORES)) > 0.1
+
+
+def test_temperature_targets_option_is_registered_and_checked():
+    registry = PluginRegistry()
+    registry.load_entry_points({"calibrators"})
+    option, = registry.components("calibrator")["temperature"].options
+    assert (option.name, option.type, option.default) == ("targets", str, "hard")
+    with pytest.raises(RobustadError, match=r"option targets='soft': expected one of hard, platt") as error:
+        Temperature(targets="soft")
+    assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("calibrator", [Platt, Isotonic, Uncalibrated])
+def test_other_calibrators_are_never_degenerate(calibrator):
+    assert calibrator().fit(SEPARATED_SCORES, SEPARATED_LABELS).degenerate is False
+
+
+def test_calibrators_module_loads_without_scipy_or_sklearn():
+    code = ("import sys, robustad_plugins.calibrators; "
+            "print(sorted({'scipy', 'sklearn'} & set(sys.modules)))")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "[]\n"
 
 
 def test_uncalibrated_min_max_scales_on_calib():

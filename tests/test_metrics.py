@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -63,12 +65,26 @@ def test_f1_max_and_optimal_threshold_match_brute_force(seed):
     best = max(f for _, f in curve)
     assert metrics.f1_max(labels, scores) == pytest.approx(best, abs=1e-12)
     lowest_best = min(t for t, f in curve if f >= best - 1e-12)
-    assert metrics.f1_optimal_threshold(labels, scores) == lowest_best
+    next_lower = max(t for t, _ in curve if t < lowest_best)
+    assert metrics.f1_optimal_threshold(labels, scores) == pytest.approx((lowest_best + next_lower) / 2, abs=1e-15)
 
 
-def test_f1_optimal_threshold_tie_goes_to_the_lowest_threshold():
-    # score >= 2 gives TP=1, FP=0, FN=1 (F1 = 2/3); score >= 1 gives TP=2, FP=2, FN=0 (F1 = 4/6 = 2/3).
+def test_f1_optimal_threshold_with_nothing_lower_is_the_lowest_score():
+    # score >= 2 gives TP=1, FP=0, FN=1 (F1 = 2/3); score >= 1 gives TP=2, FP=2, FN=0 (F1 = 4/6 = 2/3): the tie
+    # goes to the lower threshold 1.0, and no calib score lies below it.
     assert metrics.f1_optimal_threshold([0, 1, 0, 1], [1.0, 1.0, 1.5, 2.0]) == 1.0
+
+
+def test_f1_optimal_threshold_is_midway_below_the_lowest_anomaly_on_separated_data():
+    # every rule score >= t with t in (0.2, 0.5] is perfect (F1 = 1); the threshold sits midway, 0.35
+    assert metrics.f1_optimal_threshold([0, 0, 1, 1], [0.1, 0.2, 0.5, 0.6]) == pytest.approx(0.35, abs=1e-15)
+
+
+def test_f1_optimal_threshold_midpoint_skips_tied_scores():
+    # score >= 0.7: TP 1, FP 0, FN 2 -> F1 2/4; >= 0.3: TP 3, FP 1, FN 0 -> 6/7 (best); >= 0.1: TP 3, FP 2 -> 6/8.
+    # The next lower distinct score below the three tied 0.3 is 0.1: threshold (0.1 + 0.3) / 2 = 0.2.
+    tau = metrics.f1_optimal_threshold([0, 0, 1, 1, 1], [0.1, 0.3, 0.3, 0.3, 0.7])
+    assert tau == pytest.approx(0.2, abs=1e-15)
 
 
 # ------------------------------------------------------------------------------------------ decision metrics
@@ -168,9 +184,74 @@ def test_image_metrics_returns_every_column():
     probs = 1 / (1 + np.exp(-scores))
     row = metrics.image_metrics(labels, scores, probs)
     assert list(row) == ["auroc", "ap", "f1", "f1_max", "gmean", "ece", "brier", "nll", "entropy"]
+    assert tuple(row) == metrics.IMAGE_METRICS
     assert row["auroc"] == pytest.approx(roc_auc_score(labels, scores))
     assert row["f1"] == pytest.approx(f1_score(labels, probs >= 0.5))
     assert all(isinstance(v, float) and math.isfinite(v) for v in row.values())
+
+
+def test_the_leaderboard_columns_come_from_the_one_metric_list():
+    from robustad.results import leaderboard
+
+    assert leaderboard.IMAGE_METRICS is metrics.IMAGE_METRICS
+    for name in metrics.IMAGE_METRICS:
+        assert f"clean_{name}" in leaderboard.COLUMNS and f"adv_{name}" in leaderboard.COLUMNS
+    assert metrics.ATTACK_METRICS == ("flag_auroc", "flag_tpr", "evasion_rate")
+
+
+# ------------------------------------------------------------------------------------------ evasion
+
+def entropy_by_hand(p: float) -> float:
+    return -p * math.log(p) - (1 - p) * math.log(1 - p)
+
+
+def test_flag_threshold_is_the_higher_95th_percentile_of_calib_entropy():
+    # 24 calib probabilities 0.01 ... 0.24: entropy grows with p below 0.5, so the sorted entropies are those of
+    # 0.01 ... 0.24. Position 0.95 * 23 = 21.85, rounded up ("higher"): index 22, the entropy of p = 0.23.
+    calib = [k / 100 for k in range(1, 25)]
+    threshold = metrics.flag_threshold(calib)
+    assert threshold == pytest.approx(entropy_by_hand(0.23), abs=1e-15)
+    # strict rule: only p = 0.24 lies above, 1 of 24 clean calib images (numpy's linear rule would give 2)
+    assert metrics.flag_tpr(calib, threshold) == 1 / 24
+    assert metrics.flag_threshold(calib, quantile=0.5) == pytest.approx(entropy_by_hand(0.13), abs=1e-15)
+
+
+def test_tied_calib_entropies_flag_only_what_lies_strictly_above():
+    # a degenerate calibrator: every calib probability is 0 or 1, entropy 0, so the threshold is 0
+    threshold = metrics.flag_threshold([0.0, 1.0, 1.0, 0.0, 1.0])
+    assert threshold == 0.0
+    # with ">" an adversarial p of 0 or 1 is not flagged; any p strictly inside (0, 1) is
+    assert metrics.flag_tpr([0.0, 1.0, 0.5, 1e-9], threshold) == 0.5
+
+
+def test_flag_tpr_and_evasion_rate_hand_counted():
+    labels = [0, 0, 1, 1, 1, 0]
+    adv_probs = [0.9, 0.55, 0.2, 0.5, 0.99, 0.1]
+    threshold = entropy_by_hand(0.3)  # flagged: H(p) > H(0.3), i.e. 0.3 < p < 0.7 -> images 1 and 3
+    assert metrics.flag_tpr(adv_probs, threshold) == pytest.approx(2 / 6)
+    # misclassified at p >= 0.5: image 0 (normal, 0.9), image 1 (normal, 0.55), image 2 (anomalous, 0.2);
+    # image 3 (anomalous, p = 0.5) is correct. Image 1 is flagged, so images 0 and 2 evade: 2 of 6.
+    assert metrics.evasion_rate(labels, adv_probs, threshold) == pytest.approx(2 / 6)
+    # with a threshold above ln 2 nothing is flagged and every misclassified image evades
+    assert metrics.evasion_rate(labels, adv_probs, 0.7) == pytest.approx(3 / 6)
+
+
+@pytest.mark.parametrize(("call", "message"), [
+    (lambda: metrics.flag_threshold([0.1, 0.2], quantile=1.5), r"quantile must be a number in \[0, 1\], got 1.5"),
+    (lambda: metrics.flag_tpr([0.1, 0.2], float("nan")), "flag_tpr: threshold must be a finite number"),
+    (lambda: metrics.evasion_rate([0, 1], [0.1, 0.2], None), "evasion_rate: threshold must be a finite number"),
+    (lambda: metrics.evasion_rate([0, 1, 1], [0.1, 0.2], 0.1), "labels has 3 entries but probs has 2"),
+    (lambda: metrics.flag_threshold([0.1, 1.2]), r"calib_probs must lie in \[0, 1\]"),
+])
+def test_bad_evasion_input_is_a_one_line_error(call, message):
+    with pytest.raises(RobustadError, match=message) as error:
+        call()
+    assert "\n" not in str(error.value)
+
+
+def test_metrics_module_loads_without_scipy_or_sklearn():
+    code = "import sys, robustad.metrics, robustad.intervals; print(sorted({'scipy', 'sklearn'} & set(sys.modules)))"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "[]\n"
 
 
 # ------------------------------------------------------------------------------------------ localisation
