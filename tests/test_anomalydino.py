@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import robustad_plugins.anomalydino as anomalydino
@@ -13,6 +16,7 @@ import torch.nn.functional as F
 from PIL import Image
 from robustad_plugins.anomalydino import (
     AnomalyDINO,
+    dilate_and_close,
     foreground_mask,
     mask_from_projection,
     mean_top_percent,
@@ -74,11 +78,20 @@ def checker_detector(**options) -> AnomalyDINO:
 def test_registered_with_its_options():
     component = get_registry().get("detector", "anomalydino")
     assert component.cls is AnomalyDINO
-    assert {o.name: o.default for o in component.options} == {"masking": "auto", "augment": "agnostic",
-                                                              "batch_size": 8}
+    assert {o.name: o.default for o in component.options} == {"masking": "auto", "mask_morphology": "raster",
+                                                              "augment": "agnostic", "batch_size": 8}
+
+
+def test_importing_the_plugin_imports_no_heavy_library():
+    """``robustad plugins`` imports every plugin module: torch, faiss, sklearn, scipy and cv2 wait until used."""
+    code = ("import sys, robustad_plugins.anomalydino; "
+            "print(sorted({'torch', 'faiss', 'sklearn', 'scipy', 'cv2'} & set(sys.modules)))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
 
 
 @pytest.mark.parametrize("options, bad", [({"masking": "maybe"}, "masking='maybe'"),
+                                          ({"mask_morphology": "diagonal"}, "mask_morphology='diagonal'"),
                                           ({"augment": "flip"}, "augment='flip'"),
                                           ({"batch_size": 0}, "batch_size=0")])
 def test_bad_options_are_one_line_errors(tiny_backbone, options, bad):
@@ -237,7 +250,8 @@ def test_masked_patches_have_distance_zero_but_count_in_n():
     assert score.item() == pytest.approx(0.4, abs=1e-6)
 
 
-def test_foreground_mask_recovers_a_central_square_and_ignores_a_far_background():
+@pytest.mark.parametrize("morphology", ["raster", "grid"])
+def test_foreground_mask_recovers_a_central_square_and_ignores_a_far_background(morphology):
     """Tokens of a 20x20 grid: object = rows/cols 5..14 near e1 (bank), background near e2/e4 (far from the bank)."""
     rng = np.random.default_rng(7)
     theta, phi = rng.uniform(0, 0.5, (20, 20)), rng.uniform(0.3, 1.0, (20, 20))
@@ -250,10 +264,13 @@ def test_foreground_mask_recovers_a_central_square_and_ignores_a_far_background(
     tokens[0, ..., 3] = np.where(obj, 0, np.sin(phi))
     tokens *= 30
     expected_mask = np.zeros((20, 20), dtype=bool)
-    expected_mask[4:16, 4:16] = True  # the square dilated by one patch; closing adds nothing
+    if morphology == "raster":  # each object row grows by one patch left and right; the 8-patch gaps stay open
+        expected_mask[5:15, 4:16] = True
+    else:  # the square dilated by one patch in 2-D; closing adds nothing
+        expected_mask[4:16, 4:16] = True
 
-    np.testing.assert_array_equal(foreground_mask(tokens[0]), expected_mask)
-    detector = checker_detector(masking="on")
+    np.testing.assert_array_equal(foreground_mask(tokens[0], morphology), expected_mask)
+    detector = checker_detector(masking="on", mask_morphology=morphology)
     output = detector.score(Features(torch.from_numpy(tokens), torch.zeros(1, 4)))
     bank = np.eye(4)[:2]  # e1 and e2
     distances = np.where(expected_mask, 1 - (normalised(tokens[0].astype(np.float64)) @ bank.T).max(-1), 0)
@@ -262,32 +279,83 @@ def test_foreground_mask_recovers_a_central_square_and_ignores_a_far_background(
     assert output.scores[0] == pytest.approx(np.sort(distances.ravel())[-4:].mean(), abs=1e-6)  # N = 400: top 4
 
 
-def test_mask_sign_flips_when_the_centre_is_not_kept():
+@pytest.mark.parametrize("morphology", ["raster", "grid"])
+def test_mask_sign_flips_when_the_centre_is_not_kept(morphology):
     centre_negative = np.zeros((10, 10))
     centre_negative[3:7, 3:7] = -20  # "> 10" keeps nothing in the centre -> flip to "< -10"
     expected = np.zeros((10, 10), dtype=bool)
-    expected[2:8, 2:8] = True
-    np.testing.assert_array_equal(mask_from_projection(centre_negative), expected)
+    if morphology == "raster":  # rows 3..6 grow one patch left and right; the 4-patch gaps between them stay open
+        expected[3:7, 2:8] = True
+    else:
+        expected[2:8, 2:8] = True
+    np.testing.assert_array_equal(mask_from_projection(centre_negative, morphology), expected)
 
 
+@pytest.mark.parametrize("morphology", ["raster", "grid"])
 @pytest.mark.parametrize("kept_in_centre, flipped", [(12, True), (13, False)])
-def test_mask_sign_flip_threshold_is_35_percent_of_the_centre(kept_in_centre, flipped):
+def test_mask_sign_flip_threshold_is_35_percent_of_the_centre(kept_in_centre, flipped, morphology):
     """Centre of a 10x10 grid = rows/cols 2..7 (36 patches); 35 % of 36 = 12.6."""
     projection = np.zeros((10, 10))
     centre = [(r, c) for r in range(2, 8) for c in range(2, 8)][:kept_in_centre]
     for r, c in centre:
         projection[r, c] = 20
     projection[0, 0] = -20
-    mask = mask_from_projection(projection)
-    if flipped:  # only the corner patch survives, dilated inside the grid to 2x2
-        expected = np.zeros((10, 10), dtype=bool)
+    mask = mask_from_projection(projection, morphology)
+    expected = np.zeros((10, 10), dtype=bool)
+    if flipped and morphology == "raster":  # only the first patch survives; dilation adds the next one
+        expected[0, 0:2] = True
+    elif flipped:  # dilated inside the grid to 2x2
         expected[0:2, 0:2] = True
+    elif morphology == "raster":  # raster indices 22-27, 32-37 and 42 dilate to 21-28, 31-38, 41-43; closing fills
+        # the one-patch gaps 29-30 and 39-40 (dilate to 20-44, erode the two ends) -> 21..43
+        expected[2, 1:] = True
+        expected[3, :] = True
+        expected[4, 0:4] = True
     else:  # rows 2-3 cols 2-7 plus (4, 2), dilated to rows 1-4 cols 1-8 plus row 5 cols 1-3; OpenCV's closing
         # ignores the outside of the grid, so the region, one patch from the top and sides, grows to the edge
-        expected = np.zeros((10, 10), dtype=bool)
         expected[0:5, :] = True
         expected[5, 0:4] = True
     np.testing.assert_array_equal(mask, expected)
+
+
+def hand_mask(rows: int, columns: int, kept: list[tuple[int, int]]) -> np.ndarray:
+    mask = np.zeros((rows, columns), dtype=bool)
+    for row, column in kept:
+        mask[row, column] = True
+    return mask
+
+
+# (kept patches, expected after dilate + close) on a 4x5 patch grid, written by hand from the reference's rule:
+# 3x3 OpenCV morphology on the flattened (20, 1) column, i.e. along the raster sequence 0..19.
+RASTER_CASES = {
+    "end of a row wraps to the next row's start": ([(1, 4)], [(1, 3), (1, 4), (2, 0)]),
+    "start of a row wraps to the previous row's end": ([(2, 0)], [(1, 4), (2, 0), (2, 1)]),
+    "closing fills a one-patch raster gap": ([(1, 0), (1, 4)],  # dilated: 4-6 and 8-10; 7 = (1, 2) is filled
+                                             [(0, 4), (1, 0), (1, 1), (1, 2), (1, 3), (1, 4), (2, 0)]),
+    "closing grows a run to the sequence's first patch": ([(0, 2)], [(0, 0), (0, 1), (0, 2), (0, 3)]),
+    "the sequence's last patch has one neighbour": ([(3, 4)], [(3, 3), (3, 4)]),
+}
+
+
+@pytest.mark.parametrize("case", RASTER_CASES)
+def test_raster_morphology_acts_along_the_flattened_patch_sequence(case):
+    kept, expected = RASTER_CASES[case]
+    np.testing.assert_array_equal(dilate_and_close(hand_mask(4, 5, kept), "raster"), hand_mask(4, 5, expected))
+
+
+def test_grid_morphology_acts_on_2d_neighbours():
+    """The same single patch at a row's end: 2-D dilation takes the patches above and below, never the next row's
+    first patch; closing then reaches the bottom edge (OpenCV's border never wins the erosion)."""
+    expected = [(row, column) for row in range(4) for column in (3, 4)]
+    np.testing.assert_array_equal(dilate_and_close(hand_mask(4, 5, [(1, 4)]), "grid"), hand_mask(4, 5, expected))
+
+
+def test_masking_follows_the_raster_rule_by_default():
+    """A single kept patch at a row's end (sign flipped, as it is off-centre) through the detector's own path."""
+    projection = np.zeros((4, 5))
+    projection[1, 4] = -20
+    np.testing.assert_array_equal(mask_from_projection(projection), hand_mask(4, 5, [(1, 3), (1, 4), (2, 0)]))
+    assert AnomalyDINO(CheckerBackbone(), 8, "capsule").mask_morphology == "raster"
 
 
 @pytest.mark.parametrize("masking", ["off", "on"])
@@ -309,26 +377,42 @@ def test_differentiable_score_equals_faiss_score_and_has_gradient(tiny_backbone,
     assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
 
 
-def test_anomaly_map_is_half_pixel_bilinear_then_gaussian_sigma_4():
-    grid = np.random.default_rng(10).random((5, 4)).astype(np.float32)
-    height, width = 37, 29
-    # independent bilinear resize with half-pixel centres, clamped at the edges (OpenCV's and torch's convention)
+def bilinear_half_pixel(grid: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Independent float64 bilinear resize with half-pixel centres, clamped at the edges (OpenCV's convention)."""
     def axis(n_out: int, n_in: int):
         source = np.clip((np.arange(n_out) + 0.5) * n_in / n_out - 0.5, 0, n_in - 1)
         low = np.floor(source).astype(int)
         return low, np.minimum(low + 1, n_in - 1), source - low
-    r0, r1, fr = axis(height, 5)
-    c0, c1, fc = axis(width, 4)
+    r0, r1, fr = axis(height, grid.shape[0])
+    c0, c1, fc = axis(width, grid.shape[1])
     g = grid.astype(np.float64)
     rows = g[r0] * (1 - fr)[:, None] + g[r1] * fr[:, None]
-    resized = rows[:, c0] * (1 - fc) + rows[:, c1] * fc
-    torch_resized = F.interpolate(torch.from_numpy(grid)[None, None], size=(height, width), mode="bilinear",
+    return rows[:, c0] * (1 - fc) + rows[:, c1] * fc
+
+
+def test_independent_bilinear_resize_is_torch_bilinear():
+    grid = np.random.default_rng(10).random((5, 4)).astype(np.float32)
+    torch_resized = F.interpolate(torch.from_numpy(grid)[None, None], size=(37, 29), mode="bilinear",
                                   align_corners=False)[0, 0].numpy()
-    np.testing.assert_allclose(resized, torch_resized, atol=1e-6)
-    expected = gaussian_filter(resized, sigma=4, mode="reflect", truncate=4.0)
-    got = AnomalyDINO.anomaly_map(grid, (height, width))
-    assert got.shape == (height, width)
-    np.testing.assert_allclose(got, expected, atol=1e-6)
+    np.testing.assert_allclose(bilinear_half_pixel(grid, 37, 29), torch_resized, atol=1e-6)
+
+
+MAP_SIZES = [((5, 4), (37, 29)), ((1, 1), (1, 1)), ((1, 1), (6, 3)), ((2, 3), (1, 1)), ((3, 7), (9, 40)),
+             ((7, 3), (95, 41)), ((32, 32), (900, 900)), ((16, 21), (300, 401))]
+
+
+@pytest.mark.parametrize("grid_shape, size", MAP_SIZES)
+def test_anomaly_map_is_half_pixel_bilinear_then_scipy_gaussian_sigma_4(grid_shape, size):
+    rng = np.random.default_rng(sum(grid_shape) + sum(size))
+    grid = (rng.random(grid_shape) * (rng.random(grid_shape) > 0.4)).astype(np.float32)  # masked-like zeros
+    expected = gaussian_filter(bilinear_half_pixel(grid, *size), sigma=4, mode="reflect", truncate=4.0)
+    before = gaussian_filter(cv2.resize(grid, size[::-1], interpolation=cv2.INTER_LINEAR), sigma=4,
+                             mode="reflect", truncate=4.0)  # the implementation this one replaced
+    got = AnomalyDINO.anomaly_map(grid, size)
+    assert got.shape == size and got.dtype == np.float32
+    peak = max(float(np.abs(expected).max()), 1e-12)
+    assert np.abs(got - expected).max() <= 1e-6 * peak
+    assert np.abs(got - before).max() <= 1e-6 * peak
 
 
 @pytest.mark.integration

@@ -17,13 +17,13 @@ from types import SimpleNamespace
 
 import pytest
 import ray
-import torch
 from ray.cluster_utils import Cluster
 
 from robustad.engine.executors import run_local
 from robustad.engine.ray_executor import MAX_RETRIES, _gpus_per_task, import_ray, run_ray
 from robustad.engine.request import BenchRequest, build_cells
-from robustad.engine.runner import RunSettings, SilentReporter
+from robustad.engine.runner import SilentReporter
+from robustad.engine.settings import RunSettings
 from robustad.errors import RobustadError
 from robustad.hookspecs import hookimpl
 from robustad.plugins import get_registry
@@ -65,17 +65,21 @@ def cluster():
     simulated.shutdown()
 
 
+def settings(**changes) -> RunSettings:
+    """One torch thread (the simulated nodes have one CPU each; CPU float sums depend on the thread count)."""
+    return RunSettings(**{"pixel_metrics": False, "threads": 1, "resamples": 100, **changes})
+
+
+def on_ray(cluster, **changes) -> RunSettings:
+    return settings(executor="ray", ray_address=cluster.address, **changes)
+
+
 @pytest.fixture(scope="module")
 def local_rows(tmp_path_factory) -> dict[str, dict[str, str]]:
-    """The grid run in-process, with torch on one thread as in every Ray task (CPU float sums depend on it)."""
+    """The grid run in-process on the same thread count as every Ray task."""
     out = tmp_path_factory.mktemp("local") / "board.csv"
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        run_local(build_cells(request(), get_registry()), RunSettings(pixel_metrics=False), out, get_registry(),
-                  SilentReporter(), lambda cell, row: None)
-    finally:
-        torch.set_num_threads(threads)
+    run_local(build_cells(request(), get_registry()), settings(), out, get_registry(), SilentReporter(),
+              lambda cell, row: None)
     return {row["cell_hash"]: row for row in read_rows(out)}
 
 
@@ -95,14 +99,13 @@ def test_ray_rows_equal_the_in_process_rows(cluster, local_rows, tmp_path):
     out, scores = tmp_path / "board.csv", tmp_path / "scores"
     cells = build_cells(request(), get_registry())
     seen = []
-    result = run_ray(cells, RunSettings(pixel_metrics=False, save_scores=scores), out, SilentReporter(),
-                     lambda cell, row: seen.append((cell.key, row["cell_hash"])), address=cluster.address)
+    result = run_ray(cells, on_ray(cluster, save_scores=scores), out, get_registry(), SilentReporter(),
+                     lambda cell, row: seen.append((cell.key, row["cell_hash"])))
     assert result.failures == [] and result.skipped == 0
     assert len(local_rows) == 8 and all(key == row_key for key, row_key in seen) and len(seen) == 8
     assert_same_rows(read_rows(out), local_rows)
     assert sorted(p.stem for p in scores.iterdir()) == sorted(local_rows)
-    again = run_ray(cells, RunSettings(pixel_metrics=False), out, SilentReporter(), lambda cell, row: None,
-                    address=cluster.address)
+    again = run_ray(cells, on_ray(cluster), out, get_registry(), SilentReporter(), lambda cell, row: None)
     assert again.written == [] and again.skipped == 8
 
 
@@ -110,7 +113,7 @@ def test_ray_rows_equal_the_in_process_rows(cluster, local_rows, tmp_path):
 def test_killed_driver_then_rerun_completes_the_grid(cluster, local_rows, tmp_path):
     out = tmp_path / "board.csv"
     command = [sys.executable, "-m", "robustad", "bench", *cli_grid(), "--out", str(out), "--executor", "ray",
-               "--ray-address", cluster.address]
+               "--ray-address", cluster.address, "--threads", "1", "--resamples", "100"]
     driver = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
     while time.time() < deadline and driver.poll() is None and not (out.exists() and read_rows(out)):
@@ -131,7 +134,8 @@ def test_killed_driver_then_rerun_completes_the_grid(cluster, local_rows, tmp_pa
 
 
 class FlakyDemo:
-    """The demo dataset, failing on purpose: ``fail_once`` on its first load, ``always_fail`` on every load."""
+    """The demo dataset, failing on purpose in Ray tasks: ``fail_once`` on its first load there, ``always_fail``
+    on every load there (the driver's loads, for the request's data digest, never fail)."""
 
     name = "flaky_demo"
     description = "demo dataset that fails on purpose (Ray retry tests)"
@@ -146,6 +150,8 @@ class FlakyDemo:
         return self.demo.categories(root)
 
     def load(self, root, category):
+        if not ray.is_initialized():  # the driver building the grid
+            return self.demo.load(root, category)
         (self.attempts / f"{category}.{uuid.uuid4().hex}").touch()  # one file per attempt, in any process
         attempt = len(list(self.attempts.glob(f"{category}.*")))
         if category == self.always_fail or (category == self.fail_once and attempt == 1):
@@ -176,13 +182,12 @@ def test_failing_task_is_retried_and_a_group_that_keeps_failing_is_reported(clus
     cells = build_cells(request("flaky_demo", seeds="0", attack="none", calib="platt", options=options),
                         get_registry())
     out = tmp_path / "board.csv"
-    result = run_ray(cells, RunSettings(pixel_metrics=False), out, SilentReporter(), lambda cell, row: None,
-                     address=cluster.address,
+    result = run_ray(cells, on_ray(cluster), out, get_registry(), SilentReporter(), lambda cell, row: None,
                      runtime_env={"env_vars": {"PYTHONPATH": str(REPO)},
                                   "worker_process_setup_hook": f"{__name__}.register_flaky_plugin"})
     weave = [c.key for c in cells if c.category == "weave"]
     disc = [c.key for c in cells if c.category == "disc"]
-    assert [keys for keys, _ in result.failures] == [weave]
+    assert [key for key, _ in result.failures] == weave
     message = result.failures[0][1]
     assert "flaky_demo/weave" in message and weave[0] in message and "\n" not in message
     assert f"RuntimeError: flaky_demo fails on purpose: weave attempt {1 + MAX_RETRIES}" in message
@@ -205,11 +210,13 @@ def test_cli_reports_a_failed_group_by_cell_keys_and_exits_1(cluster, tmp_path):
     out = tmp_path / "board.csv"
     result = subprocess.run([sys.executable, "-m", "robustad", "bench", "--dataset", "folder", "--data-root",
                              str(root), *cli_grid(**grid), "--out", str(out), "--executor", "ray",
-                             "--ray-address", cluster.address], capture_output=True, text=True, timeout=300)
+                             "--ray-address", cluster.address, "--threads", "1"], capture_output=True, text=True,
+                            timeout=300)
     assert result.returncode == 1, result.stderr
-    failed = [line for line in result.stderr.splitlines() if line.startswith("robustad: group failed:")]
+    failed = [line for line in result.stderr.splitlines() if line.startswith("robustad: cell failed:")]
     weave = [c.key for c in cells if c.category == "weave"]
-    assert len(failed) == 1 and all(key in failed[0] for key in weave) and f"cannot read image {broken}" in failed[0]
+    assert len(failed) == len(weave) and all(key in line for key, line in zip(weave, failed))
+    assert all(f"cannot read image {broken}" in line for line in failed)
     assert [row["cell_hash"] for row in read_rows(out)] == [c.key for c in cells if c.category == "disc"]
 
 
@@ -217,10 +224,10 @@ def test_cli_reports_a_failed_group_by_cell_keys_and_exits_1(cluster, tmp_path):
 def test_a_node_that_cannot_see_the_data_root_is_named(cluster, tmp_path):
     cells = build_cells(request(seeds="0", attack="none", calib="platt"), get_registry())
     missing = tmp_path / "not-mounted"
-    result = run_ray(cells, RunSettings(data_root=missing, pixel_metrics=False), tmp_path / "board.csv",
-                     SilentReporter(), lambda cell, row: None, address=cluster.address)
+    result = run_ray(cells, on_ray(cluster, data_root=missing), tmp_path / "board.csv", get_registry(),
+                     SilentReporter(), lambda cell, row: None)
     nodes = {node.node_id: node.node_ip_address for node in cluster.list_all_nodes()}
-    assert sorted(key for keys, _ in result.failures for key in keys) == sorted(c.key for c in cells)
+    assert sorted(key for key, _ in result.failures) == sorted(c.key for c in cells)
     assert len(result.failures) == 2 and result.written == []
     for _, message in result.failures:
         assert f"data root {missing} is not visible on Ray node" in message
@@ -254,8 +261,8 @@ def test_an_address_where_nothing_listens_fails_fast(tmp_path):
     cells = build_cells(request(seeds="0", category="disc", attack="none", calib="platt"), get_registry())
     started = time.time()
     with pytest.raises(RobustadError, match=f"^cannot join the Ray cluster at {address}: nothing answers there"):
-        run_ray(cells, RunSettings(), tmp_path / "board.csv", SilentReporter(), lambda cell, row: None,
-                address=address)
+        run_ray(cells, settings(executor="ray", ray_address=address), tmp_path / "board.csv", get_registry(),
+                SilentReporter(), lambda cell, row: None)
     assert time.time() - started < 5 and not ray.is_initialized()
 
 
