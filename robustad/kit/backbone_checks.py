@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
 
 from robustad.errors import RobustadError
+
+if TYPE_CHECKING:
+    import torch
 
 
 def patch_grid(images: torch.Tensor, patch_size: int, backbone: str) -> tuple[int, int]:
@@ -21,6 +24,8 @@ def patch_grid(images: torch.Tensor, patch_size: int, backbone: str) -> tuple[in
 def device_of(module: object) -> torch.device:
     """Where a backbone (or any module) computes: its ``device`` attribute, else its first parameter's device,
     else the CPU."""
+    import torch
+
     device = getattr(module, "device", None)
     if device is not None:
         return torch.device(device)
@@ -31,6 +36,8 @@ def device_of(module: object) -> torch.device:
 
 def torch_device(device: str, backbone: str) -> torch.device:
     """The torch device named by the ``device`` option; CUDA only when a GPU is present."""
+    import torch
+
     try:
         chosen = torch.device(device)
     except RuntimeError:
