@@ -1,0 +1,136 @@
+"""A whole clean run against the bare forward passes it needs; start-up time; fp32 against bf16.
+
+Measured side by side in one run and printed as ratios:
+1. start-up: ``robustad --version`` and ``robustad plugins`` in fresh processes (best of 3);
+2. DINOv2 ViT-S/14 (seeded random weights: none can be downloaded here) at 448 px on the bottle category,
+   1-shot, seed 0: the bare forward passes the run needs (8 rotated reference views and every test image, in the
+   run's batches, on tensors already resized), robustad's clean scoring per image, and the whole
+   ``robustad bench --attack none`` run in a fresh process, start-up, decoding, kNN and pixel metrics included;
+3. ``--precision bf16`` against fp32: wall time of the same whole run, Spearman correlation of the image scores,
+   and, with efficientnet_lite0 at 224 px, the clean AUROC of each.
+Run: ``ROBUSTAD_TEST_DATA=/path/to/mvtec_ad .venv/bin/python benchmarks/bench_speed.py`` (a folder in the MVTec AD
+layout holding bottle/). On a CPU without native bfloat16 instructions robustad warns that bf16 is emulated.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy.stats import spearmanr
+from sklearn.metrics import roc_auc_score
+
+from robustad.kit.images import load_rgb
+from robustad.plugins import get_registry
+from robustad_plugins.anomalydino import rotated_views
+
+BATCH = 8
+
+
+def fresh_process_seconds(*args: str, repeats: int = 3) -> float:
+    """Best wall time of ``robustad ARGS`` in a fresh interpreter."""
+    best = float("inf")
+    for _ in range(repeats):
+        started = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "robustad", *args], check=True, capture_output=True)
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
+def bench_run(root: Path, out: Path, backbone: str, resolution: int, precision: str, extra: list[str]) -> float:
+    """Wall time of one clean ``robustad bench`` run in a fresh process (scores saved beside ``out``)."""
+    command = [sys.executable, "-m", "robustad", "bench", "--dataset", "mvtec", "--data-root", str(root),
+               "--category", "bottle", "--backbone", backbone, "--resolution", str(resolution), "--attack", "none",
+               "--calib", "none", "--precision", precision, "--out", str(out), "--save-scores",
+               str(out.parent / "scores"), *extra]
+    started = time.perf_counter()
+    result = subprocess.run(command, capture_output=True, text=True)
+    seconds = time.perf_counter() - started
+    if result.returncode:
+        raise SystemExit(f"robustad bench failed: {result.stderr.strip()}")
+    for line in result.stderr.splitlines():
+        print(f"  ({line})")
+    return seconds
+
+
+def saved_scores(out: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Labels and clean scores of every test image of the single row in ``out``."""
+    [row] = list(csv.DictReader(out.open()))
+    with (out.parent / "scores" / f"{row['cell_hash']}.csv").open() as handle:
+        lines = list(csv.DictReader(handle))
+    order = np.argsort([line["path"] for line in lines])
+    return (np.array([int(line["label"]) for line in lines])[order],
+            np.array([float(line["clean_score"]) for line in lines])[order])
+
+
+def bare_forward_seconds(bottle: Path, resolution: int) -> tuple[float, int]:
+    """Seconds of the forward passes a 1-shot seed-0 clean run needs, on tensors already resized, and their count."""
+    registry = get_registry()
+    backbone = registry.get("backbone", "dinov2_vits14").create(weights="random")
+    detector = registry.get("detector", "anomalydino").create(backbone, resolution, "bottle")
+    reference = load_rgb(sorted((bottle / "train" / "good").glob("*.png"))[0])
+    tests = [load_rgb(path) for path in sorted((bottle / "test").glob("*/*.png"))]
+    tensors = [detector.preprocess(image) for image in rotated_views(reference) + tests]
+    batches = [torch.stack(tensors[i:i + BATCH]) for i in range(0, len(tensors), BATCH)]
+    with torch.inference_mode():
+        backbone(batches[0][:1])  # warm-up
+        started = time.perf_counter()
+        for batch in batches:
+            backbone(batch)
+    return time.perf_counter() - started, len(tensors)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-root", type=Path, default=os.environ.get("ROBUSTAD_TEST_DATA"),
+                        help="a folder in the MVTec AD layout holding bottle/ (default: $ROBUSTAD_TEST_DATA)")
+    parser.add_argument("--skip-bf16", action="store_true", help="leave out part 3 (slow where bf16 is emulated)")
+    args = parser.parse_args()
+    if args.data_root is None or not (Path(args.data_root) / "bottle").is_dir():
+        raise SystemExit("give --data-root (or ROBUSTAD_TEST_DATA): a folder in the MVTec AD layout holding bottle/")
+    root = Path(args.data_root)
+    print(f"torch threads {torch.get_num_threads()}, batch {BATCH}, bottle 1-shot seed 0")
+
+    version, plugins = fresh_process_seconds("--version"), fresh_process_seconds("plugins")
+    print(f"start-up: robustad --version {version:.2f} s, robustad plugins {plugins:.2f} s")
+
+    with tempfile.TemporaryDirectory() as folder:
+        work = Path(folder)
+        bare, passes = bare_forward_seconds(root / "bottle", 448)
+        fp32_out = work / "fp32" / "board.csv"
+        whole = bench_run(root, fp32_out, "dinov2_vits14", 448, "fp32", ["--weights", "random"])
+        [row] = list(csv.DictReader(fp32_out.open()))
+        per_image = float(row["t_clean_s"]) / (int(row["n_calib"]) + int(row["n_eval"]))
+        print(f"DINOv2 ViT-S/14 448 px: {passes} bare forwards {bare:.1f} s ({bare / passes:.3f} s each); "
+              f"robustad clean scoring {per_image:.3f} s/image; whole run {whole:.1f} s "
+              f"(fit {float(row['t_fit_s']):.1f} s, clean {float(row['t_clean_s']):.1f} s, "
+              f"pixel {float(row['t_pixel_s']):.1f} s); whole / bare = {whole / bare:.2f}")
+        if args.skip_bf16:
+            return
+        bf16_out = work / "bf16" / "board.csv"
+        whole_bf16 = bench_run(root, bf16_out, "dinov2_vits14", 448, "bf16", ["--weights", "random"])
+        _, fp32_scores = saved_scores(fp32_out)
+        _, bf16_scores = saved_scores(bf16_out)
+        rho = spearmanr(fp32_scores, bf16_scores).statistic
+        print(f"DINOv2 448 bf16: whole run {whole_bf16:.1f} s = {whole_bf16 / whole:.2f} x fp32; "
+              f"Spearman of image scores {rho:.4f}")
+        aurocs = {}
+        for precision in ("fp32", "bf16"):
+            out = work / f"lite0-{precision}" / "board.csv"
+            bench_run(root, out, "efficientnet_lite0", 224, precision, ["--no-pixel-metrics"])
+            labels, scores = saved_scores(out)
+            aurocs[precision] = roc_auc_score(labels, scores)
+        print(f"efficientnet_lite0 224 px clean AUROC (all test images): fp32 {aurocs['fp32']:.4f}, "
+              f"bf16 {aurocs['bf16']:.4f}, difference {abs(aurocs['bf16'] - aurocs['fp32']):.4f}")
+
+
+if __name__ == "__main__":
+    main()
