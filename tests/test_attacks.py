@@ -430,6 +430,6 @@ def test_registry_lists_the_attacks_with_their_options():
     assert options["pgd"] == ["steps", "alpha_ratio", "random_start", "restarts", "loss"]
     assert options["apgd"] == ["steps", "restarts", "loss"]
     assert options["square"] == ["queries", "loss", "p_init", "restarts"]
-    assert options["worstcase"] == ["members"]
+    assert options["worstcase"] == ["members", "clean"]
     assert options["torchattacks"][0] == "attack"
     assert attacks["torchattacks"].create(attack="MIFGSM", decay="0.5").options["decay"] == 0.5

@@ -86,11 +86,29 @@ def test_worstcase_drops_masks_unless_every_member_has_them():
     assert WorstCase(members="a+b:3+c").perturb(worst_target(results)).output.masks is None
 
 
+def test_worstcase_with_clean_also_weighs_the_unperturbed_image_and_prefers_members_on_ties():
+    clean_scores = torch.tensor([0.35, 0.50, 0.90, 0.10, 0.70, 0.95])  # beats every member on images 0, 3 and 4
+    results = member_results()
+    target = worst_target(results)
+    target.images = torch.full((len(LABELS), 3, 4, 4), 9.0 / 10)
+    target.score = lambda x: clean_scores if torch.equal(x, target.images) else pytest.fail("scored other images")
+    images = WorstCase(members="a+b:3+c", clean=True).perturb(target)
+    candidates = {**{spec: SCORES[spec] for spec in SCORES}, "clean": clean_scores.tolist()}
+    expected = []
+    for image, label in enumerate(LABELS):  # brute force: first of the most adversarial, the clean image last
+        ranked = [(score[image] if label == 0 else -score[image]) for score in candidates.values()]
+        expected.append(ranked.index(max(ranked)))
+    assert expected == [3, 0, 1, 3, 3, 2]  # image 1: a, c and clean tie at 0.50 -> a
+    values = {0: 0.0, 1: 1.0, 2: 2.0, 3: 0.9}
+    assert images[:, 0, 0, 0].tolist() == pytest.approx([values[m] for m in expected])
+
+
 def test_worstcase_lists_its_members_and_describes_them():
     attack = WorstCase(members=" noise + pgd:20+torchattacks:MIFGSM ")
     assert attack.members() == ["noise", "pgd:20", "torchattacks:MIFGSM"]
     assert attack.describe(8 / 255) == {"members": "noise+pgd:20+torchattacks:MIFGSM"}
     assert WorstCase().members() == ["noise", "fgsm", "pgd", "apgd", "square"]
+    assert WorstCase(members="noise+pgd", clean=True).describe(8 / 255) == {"members": "noise+pgd+clean"}
     assert WorstCase.needs_surrogate is True
 
 

@@ -151,7 +151,7 @@ class BestCandidate:
         """Consider one candidate per image with their real scores ``(B,)``."""
         import torch
 
-        key = self._key(torch.as_tensor(_numpy(scores), dtype=torch.float64).reshape(-1))
+        key = self._key(torch.as_tensor(as_numpy(scores), dtype=torch.float64).reshape(-1))
         images = images.detach()
         if self.images is None:
             self.images, self.scores = images.clone(), key
@@ -167,7 +167,7 @@ class BestCandidate:
         return torch.where(torch.isnan(key), torch.full_like(key, -float("inf")), key)
 
 
-def _numpy(values: object) -> np.ndarray:
+def as_numpy(values: object) -> np.ndarray:
     """A tensor or array-like as a numpy array (scores may come back as either)."""
     return values.detach().cpu().numpy() if hasattr(values, "detach") else np.asarray(values)
 
