@@ -82,6 +82,16 @@ def test_margin_and_ce_objectives_match_their_formulas():
     assert torch.allclose(kit.objective(logits, labels, "ce"), logistic, atol=1e-6)
 
 
+def test_best_candidate_keeps_the_most_adversarial_score_earlier_on_ties_never_nan():
+    labels = torch.tensor([0, 1, 0, 1])  # normal: higher wins; anomalous: lower wins
+    best = kit.BestCandidate(labels)
+    first, second, third = (torch.full((4, 3, 2, 2), value) for value in (1.0, 2.0, 3.0))
+    best.offer(first, torch.tensor([0.5, 0.5, float("nan"), 0.5]))
+    best.offer(second, np.array([0.7, 0.5, 0.1, 0.4]))  # image 1 ties: the first stays
+    best.offer(third, torch.tensor([0.6, 0.2, float("nan"), 0.9]))
+    assert best.images[:, 0, 0, 0].tolist() == [2.0, 3.0, 2.0, 2.0]
+
+
 # --- every attack -------------------------------------------------------------------------------------------------
 
 ATTACKS = {

@@ -13,6 +13,7 @@ import torch
 
 from robustad import hookspecs
 from robustad.components import KINDS
+from robustad.contracts import AttackTarget
 from robustad.errors import RobustadError
 from robustad.plugins import PluginRegistry, get_registry, reset_registry
 from robustad.records import DetectorOutput
@@ -80,8 +81,9 @@ def test_hook_register_surrogates(third_party):
 
 
 def test_hook_register_attacks(third_party):
-    attack = third_party_registry().get("attack", "noise").create(sign=-1)
-    adv = attack.perturb(None, torch.full((1, 3, 2, 2), 0.5), torch.zeros(1), 0.125)
+    attack = third_party_registry().get("attack", "shift").create(sign=-1)
+    adv = attack.perturb(AttackTarget(images=torch.full((1, 3, 2, 2), 0.5), labels=torch.zeros(1, dtype=torch.long),
+                                      eps=0.125, seeds=[0], model=None, score=None))
     assert torch.allclose(adv, torch.full_like(adv, 0.375))
 
 
