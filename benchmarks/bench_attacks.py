@@ -10,8 +10,9 @@ time, and with the white-box ``score`` surrogate iterates are judged from z (bot
 is the detector's score exactly); with ``linear`` every judged iterate costs one detector pass. ``worstcase``
 computes its members itself (as it would in a grid without them), so its row is about the sum of theirs.
 The last two columns, the mean move of the real score the adversarial way (normal images up, anomalous ones down),
-show how far each attack gets beyond the noise control. Memory is read with ``resource.getrusage`` (peak RSS) in one fresh
-subprocess per batch size: tracemalloc does not see torch's allocations, and a process's peak never goes down.
+show how far each attack gets beyond the noise control. Memory is read with ``resource.getrusage`` (peak RSS) in
+one fresh subprocess per batch size: tracemalloc does not see torch's allocations, and a process's peak never goes
+down.
 """
 
 from __future__ import annotations
