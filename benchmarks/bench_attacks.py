@@ -1,12 +1,18 @@
-"""What an attack costs: seconds per image of FGSM and PGD-10 through each surrogate, as a ratio to one clean
-scoring pass (backbone forward + detector score), on a few real bottle eval images (1-shot, seed 0).
+"""What an attack costs: seconds per image of each attack at its default settings, as a ratio to one clean scoring
+pass (backbone forward + detector score), on a few real bottle eval images (1-shot, seed 0, eps 8/255).
 
     .venv/bin/python benchmarks/bench_attacks.py                 # efficientnet_lite0 at 224, 8 images
     .venv/bin/python benchmarks/bench_attacks.py --memory        # peak RSS of a score-surrogate PGD step,
                                                                  # DINOv2 ViT-S/14 (random weights) at 448
 
-Memory is read with ``resource.getrusage`` (peak RSS) in one fresh subprocess per batch size: tracemalloc does
-not see torch's allocations, and a process's peak never goes down.
+The bench builds the ``AttackTarget`` itself, as the engine does: the surrogate's model is evaluated one image at a
+time, and with the white-box ``score`` surrogate iterates are judged from z (bottle masks no foreground, so z + tau
+is the detector's score exactly); with ``linear`` every judged iterate costs one detector pass. ``worstcase``
+computes its members itself (as it would in a grid without them), so its row is about the sum of theirs.
+The last two columns, the mean move of the real score the adversarial way (normal images up, anomalous ones down),
+show how far each attack gets beyond the noise control. Memory is read with ``resource.getrusage`` (peak RSS) in
+one fresh subprocess per batch size: tracemalloc does not see torch's allocations, and a process's peak never goes
+down.
 """
 
 from __future__ import annotations
@@ -23,6 +29,8 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
+from robustad.components import parse_spec
+from robustad.contracts import AttackTarget, Perturbed
 from robustad.engine.splits import make_split
 from robustad.kit.images import load_rgb
 from robustad.kit.threat import TwoLogit
@@ -30,14 +38,24 @@ from robustad.plugins import get_registry
 
 DATA_ROOT = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mvtec_ad"
 EPS = 8 / 255
-SURROGATES = ("linear", "score")
-ATTACKS = ("fgsm", "pgd")
+ATTACKS = ("noise", "fgsm", "pgd", "apgd", "square", "worstcase")
 
 
-def prepare(backbone_name: str, resolution: int, weights: str | None = None):
+class OneImageAtATime(torch.nn.Module):
+    """The surrogate's logit evaluated image by image, as the engine evaluates it."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([self.model(x[i:i + 1]).reshape(1) for i in range(x.shape[0])])
+
+
+def prepare(backbone_name: str, resolution: int, data_root: Path, weights: str | None = None):
     """Backbone, fitted detector and the bottle split (1-shot, seed 0)."""
     registry = get_registry()
-    data = registry.get("dataset", "mvtec").create().load(DATA_ROOT, "bottle")
+    data = registry.get("dataset", "mvtec").create().load(data_root, "bottle")
     split = make_split(data, shots=1, seed=0)
     backbone = registry.get("backbone", backbone_name).create(**({"weights": weights} if weights else {}))
     detector = registry.get("detector", "anomalydino").create(backbone, resolution, "bottle")
@@ -50,22 +68,54 @@ def batch_of(detector, samples) -> tuple[torch.Tensor, np.ndarray]:
     return images, np.array([sample.label for sample in samples])
 
 
-def best_seconds(function, repeats: int) -> float:
-    """Fastest wall time of ``repeats`` runs: the minimum is the run least disturbed by other work."""
-    runs = []
+def both_classes(samples, count: int) -> list:
+    """``count`` samples spread over the list, half of them normal and half anomalous."""
+    picked = []
+    for label, wanted in ((0, count // 2), (1, count - count // 2)):
+        of_label = [sample for sample in samples if sample.label == label]
+        picked += of_label[:: max(1, len(of_label) // max(wanted, 1))][:wanted]
+    return picked
+
+
+def best_seconds(function, repeats: int) -> tuple[float, object]:
+    """Fastest wall time of ``repeats`` runs (the run least disturbed by other work) and the last result."""
+    runs, result = [], None
     for _ in range(repeats):
         started = time.perf_counter()
-        function()
+        result = function()
         runs.append(time.perf_counter() - started)
-    return min(runs)
+    return min(runs), result
 
 
-def speed(backbone_name: str, resolution: int, count: int, repeats: int) -> None:
+def make_target(backbone, detector, surrogate, clean, images: torch.Tensor, labels: np.ndarray) -> AttackTarget:
+    """The target the engine would build for this batch, members computed on demand (for ``worstcase``)."""
+    registry = get_registry()
+
+    def score(x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return torch.as_tensor(detector.score(backbone(x)).scores)
+
+    def member(spec: str) -> Perturbed:
+        name, argument = parse_spec(spec)
+        component = registry.get("attack", name)
+        adversarial = component.create(**component.spec_options(argument)).perturb(target)
+        with torch.no_grad():
+            return Perturbed(adversarial, detector.score(backbone(adversarial)))
+
+    white_box = getattr(surrogate, "white_box", False)
+    target = AttackTarget(images=images, labels=torch.as_tensor(labels), eps=EPS, seeds=list(range(len(labels))),
+                          model=TwoLogit(OneImageAtATime(surrogate.logit_model(clean))).eval(), score=score,
+                          score_from_logit=(lambda z: z + surrogate.tau) if white_box else None, member=member)
+    return target
+
+
+def speed(backbone_name: str, resolution: int, count: int, repeats: int, surrogates: list[str],
+          attacks: list[str], data_root: Path) -> None:
     """Each attack is timed right after its own clean pass, so a ratio compares runs under the same machine load."""
-    backbone, detector, split = prepare(backbone_name, resolution)
+    backbone, detector, split = prepare(backbone_name, resolution, data_root)
     registry = get_registry()
     calib, calib_labels = batch_of(detector, split.calib)
-    evaluation, labels = batch_of(detector, split.eval[:: max(1, len(split.eval) // count)][:count])
+    evaluation, labels = batch_of(detector, both_classes(split.eval, count))
     with torch.no_grad():
         calib_features = backbone(calib)
         calib_scores = detector.score(calib_features).scores
@@ -75,45 +125,60 @@ def speed(backbone_name: str, resolution: int, count: int, repeats: int) -> None
         with torch.no_grad():
             detector.score(backbone(evaluation))
 
+    clean_pass()  # warm-up: the first passes allocate and are several times slower
+
     table = Table(title=f"attack cost, bottle, {backbone_name}@{resolution}, {len(evaluation)} images, "
                         f"eps 8/255, {torch.get_num_threads()} threads, best of {repeats}")
-    for column in ("surrogate", "attack", "clean pass s / image", "attack s / image", "x clean pass"):
+    for column in ("surrogate", "attack", "settings", "clean pass s / image", "attack s / image", "x clean pass",
+                   "normal score up", "anomalous score down"):
         table.add_column(column, justify="right")
-    for surrogate_name in SURROGATES:
+    for surrogate_name in surrogates:
         surrogate = registry.get("surrogate", surrogate_name).create()
         surrogate.fit(backbone, detector, calib_features, calib_labels, calib_scores)
-        for attack_name in ATTACKS:
+        target = make_target(backbone, detector, surrogate, clean, evaluation, labels)
+        for attack_name in attacks:
             attack = registry.get("attack", attack_name).create()
-            clean_seconds = best_seconds(clean_pass, repeats) / len(evaluation)
-            seconds = best_seconds(lambda: attack.perturb(TwoLogit(surrogate.logit_model(clean)), evaluation,
-                                                          labels, EPS), repeats) / len(evaluation)
-            table.add_row(surrogate_name, attack_name, f"{clean_seconds:.3f}", f"{seconds:.3f}",
-                          f"{seconds / clean_seconds:.1f}")
-    Console().print(table)
+            clean_seconds = best_seconds(clean_pass, max(repeats, 3))[0] / len(evaluation)
+            seconds, result = best_seconds(lambda: attack.perturb(target), repeats)
+            seconds /= len(evaluation)
+            if isinstance(result, Perturbed):
+                scores = np.asarray(result.output.scores)
+            else:
+                with torch.no_grad():
+                    scores = detector.score(backbone(result)).scores
+            up = float(np.mean(scores[labels == 0] - clean.scores[labels == 0]))
+            down = float(np.mean(clean.scores[labels == 1] - scores[labels == 1]))
+            settings = ", ".join(f"{k}={v}" for k, v in attack.describe(EPS).items() if k != "alpha")
+            table.add_row(surrogate_name, attack_name, settings, f"{clean_seconds:.3f}", f"{seconds:.3f}",
+                          f"{seconds / clean_seconds:.1f}", f"{up:+.4f}", f"{down:+.4f}")
+    Console(width=200).print(table)
 
 
-def memory_child(batch: int) -> None:
+def memory_child(batch: int, data_root: Path) -> None:
     """One PGD step through the score surrogate with DINOv2 ViT-S/14 (random weights) at 448; print peak RSS."""
-    backbone, detector, split = prepare("dinov2_vits14", 448, weights="random")
+    backbone, detector, split = prepare("dinov2_vits14", 448, data_root, weights="random")
     registry = get_registry()
     images, labels = batch_of(detector, (split.eval * batch)[:batch])
     with torch.no_grad():
         clean = detector.score(backbone(images))
     surrogate = registry.get("surrogate", "score").create()
     surrogate.fit(backbone, detector, None, np.array([0, 1]), np.array([0.1, 0.2]))
+    target = AttackTarget(images=images, labels=torch.as_tensor(labels), eps=EPS, seeds=list(range(batch)),
+                          model=TwoLogit(surrogate.logit_model(clean)).eval(), score=None,
+                          score_from_logit=lambda z: z + surrogate.tau)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     attack = registry.get("attack", "pgd").create(steps=1)
-    seconds = best_seconds(lambda: attack.perturb(TwoLogit(surrogate.logit_model(clean)), images, labels, EPS), 1)
+    seconds = best_seconds(lambda: attack.perturb(target), 1)[0]
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     print(f"{batch} {before / 2**20:.2f} {peak / 2**20:.2f} {seconds:.1f}")
 
 
-def memory(batches: list[int]) -> None:
+def memory(batches: list[int], data_root: Path) -> None:
     table = Table(title="peak RSS of one score-surrogate PGD step, DINOv2 ViT-S/14 (random weights) at 448, bottle")
     for column in ("batch", "RSS before attack GiB", "peak RSS GiB", "GiB / image", "step s"):
         table.add_column(column, justify="right")
     for batch in batches:
-        result = subprocess.run([sys.executable, __file__, "--memory-child", str(batch)],
+        result = subprocess.run([sys.executable, __file__, "--memory-child", str(batch), "--data", str(data_root)],
                                 capture_output=True, text=True, check=True)
         _, before, peak, seconds = result.stdout.split()[-4:]
         per_image = (float(peak) - float(before)) / batch
@@ -126,17 +191,21 @@ def main() -> None:
     parser.add_argument("--backbone", default="efficientnet_lite0")
     parser.add_argument("--resolution", type=int, default=224)
     parser.add_argument("--images", type=int, default=8)
-    parser.add_argument("--repeats", type=int, default=3, help="timed runs per row; the fastest is kept")
+    parser.add_argument("--repeats", type=int, default=1, help="timed runs per row; the fastest is kept")
+    parser.add_argument("--surrogates", default="score", help="comma-separated: score, linear")
+    parser.add_argument("--attacks", default=",".join(ATTACKS), help="comma-separated attack names")
+    parser.add_argument("--data", type=Path, default=DATA_ROOT, help="MVTec AD root holding bottle/")
     parser.add_argument("--memory", action="store_true", help="measure peak memory instead of speed")
     parser.add_argument("--batches", default="1,4,8,16", help="batch sizes for --memory")
     parser.add_argument("--memory-child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.memory_child:
-        memory_child(args.memory_child)
+        memory_child(args.memory_child, args.data)
     elif args.memory:
-        memory([int(b) for b in args.batches.split(",")])
+        memory([int(b) for b in args.batches.split(",")], args.data)
     else:
-        speed(args.backbone, args.resolution, args.images, args.repeats)
+        speed(args.backbone, args.resolution, args.images, args.repeats, args.surrogates.split(","),
+              args.attacks.split(","), args.data)
 
 
 if __name__ == "__main__":

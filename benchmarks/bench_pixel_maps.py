@@ -17,10 +17,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 from PIL import Image
+from robustad_plugins.anomalydino import AnomalyDINO
 from scipy.ndimage import gaussian_filter
 
 from robustad import metrics
-from robustad_plugins.anomalydino import AnomalyDINO
 
 BOTTLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "mvtec_ad" / "bottle"
 GRID, SIZE, NORMAL, DEFECT = (32, 32), (900, 900), 14, 45

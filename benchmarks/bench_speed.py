@@ -25,12 +25,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from robustad_plugins.anomalydino import rotated_views
 from scipy.stats import spearmanr
 from sklearn.metrics import roc_auc_score
 
 from robustad.kit.images import load_rgb
 from robustad.plugins import get_registry
-from robustad_plugins.anomalydino import rotated_views
 
 BATCH = 8
 

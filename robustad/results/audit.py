@@ -13,8 +13,18 @@ from itertools import pairwise
 
 import pandas as pd
 
-from robustad.results.frame import (MODEL_IDENTITY, MODEL_OPTION_KINDS, attack_names, describe, is_attack, key,
-                                    numeric, one_per_calibrator, text, with_noise_control)
+from robustad.results.frame import (
+    MODEL_IDENTITY,
+    MODEL_OPTION_KINDS,
+    attack_names,
+    describe,
+    is_attack,
+    key,
+    numeric,
+    one_per_calibrator,
+    text,
+    with_noise_control,
+)
 
 TOLERANCE = 1e-9
 ZERO_GRAD_THRESHOLD = 0.5

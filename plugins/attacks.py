@@ -1,0 +1,205 @@
+"""robustad's own L-inf attacks: the ``noise`` control, ``fgsm``, ``pgd`` and ``apgd`` (Croce & Hein 2020).
+
+All work on ``target.model``'s two logits ``[-z/2, z/2]`` with the ground-truth labels (normal images pushed towards
+"anomalous", anomalous ones towards "normal"), draw every random number from the image's own generator (a result
+does not depend on the batch it is in), and return, per image, the iterate with the most adversarial real detector
+score, not the last one (PROTOCOL.md section 4).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from robustad.errors import RobustadError
+from robustad.hookspecs import hookimpl
+from robustad.kit import attacking as kit
+
+if TYPE_CHECKING:
+    import torch
+
+    from robustad.contracts import AttackTarget
+
+NOISE_DISTRIBUTIONS = ("sign", "uniform")
+
+
+class Noise:
+    """The control: a random perturbation of the same L-inf size, no model involved."""
+
+    name = "noise"
+    description = "control: random +-eps per pixel (distribution=sign) or uniform in the eps ball, seeded per image"
+    needs_surrogate = False
+
+    def __init__(self, *, distribution: str = "sign") -> None:
+        if distribution not in NOISE_DISTRIBUTIONS:
+            raise RobustadError(f"noise option distribution={distribution!r}: expected one of "
+                                f"{', '.join(NOISE_DISTRIBUTIONS)}")
+        self.distribution = distribution
+
+    def perturb(self, target: AttackTarget) -> torch.Tensor:
+        import torch
+
+        kit.check_target(target, self.name)
+        generators = kit.generators(target)
+        if self.distribution == "uniform":
+            delta = kit.uniform_in_ball(target, generators)
+        else:
+            shape, device = tuple(target.images.shape[1:]), target.images.device
+            signs = torch.stack([kit.random_signs(shape, g, device) for g in generators])
+            delta = target.eps * signs.to(target.images.dtype)
+        return kit.project(target.images + delta, target.images, target.eps)
+
+    def describe(self, eps: float) -> dict:
+        return {"steps": 0, "random_start": True, "restarts": 1}
+
+
+class FGSM:
+    """One signed-gradient step of size eps from the clean image (Goodfellow et al. 2015)."""
+
+    name = "fgsm"
+    description = "FGSM: one signed-gradient step of size eps on the loss (ce or margin)"
+
+    def __init__(self, *, loss: str = "ce") -> None:
+        self.loss = kit.check_loss(self.name, loss)
+
+    def perturb(self, target: AttackTarget) -> torch.Tensor:
+        labels = kit.check_target(target, self.name)
+        _, _, gradient = kit.loss_and_gradient(target, target.images, labels, self.loss)
+        return kit.project(target.images + target.eps * gradient.sign(), target.images, target.eps)
+
+    def describe(self, eps: float) -> dict:
+        return {"steps": 1, "alpha": eps, "random_start": False, "restarts": 1, "loss": self.loss}
+
+
+class PGD:
+    """Projected gradient ascent with signed steps of ``alpha_ratio * eps`` (Madry et al. 2018), best iterate kept."""
+
+    name = "pgd"
+    description = "PGD: signed steps of alpha_ratio*eps from a per-image random start; keeps each image's best iterate"
+
+    def __init__(self, *, steps: int = 10, alpha_ratio: float = 0.25, random_start: bool = True,
+                 restarts: int = 1, loss: str = "ce") -> None:
+        kit.check_positive(self.name, steps=steps, alpha_ratio=alpha_ratio, restarts=restarts)
+        if restarts > 1 and not random_start:
+            raise RobustadError(f"pgd option restarts={restarts} needs random_start=true: without a random start "
+                                "every restart is the same run")
+        self.steps = steps
+        self.alpha_ratio = alpha_ratio
+        self.random_start = random_start
+        self.restarts = restarts
+        self.loss = kit.check_loss(self.name, loss)
+
+    def perturb(self, target: AttackTarget) -> torch.Tensor:
+        labels = kit.check_target(target, self.name)
+        clean, eps = target.images, target.eps
+        alpha = self.alpha_ratio * eps
+        generators = kit.generators(target)
+        best = kit.BestCandidate(labels)
+        for _ in range(self.restarts):
+            current = kit.project(clean + kit.uniform_in_ball(target, generators), clean, eps) \
+                if self.random_start else clean
+            for _ in range(self.steps):
+                _, z, gradient = kit.loss_and_gradient(target, current, labels, self.loss)
+                best.offer(current, kit.real_scores(target, current, z))
+                current = kit.project(current + alpha * gradient.sign(), clean, eps)
+            best.offer(current, _final_scores(target, current, labels, self.loss))
+        return best.images
+
+    def describe(self, eps: float) -> dict:
+        return {"steps": self.steps, "alpha": self.alpha_ratio * eps, "random_start": self.random_start,
+                "restarts": self.restarts, "loss": self.loss}
+
+
+class APGD:
+    """Auto-PGD (Croce & Hein 2020): signed steps with momentum 0.75 from a step size of 2 eps that halves at
+    checkpoints where the loss stopped improving, restarting from the best point; best iterate kept."""
+
+    name = "apgd"
+    description = "Auto-PGD (Croce & Hein 2020), loss ce or margin; keeps each image's best iterate"
+    momentum = 0.75
+    rho = 0.75  # a step size is kept while at least this share of the steps since the last checkpoint raised the loss
+
+    def __init__(self, *, steps: int = 100, restarts: int = 1, loss: str = "ce") -> None:
+        kit.check_positive(self.name, steps=steps, restarts=restarts)
+        self.steps = steps
+        self.restarts = restarts
+        self.loss = kit.check_loss(self.name, loss)
+
+    def perturb(self, target: AttackTarget) -> torch.Tensor:
+        labels = kit.check_target(target, self.name)
+        generators = kit.generators(target)
+        best = kit.BestCandidate(labels)
+        for _ in range(self.restarts):
+            self._run(target, labels, generators, best)
+        return best.images
+
+    def describe(self, eps: float) -> dict:
+        return {"steps": self.steps, "random_start": True, "restarts": self.restarts, "loss": self.loss}
+
+    def _run(self, target: AttackTarget, labels: torch.Tensor, generators: list, best: kit.BestCandidate) -> None:
+        """One run from a random start; every iterate is offered to ``best``."""
+        import torch
+
+        clean, eps = target.images, target.eps
+        current = kit.project(clean + kit.uniform_in_ball(target, generators), clean, eps)
+        loss, z, gradient = kit.loss_and_gradient(target, current, labels, self.loss)
+        best.offer(current, kit.real_scores(target, current, z))
+        top, top_loss, top_gradient = current, loss, gradient  # the highest-loss point: where a halving restarts
+        previous = current
+        step = torch.full((len(labels), 1, 1, 1), 2.0 * eps, dtype=clean.dtype, device=clean.device)
+        checkpoints = set(apgd_checkpoints(self.steps)[1:])
+        last_checkpoint, rises = 0, torch.zeros(len(labels), device=clean.device)
+        halved_last = torch.ones(len(labels), dtype=torch.bool, device=clean.device)
+        top_loss_at_last_checkpoint = top_loss.clone()
+        for iteration in range(self.steps):
+            moved = kit.project(current + step * gradient.sign(), clean, eps)
+            weight = self.momentum if iteration > 0 else 1.0
+            following = kit.project(current + weight * (moved - current) + (1 - weight) * (current - previous),
+                                    clean, eps)
+            previous, current = current, following
+            if iteration == self.steps - 1:  # the last iterate needs its score, not its gradient
+                best.offer(current, _final_scores(target, current, labels, self.loss))
+                return
+            new_loss, z, gradient = kit.loss_and_gradient(target, current, labels, self.loss)
+            best.offer(current, kit.real_scores(target, current, z))
+            rises += (new_loss > loss).float()
+            loss = new_loss
+            improved = loss > top_loss
+            top = torch.where(improved.view(-1, 1, 1, 1), current, top)
+            top_gradient = torch.where(improved.view(-1, 1, 1, 1), gradient, top_gradient)
+            top_loss = torch.where(improved, loss, top_loss)
+            if iteration + 1 in checkpoints:
+                stalled = rises < self.rho * (iteration + 1 - last_checkpoint)
+                flat = ~halved_last & (top_loss <= top_loss_at_last_checkpoint)
+                halve = stalled | flat
+                step = torch.where(halve.view(-1, 1, 1, 1), step / 2, step)
+                current = torch.where(halve.view(-1, 1, 1, 1), top, current)
+                previous = torch.where(halve.view(-1, 1, 1, 1), top, previous)
+                gradient = torch.where(halve.view(-1, 1, 1, 1), top_gradient, gradient)
+                loss = torch.where(halve, top_loss, loss)
+                halved_last, top_loss_at_last_checkpoint = halve, top_loss.clone()
+                last_checkpoint, rises = iteration + 1, torch.zeros_like(rises)
+
+
+def apgd_checkpoints(steps: int) -> list[int]:
+    """APGD's checkpoints ``ceil(p_j * steps)``: p_0 = 0, p_1 = 0.22, p_{j+1} = p_j + max(p_j - p_{j-1} - 0.03, 0.06),
+    while p_j <= 1 (computed in hundredths, so no float rounding moves a checkpoint)."""
+    percents = [0, 22]
+    while percents[-1] + max(percents[-1] - percents[-2] - 3, 6) <= 100:
+        percents.append(percents[-1] + max(percents[-1] - percents[-2] - 3, 6))
+    return sorted({-(-percent * steps // 100) for percent in percents})
+
+
+def _final_scores(target: AttackTarget, images: torch.Tensor, labels: torch.Tensor, loss: str) -> torch.Tensor:
+    """Real scores of a final iterate: one surrogate forward where z gives them, else one detector forward."""
+    if target.score_from_logit is not None:
+        _, z = kit.loss_only(target, images, labels, loss)
+        return target.score_from_logit(z)
+    return target.score(images)
+
+
+@hookimpl
+def register_attacks(register):
+    register(Noise)
+    register(FGSM)
+    register(PGD)
+    register(APGD)

@@ -1,0 +1,179 @@
+"""Building blocks of attack plugins: checks of an ``AttackTarget``, the losses on its two logits, per-image random
+draws, and the judge that keeps each image's most adversarial candidate by the detector's real score.
+
+torch is imported inside the functions so that a plugin importing this module stays fast to list.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from robustad.errors import RobustadError
+
+if TYPE_CHECKING:
+    import torch
+
+    from robustad.contracts import AttackTarget
+
+GRADIENT_LOSSES = ("ce", "margin")
+
+
+def check_loss(attack: str, loss: str) -> str:
+    """``loss`` if it is one of ``GRADIENT_LOSSES``; DLR gets its own reason, anything else the list of choices."""
+    if loss == "dlr":
+        raise RobustadError(dlr_refusal(f"{attack} loss='dlr'"))
+    if loss not in GRADIENT_LOSSES:
+        raise RobustadError(f"{attack} option loss={loss!r}: expected one of {', '.join(GRADIENT_LOSSES)}")
+    return loss
+
+
+def dlr_refusal(what: str, remedy: str = "use loss=ce or loss=margin") -> str:
+    """The one line that explains why a DLR loss cannot run on robustad's two-logit model."""
+    return (f"{what} is not available: the DLR loss divides by the gap between the largest and the third-largest "
+            f"logit, so it needs at least 3 classes, and robustad's model has two logits [-z/2, z/2]; {remedy}")
+
+
+def check_positive(attack: str, **options: float) -> None:
+    """Refuse an option that must be positive (an int >= 1 for integers)."""
+    for option, value in options.items():
+        if isinstance(value, int) and not isinstance(value, bool) and value < 1:
+            raise RobustadError(f"{attack} option {option}={value}: expected an integer >= 1")
+        if not value > 0:
+            raise RobustadError(f"{attack} option {option}={value}: expected a number > 0")
+
+
+def check_target(target: AttackTarget, attack: str) -> torch.Tensor:
+    """The labels as an int64 tensor on the images' device, after checking eps, images, labels and seeds."""
+    import torch
+
+    if not 0 < target.eps <= 1:
+        raise RobustadError(f"{attack}: eps={target.eps} is outside (0, 1]; eps is in [0,1] pixel units, e.g. 8/255")
+    images = target.images
+    if images.ndim != 4 or images.shape[1] != 3:
+        raise RobustadError(f"{attack}: images of shape {tuple(images.shape)}; expected (B, 3, H, W)")
+    if images.numel() and (images.min() < 0 or images.max() > 1):
+        raise RobustadError(f"{attack}: images span [{float(images.min()):.3g}, {float(images.max()):.3g}]; "
+                            "expected [0,1] pixels")
+    labels = target.labels
+    values = np.asarray(labels.detach().cpu() if isinstance(labels, torch.Tensor) else labels).reshape(-1)
+    if values.shape[0] != images.shape[0] or not np.isin(values, (0, 1)).all():
+        raise RobustadError(f"{attack}: labels {values.tolist()[:8]}; expected one 0/1 label per image "
+                            f"({images.shape[0]} images)")
+    if len(target.seeds) != images.shape[0]:
+        raise RobustadError(f"{attack}: {len(target.seeds)} seeds for {images.shape[0]} images; expected one each")
+    return torch.as_tensor(values.astype(np.int64), device=images.device)
+
+
+def direction(labels: torch.Tensor) -> torch.Tensor:
+    """+1 for normal images (push the score up), -1 for anomalous ones (push it down), as float."""
+    return (1 - 2 * labels).float()
+
+
+def logit(logits: torch.Tensor) -> torch.Tensor:
+    """The anomaly logit z of the two logits ``[-z/2, z/2]``."""
+    return logits[:, 1] - logits[:, 0]
+
+
+def objective(logits: torch.Tensor, labels: torch.Tensor, loss: str) -> torch.Tensor:
+    """Per-image loss the attack maximises: ``ce`` (cross-entropy with the true label, the logistic loss of z) or
+    ``margin`` (``(1 - 2y) * z``: z pushed up for normal, down for anomalous images; it never saturates)."""
+    import torch
+
+    if loss == "margin":
+        return direction(labels) * logit(logits)
+    return torch.nn.functional.cross_entropy(logits, labels, reduction="none")
+
+
+def loss_and_gradient(target: AttackTarget, images: torch.Tensor, labels: torch.Tensor, loss: str,
+                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-image loss, anomaly logit z and the gradient of the loss w.r.t. the images (one forward, one backward)."""
+    import torch
+
+    with torch.enable_grad():
+        images = images.detach().requires_grad_(True)
+        logits = target.model(images)
+        values = objective(logits, labels, loss)
+        (gradient,) = torch.autograd.grad(values.sum(), images)
+    return values.detach(), logit(logits).detach(), gradient.detach()
+
+
+def loss_only(target: AttackTarget, images: torch.Tensor, labels: torch.Tensor, loss: str,
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-image loss and anomaly logit z without gradient (one forward)."""
+    import torch
+
+    with torch.no_grad():
+        logits = target.model(images)
+    return objective(logits, labels, loss), logit(logits)
+
+
+def real_scores(target: AttackTarget, images: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
+    """The detector's real scores of ``images``: from z at no cost where the surrogate's z gives them, else one
+    detector forward pass."""
+    if z is not None and target.score_from_logit is not None:
+        return target.score_from_logit(z)
+    return target.score(images)
+
+
+def uniform_in_ball(target: AttackTarget, generators: list[torch.Generator]) -> torch.Tensor:
+    """A perturbation uniform in [-eps, eps] per pixel, each image's drawn from its own generator."""
+    import torch
+
+    shape = target.images.shape[1:]
+    draws = [torch.rand(shape, generator=g, device=target.images.device) for g in generators]
+    return (2 * torch.stack(draws) - 1).to(target.images.dtype) * target.eps
+
+
+def random_signs(shape: tuple[int, ...], generator: torch.Generator, device: torch.device) -> torch.Tensor:
+    """-1 or +1 with probability 1/2 each, from ``generator``."""
+    import torch
+
+    return torch.randint(0, 2, shape, generator=generator, device=device) * 2.0 - 1.0
+
+
+def generators(target: AttackTarget) -> list[torch.Generator]:
+    """One generator per image, made once per ``perturb`` so that restarts draw fresh numbers."""
+    return [target.generator(index) for index in range(target.images.shape[0])]
+
+
+class BestCandidate:
+    """Per image, the candidate with the most adversarial real score seen so far: the highest for a normal image,
+    the lowest for an anomalous one. Ties keep the earlier candidate; a NaN score never wins."""
+
+    def __init__(self, labels: torch.Tensor) -> None:
+        self.sign = direction(labels).cpu().double()
+        self.images: torch.Tensor | None = None
+        self.scores: torch.Tensor | None = None
+
+    def offer(self, images: torch.Tensor, scores: torch.Tensor | np.ndarray) -> None:
+        """Consider one candidate per image with their real scores ``(B,)``."""
+        import torch
+
+        key = self._key(torch.as_tensor(as_numpy(scores), dtype=torch.float64).reshape(-1))
+        images = images.detach()
+        if self.images is None:
+            self.images, self.scores = images.clone(), key
+            return
+        better = key > self.scores
+        self.images = torch.where(better.to(images.device).view(-1, 1, 1, 1), images, self.images)
+        self.scores = torch.where(better, key, self.scores)
+
+    def _key(self, scores: torch.Tensor) -> torch.Tensor:
+        import torch
+
+        key = self.sign * scores
+        return torch.where(torch.isnan(key), torch.full_like(key, -float("inf")), key)
+
+
+def as_numpy(values: object) -> np.ndarray:
+    """A tensor or array-like as a numpy array (scores may come back as either)."""
+    return values.detach().cpu().numpy() if hasattr(values, "detach") else np.asarray(values)
+
+
+def project(adversarial: torch.Tensor, clean: torch.Tensor, eps: float) -> torch.Tensor:
+    """Clip onto the L-inf ball of radius ``eps`` around ``clean``, intersected with [0,1] (``threat.project``)."""
+    from robustad.kit.threat import project as clip
+
+    return clip(adversarial, clean, eps)
