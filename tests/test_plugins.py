@@ -251,7 +251,8 @@ def test_a_third_party_cannot_take_over_a_built_in_name(tmp_path, monkeypatch):
 
 def test_a_component_missing_a_contract_member_is_broken_naming_it(tmp_path, monkeypatch):
     fixture = (FIXTURES / "third_party_plugin.py").read_text()
-    lacking = fixture.replace("def anomaly_map(self, patch_distances, size):", "def _unused(self, patch_distances, size):")
+    lacking = fixture.replace("def anomaly_map(self, patch_distances, size):",
+                              "def _unused(self, patch_distances, size):")
     _install(tmp_path, "robustad-lacking", {"lacking_plugin": lacking})
     monkeypatch.syspath_prepend(str(tmp_path))
     registry = PluginRegistry()

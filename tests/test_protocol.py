@@ -119,7 +119,8 @@ def test_different_seeds_give_different_splits():
 
 def test_split_is_the_same_in_a_fresh_process_with_another_hash_seed():
     code = ("import json; from tests.test_protocol import labelled_test, names; "
-            "from robustad.engine.splits import split_test; print(json.dumps(names(split_test(labelled_test(), 0)[0])))")
+            "from robustad.engine.splits import split_test; "
+            "print(json.dumps(names(split_test(labelled_test(), 0)[0])))")
     env = {**os.environ, "PYTHONHASHSEED": "12345"}
     output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env,
                             cwd=Path(__file__).resolve().parents[1]).stdout
