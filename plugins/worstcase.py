@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from robustad.components import parse_spec
+from robustad import parse_spec
 from robustad.contracts import Perturbed
 from robustad.errors import RobustadError
 from robustad.hookspecs import hookimpl

@@ -8,6 +8,7 @@ metrics). Everything else is internal and may change between versions.
 
 from importlib.metadata import PackageNotFoundError, version
 
+from robustad.components import parse_spec
 from robustad.contracts import (
     ATTACK_SETTINGS,
     Attack,
@@ -32,7 +33,7 @@ __all__ = [
     "hookimpl", "RobustadError",
     "Sample", "CategoryData", "Features", "DetectorOutput",
     "Dataset", "Backbone", "Detector", "Surrogate", "Attack", "Calibrator", "AttackTarget", "Perturbed",
-    "ATTACK_SETTINGS",
+    "ATTACK_SETTINGS", "parse_spec",
     "kit", "metrics",
     "__version__",
 ]

@@ -1,8 +1,9 @@
 """Hook specifications: one ``register_*`` hook per plugin kind.
 
-Each hook receives a ``register`` callable. A plugin calls ``register(cls)`` once per component class;
-the class carries ``name`` and ``description`` class attributes, and its keyword-only ``__init__``
-parameters (with type hints and defaults) are its options. See ``docs/writing-a-plugin.md``.
+Each hook receives a ``register`` callable. A plugin calls ``register(cls)`` once per component class; the class
+carries ``name`` and ``description`` class attributes, its keyword-only ``__init__`` parameters (with type hints
+and defaults) are its options, and it must provide every member of its kind's protocol in ``robustad.contracts``
+(checked when it registers). See ``docs/writing-a-plugin.md``.
 """
 
 import pluggy
@@ -15,8 +16,8 @@ hookimpl = pluggy.HookimplMarker("robustad")
 def register_datasets(register):
     """Register dataset classes.
 
-    :param register: call ``register(cls)``; ``cls(**options)`` has ``categories(root) -> list[str]``
-        and ``load(root, category) -> CategoryData`` (reference candidates and the labelled test split).
+    :param register: call ``register(cls)``; ``cls(**options)`` follows ``robustad.contracts.Dataset``:
+        ``categories(root) -> list[str]`` and ``load(root, category) -> CategoryData``.
     """
 
 
@@ -24,9 +25,9 @@ def register_datasets(register):
 def register_backbones(register):
     """Register backbone classes.
 
-    :param register: call ``register(cls)``; ``cls(weights=None, device="cpu", **options)`` is a
-        ``torch.nn.Module`` mapping images in [0,1] ``(B,3,H,W)`` to ``Features`` (normalisation inside,
-        differentiable), with attributes ``patch_size`` and ``weights_id``.
+    :param register: call ``register(cls)``; ``cls(*, weights=None, device="cpu", **options)`` follows
+        ``robustad.contracts.Backbone``: called on images in [0,1] ``(B,3,H,W)`` it returns ``Features``
+        (differentiably), with attributes ``patch_size`` and ``weights_id``.
     """
 
 
@@ -34,9 +35,9 @@ def register_backbones(register):
 def register_detectors(register):
     """Register detector classes.
 
-    :param register: call ``register(cls)``; ``cls(backbone, resolution, category, **options)`` has
-        ``preprocess(image) -> Tensor``, ``fit(reference_images)``, ``score(features) -> DetectorOutput``
-        and the differentiable ``score_tensor(features, masks) -> Tensor``.
+    :param register: call ``register(cls)``; ``cls(backbone, resolution, category, **options)`` follows
+        ``robustad.contracts.Detector``: ``preprocess``, ``fit``, ``score``, the differentiable ``score_tensor``,
+        ``anomaly_map`` and ``memory_bank_size``.
     """
 
 
@@ -44,9 +45,9 @@ def register_detectors(register):
 def register_surrogates(register):
     """Register surrogate classes (where an attack's gradient comes from).
 
-    :param register: call ``register(cls)``; ``cls(**options)`` has ``white_box: bool``,
-        ``fit(backbone, detector, features, labels, scores)`` on the calib split and
-        ``logit_model(clean: DetectorOutput) -> torch.nn.Module`` returning the anomaly logit z ``(B,)``.
+    :param register: call ``register(cls)``; ``cls(**options)`` follows ``robustad.contracts.Surrogate``:
+        ``white_box``, ``fit(backbone, detector, features, labels, scores)`` on the calib split and
+        ``logit_model(clean) -> module`` returning the anomaly logit z ``(B,)``.
     """
 
 
@@ -54,9 +55,9 @@ def register_surrogates(register):
 def register_attacks(register):
     """Register attack classes.
 
-    :param register: call ``register(cls)``; ``cls(**options)`` has
-        ``perturb(model, images, labels, eps) -> Tensor`` where ``model`` returns two logits per image,
-        and ``describe(eps) -> dict`` with the row's ``steps``, ``alpha``, ``random_start``, ``restarts``.
+    :param register: call ``register(cls)``; ``cls(**options)`` follows ``robustad.contracts.Attack``:
+        ``perturb(target: AttackTarget) -> images | Perturbed`` and ``describe(eps) -> dict``; optionally
+        ``needs_surrogate`` and ``members()``.
     """
 
 
@@ -64,6 +65,6 @@ def register_attacks(register):
 def register_calibrators(register):
     """Register calibrator classes.
 
-    :param register: call ``register(cls)``; ``cls(**options)`` has ``fit(scores, labels) -> self``
-        and ``predict(scores) -> probabilities`` of the anomalous class.
+    :param register: call ``register(cls)``; ``cls(**options)`` follows ``robustad.contracts.Calibrator``:
+        ``fit(scores, labels) -> self`` and ``predict(scores) -> probabilities`` of the anomalous class.
     """

@@ -434,4 +434,4 @@ def test_bench_gives_one_row_on_each_release_layout(bench_rows, dataset):
     assert rows[0]["clean_auroc"] and rows[0]["adv_auroc"]
     if dataset in BENCH_OPTIONS:
         key, value = BENCH_OPTIONS[dataset].split("=")
-        assert json.loads(rows[0]["options"])[f"dataset.{dataset}"] == {key: value}
+        assert json.loads(rows[0]["options"])[f"dataset.{dataset}"][key] == value

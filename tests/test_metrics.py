@@ -191,11 +191,13 @@ def test_image_metrics_returns_every_column():
 
 
 def test_the_leaderboard_columns_come_from_the_one_metric_list():
-    from robustad.results import leaderboard
+    from robustad.results import schema
 
-    assert leaderboard.IMAGE_METRICS is metrics.IMAGE_METRICS
+    for name in metrics.IMAGE_METRICS + metrics.PIXEL_METRICS:
+        assert f"clean_{name}" in schema.COLUMNS and f"adv_{name}" in schema.COLUMNS
     for name in metrics.IMAGE_METRICS:
-        assert f"clean_{name}" in leaderboard.COLUMNS and f"adv_{name}" in leaderboard.COLUMNS
+        assert {f"clean_{name}_ci_low", f"adv_{name}_ci_high"} <= set(schema.COLUMNS)
+    assert set(metrics.ATTACK_METRICS) <= set(schema.COLUMNS)
     assert metrics.ATTACK_METRICS == ("flag_auroc", "flag_tpr", "evasion_rate")
 
 

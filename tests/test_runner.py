@@ -16,7 +16,8 @@ from sklearn.metrics import roc_auc_score
 
 from robustad.engine.executors import run_local
 from robustad.engine.request import BenchRequest, build_cells
-from robustad.engine.runner import RunSettings, SilentReporter
+from robustad.engine.runner import SilentReporter
+from robustad.engine.settings import RunSettings
 from robustad.plugins import PluginRegistry, get_registry
 from robustad.results.leaderboard import COLUMNS, read_rows
 from tests.conftest import TinyBackbone
@@ -159,7 +160,9 @@ def test_clean_features_are_computed_once_per_image_per_prefix(tmp_path, monkeyp
     n_ref, n_calib, n_eval = row["n_ref"], row["n_calib"], row["n_eval"]
     assert len(result.written) == 12
     attack_prefixes = 4  # (fgsm, pgd) x (2/255, 8/255), shared by the three calibrators
-    assert CountingBackbone.seen["no_grad"] == n_ref * 8 + n_calib + n_eval + attack_prefixes * n_eval
+    pgd_final_iterates = 2  # PGD judges its last iterate with one more forward (the others come with a gradient)
+    assert CountingBackbone.seen["no_grad"] == (n_ref * 8 + n_calib + n_eval + attack_prefixes * n_eval
+                                                + pgd_final_iterates * n_eval)
     assert CountingBackbone.seen["grad"] == 2 * (1 + 10) * n_eval  # per eps: FGSM 1 step, PGD 10 steps
 
 

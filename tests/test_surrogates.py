@@ -76,10 +76,12 @@ def signed_gradient_steps(model: torch.nn.Module, images: torch.Tensor, labels: 
 
 
 def brute_force_f1_threshold(labels: np.ndarray, scores: np.ndarray) -> float:
-    """The lowest calib score t maximising F1 of the rule score >= t, by trying every score."""
+    """Midway between the lowest calib score t maximising F1 of the rule score >= t (found by trying every
+    score) and the next lower calib score; t itself when it is the lowest."""
     candidates = np.unique(scores)
     f1s = [f1_score(labels, (scores >= t).astype(int)) for t in candidates]
-    return float(candidates[int(np.argmax(f1s))])
+    best = int(np.argmax(f1s))
+    return float(candidates[best] if best == 0 else (candidates[best - 1] + candidates[best]) / 2)
 
 
 def test_linear_logits_match_sklearn_decision_function(tiny_backbone):

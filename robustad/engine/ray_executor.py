@@ -27,6 +27,10 @@ LOCAL_OBJECT_STORE_BYTES = 200 * 1024 ** 2  # tasks exchange only cells and rows
 CONNECT_TIMEOUT_S = 10
 
 
+class UnexpectedFailure(RobustadError):
+    """Raised by a task whose component raised something other than a RobustadError: Ray retries the group."""
+
+
 def import_ray() -> ModuleType:
     """The ``ray`` module, or a one-line error saying how to install it."""
     try:
@@ -133,8 +137,9 @@ def _run_group_task(cells: list[Cell], settings: RunSettings) -> list[CellOutcom
     """Body of the Ray task: the outcomes of one prefix group, in cell order.
 
     Torch runs on ``settings.threads`` threads whatever the node's environment, so every node computes the same
-    floats. A RobustadError (a path this node cannot see) is returned rather than raised, so Ray does not retry
-    what a retry cannot fix; anything else raises and is retried by Ray.
+    floats. A RobustadError (bad input or data, a path this node cannot see) is returned rather than raised, so Ray
+    does not retry what a retry cannot fix; a component that raised anything else (a passing fault, a bug) makes
+    the task raise, so Ray retries the group.
     """
     import torch
 
@@ -145,7 +150,11 @@ def _run_group_task(cells: list[Cell], settings: RunSettings) -> list[CellOutcom
         _require_visible(settings)
     except RobustadError as error:
         return error
-    return list(run_group(cells, settings, get_registry()))
+    outcomes = list(run_group(cells, settings, get_registry()))
+    unexpected = next((o for o in outcomes if o.unexpected), None)
+    if unexpected is not None:
+        raise UnexpectedFailure(unexpected.error)
+    return outcomes
 
 
 def _require_visible(settings: RunSettings) -> None:

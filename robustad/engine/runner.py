@@ -51,11 +51,18 @@ class SilentReporter:
 
 @dataclass
 class CellOutcome:
-    """A finished cell: its row, or the one-line reason it failed."""
+    """A finished cell: its row, or the one-line reason it failed (``unexpected`` when a component raised
+    something other than a RobustadError: a bug or a passing fault, which an executor may retry)."""
 
     cell: Cell
     row: dict | None = None
     error: str | None = None
+    unexpected: bool = False
+
+    @classmethod
+    def failed(cls, cell: Cell, error: RobustadError) -> CellOutcome:
+        cause = error.__cause__
+        return cls(cell, error=one_line(error), unexpected=cause is not None and not isinstance(cause, RobustadError))
 
 
 @dataclass
@@ -76,7 +83,7 @@ def run_group(cells: list[Cell], settings: RunSettings, registry: PluginRegistry
         stage = run_clean_stage(cells[0], settings, registry, reporter,
                                 keep_features=any(c.surrogate != NO_SURROGATE for c in cells))
     except RobustadError as error:
-        yield from (CellOutcome(cell, error=one_line(error)) for cell in cells)
+        yield from (CellOutcome.failed(cell, error) for cell in cells)
         return
     group = _Group(stage, settings, registry, reporter)
     for cell in cells:
@@ -120,7 +127,7 @@ class _Group:
                 raise attacked.failure
             return CellOutcome(cell, row=self._row(cell, attacked))
         except RobustadError as error:
-            return CellOutcome(cell, error=one_line(error))
+            return CellOutcome.failed(cell, error)
 
     def _surrogate(self, cell: Cell) -> Fitted:
         key = (cell.surrogate, cell.options_of("surrogate"))
