@@ -186,9 +186,11 @@ class AnomalyDINO:
         tokens = features.patch_tokens.detach().float().cpu()
         batch, height, width, channels = tokens.shape
         self._check_channels(channels)
-        queries = F.normalize(tokens.reshape(-1, channels), dim=-1).numpy()
-        similarity, _ = index.search(queries, 1)
-        distances = (1.0 - similarity[:, 0]).reshape(batch, height, width).astype(np.float32)
+        queries = F.normalize(tokens.reshape(batch, -1, channels), dim=-1).numpy()
+        # one image at a time: BLAS blocks a search by the number of queries, so a batched search would make an
+        # image's distances depend (in the last bit) on the other images of its batch
+        similarity = np.stack([index.search(image_queries, 1)[0][:, 0] for image_queries in queries])
+        distances = (1.0 - similarity).reshape(batch, height, width).astype(np.float32)
         masks = self._foreground(tokens.numpy())
         if masks is not None:
             distances[~masks] = 0.0

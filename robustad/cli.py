@@ -77,7 +77,8 @@ def bench(
     resolution: str = typer.Option("224", help="Shorter-edge resolution(s); AnomalyDINO uses 448."),
     detector: str = typer.Option("anomalydino", help="Detector plugin(s), comma-separated."),
     surrogate: str = typer.Option("linear,score", help="Surrogate plugin(s), comma-separated."),
-    attack: str = typer.Option("fgsm,pgd", help="Attack plugin(s), e.g. noise,fgsm,pgd:20,worstcase or none."),
+    attack: str = typer.Option("fgsm,pgd", help="Attack plugin(s), e.g. fgsm,pgd:20,apgd,square,worstcase or none."),
+    noise_control: bool = typer.Option(True, help="Add the noise control (attack 'noise') to every attack grid."),
     eps: str = typer.Option("2/255,8/255", help="L-inf budgets in [0,1] pixel units, e.g. 1/255,2/255."),
     calib: str = typer.Option("platt,isotonic,temperature,none", help="Calibrator plugin(s), comma-separated."),
     calib_fraction: float = typer.Option(0.3, help="Share of the test split used for calibration."),
@@ -103,7 +104,7 @@ def bench(
     """
     from robustad.engine.bench import check_outputs, run_bench
     from robustad.engine.guard import check_precision
-    from robustad.engine.request import BenchRequest, build_cells
+    from robustad.engine.request import BenchRequest, build_cells, with_noise_control
     from robustad.engine.settings import RunSettings, machine_cores
     from robustad.kit.weights import weights_identity
 
@@ -116,7 +117,8 @@ def bench(
     request = BenchRequest(
         datasets=dataset, data_root=data_root, categories=category, shots=shots, seeds=seeds,
         backbones=backbone, weights=weights, resolutions=resolution, detectors=detector,
-        surrogates=surrogate, attacks=attack, eps=eps, calibrators=calib, calib_fraction=calib_fraction,
+        surrogates=surrogate, attacks=with_noise_control(attack) if noise_control else attack, eps=eps,
+        calibrators=calib, calib_fraction=calib_fraction,
         options=opt, precision=precision, round_8bit=round_8bit,
     )
     registry = get_registry()

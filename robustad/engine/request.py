@@ -51,6 +51,18 @@ class BenchRequest:
     round_8bit: bool = False
 
 
+NOISE_CONTROL = "noise"
+
+
+def with_noise_control(attacks: str) -> str:
+    """The ``--attack`` list with the noise control first, unless it is there already or nothing is attacked: every
+    attack is read against random noise of the same size (PROTOCOL.md section 4)."""
+    specs = [spec.strip() for spec in attacks.split(",") if spec.strip()]
+    if not specs or specs == [NO_ATTACK] or NOISE_CONTROL in specs:
+        return attacks
+    return ",".join([NOISE_CONTROL, *specs])
+
+
 def split_list(text: str, what: str) -> list[str]:
     """``"a, b"`` -> ``["a", "b"]`` without repeats; an empty list is an error naming the option."""
     items = list(dict.fromkeys(item.strip() for item in text.split(",") if item.strip()))
