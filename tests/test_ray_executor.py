@@ -52,7 +52,7 @@ def request(dataset: str = "demo", data_root: Path | None = None, options: tuple
 def cli_grid(**overrides: str) -> list[str]:
     """The same grid as ``robustad bench`` options."""
     grid = {**GRID, **overrides}
-    return [f"--{name}={value}" for name, value in grid.items()] + ["--no-pixel-metrics"]
+    return [f"--{name}={value}" for name, value in grid.items()] + ["--no-pixel-metrics", "--no-noise-control"]
 
 
 @pytest.fixture(scope="module")

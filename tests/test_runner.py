@@ -25,7 +25,7 @@ from tests.conftest import TinyBackbone
 BOTTLE_GRID = ["--dataset", "mvtec", "--category", "bottle", "--backbone", "efficientnet_lite0",
                "--resolution", "112", "--shots", "1", "--seeds", "0,1", "--surrogate", "score",
                "--attack", "fgsm", "--eps", "2/255,8/255", "--calib", "platt,none", "--no-pixel-metrics"]
-N_BOTTLE_CELLS = 2 * 2 * 2
+N_BOTTLE_CELLS = 2 * 2 * 2 * 2  # seeds x eps x calibrators x (fgsm and the noise control the CLI adds)
 
 
 def bench(cli, mvtec_root, out, *extra, env=None):
@@ -51,6 +51,8 @@ def test_one_row_per_cell_and_rerun_adds_none(full_run, cli, mvtec_root):
     assert len(rows) == N_BOTTLE_CELLS == len({r["cell_hash"] for r in rows})
     assert {r["seed"] for r in rows} == {"0", "1"} and {r["eps"] for r in rows} == {"2/255", "8/255"}
     assert all(r["n_calib"] and r["n_eval"] and r["clean_auroc"] and r["adv_auroc"] for r in rows)
+    noise = [r for r in rows if r["attack"] == "noise"]
+    assert len(noise) == N_BOTTLE_CELLS // 2 and {(r["surrogate"], r["white_box"]) for r in noise} == {("none", "")}
     before = out.read_bytes()
     again = bench(cli, mvtec_root, out)
     assert again.returncode == 0, again.stderr
