@@ -53,9 +53,13 @@ def require_finite(values: Any, component: Component, what: str) -> None:
 
 
 class GuardedBackbone:
-    """The run's view of a backbone: autocast at the run's precision, float32 features, non-finite refused.
+    """The run's view of a backbone: one image at a time, autocast at the run's precision, float32 features,
+    non-finite values refused.
 
-    Everything else (``patch_size``, ``weights_id``, ...) is read through from the backbone itself.
+    Convolution and matrix kernels are chosen by input shape, so a batched forward can change an image's features
+    in the last bit with the batch it is in, and sign-gradient attacks amplify such bits: evaluating images one at
+    a time makes every row independent of the batch size (PROTOCOL.md section 9). Everything else
+    (``patch_size``, ``weights_id``, ...) is read through from the backbone itself.
     """
 
     def __init__(self, backbone: Any, component: Component, precision: str, device: str) -> None:
@@ -68,9 +72,12 @@ class GuardedBackbone:
         return getattr(self.backbone, name)
 
     def __call__(self, images: torch.Tensor) -> Features:
+        import torch
+
         with blame(self.component), self._autocast():
-            features = self.backbone(images)
-        tokens, global_token = features.patch_tokens.float(), features.global_token.float()
+            each = [self.backbone(images[index:index + 1]) for index in range(images.shape[0])]
+        tokens = torch.cat([f.patch_tokens for f in each]).float()
+        global_token = torch.cat([f.global_token for f in each]).float()
         require_finite(tokens, self.component, "patch tokens")
         require_finite(global_token, self.component, "global token")
         return Features(patch_tokens=tokens, global_token=global_token)
