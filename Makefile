@@ -24,7 +24,7 @@ test: $(VENV)/.installed
 	$(PY) -m pytest -q
 
 lint: $(VENV)/.installed
-	$(PY) -m ruff check robustad plugins tests benchmarks
+	$(PY) -m ruff check robustad plugins tests benchmarks results
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -1,6 +1,6 @@
 """AnomalyDINO (Damm et al., WACV 2025): training-free patch nearest-neighbour anomaly detection.
 
-PROTOCOL.md section 3: shorter-edge PIL-bicubic resize with a top-left crop; a memory bank of the
+docs/protocol.md section 3: shorter-edge PIL-bicubic resize with a top-left crop; a memory bank of the
 L2-normalised patch tokens of the reference images and their OpenCV rotations; exact cosine 1-NN search
 with faiss; a zero-shot PCA foreground mask on test images; image score = mean of the top 1 % patch distances.
 torch, faiss, OpenCV, scipy and scikit-learn are imported where they are used, so listing plugins stays fast.

@@ -3,7 +3,7 @@
 All work on ``target.model``'s two logits ``[-z/2, z/2]`` with the ground-truth labels (normal images pushed towards
 "anomalous", anomalous ones towards "normal"), draw every random number from the image's own generator (a result
 does not depend on the batch it is in), and return, per image, the iterate with the most adversarial real detector
-score, not the last one (PROTOCOL.md section 4).
+score, not the last one (docs/protocol.md section 4).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Calibrators (PROTOCOL.md section 5): map a raw detector score s to p = P(anomalous | s).
+"""Calibrators (docs/protocol.md section 5): map a raw detector score s to p = P(anomalous | s).
 
 Each is fitted on the clean calib scores only and then applied to clean and adversarial eval scores. After ``fit``,
 ``degenerate`` says whether the fit ran to a bound and gives 0/1 probabilities (only ``temperature`` can).
@@ -127,7 +127,7 @@ class Temperature:
                    "on hard labels or Platt's smoothed targets")
 
     def __init__(self, *, targets: str = "hard") -> None:
-        """``targets``: ``hard`` (the 0/1 labels: plain maximum likelihood, PROTOCOL.md section 5) or ``platt``
+        """``targets``: ``hard`` (the 0/1 labels: plain maximum likelihood, docs/protocol.md section 5) or ``platt``
         (Platt's smoothed targets, as ``platt`` uses: T stays finite even on perfectly separated calib data)."""
         if targets not in TEMPERATURE_TARGETS:
             raise RobustadError(f"calibrator {self.name!r} option targets={targets!r}: expected one of "

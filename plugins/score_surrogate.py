@@ -1,6 +1,6 @@
 """White-box surrogate: the detector's own differentiable score, centred by the calib threshold (z = s - tau).
 
-PROTOCOL.md section 4 (v2): where the detector masks the foreground, the attack optimises what will be scored, so by
+docs/protocol.md section 4: where the detector masks the foreground, the attack optimises what will be scored, so by
 default (``masks=live``) every forward recomputes the masks from the current adversarial image, as the detector does
 when it scores it; the threshold step has zero gradient almost everywhere, so this is the exact gradient there.
 ``masks=frozen`` keeps the clean image's masks through the attack instead (the attack then moves only the patch

@@ -1,4 +1,4 @@
-"""``worstcase``: the per-image worst case of other attacks, judged on the detector's real score (PROTOCOL.md
+"""``worstcase``: the per-image worst case of other attacks, judged on the detector's real score (docs/protocol.md
 section 4, as AutoAttack takes its ensemble's worst case per sample).
 
 The engine computes each member on the same batch first; this attack only picks, per image, the member result

@@ -1,6 +1,6 @@
 """Seeded percentile-bootstrap intervals for every image and attack metric of a leaderboard row.
 
-PROTOCOL.md section 6: eval images are the resampling unit, and an image brings its clean and its adversarial
+docs/protocol.md section 6: eval images are the resampling unit, and an image brings its clean and its adversarial
 version together. Resample r draws the images ``np.random.default_rng(seed).integers(0, n, size=(resamples,
 n))[r]``; a test can redraw them. A resample where a metric is undefined (one class only, ...) is skipped for
 that metric and counted. The bounds are numpy's default ("linear") percentiles of the defined resample values.

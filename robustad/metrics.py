@@ -1,4 +1,4 @@
-"""The metrics of PROTOCOL.md section 6: small pure functions over numpy arrays.
+"""The metrics of docs/protocol.md section 6: small pure functions over numpy arrays.
 
 Conventions shared by every function here:
 - labels are 0 (normal) / 1 (anomalous); scores are raw detector scores (higher = more anomalous);

@@ -35,7 +35,7 @@ class CategoryData:
 
 @dataclass(frozen=True)
 class Split:
-    """The protocol's view of one category for one (k, seed): PROTOCOL.md section 2."""
+    """The protocol's view of one category for one (k, seed): docs/protocol.md section 2."""
 
     reference: list[Sample]
     calib: list[Sample]
@@ -67,7 +67,7 @@ NO_SURROGATE = "none"  # the surrogate of cells whose attack needs none (clean-o
 
 @dataclass(frozen=True)
 class Cell:
-    """One leaderboard row's experiment (PROTOCOL.md section 1), every field in canonical form.
+    """One leaderboard row's experiment (docs/protocol.md section 1), every field in canonical form.
 
     ``weights`` is the weights' identity (``""``: the backbone's own source, ``random``, or ``sha256:<hex>`` of a
     file: moving the file keeps the key); ``data_id`` a digest of the category's images (relative paths, sizes,

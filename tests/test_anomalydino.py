@@ -1,4 +1,4 @@
-"""The anomalydino detector (PROTOCOL.md section 3), checked against independent computations."""
+"""The anomalydino detector (docs/protocol.md section 3), checked against independent computations."""
 
 from __future__ import annotations
 

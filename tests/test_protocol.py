@@ -1,4 +1,4 @@
-"""The splits of PROTOCOL.md section 2: shots, reference set, stratified calib/eval split, and their errors."""
+"""The splits of docs/protocol.md section 2: shots, reference set, stratified calib/eval split, and their errors."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """A row depends on the experiment only: not on the batch size, the executor or the order of images
-(PROTOCOL.md section 9)."""
+(docs/protocol.md section 9)."""
 
 from __future__ import annotations
 

@@ -110,8 +110,8 @@ def section(rows: pd.DataFrame) -> str:
     clean = rows[rows["seed"] == 0]["clean_auroc"].iloc[0]
     commit = COMMIT.read_text().strip()
     lines = [
-        f"Real MVTec AD bottle images, `efficientnet_lite0` at 224 px, 1-shot; eval split of 59 images (14 normal, "
-        f"45 anomalous), clean eval AUROC {clean:.3f} at seed 0. Every number is a leaderboard row of "
+        "Real MVTec AD bottle images, `efficientnet_lite0` at 224 px, 1-shot; eval split of 59 images "
+        f"(14 normal, 45 anomalous), clean eval AUROC {clean:.3f} at seed 0. Every number is a leaderboard row of "
         f"`results/bottle/leaderboard.csv`, made at commit {commit} with 2 torch threads by `results/bottle/run.sh` and "
         "turned into these tables by `results/bottle/tables.py`; brackets are 95 % bootstrap intervals over eval "
         "images, ± the standard deviation over seeds 0-2 (with the mean interval).",

@@ -1,4 +1,4 @@
-"""The attack stage of one threat prefix (PROTOCOL.md section 4): every attack on the same surrogate and eps.
+"""The attack stage of one threat prefix (docs/protocol.md section 4): every attack on the same surrogate and eps.
 
 The attacks of a threat prefix run together, batch by batch, so an attack that combines others (a worst case)
 gets its members' results on the same batch without keeping every adversarial image of the eval set in memory.

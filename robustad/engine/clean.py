@@ -1,4 +1,4 @@
-"""The clean stage of one model prefix (PROTOCOL.md sections 2, 3, 8): split, memory bank, clean scores.
+"""The clean stage of one model prefix (docs/protocol.md sections 2, 3, 8): split, memory bank, clean scores.
 
 Computed once for every cell that shares the prefix: the reference set fits the detector, every calib and eval
 image is scored once, and what later stages need is kept per image (images may differ in size): scores, patch

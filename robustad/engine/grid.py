@@ -1,4 +1,4 @@
-"""The grid of cells (PROTOCOL.md section 1) and its grouping by shared prefix (section 8)."""
+"""The grid of cells (docs/protocol.md section 1) and its grouping by shared prefix (section 8)."""
 
 from __future__ import annotations
 

@@ -58,7 +58,7 @@ class GuardedBackbone:
 
     Convolution and matrix kernels are chosen by input shape, so a batched forward can change an image's features
     in the last bit with the batch it is in, and sign-gradient attacks amplify such bits: evaluating images one at
-    a time makes every row independent of the batch size (PROTOCOL.md section 9). Everything else
+    a time makes every row independent of the batch size (docs/protocol.md section 9). Everything else
     (``patch_size``, ``weights_id``, ...) is read through from the backbone itself.
     """
 

@@ -1,7 +1,7 @@
 """Names that do not depend on where the data lies: the data's digest, per-image seeds, the reference set's hash.
 
 Every image is named by its path relative to the category's common folder, so moving or re-mounting a dataset
-keeps cell keys, random draws and rows unchanged (PROTOCOL.md section 9).
+keeps cell keys, random draws and rows unchanged (docs/protocol.md section 9).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Ray executor: one Ray task per model-prefix group (PROTOCOL.md section 8), rows written by the driver alone.
+"""Ray executor: one Ray task per model-prefix group (docs/protocol.md section 8), rows written by the driver alone.
 
 Ray is an optional extra (``pip install 'robustad[ray]'``) and is imported only when this executor runs.
 Every node must see the data root (and the ``--save-scores`` folder) at the same path: a shared file system.

@@ -56,7 +56,7 @@ NOISE_CONTROL = "noise"
 
 def with_noise_control(attacks: str) -> str:
     """The ``--attack`` list with the noise control first, unless it is there already or nothing is attacked: every
-    attack is read against random noise of the same size (PROTOCOL.md section 4)."""
+    attack is read against random noise of the same size (docs/protocol.md section 4)."""
     specs = [spec.strip() for spec in attacks.split(",") if spec.strip()]
     if not specs or specs == [NO_ATTACK] or NOISE_CONTROL in specs:
         return attacks

@@ -1,4 +1,4 @@
-"""One leaderboard row from stored scores (PROTOCOL.md sections 6, 7, 9): metrics, intervals, evasion, provenance.
+"""One leaderboard row from stored scores (docs/protocol.md sections 6, 7, 9): metrics, intervals, evasion, provenance.
 
 Pure functions of arrays and records: the calibrator and metrics are cheap, so they run per cell on scores that
 the clean and attack stages computed once per prefix.

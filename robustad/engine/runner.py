@@ -1,4 +1,4 @@
-"""Run the cells of one model prefix, computing every shared stage once (PROTOCOL.md section 8).
+"""Run the cells of one model prefix, computing every shared stage once (docs/protocol.md section 8).
 
 The clean stage runs once per model prefix, each surrogate is fitted once, each threat prefix's attacks run
 together once, and every cell then only calibrates and measures. A failing component fails the cells that need

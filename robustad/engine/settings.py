@@ -1,4 +1,4 @@
-"""How a run is carried out: everything that is not part of a cell's key (PROTOCOL.md section 9)."""
+"""How a run is carried out: everything that is not part of a cell's key (docs/protocol.md section 9)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The data splits of PROTOCOL.md section 2: few-shot reference set, and the stratified calib/eval split."""
+"""The data splits of docs/protocol.md section 2: few-shot reference set, and the stratified calib/eval split."""
 
 from __future__ import annotations
 

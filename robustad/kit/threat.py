@@ -1,4 +1,4 @@
-"""The threat model (PROTOCOL.md section 4): eps in [0,1] pixel units, the L-inf ball, the 8-bit grid, and the
+"""The threat model (docs/protocol.md section 4): eps in [0,1] pixel units, the L-inf ball, the 8-bit grid, and the
 two-logit wrapper attacks see."""
 
 from __future__ import annotations

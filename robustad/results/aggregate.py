@@ -1,4 +1,4 @@
-"""Aggregate leaderboard rows: mean +- std over seeds, then the mean over categories (PROTOCOL.md section 7)."""
+"""Aggregate leaderboard rows: mean +- std over seeds, then the mean over categories (docs/protocol.md section 7)."""
 
 from __future__ import annotations
 
@@ -57,7 +57,7 @@ def _std_if_complete(values: pd.Series) -> float:
 
 
 def thread_counts(rows: pd.DataFrame) -> list[str]:
-    """The distinct ``torch_threads`` values of the rows (PROTOCOL section 9: they change adversarial numbers)."""
+    """The distinct ``torch_threads`` values of the rows (they change adversarial numbers: docs/protocol.md, 9)."""
     counts = {value for value in text(rows, "torch_threads") if value}
     return sorted(counts, key=lambda value: (len(value), value))
 

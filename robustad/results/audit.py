@@ -1,5 +1,5 @@
 """``robustad audit``: the sanity checks of an attack evaluation (Carlini et al. 2019, arXiv 1902.06705;
-AutoAttack's checks; PROTOCOL section 4) on leaderboard rows. A benchmark reports a violated check; it does not
+AutoAttack's checks; docs/protocol.md section 4) on leaderboard rows. A benchmark reports a violated check; it does not
 hide it.
 
 Rows are compared only when they score the same images the same way (``frame.model_key``). AUROC does not depend

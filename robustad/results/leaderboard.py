@@ -1,4 +1,4 @@
-"""The leaderboard CSV (PROTOCOL.md section 7): one row per cell, appended atomically, resumable by cell hash.
+"""The leaderboard CSV (docs/protocol.md section 7): one row per cell, appended atomically, resumable by cell hash.
 
 Every append parses what is there and rewrites the whole file to a temporary file beside it, then renames it over
 the old one, under a lock: a crash or kill at any moment leaves the old file or the new one. A damaged line (a
