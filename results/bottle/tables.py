@@ -113,8 +113,8 @@ def section(rows: pd.DataFrame) -> str:
         "Real MVTec AD bottle images, `efficientnet_lite0` at 224 px, 1-shot; eval split of 59 images "
         f"(14 normal, 45 anomalous), clean eval AUROC {clean:.3f} at seed 0. Every number is a leaderboard row of "
         f"`results/bottle/leaderboard.csv`, made at commit {commit} with 2 torch threads by "
-        "`results/bottle/run.sh` and turned into these tables by `results/bottle/tables.py`; brackets are 95 % bootstrap intervals over eval "
-        "images, ± the standard deviation over seeds 0-2 (with the mean interval).",
+        "`results/bottle/run.sh` and turned into these tables by `results/bottle/tables.py`; brackets are 95 % "
+        "bootstrap intervals over eval images, ± the standard deviation over seeds 0-2 (with the mean interval).",
         "",
         "**The attack suite** (seed 0, adversarial eval AUROC; `apgd` 20 steps, `square` 50 queries, `worstcase` per "
         "image over noise, fgsm, pgd, apgd and square):",
