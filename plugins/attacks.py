@@ -125,12 +125,7 @@ class APGD:
         self.loss = kit.check_loss(self.name, loss)
 
     def perturb(self, target: AttackTarget) -> torch.Tensor:
-        labels = kit.check_target(target, self.name)
-        generators = kit.generators(target)
-        best = kit.BestCandidate(labels)
-        for _ in range(self.restarts):
-            self._run(target, labels, generators, best)
-        return best.images
+        return kit.best_of_runs(target, self.name, self.restarts, self._run)
 
     def describe(self, eps: float) -> dict:
         return {"steps": self.steps, "random_start": True, "restarts": self.restarts, "loss": self.loss}

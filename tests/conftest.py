@@ -71,6 +71,19 @@ class TinyBackbone(torch.nn.Module):
         return Features(patch_tokens=tokens, global_token=tokens.mean(dim=(1, 2)))
 
 
+class LoudBackbone(torch.nn.Module):
+    """The tiny backbone's tokens times 10, so the PCA foreground rule (threshold 10) keeps some patches, not all."""
+
+    def __init__(self, inner: torch.nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+        self.patch_size = inner.patch_size
+
+    def forward(self, x: torch.Tensor) -> Features:
+        features = self.inner(x)
+        return Features(patch_tokens=10 * features.patch_tokens, global_token=features.global_token)
+
+
 @pytest.fixture
 def tiny_backbone() -> TinyBackbone:
     return TinyBackbone().eval()

@@ -28,6 +28,7 @@ from sklearn.metrics import roc_auc_score
 from robustad.errors import RobustadError
 from robustad.plugins import get_registry
 from robustad.records import Features
+from tests.conftest import LoudBackbone
 
 
 def random_images(count: int, height: int, width: int, seed: int) -> list[Image.Image]:
@@ -54,19 +55,6 @@ class CheckerBackbone(torch.nn.Module):
         parity = (torch.arange(rows)[:, None] + torch.arange(cols)[None, :]) % 2
         tokens = torch.eye(4)[parity].expand(x.shape[0], rows, cols, 4)
         return Features(patch_tokens=tokens + 0 * self.anchor, global_token=tokens.mean(dim=(1, 2)))
-
-
-class LoudBackbone(torch.nn.Module):
-    """The tiny backbone's tokens times 10, so the PCA foreground rule (threshold 10) keeps some patches, not all."""
-
-    def __init__(self, inner: torch.nn.Module) -> None:
-        super().__init__()
-        self.inner = inner
-        self.patch_size = inner.patch_size
-
-    def forward(self, x: torch.Tensor) -> Features:
-        features = self.inner(x)
-        return Features(patch_tokens=10 * features.patch_tokens, global_token=features.global_token)
 
 
 def checker_detector(**options) -> AnomalyDINO:

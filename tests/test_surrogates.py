@@ -23,6 +23,7 @@ from robustad.errors import RobustadError
 from robustad.kit.threat import TwoLogit
 from robustad.plugins import get_registry
 from robustad.records import DetectorOutput, Features
+from tests.conftest import LoudBackbone
 
 
 def synthetic_images(count: int, anomalous: bool, seed: int, size: int = 32) -> torch.Tensor:
@@ -188,19 +189,6 @@ def test_bad_mask_mode_is_a_one_line_error():
     with pytest.raises(RobustadError, match="masks='clean'") as caught:
         ScoreSurrogate(masks="clean")
     assert "\n" not in str(caught.value)
-
-
-class LoudBackbone(torch.nn.Module):
-    """The tiny backbone's tokens times 10, so the PCA foreground rule (threshold 10) keeps some patches, not all."""
-
-    def __init__(self, inner: torch.nn.Module) -> None:
-        super().__init__()
-        self.inner = inner
-        self.patch_size = inner.patch_size
-
-    def forward(self, x: torch.Tensor) -> Features:
-        features = self.inner(x)
-        return Features(patch_tokens=10 * features.patch_tokens, global_token=features.global_token)
 
 
 def test_live_logit_gives_the_real_score_of_perturbed_images_whose_masks_moved(tiny_backbone):

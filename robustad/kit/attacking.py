@@ -6,6 +6,7 @@ torch is imported inside the functions so that a plugin importing this module st
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -165,6 +166,17 @@ class BestCandidate:
 
         key = self.sign * scores
         return torch.where(torch.isnan(key), torch.full_like(key, -float("inf")), key)
+
+
+def best_of_runs(target: AttackTarget, attack: str, restarts: int, run: Callable[..., None]) -> torch.Tensor:
+    """Each image's most adversarial point over ``restarts`` calls of ``run(target, labels, generators, best)``,
+    which offers its candidates to ``best`` (a ``BestCandidate``)."""
+    labels = check_target(target, attack)
+    draws = generators(target)
+    best = BestCandidate(labels)
+    for _ in range(restarts):
+        run(target, labels, draws, best)
+    return best.images
 
 
 def as_numpy(values: object) -> np.ndarray:
