@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from common import mvtec_root
 from rich.console import Console
 from rich.table import Table
 
@@ -36,7 +37,6 @@ from robustad.kit.images import load_rgb
 from robustad.kit.threat import TwoLogit
 from robustad.plugins import get_registry
 
-DATA_ROOT = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mvtec_ad"
 EPS = 8 / 255
 ATTACKS = ("noise", "fgsm", "pgd", "apgd", "square", "worstcase")
 
@@ -194,11 +194,13 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=1, help="timed runs per row; the fastest is kept")
     parser.add_argument("--surrogates", default="score", help="comma-separated: score, linear")
     parser.add_argument("--attacks", default=",".join(ATTACKS), help="comma-separated attack names")
-    parser.add_argument("--data", type=Path, default=DATA_ROOT, help="MVTec AD root holding bottle/")
+    parser.add_argument("--data", type=Path, default=None,
+                        help="MVTec AD root holding bottle/ (default: $ROBUSTAD_TEST_DATA)")
     parser.add_argument("--memory", action="store_true", help="measure peak memory instead of speed")
     parser.add_argument("--batches", default="1,4,8,16", help="batch sizes for --memory")
     parser.add_argument("--memory-child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    args.data = mvtec_root(args.data)
     if args.memory_child:
         memory_child(args.memory_child, args.data)
     elif args.memory:

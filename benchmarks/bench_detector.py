@@ -16,11 +16,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from common import mvtec_root
 from PIL import Image
 
 from robustad.plugins import get_registry
 
-BOTTLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "mvtec_ad" / "bottle"
 # (backbone, resolution, backbone options): DINOv2 with random weights (none can be downloaded here)
 CASES = [("dinov2_vits14", 448, {"weights": "random"}), ("efficientnet_lite0", 224, {})]
 
@@ -46,11 +46,13 @@ def best_seconds(steps: list[Callable[[], object]], repeats: int, device: torch.
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--bottle", type=Path, default=BOTTLE, help="MVTec AD bottle folder")
+    parser.add_argument("--bottle", type=Path, default=None,
+                        help="MVTec AD bottle folder (default: $ROBUSTAD_TEST_DATA/bottle)")
     parser.add_argument("--images", type=int, default=8, help="test images per timed batch")
     parser.add_argument("--repeats", type=int, default=3, help="timed rounds; the best one counts")
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
+    args.bottle = args.bottle or mvtec_root() / "bottle"
 
     reference = [Image.open(sorted((args.bottle / "train" / "good").glob("*.png"))[0]).convert("RGB")]
     tests = [Image.open(path).convert("RGB") for path in sorted((args.bottle / "test").glob("*/*.png"))]

@@ -1,9 +1,9 @@
 """What does Ray cost on one machine? Cells per minute of the same demo grid with the local and the Ray executor.
 
 Runs the grid three times into fresh leaderboards: in-process (``run_local``: one group at a time) with torch on
-its default thread count and on one thread, and as Ray tasks on a local Ray instance (``run_ray`` with no address:
-one single-threaded task per prefix group, as many at once as the machine has cores). Ray's wall time includes
-starting Ray and its workers. Prints cells per minute for each, the ratios (> 1: Ray is faster here), how busy Ray
+the machine's cores and on one thread, and as Ray tasks on a local Ray instance (no ``--ray-address``: one
+single-threaded task per prefix group, ``--threads 1``, as many at once as the machine has cores). Ray's wall
+time includes starting Ray and its workers. Prints cells per minute for each, the ratios (> 1: Ray is faster here), how busy Ray
 kept the cores (every stage counted once per prefix that owns it, over wall time x cores), and the largest metric
 difference from the one-thread local run (0: the Ray tasks compute the same floats).
 Run: ``.venv/bin/python benchmarks/bench_executors.py [--seeds 0,1] [--resolution 112] [--eps 2/255]``.
@@ -12,17 +12,15 @@ Run: ``.venv/bin/python benchmarks/bench_executors.py [--seeds 0,1] [--resolutio
 from __future__ import annotations
 
 import argparse
-import os
 import tempfile
 import time
 from pathlib import Path
 
-import torch
-
 from robustad.engine.executors import run_local
 from robustad.engine.ray_executor import run_ray
 from robustad.engine.request import BenchRequest, build_cells
-from robustad.engine.runner import RunSettings, SilentReporter
+from robustad.engine.runner import SilentReporter
+from robustad.engine.settings import RunSettings, machine_cores
 from robustad.plugins import get_registry
 
 MODEL_STAGES = ("t_split_s", "t_fit_s", "t_clean_s")
@@ -41,21 +39,19 @@ def main() -> None:
                            detectors="anomalydino", surrogates="score", attacks="fgsm,pgd", eps=args.eps,
                            calibrators="platt,isotonic,temperature,none", calib_fraction=0.3, options=[])
     cells = build_cells(request, registry)
-    settings = RunSettings(pixel_metrics=False)
     n_groups = len({cell.model_prefix for cell in cells})
-    cores = os.cpu_count() or 1
-    threads = torch.get_num_threads()
+    cores = machine_cores()
     walls: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as folder:
-        for label, n_threads in ((f"local, torch {threads} threads", threads), ("local, torch 1 thread", 1)):
-            torch.set_num_threads(n_threads)
+        for label, n_threads in ((f"local, torch {cores} threads", cores), ("local, torch 1 thread", 1)):
             started = time.perf_counter()
-            written = run_local(cells, settings, Path(folder) / f"local{n_threads}.csv", registry, SilentReporter(),
-                              lambda cell, row: None).written
+            written = run_local(cells, RunSettings(pixel_metrics=False, threads=n_threads),
+                                Path(folder) / f"local{n_threads}.csv", registry, SilentReporter(),
+                                lambda cell, row: None).written
             walls[label] = time.perf_counter() - started
-        torch.set_num_threads(threads)
         started = time.perf_counter()
-        distributed = run_ray(cells, settings, Path(folder) / "ray.csv", SilentReporter(), lambda cell, row: None)
+        distributed = run_ray(cells, RunSettings(pixel_metrics=False, threads=1, executor="ray"),
+                              Path(folder) / "ray.csv", registry, SilentReporter(), lambda cell, row: None)
         ray_wall = time.perf_counter() - started
     if distributed.failures:
         raise SystemExit(f"Ray groups failed: {distributed.failures}")

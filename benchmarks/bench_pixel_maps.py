@@ -16,13 +16,13 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from common import mvtec_root
 from PIL import Image
 from robustad_plugins.anomalydino import AnomalyDINO
 from scipy.ndimage import gaussian_filter
 
 from robustad import metrics
 
-BOTTLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "mvtec_ad" / "bottle"
 GRID, SIZE, NORMAL, DEFECT = (32, 32), (900, 900), 14, 45
 
 
@@ -53,9 +53,11 @@ def defect_masks(bottle: Path, count: int) -> list[np.ndarray]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--bottle", type=Path, default=BOTTLE, help="MVTec AD bottle folder (for the defect masks)")
+    parser.add_argument("--bottle", type=Path, default=None,
+                        help="MVTec AD bottle folder, for the defect masks (default: $ROBUSTAD_TEST_DATA/bottle)")
     parser.add_argument("--repeats", type=int, default=3, help="timed rounds; the best one counts")
     args = parser.parse_args()
+    args.bottle = args.bottle or mvtec_root() / "bottle"
 
     rng = np.random.default_rng(0)
     grids = [(rng.random(GRID) * (rng.random(GRID) > 0.3)).astype(np.float32) for _ in range(NORMAL + DEFECT)]

@@ -21,7 +21,8 @@ import torch
 
 from robustad.engine.executors import run_local
 from robustad.engine.request import BenchRequest, build_cells
-from robustad.engine.runner import RunSettings, SilentReporter
+from robustad.engine.runner import SilentReporter
+from robustad.engine.settings import RunSettings
 from robustad.plugins import get_registry
 
 SHARED_STAGES = {
