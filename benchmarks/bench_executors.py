@@ -4,8 +4,8 @@ Runs the grid three times into fresh leaderboards: in-process (``run_local``: on
 the machine's cores and on one thread, and as Ray tasks on a local Ray instance (no ``--ray-address``: one
 single-threaded task per prefix group, ``--threads 1``, as many at once as the machine has cores). Ray's wall
 time includes starting Ray and its workers. Prints cells per minute for each, the ratios (> 1: Ray is faster
-here), how busy Ray kept the cores (every stage counted once per prefix that owns it, over wall time x cores), and the largest metric
-difference from the one-thread local run (0: the Ray tasks compute the same floats).
+here), how busy Ray kept the cores (every stage counted once per prefix that owns it, over wall time x cores),
+and the largest metric difference from the one-thread local run (0: the Ray tasks compute the same floats).
 Run: ``.venv/bin/python benchmarks/bench_executors.py [--seeds 0,1] [--resolution 112] [--eps 2/255]``.
 """
 
