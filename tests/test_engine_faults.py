@@ -191,3 +191,64 @@ def test_mixed_image_sizes_run_at_any_batch_size(registry, tmp_path):
         [rows[batch_size]] = read_rows(out)
     for column in ("clean_auroc", "clean_ece", "adv_auroc", "adv_ece", "clean_pixel_auroc", "adv_aupro"):
         assert rows[1][column] != "" and float(rows[1][column]) == pytest.approx(float(rows[8][column]), abs=1e-6)
+
+
+class RaisingAttack:
+    name = "raises_in_perturb"
+    description = "raises in perturb"
+    needs_surrogate = False
+
+    def perturb(self, target):
+        raise ValueError("the plugin's attack broke")
+
+    def describe(self, eps):
+        return {"steps": 1}
+
+
+class RaisingPlugin:
+    @hookimpl
+    def register_attacks(self, register):
+        register(RaisingAttack)
+
+
+def test_an_attack_raising_in_perturb_fails_its_cells_only(registry, tmp_path):
+    if not registry.pm.has_plugin("raising"):
+        registry.add(RaisingPlugin(), "raising", "robustad-raising")
+    root = folder_dataset(tmp_path / "data")
+    result = run(registry, root, tmp_path / "board.csv", attacks="raises_in_perturb,up")
+    assert [r["attack"] for r in read_rows(tmp_path / "board.csv")] == ["up"]
+    [(_, message)] = result.failures
+    assert "attack 'raises_in_perturb' (plugin 'raising' from robustad-raising): ValueError: the plugin's attack" \
+           in message
+
+
+def test_save_scores_checks_and_warnings(cli, tmp_path):
+    env = {"ROBUSTAD_CACHE": str(tmp_path / "cache")}
+    grid = ["--attack", "none", "--calib", "none", "--resolution", "32", "--category", "disc", "--resamples", "0",
+            "--no-pixel-metrics", "--out", str(tmp_path / "board.csv")]
+    a_file = tmp_path / "scores.txt"
+    a_file.write_text("not a folder")
+    result = cli("bench", *grid, "--save-scores", a_file, env=env)
+    assert result.returncode == 2 and "--save-scores" in result.stderr and "is a file" in result.stderr
+    assert not (tmp_path / "board.csv").exists()
+    assert cli("bench", *grid, env=env).returncode == 0  # finished without scores
+    rerun = cli("bench", *grid, "--save-scores", tmp_path / "scores", env=env)
+    assert rerun.returncode == 0, rerun.stderr
+    assert "1 finished cell(s) are not run again and get no scores" in rerun.stderr
+    assert rerun.stderr.count("\n") == 1
+
+
+def test_two_bench_processes_on_the_same_cells_write_each_row_once(tmp_path):
+    import subprocess
+    import sys
+
+    out = tmp_path / "board.csv"
+    command = [sys.executable, "-m", "robustad", "bench", "--attack", "none", "--calib", "platt,none",
+               "--resolution", "32", "--resamples", "0", "--no-pixel-metrics", "--threads", "1", "--out", str(out)]
+    env = {**__import__("os").environ, "ROBUSTAD_CACHE": str(tmp_path / "cache")}
+    runs = [subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for _ in range(2)]
+    outputs = [run.communicate(timeout=300) for run in runs]
+    assert [run.returncode for run in runs] == [0, 0], outputs
+    keys = [row["cell_hash"] for row in read_rows(out)]
+    assert len(keys) == len(set(keys)) == 4  # 2 demo categories x 2 calibrators, each once

@@ -239,3 +239,20 @@ def test_pixel_metrics_are_filled_for_clean_and_adversarial_eval_images(tmp_path
     [row] = result.written
     for column in ("clean_pixel_auroc", "clean_aupro", "adv_pixel_auroc", "adv_aupro"):
         assert 0.0 <= row[column] <= 1.0, column
+
+
+@pytest.mark.integration
+def test_every_interval_holds_its_value(full_run):
+    from robustad.results.schema import INTERVAL_COLUMNS
+
+    rows = read_rows(full_run[0])
+    checked = 0
+    for row in rows:
+        for column in INTERVAL_COLUMNS:
+            if row[column] == "":
+                assert row[f"{column}_ci_low"] == row[f"{column}_ci_high"] == "", column
+                continue
+            low, value, high = (float(row[c]) for c in (f"{column}_ci_low", column, f"{column}_ci_high"))
+            assert low <= value <= high, (column, low, value, high)
+            checked += 1
+    assert checked >= len(rows) * 20  # clean and adversarial image metrics and the attack metrics of every row
