@@ -17,9 +17,9 @@ import time
 from pathlib import Path
 
 from robustad.engine.executors import run_local
+from robustad.engine.progress import SilentReporter
 from robustad.engine.ray_executor import run_ray
 from robustad.engine.request import BenchRequest, build_cells
-from robustad.engine.runner import SilentReporter
 from robustad.engine.settings import RunSettings, machine_cores
 from robustad.plugins import get_registry
 

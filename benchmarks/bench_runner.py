@@ -20,8 +20,8 @@ from pathlib import Path
 import torch
 
 from robustad.engine.executors import run_local
+from robustad.engine.progress import SilentReporter
 from robustad.engine.request import BenchRequest, build_cells
-from robustad.engine.runner import SilentReporter
 from robustad.engine.settings import RunSettings
 from robustad.plugins import get_registry
 

@@ -96,8 +96,8 @@ def clean_stage_seconds(root: Path, prefetch: bool) -> float:
 
     import robustad.engine.clean as clean
     from robustad.engine.batches import prepared
+    from robustad.engine.progress import SilentReporter
     from robustad.engine.request import BenchRequest, build_cells
-    from robustad.engine.runner import SilentReporter
     from robustad.engine.settings import RunSettings
 
     request = BenchRequest(datasets="mvtec", data_root=root, categories="bottle", shots="1", seeds="0",

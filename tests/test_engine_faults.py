@@ -9,8 +9,8 @@ from PIL import Image
 
 from robustad import Features, hookimpl
 from robustad.engine.executors import run_local
+from robustad.engine.progress import SilentReporter
 from robustad.engine.request import BenchRequest, build_cells
-from robustad.engine.runner import SilentReporter
 from robustad.engine.settings import RunSettings
 from robustad.plugins import get_registry
 from robustad.results.leaderboard import read_rows

@@ -20,9 +20,9 @@ import ray
 from ray.cluster_utils import Cluster
 
 from robustad.engine.executors import run_local
+from robustad.engine.progress import SilentReporter
 from robustad.engine.ray_executor import MAX_RETRIES, _gpus_per_task, import_ray, run_ray
 from robustad.engine.request import BenchRequest, build_cells
-from robustad.engine.runner import SilentReporter
 from robustad.engine.settings import RunSettings
 from robustad.errors import RobustadError
 from robustad.hookspecs import hookimpl

@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 
 from robustad.engine.executors import run_local
+from robustad.engine.progress import SilentReporter
 from robustad.engine.ray_executor import run_ray
 from robustad.engine.request import BenchRequest, build_cells
-from robustad.engine.runner import SilentReporter
 from robustad.engine.settings import RunSettings
 from robustad.plugins import get_registry
 from robustad.results.leaderboard import read_rows

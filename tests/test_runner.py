@@ -15,8 +15,8 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from robustad.engine.executors import run_local
+from robustad.engine.progress import SilentReporter
 from robustad.engine.request import BenchRequest, build_cells
-from robustad.engine.runner import SilentReporter
 from robustad.engine.settings import RunSettings
 from robustad.plugins import PluginRegistry, get_registry
 from robustad.results.leaderboard import COLUMNS, read_rows

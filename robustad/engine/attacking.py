@@ -10,21 +10,28 @@ then do not depend on the batch), counts zero input gradients, refuses outputs o
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from robustad.components import Component, parse_spec
-from robustad.contracts import AttackTarget, Perturbed
+from robustad.contracts import Attack, AttackTarget, Perturbed
 from robustad.engine.clean import CleanStage
 from robustad.engine.guard import ComponentError, blame, create, require_finite
 from robustad.engine.identity import image_seed
+from robustad.engine.progress import Reporter
 from robustad.errors import RobustadError
 from robustad.kit.threat import parse_eps, round_to_8bit, two_logit
 from robustad.plugins import PluginRegistry
-from robustad.records import Cell
+from robustad.records import Cell, DetectorOutput
+
+if TYPE_CHECKING:
+    from robustad.engine.runner import Fitted
+
+LogitModel = Callable[[torch.Tensor], torch.Tensor]
 
 BALL_TOLERANCE = 1e-6
 
@@ -48,7 +55,7 @@ class ZeroGradients:
 class PerImageLogits(torch.nn.Module):
     """The surrogate's two logits ``[-z/2, z/2]``, computed one image at a time, counting zero input gradients."""
 
-    def __init__(self, z_model: Any, gradients: ZeroGradients) -> None:
+    def __init__(self, z_model: LogitModel, gradients: ZeroGradients) -> None:
         super().__init__()
         self.z_model = z_model
         self.gradients = gradients
@@ -79,8 +86,8 @@ class AttackOutcome:
     filled: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
 
 
-def attack_threat_group(cells: list[Cell], stage: CleanStage, surrogate: Any, registry: PluginRegistry,
-                        batch_size: int, reporter: Any) -> dict[str, AttackOutcome]:
+def attack_threat_group(cells: list[Cell], stage: CleanStage, surrogate: Fitted | None, registry: PluginRegistry,
+                        batch_size: int, reporter: Reporter) -> dict[str, AttackOutcome]:
     """Run every attack (and member) of cells sharing a threat prefix; a failing attack fails alone."""
     cell = cells[0]
     eps = parse_eps(cell.eps)
@@ -121,10 +128,10 @@ def attack_threat_group(cells: list[Cell], stage: CleanStage, surrogate: Any, re
     return outcomes
 
 
-def _attacks(cells: list[Cell], registry: PluginRegistry) -> tuple[dict[str, Any], dict[str, Component],
+def _attacks(cells: list[Cell], registry: PluginRegistry) -> tuple[dict[str, Attack], dict[str, Component],
                                                                     dict[str, list[str]]]:
     """Every attack the cells need, members before the attacks that combine them, each built once."""
-    attacks: dict[str, Any] = {}
+    attacks: dict[str, Attack] = {}
     components: dict[str, Component] = {}
     members: dict[str, list[str]] = {}
 
@@ -143,14 +150,14 @@ def _attacks(cells: list[Cell], registry: PluginRegistry) -> tuple[dict[str, Any
     return attacks, components, members
 
 
-def _logit_model(surrogate: Any, clean: Any) -> Any:
+def _logit_model(surrogate: Fitted, clean: DetectorOutput) -> LogitModel:
     """The fitted surrogate's logit model for one batch (``surrogate`` is the runner's ``Fitted`` record)."""
     with blame(surrogate.component):
         return surrogate.instance.logit_model(clean)
 
 
-def _target(spec: str, attack: Any, images: torch.Tensor, labels: torch.Tensor, eps: float, cell: Cell,
-            indices: list[int], stage: CleanStage, z_model: Any, outcome: AttackOutcome,
+def _target(spec: str, attack: Attack, images: torch.Tensor, labels: torch.Tensor, eps: float, cell: Cell,
+            indices: list[int], stage: CleanStage, z_model: LogitModel | None, outcome: AttackOutcome,
             results: dict[str, Perturbed], members: list[str]) -> AttackTarget:
     """The AttackTarget of one attack on one batch."""
     needs_surrogate = bool(getattr(attack, "needs_surrogate", True))

@@ -12,20 +12,25 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from robustad.components import Component, parse_spec
+from robustad.contracts import Detector
 from robustad.engine.batches import Item, batches, prepared
 from robustad.engine.guard import GuardedBackbone, blame, create, require_finite
 from robustad.engine.identity import image_seed, names_hash, relative_names
+from robustad.engine.progress import Reporter
 from robustad.engine.settings import RunSettings
 from robustad.engine.splits import make_split, parse_shots
 from robustad.kit.images import load_mask, load_rgb
 from robustad.plugins import PluginRegistry
 from robustad.records import Cell, DetectorOutput, Features, Sample, Split
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 EVAL_CACHE_BYTES = 1 << 30
 
@@ -48,7 +53,7 @@ class CleanStage:
     names: dict[Path, str]
     components: dict[str, Component]
     backbone: GuardedBackbone
-    detector: Any
+    detector: Detector
     calib: list[Scored]
     eval: list[Scored]
     calib_features: list[Features]
@@ -106,12 +111,12 @@ class CleanStage:
         require_finite(output.scores, self.components["detector"], "image scores")
         return features, output
 
-    def _preprocess(self, image: Any) -> torch.Tensor:
+    def _preprocess(self, image: Image.Image) -> torch.Tensor:
         with blame(self.components["detector"]):
             return self.detector.preprocess(image)
 
 
-def run_clean_stage(cell: Cell, settings: RunSettings, registry: PluginRegistry, reporter: Any,
+def run_clean_stage(cell: Cell, settings: RunSettings, registry: PluginRegistry, reporter: Reporter,
                     keep_features: bool) -> CleanStage:
     """Split, fit and score for the model prefix of ``cell``."""
     timings: dict[str, float] = {}
@@ -155,7 +160,7 @@ def _weights(cell: Cell, settings: RunSettings) -> str | None:
     return cell.weights or None
 
 
-def _score_all(stage: CleanStage, samples: list[Sample], settings: RunSettings, reporter: Any,
+def _score_all(stage: CleanStage, samples: list[Sample], settings: RunSettings, reporter: Reporter,
                keep_features: bool, keep_images: bool) -> tuple[list[Scored], list[Features], list | None]:
     """Score ``samples`` in size-bucketed batches; results back in sample order."""
     scored: list[Scored | None] = [None] * len(samples)

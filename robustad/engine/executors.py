@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from robustad.engine.grid import group_by_model_prefix
-from robustad.engine.runner import CellOutcome, Reporter, run_group
+from robustad.engine.progress import Reporter
+from robustad.engine.runner import CellOutcome, run_group
 from robustad.engine.settings import RunSettings
 from robustad.errors import one_line
 from robustad.plugins import PluginRegistry

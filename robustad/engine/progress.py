@@ -1,9 +1,29 @@
-"""Progress display: rich bars on a terminal, plain lines otherwise."""
+"""Progress display: rich bars on a terminal, plain lines otherwise, or nothing."""
 
 from __future__ import annotations
 
+from typing import Protocol
+
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+
+class Reporter(Protocol):
+    """Where the runner reports stage progress (rich bars, plain lines, or nothing)."""
+
+    def stage(self, description: str, total: int) -> None: ...
+
+    def advance(self, count: int = 1) -> None: ...
+
+
+class SilentReporter:
+    """Reports nothing."""
+
+    def stage(self, description: str, total: int) -> None:
+        pass
+
+    def advance(self, count: int = 1) -> None:
+        pass
 
 
 class RichReporter:

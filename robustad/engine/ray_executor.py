@@ -16,7 +16,8 @@ from typing import Any
 
 from robustad.engine.executors import GridResult, pending
 from robustad.engine.grid import group_by_model_prefix
-from robustad.engine.runner import CellOutcome, Reporter, run_group
+from robustad.engine.progress import Reporter
+from robustad.engine.runner import CellOutcome, run_group
 from robustad.engine.settings import RunSettings
 from robustad.errors import RobustadError, one_line
 from robustad.plugins import PluginRegistry

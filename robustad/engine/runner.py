@@ -11,7 +11,6 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
@@ -19,34 +18,18 @@ import torch
 
 from robustad import metrics
 from robustad.components import Component, parse_spec
+from robustad.contracts import Calibrator, Surrogate
 from robustad.engine.attacking import AttackOutcome, attack_threat_group
 from robustad.engine.clean import CleanStage, run_clean_stage
 from robustad.engine.grid import group_by_threat_prefix
 from robustad.engine.guard import blame, create, require_finite
+from robustad.engine.progress import Reporter, SilentReporter
 from robustad.engine.rows import cell_columns, image_columns, provenance
 from robustad.engine.settings import RunSettings
 from robustad.errors import RobustadError, one_line
 from robustad.kit.threat import parse_eps
 from robustad.plugins import PluginRegistry
 from robustad.records import NO_ATTACK, NO_SURROGATE, Cell
-
-
-class Reporter(Protocol):
-    """Where the runner reports stage progress (rich bars, plain lines, or nothing)."""
-
-    def stage(self, description: str, total: int) -> None: ...
-
-    def advance(self, count: int = 1) -> None: ...
-
-
-class SilentReporter:
-    """Reports nothing."""
-
-    def stage(self, description: str, total: int) -> None:
-        pass
-
-    def advance(self, count: int = 1) -> None:
-        pass
 
 
 @dataclass
@@ -70,7 +53,7 @@ class Fitted:
     """A component fitted once per group (a surrogate or a calibrator), or why it could not be."""
 
     component: Component
-    instance: Any = None
+    instance: Surrogate | Calibrator | None = None
     seconds: float = 0.0
     failure: RobustadError | None = None
 
@@ -146,7 +129,7 @@ class _Group:
             self.surrogates[key] = fitted
         return self.surrogates[key]
 
-    def _calibrator(self, cell: Cell) -> Any:
+    def _calibrator(self, cell: Cell) -> Fitted:
         key = (cell.calibrator, cell.options_of("calibrator"))
         if key not in self.calibrators:
             component = self.registry.get("calibrator", parse_spec(cell.calibrator)[0])
