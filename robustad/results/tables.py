@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import pandas as pd
 from rich.markup import escape
 from rich.table import Table
@@ -17,13 +19,23 @@ def summary_table(rows: pd.DataFrame, title: str) -> Table:
     metrics = [m for m in SUMMARY_METRICS if m != "noise_adv_auroc" or (attack_names(rows) == CONTROL).any()]
     varying = [k for k in CONFIG if summary[k].nunique() > 1] or ["calibrator"]
     shared = ", ".join(f"{k}={summary[k].iloc[0]}" for k in CONFIG
-                       if k not in varying and len(summary) and summary[k].iloc[0] not in ("", "{}"))
+                       if k not in varying and k != "options" and len(summary) and summary[k].iloc[0] not in ("", "{}"))
+    if "options" in varying:  # every option of every component: too long to show, and needed only to tell lines apart
+        summary = summary.assign(options=summary["options"].map(_digest))
+        others = [k for k in varying if k != "options"]
+        if not others or not summary.duplicated(others).any():
+            varying = others or ["calibrator"]
     table = Table(title=escape(f"{title}\n{shared}" if shared else title))
     for column in varying + metrics:
         table.add_column(column, justify="right" if column in metrics else "left")
     for _, line in summary.iterrows():
         table.add_row(*[escape(str(line[k])) for k in varying], *[_cell(line, m) for m in metrics])
     return table
+
+
+def _digest(options: str) -> str:
+    """A short name for a line's options (the full JSON is in the leaderboard's ``options`` column)."""
+    return "#" + hashlib.sha256(str(options).encode()).hexdigest()[:6]
 
 
 def _cell(line: pd.Series, metric: str) -> str:
