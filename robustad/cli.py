@@ -99,8 +99,7 @@ def bench(
 ) -> None:
     """Run the cross product of the given lists and append one leaderboard row per cell.
 
-    Exit code 1 when some cells failed (one line each on stderr); every other row lands, and a rerun retries
-    only what is missing.
+    Exit code 1 when some cells failed (one line each on stderr); the other rows land; a rerun does the rest.
     """
     from robustad.engine.bench import check_outputs, run_bench
     from robustad.engine.guard import check_precision
