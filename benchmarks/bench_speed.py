@@ -90,12 +90,10 @@ def bare_forward_seconds(bottle: Path, resolution: int) -> tuple[float, int]:
     return time.perf_counter() - started, len(tensors)
 
 
-def clean_stage_seconds(root: Path, prefetch: bool) -> float:
-    """Seconds of the clean stage of bottle, efficientnet_lite0 at 224 px, with or without decoding ahead."""
-    from functools import partial
-
+def clean_stage_seconds(root: Path, ahead: int, threads: int) -> float:
+    """Seconds of the clean stage of bottle, efficientnet_lite0 at 224 px, decoding ``ahead`` images ahead (0:
+    inline) with torch on ``threads`` threads."""
     import robustad.engine.clean as clean
-    from robustad.engine.batches import prepared
     from robustad.engine.progress import SilentReporter
     from robustad.engine.request import BenchRequest, build_cells
     from robustad.engine.settings import RunSettings
@@ -105,13 +103,15 @@ def clean_stage_seconds(root: Path, prefetch: bool) -> float:
                            surrogates="score", attacks="none", eps="8/255", calibrators="none", calib_fraction=0.3,
                            options=[])
     [cell] = build_cells(request, get_registry())
-    settings = RunSettings(data_root=root, threads=torch.get_num_threads(), pixel_metrics=False)
-    original = clean.prepared
-    clean.prepared = prepared if prefetch else partial(prepared, prefetch=0)
+    settings = RunSettings(data_root=root, threads=threads, pixel_metrics=False)
+    chosen, before = clean.decoding_ahead, torch.get_num_threads()
+    clean.decoding_ahead = lambda _: ahead
+    torch.set_num_threads(threads)
     try:
         stage = clean.run_clean_stage(cell, settings, get_registry(), SilentReporter(), keep_features=False)
     finally:
-        clean.prepared = original
+        clean.decoding_ahead = chosen
+        torch.set_num_threads(before)
     return stage.timings["t_clean_s"]
 
 
@@ -127,10 +127,13 @@ def main() -> None:
     version, plugins = fresh_process_seconds("--version"), fresh_process_seconds("plugins")
     print(f"start-up: robustad --version {version:.2f} s, robustad plugins {plugins:.2f} s")
 
-    clean_stage_seconds(root, True)  # warm-up: file cache, weights
-    inline, ahead = clean_stage_seconds(root, False), clean_stage_seconds(root, True)
-    print(f"clean stage, efficientnet_lite0 224 px, 83 images: decoding inline {inline:.1f} s, ahead {ahead:.1f} s "
-          f"(ahead / inline = {ahead / inline:.2f})")
+    from robustad.engine.batches import PREFETCH
+
+    clean_stage_seconds(root, PREFETCH, 1)  # warm-up: file cache, weights
+    for threads in sorted({1, torch.get_num_threads()}):
+        inline, ahead = clean_stage_seconds(root, 0, threads), clean_stage_seconds(root, PREFETCH, threads)
+        print(f"clean stage, efficientnet_lite0 224 px, 83 images, {threads} torch thread(s): decoding inline "
+              f"{inline:.1f} s, ahead {ahead:.1f} s (ahead / inline = {ahead / inline:.2f})")
 
     with tempfile.TemporaryDirectory() as folder:
         work = Path(folder)

@@ -389,3 +389,13 @@ def test_bad_input_is_a_one_line_error(call, message):
     with pytest.raises(RobustadError, match=message) as error:
         call()
     assert "\n" not in str(error.value)
+
+
+def test_localisation_equals_the_two_pixel_metrics_alone():
+    rng = np.random.default_rng(7)
+    maps = [rng.random((20, 30)) for _ in range(4)]
+    masks = [rng.random((20, 30)) > 0.8 for _ in range(3)] + [np.zeros((20, 30), dtype=bool)]
+    both = metrics.localisation(maps, masks)
+    assert both == {"pixel_auroc": metrics.pixel_auroc(maps, masks), "aupro": metrics.aupro(maps, masks)}
+    assert both["pixel_auroc"] == pytest.approx(roc_auc_score(np.concatenate([m.ravel() for m in masks]),
+                                                              np.concatenate([m.ravel() for m in maps])))

@@ -207,8 +207,7 @@ class _Group:
         started = time.perf_counter()
         with blame(self.stage.components["detector"]):
             maps = [self.stage.detector.anomaly_map(d, mask.shape) for d, mask in zip(distances, truth)]
-        values = {f"{prefix}_pixel_auroc": metrics.pixel_auroc(maps, truth),
-                  f"{prefix}_aupro": metrics.aupro(maps, truth)}
+        values = {f"{prefix}_{name}": value for name, value in metrics.localisation(maps, truth).items()}
         return values, time.perf_counter() - started
 
 
