@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 from typer._click.exceptions import ClickException, NoArgsIsHelpError  # typer vendors click
 
-from robustad import __version__
+from robustad import __version__, interrupts
 from robustad.components import KINDS
 from robustad.errors import RobustadError, one_line
 from robustad.plugins import get_registry
@@ -218,6 +218,7 @@ def audit(
 def main() -> None:
     """Console entry point: usage and input errors become one line on stderr and exit code 2."""
     warnings.showwarning = _one_line_warning
+    interrupts.install()
     try:
         # Without standalone mode typer returns the exit code of typer.Exit (Ctrl-C becomes 130).
         code = app(standalone_mode=False)
@@ -232,6 +233,8 @@ def main() -> None:
         code = 2
     except typer.Abort:
         code = 1
+    if interrupts.requested():
+        code = 130
     if code == 130:
         print("robustad: interrupted; finished rows are in the leaderboard", file=sys.stderr)
     sys.exit(code if isinstance(code, int) else 0)

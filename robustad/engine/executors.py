@@ -18,6 +18,7 @@ from robustad.engine.progress import Reporter
 from robustad.engine.runner import CellOutcome, run_group
 from robustad.engine.settings import RunSettings
 from robustad.errors import one_line
+from robustad.interrupts import stop_if_requested
 from robustad.plugins import PluginRegistry
 from robustad.records import Cell
 from robustad.results.leaderboard import append_row, finished_keys
@@ -36,15 +37,16 @@ class GridResult:
     failures: list[tuple[str, str]] = field(default_factory=list)
 
     def land(self, out: Path, outcome: CellOutcome, on_row: Callable[[Cell, dict], None]) -> None:
-        """Append a finished row to the leaderboard (the driver's job alone), or record why the cell failed."""
+        """Append a finished row to the leaderboard (the driver's job alone), or record why the cell failed; then
+        stop if Ctrl-C was pressed, even when its ``KeyboardInterrupt`` was swallowed somewhere."""
         if outcome.row is None:
             self.failures.append((outcome.cell.key, f"{describe(outcome.cell)}: {outcome.error}"))
-            return
-        if append_row(out, outcome.row):
+        elif append_row(out, outcome.row):
             self.written.append(outcome.row)
             on_row(outcome.cell, outcome.row)
         else:
             self.duplicates += 1
+        stop_if_requested()
 
 
 def describe(cell: Cell) -> str:

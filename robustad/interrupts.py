@@ -1,0 +1,38 @@
+"""Ctrl-C that cannot be lost.
+
+Python raises ``KeyboardInterrupt`` wherever the main thread happens to be; raised inside a finalizer (a
+``__del__`` or a weakref callback run by the garbage collector) it is printed and swallowed, and a run would go
+on to the end and exit 0. The handler installed here also remembers the request, so the executors stop after the
+row they are landing and the CLI still exits with 130.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+
+_requested = threading.Event()
+
+
+def install() -> None:
+    """Handle SIGINT in this process: remember it, then raise ``KeyboardInterrupt`` as Python's default does
+    (only the main thread may set a handler; elsewhere the current one stays)."""
+    _requested.clear()
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, _on_sigint)
+
+
+def requested() -> bool:
+    """Whether Ctrl-C was pressed since ``install``."""
+    return _requested.is_set()
+
+
+def stop_if_requested() -> None:
+    """Raise ``KeyboardInterrupt`` when Ctrl-C was pressed, even if the first one was swallowed."""
+    if _requested.is_set():
+        raise KeyboardInterrupt
+
+
+def _on_sigint(signum: int, frame: object) -> None:
+    _requested.set()
+    raise KeyboardInterrupt
