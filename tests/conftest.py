@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from robustad.engine.request import BenchRequest
 from robustad.records import Features
 
 TEST_DATA_VARIABLE = "ROBUSTAD_TEST_DATA"  # a folder in the MVTec AD layout that holds bottle/
@@ -98,3 +99,10 @@ def run_cli(*args: str, env: dict | None = None, timeout: int = 600) -> subproce
 @pytest.fixture
 def cli():
     return run_cli
+
+
+def bottle_request(**fields: object) -> BenchRequest:
+    """A request for bottle, efficientnet_lite0, AnomalyDINO, 1-shot, seed 0, 30 % calib, with ``fields`` over it."""
+    defaults: dict = dict(categories="bottle", shots="1", seeds="0", backbones="efficientnet_lite0", weights="",
+                          detectors="anomalydino", calib_fraction=0.3, options=[])
+    return BenchRequest(**{**defaults, **fields})

@@ -7,11 +7,12 @@ from PIL import Image
 
 from robustad.engine.executors import run_local
 from robustad.engine.progress import SilentReporter
-from robustad.engine.request import BenchRequest, build_cells
+from robustad.engine.request import build_cells
 from robustad.engine.settings import RunSettings
 from robustad.plugins import get_registry
 from robustad.results.leaderboard import read_rows
 from robustad.results.schema import COLUMNS
+from tests.conftest import bottle_request
 
 SIZES = [(96, 96), (128, 96), (96, 136), (80, 144), (112, 104), (152, 88)]  # (width, height): 6 aspect ratios
 VOLATILE = {"timestamp"} | {c for c in COLUMNS if c.startswith("t_")}
@@ -40,10 +41,8 @@ def mixed_size_bottle(source, target):
 def test_the_full_grid_runs_on_mixed_sizes_with_the_same_rows_at_any_batch_size(mvtec_root, tmp_path):
     root = tmp_path / "data"
     mixed_size_bottle(mvtec_root / "bottle", root / "bottle")
-    request = BenchRequest(datasets="folder", data_root=root, categories="bottle", shots="1", seeds="0",
-                           backbones="efficientnet_lite0", weights="", resolutions="64", detectors="anomalydino",
-                           surrogates="linear,score", attacks="fgsm,pgd", eps="8/255", calibrators="platt",
-                           calib_fraction=0.3, options=[])
+    request = bottle_request(datasets="folder", data_root=root, resolutions="64", surrogates="linear,score",
+                             attacks="fgsm,pgd", eps="8/255", calibrators="platt")
     registry = get_registry()
     cells = build_cells(request, registry)
     rows = {}

@@ -8,11 +8,12 @@ import pytest
 from robustad.engine.executors import run_local
 from robustad.engine.progress import SilentReporter
 from robustad.engine.ray_executor import run_ray
-from robustad.engine.request import BenchRequest, build_cells
+from robustad.engine.request import build_cells
 from robustad.engine.settings import RunSettings
 from robustad.plugins import get_registry
 from robustad.results.leaderboard import read_rows
 from robustad.results.schema import COLUMNS
+from tests.conftest import bottle_request
 
 # Everything but timings, timestamps and where the row was computed must be equal, bit for bit.
 VOLATILE = {"timestamp", "device"} | {c for c in COLUMNS if c.startswith("t_")}
@@ -22,10 +23,8 @@ VOLATILE = {"timestamp", "device"} | {c for c in COLUMNS if c.startswith("t_")}
 def test_rows_are_identical_at_any_batch_size_and_on_ray(mvtec_root, tmp_path):
     """Bottle, efficientnet_lite0 (128 px, to keep the suite short), 1-shot seed 0, white-box PGD-10 and the
     noise control at 8/255, Platt: batch size 1, batch size 8 and a Ray task give the same rows."""
-    request = BenchRequest(datasets="mvtec", data_root=mvtec_root, categories="bottle", shots="1", seeds="0",
-                           backbones="efficientnet_lite0", weights="", resolutions="128", detectors="anomalydino",
-                           surrogates="score", attacks="noise,pgd", eps="8/255", calibrators="platt",
-                           calib_fraction=0.3, options=[])
+    request = bottle_request(datasets="mvtec", data_root=mvtec_root, resolutions="128", surrogates="score",
+                             attacks="noise,pgd", eps="8/255", calibrators="platt")
     registry = get_registry()
     cells = build_cells(request, registry)
     rows = {}
