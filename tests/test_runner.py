@@ -256,3 +256,24 @@ def test_every_interval_holds_its_value(full_run):
             assert low <= value <= high, (column, low, value, high)
             checked += 1
     assert checked >= len(rows) * 20  # clean and adversarial image metrics and the attack metrics of every row
+
+
+def test_adversarial_pixel_metrics_belong_to_their_own_eps(tmp_path, monkeypatch):
+    """One run over two eps gives each cell the pixel metrics that a run of that eps alone gives."""
+    monkeypatch.setenv("ROBUSTAD_CACHE", str(tmp_path / "cache"))
+    registry = get_registry()
+
+    def pixel_metrics(eps: str, out: str) -> dict[str, tuple[str, str]]:
+        request = BenchRequest(datasets="demo", data_root=None, categories="disc", shots="1", seeds="0",
+                               backbones="efficientnet_lite0", weights="", resolutions="64", detectors="anomalydino",
+                               surrogates="score", attacks="fgsm", eps=eps, calibrators="none", calib_fraction=0.3,
+                               options=[])
+        result = run_local(build_cells(request, registry), RunSettings(resamples=0, threads=1), tmp_path / out,
+                           registry, SilentReporter(), lambda cell, row: None)
+        return {row["eps"]: (row["adv_pixel_auroc"], row["adv_aupro"]) for row in result.written
+                if row["attack"] == "fgsm"}
+
+    together = pixel_metrics("2/255,32/255", "together.csv")
+    alone = {**pixel_metrics("2/255", "small.csv"), **pixel_metrics("32/255", "large.csv")}
+    assert together == alone
+    assert together["2/255"] != together["32/255"]

@@ -85,7 +85,7 @@ class _Group:
         self.stage, self.settings, self.registry, self.reporter = stage, settings, registry, reporter
         self.surrogates: dict[tuple, Fitted] = {}
         self.calibrators: dict[tuple, Fitted] = {}
-        self.pixels: dict[str, tuple[dict, float]] = {}
+        self.pixels: dict[tuple, tuple[dict, float]] = {}  # by attack prefix: adversarial maps differ by eps
         self.clean_pixels = self._pixel_metrics("clean", [s.distances for s in stage.eval])
 
     def attack(self, cells: list[Cell]) -> dict[str, AttackOutcome] | RobustadError:
@@ -179,7 +179,7 @@ class _Group:
         pixels, pixel_seconds = self.clean_pixels
         row.update(pixels)
         if attacked is not None:
-            adv_pixels, adv_seconds = self._attack_pixels(cell.attack, attacked)
+            adv_pixels, adv_seconds = self._attack_pixels(cell.attack_prefix, attacked)
             pixel_seconds += adv_seconds
             surrogate = None if cell.surrogate == NO_SURROGATE else self._surrogate(cell)
             row.update(attacked.settings)
@@ -194,10 +194,11 @@ class _Group:
         row.update(provenance(self.settings.device, torch.get_num_threads()))
         return row
 
-    def _attack_pixels(self, spec: str, attacked: AttackOutcome) -> tuple[dict, float]:
-        if spec not in self.pixels:
-            self.pixels[spec] = self._pixel_metrics("adv", attacked.distances)
-        return self.pixels[spec]
+    def _attack_pixels(self, attack_prefix: tuple, attacked: AttackOutcome) -> tuple[dict, float]:
+        """Pixel metrics of one attack prefix's adversarial maps, computed once for all its calibrators."""
+        if attack_prefix not in self.pixels:
+            self.pixels[attack_prefix] = self._pixel_metrics("adv", attacked.distances)
+        return self.pixels[attack_prefix]
 
     def _pixel_metrics(self, prefix: str, distances: list[np.ndarray]) -> tuple[dict, float]:
         """Pixel AUROC and AU-PRO over the eval images, when their masks were loaded, and the seconds taken."""
