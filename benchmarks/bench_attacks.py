@@ -6,8 +6,8 @@ pass (backbone forward + detector score), on a few real bottle eval images (1-sh
                                                                  # DINOv2 ViT-S/14 (random weights) at 448
 
 The bench builds the ``AttackTarget`` itself, as the engine does: the surrogate's model is evaluated one image at a
-time, and with the white-box ``score`` surrogate iterates are judged from z (bottle masks no foreground, so z + tau
-is the detector's score exactly); with ``linear`` every judged iterate costs one detector pass. ``worstcase``
+time, and with the white-box ``score`` surrogate iterates are judged from z through its ``score_of``, as the engine
+judges them; with ``linear`` every judged iterate costs one detector pass. ``worstcase``
 computes its members itself (as it would in a grid without them), so its row is about the sum of theirs.
 The last two columns, the mean move of the real score the adversarial way (normal images up, anomalous ones down),
 show how far each attack gets beyond the noise control. Memory is read with ``resource.getrusage`` (peak RSS) in
@@ -32,24 +32,14 @@ from rich.table import Table
 
 from robustad.components import parse_spec
 from robustad.contracts import AttackTarget, Perturbed
+from robustad.engine.attacking import PerImageLogits, ZeroGradients
 from robustad.engine.splits import make_split
 from robustad.kit.images import load_rgb
-from robustad.kit.threat import TwoLogit
 from robustad.plugins import get_registry
+from robustad.records import Features
 
 EPS = 8 / 255
 ATTACKS = ("noise", "fgsm", "pgd", "apgd", "square", "worstcase")
-
-
-class OneImageAtATime(torch.nn.Module):
-    """The surrogate's logit evaluated image by image, as the engine evaluates it."""
-
-    def __init__(self, model: torch.nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.cat([self.model(x[i:i + 1]).reshape(1) for i in range(x.shape[0])])
 
 
 def prepare(backbone_name: str, resolution: int, data_root: Path, weights: str | None = None):
@@ -102,10 +92,10 @@ def make_target(backbone, detector, surrogate, clean, images: torch.Tensor, labe
         with torch.no_grad():
             return Perturbed(adversarial, detector.score(backbone(adversarial)))
 
-    white_box = getattr(surrogate, "white_box", False)
+    z_model = surrogate.logit_model(clean)
     target = AttackTarget(images=images, labels=torch.as_tensor(labels), eps=EPS, seeds=list(range(len(labels))),
-                          model=TwoLogit(OneImageAtATime(surrogate.logit_model(clean))).eval(), score=score,
-                          score_from_logit=(lambda z: z + surrogate.tau) if white_box else None, member=member)
+                          model=PerImageLogits(z_model, ZeroGradients()).eval(), score=score,
+                          score_from_logit=getattr(z_model, "score_of", None), member=member)
     return target
 
 
@@ -120,6 +110,8 @@ def speed(backbone_name: str, resolution: int, count: int, repeats: int, surroga
         calib_features = backbone(calib)
         calib_scores = detector.score(calib_features).scores
         clean = detector.score(backbone(evaluation))
+    per_image = [Features(calib_features.patch_tokens[i:i + 1], calib_features.global_token[i:i + 1])
+                 for i in range(len(calib))]  # what the engine hands a surrogate's fit
 
     def clean_pass() -> None:
         with torch.no_grad():
@@ -134,7 +126,7 @@ def speed(backbone_name: str, resolution: int, count: int, repeats: int, surroga
         table.add_column(column, justify="right")
     for surrogate_name in surrogates:
         surrogate = registry.get("surrogate", surrogate_name).create()
-        surrogate.fit(backbone, detector, calib_features, calib_labels, calib_scores)
+        surrogate.fit(backbone, detector, per_image, calib_labels, calib_scores)
         target = make_target(backbone, detector, surrogate, clean, evaluation, labels)
         for attack_name in attacks:
             attack = registry.get("attack", attack_name).create()
@@ -163,9 +155,10 @@ def memory_child(batch: int, data_root: Path) -> None:
         clean = detector.score(backbone(images))
     surrogate = registry.get("surrogate", "score").create()
     surrogate.fit(backbone, detector, None, np.array([0, 1]), np.array([0.1, 0.2]))
+    z_model = surrogate.logit_model(clean)
     target = AttackTarget(images=images, labels=torch.as_tensor(labels), eps=EPS, seeds=list(range(batch)),
-                          model=TwoLogit(surrogate.logit_model(clean)).eval(), score=None,
-                          score_from_logit=lambda z: z + surrogate.tau)
+                          model=PerImageLogits(z_model, ZeroGradients()).eval(), score=None,
+                          score_from_logit=getattr(z_model, "score_of", None))
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     attack = registry.get("attack", "pgd").create(steps=1)
     seconds = best_seconds(lambda: attack.perturb(target), 1)[0]

@@ -1,4 +1,4 @@
-"""Hand-made ``AttackTarget``s on tiny models: what an attack plugin sees of a batch, without the engine."""
+"""Hand-made ``AttackTarget``s on tiny models: what an attack plugin sees of a batch, without running the engine."""
 
 from __future__ import annotations
 
@@ -7,20 +7,14 @@ from collections.abc import Callable
 import torch
 
 from robustad.contracts import AttackTarget
-from robustad.kit.threat import TwoLogit
+from robustad.engine.attacking import PerImageLogits, ZeroGradients
 
 EPS = 8 / 255
 
 
-class PerImage(torch.nn.Module):
-    """Evaluate the wrapped model one image at a time, as the engine does, so outputs do not depend on the batch."""
-
-    def __init__(self, model: torch.nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.cat([self.model(x[i:i + 1]).reshape(1) for i in range(x.shape[0])])
+def two_logits(z_model: torch.nn.Module) -> PerImageLogits:
+    """The two-logit model the engine hands to attacks: ``z_model`` one image at a time, in eval mode."""
+    return PerImageLogits(z_model, ZeroGradients()).eval()
 
 
 class TinyLogit(torch.nn.Module):
@@ -60,7 +54,7 @@ def make_target(z_model: torch.nn.Module | None, images: torch.Tensor, labels: t
                 member: Callable | None = None) -> AttackTarget:
     """A target whose real detector score is ``score`` (default: z itself; ``white_box`` then also gives
     ``score_from_logit``, the identity); seeds default to 100, 101, ..."""
-    model = None if z_model is None else TwoLogit(PerImage(z_model)).eval()
+    model = None if z_model is None else two_logits(z_model)
 
     def z_score(x: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():

@@ -15,9 +15,9 @@ from robustad_plugins.torchattacks_attacks import TorchattacksAttack
 
 from robustad.errors import RobustadError
 from robustad.kit import attacking as kit
-from robustad.kit.threat import TwoLogit, parse_eps
+from robustad.kit.threat import parse_eps, two_logit
 from robustad.plugins import get_registry
-from tests.targets import EPS, MeanLogit, PerImage, TinyLogit, images_and_labels, make_target
+from tests.targets import EPS, MeanLogit, TinyLogit, images_and_labels, make_target, two_logits
 
 
 class PixelLinear(torch.nn.Module):
@@ -69,7 +69,7 @@ def test_parse_eps_rejects_bad_values_in_one_line(text):
 
 def test_two_logit_is_the_logistic_model_of_z():
     z = torch.tensor([-3.0, 0.0, 0.7, 40.0])
-    logits = TwoLogit(lambda x: x)(z)
+    logits = two_logit(z)
     assert torch.allclose(logits, torch.stack([-z / 2, z / 2], dim=1))
     assert torch.allclose(logits.softmax(dim=1)[:, 1], torch.sigmoid(z))
 
@@ -202,7 +202,7 @@ def test_fgsm_equals_torchattacks_fgsm(tiny_backbone):
     images, labels = images_and_labels()
     z_model = TinyLogit(tiny_backbone)
     ours = FGSM().perturb(make_target(z_model, images, labels))
-    theirs = torchattacks.FGSM(TwoLogit(PerImage(z_model)).eval(), eps=EPS)(images, labels)
+    theirs = torchattacks.FGSM(two_logits(z_model), eps=EPS)(images, labels)
     assert torch.allclose(ours, theirs, atol=1e-6)
 
 
@@ -303,7 +303,7 @@ def test_apgd_is_as_strong_as_torchattacks_apgd_ce_on_a_bumpy_model():
     ours = APGD(steps=20).perturb(make_target(z_model, images, labels))
     with torch.random.fork_rng():
         torch.manual_seed(0)
-        attack = torchattacks.APGD(TwoLogit(PerImage(z_model)).eval(), eps=EPS, steps=20, loss="ce")
+        attack = torchattacks.APGD(two_logits(z_model), eps=EPS, steps=20, loss="ce")
         _, theirs = attack.perturb(images, labels, best_loss=True)  # its best point even where z kept its sign
     gain_ours = adversarial_gain(z_model, ours, images, labels).mean()
     gain_theirs = adversarial_gain(z_model, theirs, images, labels).mean()
@@ -330,7 +330,7 @@ def test_square_is_as_strong_as_torchattacks_square_where_no_decision_flips():
     for seed in range(2):
         with torch.random.fork_rng():
             torch.manual_seed(seed)
-            attack = torchattacks.Square(TwoLogit(z_model).eval(), eps=EPS, n_queries=60)
+            attack = torchattacks.Square(two_logits(z_model), eps=EPS, n_queries=60)
             attack.init_hyperparam(images)
             gains.append(adversarial_gain(z_model, attack.attack_single_run(images, labels)[1], images, labels).mean())
     assert adversarial_gain(z_model, ours, images, labels).mean() >= 0.85 * float(np.mean(gains))

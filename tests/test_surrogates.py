@@ -20,7 +20,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from robustad.errors import RobustadError
-from robustad.kit.threat import TwoLogit
+from robustad.kit.threat import two_logit
 from robustad.plugins import get_registry
 from robustad.records import DetectorOutput, Features
 from tests.conftest import LoudBackbone
@@ -69,7 +69,7 @@ def signed_gradient_steps(model: torch.nn.Module, images: torch.Tensor, labels: 
     adversarial = images.clone()
     for _ in range(steps):
         adversarial.requires_grad_(True)
-        loss = torch.nn.functional.cross_entropy(TwoLogit(model)(adversarial), targets)
+        loss = torch.nn.functional.cross_entropy(two_logit(model(adversarial)), targets)
         (gradient,) = torch.autograd.grad(loss, adversarial)
         step = adversarial.detach() + eps / steps * gradient.sign()
         adversarial = torch.min(torch.max(step, images - eps), images + eps).clamp(0, 1)
@@ -254,7 +254,7 @@ def test_two_logit_gradient_of_each_surrogate_is_nonzero(surrogate_cls, tiny_bac
     surrogate = surrogate_cls()
     surrogate.fit(tiny_backbone, fitted_detector, per_image(features), labels, clean.scores)
     x = images.clone().requires_grad_(True)
-    loss = torch.nn.functional.cross_entropy(TwoLogit(surrogate.logit_model(clean))(x), torch.as_tensor(labels))
+    loss = torch.nn.functional.cross_entropy(two_logit(surrogate.logit_model(clean)(x)), torch.as_tensor(labels))
     (gradient,) = torch.autograd.grad(loss, x)
     assert (gradient.abs().flatten(1).sum(dim=1) > 0).all()
 

@@ -68,23 +68,3 @@ def two_logit(z: torch.Tensor) -> torch.Tensor:
 
     half = z.reshape(-1, 1) / 2
     return torch.cat([-half, half], dim=1)
-
-
-def __getattr__(name: str) -> type:
-    """``TwoLogit``, built on first use so that importing this module does not import torch."""
-    if name != "TwoLogit":
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import torch
-
-    class TwoLogit(torch.nn.Module):
-        """An anomaly-logit model ``x -> z (B,)`` as the 2-class model torchattacks expects (see ``two_logit``)."""
-
-        def __init__(self, z_model: torch.nn.Module) -> None:
-            super().__init__()
-            self.z_model = z_model
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return two_logit(self.z_model(x))
-
-    globals()["TwoLogit"] = TwoLogit
-    return TwoLogit
