@@ -12,6 +12,7 @@ from robustad.engine.executors import run_local
 from robustad.engine.progress import SilentReporter
 from robustad.engine.request import BenchRequest, build_cells
 from robustad.engine.settings import RunSettings
+from robustad.errors import RobustadError
 from robustad.plugins import get_registry
 from robustad.results.leaderboard import read_rows
 from tests.conftest import TinyBackbone
@@ -204,10 +205,25 @@ class RaisingAttack:
         return {"steps": 1}
 
 
+class RaisingInInitAttack:
+    name = "raises_in_init"
+    description = "its constructor raises"
+
+    def __init__(self) -> None:
+        raise ValueError("the plugin's constructor broke")
+
+    def perturb(self, target):
+        return target.images
+
+    def describe(self, eps):
+        return {"steps": 0}
+
+
 class RaisingPlugin:
     @hookimpl
     def register_attacks(self, register):
         register(RaisingAttack)
+        register(RaisingInInitAttack)
 
 
 def test_an_attack_raising_in_perturb_fails_its_cells_only(registry, tmp_path):
@@ -251,3 +267,15 @@ def test_two_bench_processes_on_the_same_cells_write_each_row_once(tmp_path):
     assert [run.returncode for run in runs] == [0, 0], outputs
     keys = [row["cell_hash"] for row in read_rows(out)]
     assert len(keys) == len(set(keys)) == 4  # 2 demo categories x 2 calibrators, each once
+
+
+def test_an_attack_raising_in_its_constructor_is_one_line_before_any_work(registry, tmp_path):
+    if not registry.pm.has_plugin("raising"):
+        registry.add(RaisingPlugin(), "raising", "robustad-raising")
+    root = folder_dataset(tmp_path / "data")
+    with pytest.raises(RobustadError) as caught:
+        run(registry, root, tmp_path / "board.csv", attacks="raises_in_init")
+    message = str(caught.value)
+    assert "attack 'raises_in_init' (plugin 'raising' from robustad-raising): ValueError: the plugin's constructor" \
+           in message and "\n" not in message
+    assert not (tmp_path / "board.csv").exists()

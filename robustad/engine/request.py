@@ -15,6 +15,7 @@ from typing import Any
 from robustad.components import KINDS, Component, parse_spec
 from robustad.contracts import ATTACK_SETTINGS
 from robustad.engine.grid import Threat, expand
+from robustad.engine.guard import create
 from robustad.engine.identity import data_id
 from robustad.engine.settings import PRECISIONS
 from robustad.engine.splits import canonical_shots
@@ -22,7 +23,7 @@ from robustad.errors import RobustadError
 from robustad.kit.threat import canonical_eps, parse_eps
 from robustad.kit.weights import weights_identity
 from robustad.plugins import PluginRegistry
-from robustad.records import NO_ATTACK, Cell
+from robustad.records import NO_ATTACK, NOISE_CONTROL, Cell
 
 MAX_RESOLUTION = 4096
 MAX_MEMBER_DEPTH = 4
@@ -50,8 +51,6 @@ class BenchRequest:
     precision: str = "fp32"
     round_8bit: bool = False
 
-
-NOISE_CONTROL = "noise"
 
 
 def with_noise_control(attacks: str) -> str:
@@ -114,7 +113,7 @@ class _Resolver:
 
     def __call__(self, kind: str, spec: str) -> dict:
         name, argument = parse_spec(spec)
-        component = self.registry.get(kind, name)
+        component = self.component(kind, spec)
         options: dict[str, Any] = {o.name: o.default for o in component.options}
         options.update(self.given.get((kind, name), {}))
         if spec != name:
@@ -124,8 +123,7 @@ class _Resolver:
 
     def create(self, kind: str, spec: str, *args: Any) -> Any:
         """An instance with the resolved options; a constructor's complaint about them is one line."""
-        component = self.component(kind, spec)
-        return component.create(*args, **self(kind, spec))
+        return create(self.component(kind, spec), *args, **self(kind, spec))
 
 
 def build_cells(request: BenchRequest, registry: PluginRegistry) -> list[Cell]:
