@@ -62,6 +62,7 @@ class DetectorOutput:
 
 
 NO_ATTACK = "none"  # the attack of clean-only cells
+NOISE_CONTROL = "noise"  # the attack every attack grid gets beside it as its control
 NO_SURROGATE = "none"  # the surrogate of cells whose attack needs none (clean-only cells, the noise control)
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -83,7 +83,6 @@ class AttackOutcome:
     gradients: ZeroGradients
     seconds: float = 0.0
     failure: RobustadError | None = None
-    filled: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
 
 
 def attack_threat_group(cells: list[Cell], stage: CleanStage, surrogate: Fitted | None, registry: PluginRegistry,
@@ -93,13 +92,13 @@ def attack_threat_group(cells: list[Cell], stage: CleanStage, surrogate: Fitted 
     eps = parse_eps(cell.eps)
     attacks, components, members = _attacks(cells, registry)
     n_eval = len(stage.split.eval)
-    outcomes = {spec: AttackOutcome(np.zeros(n_eval), [np.zeros(0)] * n_eval, attack.describe(eps), ZeroGradients(),
-                                    filled=np.zeros(n_eval, dtype=bool))
+    outcomes = {spec: AttackOutcome(np.zeros(n_eval), [np.zeros(0)] * n_eval, attack.describe(eps), ZeroGradients())
                 for spec, attack in attacks.items()}
     reporter.stage(f"{cell.category}: {', '.join(c for c in attacks)} {cell.eps} via {cell.surrogate}", n_eval)
+    eval_labels = stage.eval_labels
     for indices, images, clean in stage.eval_batches(batch_size):
         images = images.to(stage.backbone.device)
-        labels = torch.as_tensor(stage.eval_labels[indices], dtype=torch.int64, device=images.device)
+        labels = torch.as_tensor(eval_labels[indices], dtype=torch.int64, device=images.device)
         z_model = None if surrogate is None else _logit_model(surrogate, clean)
         results: dict[str, Perturbed] = {}
         for spec, attack in attacks.items():
@@ -122,7 +121,6 @@ def attack_threat_group(cells: list[Cell], stage: CleanStage, surrogate: Fitted 
             outcome.scores[indices] = results[spec].output.scores
             for row, index in enumerate(indices):
                 outcome.distances[index] = np.asarray(results[spec].output.patch_distances[row])
-            outcome.filled[indices] = True
             outcome.seconds += time.perf_counter() - started
         reporter.advance(len(indices))
     return outcomes

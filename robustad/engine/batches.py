@@ -27,7 +27,6 @@ class Item:
     """One sample, decoded and preprocessed: ``index`` is its position in the list it came from."""
 
     index: int
-    sample: Sample
     image: torch.Tensor  # (3, H, W) in [0,1], what the backbone receives
     size: tuple[int, int]  # (height, width) of the original image, for the anomaly map
 
@@ -71,7 +70,7 @@ def prepared(samples: list[Sample], preprocess: Callable[[Any], torch.Tensor], *
 
 def _item(index: int, sample: Sample, preprocess: Callable[[Any], torch.Tensor]) -> Item:
     image = load_rgb(sample.path)
-    return Item(index, sample, preprocess(image), (image.height, image.width))
+    return Item(index, preprocess(image), (image.height, image.width))
 
 
 def batches(items: Iterable[Item], batch_size: int) -> Iterator[list[Item]]:

@@ -27,8 +27,8 @@ def check_outputs(out: Path, save_scores: Path | None) -> None:
 
 def run_bench(cells: list[Cell], settings: RunSettings, out: Path, registry: PluginRegistry,
               console: Console) -> GridResult:
-    """Run the pending cells with the chosen executor and show a summary table of the rows written."""
-    check_outputs(out, settings.save_scores)
+    """Run the pending cells with the chosen executor and show a summary table of the rows written (the outputs
+    were checked with ``check_outputs`` before the cells were built)."""
     console.print(f"{len(cells)} cells -> {out}", highlight=False)
     if settings.save_scores is not None:
         _warn_missing_scores(cells, out, settings.save_scores)

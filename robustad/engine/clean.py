@@ -21,7 +21,7 @@ from robustad.components import Component, parse_spec
 from robustad.contracts import Detector
 from robustad.engine.batches import PREFETCH, Item, batches, prepared
 from robustad.engine.guard import GuardedBackbone, blame, create, require_finite
-from robustad.engine.identity import image_seed, names_hash, relative_names
+from robustad.engine.identity import names_hash, relative_names
 from robustad.engine.progress import Reporter
 from robustad.engine.settings import RunSettings, machine_cores
 from robustad.engine.splits import make_split, parse_shots
@@ -78,17 +78,13 @@ class CleanStage:
     def eval_scores(self) -> np.ndarray:
         return np.array([s.score for s in self.eval])
 
-    def seeds(self, cell_seed: int, indices: list[int]) -> list[int]:
-        """Per-image seeds of eval images (by index) for a cell seed."""
-        return [image_seed(cell_seed, self.names[self.split.eval[i].path]) for i in indices]
-
     def reference_hash(self) -> str:
         return names_hash(self.split.reference, self.names)
 
     def eval_batches(self, batch_size: int) -> Iterator[tuple[list[int], torch.Tensor, DetectorOutput]]:
         """Eval images batched by size: their indices, the image batch, and their clean detector output."""
         if self.eval_images is not None:
-            items: Any = (Item(i, s, self.eval_images[i], self.eval[i].size) for i, s in enumerate(self.split.eval))
+            items: Any = (Item(i, self.eval_images[i], self.eval[i].size) for i in range(len(self.split.eval)))
         else:
             items = prepared(self.split.eval, self._preprocess, prefetch=self.prefetch)
         for batch in batches(items, batch_size):

@@ -45,11 +45,18 @@ def create(component: Component, *args: Any, **options: Any) -> Any:
 
 
 def require_finite(values: Any, component: Component, what: str) -> None:
-    """A ``ComponentError`` when ``values`` (array or tensor) hold NaN or infinity."""
-    array = values.detach().float().cpu().numpy() if hasattr(values, "detach") else np.asarray(values, dtype=float)
-    if not np.isfinite(array).all():
-        bad = int((~np.isfinite(array)).sum())
-        raise ComponentError(f"{component.label()} returned {bad} non-finite value(s) in its {what}")
+    """A ``ComponentError`` when ``values`` (array or tensor) hold NaN or infinity; a tensor is checked where it
+    lies, without a copy to the host."""
+    if hasattr(values, "detach"):
+        import torch
+
+        finite = torch.isfinite(values.detach())
+    else:
+        finite = np.isfinite(np.asarray(values, dtype=float))
+    if bool(finite.all()):
+        return
+    bad = int((~finite).sum())
+    raise ComponentError(f"{component.label()} returned {bad} non-finite value(s) in its {what}")
 
 
 class GuardedBackbone:

@@ -15,13 +15,12 @@ import pandas as pd
 
 from robustad.components import parse_spec
 from robustad.errors import RobustadError
+from robustad.records import NO_ATTACK, NOISE_CONTROL
 from robustad.results.leaderboard import read_rows
 
 MODEL_IDENTITY = ("dataset", "category", "shots", "seed", "backbone", "weights", "resolution", "detector",
                   "calib_fraction", "precision", "round_8bit", "data_id")
 MODEL_OPTION_KINDS = ("dataset", "backbone", "detector")
-CONTROL = "noise"
-CLEAN_ONLY = "none"
 NOISE_COLUMNS = ("adv_auroc", "adv_auroc_ci_low", "adv_auroc_ci_high")
 _SEP = "\x1f"
 
@@ -78,7 +77,7 @@ def attack_names(rows: pd.DataFrame) -> pd.Series:
 
 def is_attack(rows: pd.DataFrame) -> pd.Series:
     """Rows of a real attack: neither the noise control nor a clean-only row."""
-    return ~attack_names(rows).isin([CONTROL, CLEAN_ONLY, ""])
+    return ~attack_names(rows).isin([NOISE_CONTROL, NO_ATTACK, ""])
 
 
 def options_key(rows: pd.DataFrame, *kinds: str) -> pd.Series:
@@ -121,7 +120,7 @@ def with_noise_control(rows: pd.DataFrame) -> pd.DataFrame:
     """Rows with ``noise_adv_auroc`` (and its interval) beside every attack row: the ``noise`` control's value for the
     same model and eps, the calibrator and surrogate aside; empty when that control was not run."""
     control_key = model_key(rows) + _SEP + text(rows, "eps")
-    controls = rows.assign(_key=control_key)[attack_names(rows) == CONTROL].drop_duplicates("_key")
+    controls = rows.assign(_key=control_key)[attack_names(rows) == NOISE_CONTROL].drop_duplicates("_key")
     controls = controls.set_index("_key")
     attacked = is_attack(rows)
     out = rows.copy()

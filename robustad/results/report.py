@@ -17,8 +17,9 @@ import pandas as pd  # noqa: E402
 from robustad import metrics  # noqa: E402
 from robustad.components import parse_spec  # noqa: E402
 from robustad.errors import RobustadError  # noqa: E402
+from robustad.records import NO_ATTACK, NOISE_CONTROL  # noqa: E402
 from robustad.results.aggregate import aggregate, mean_if_complete  # noqa: E402
-from robustad.results.frame import CLEAN_ONLY, CONTROL, attack_names, numeric, text  # noqa: E402
+from robustad.results.frame import attack_names, numeric, text  # noqa: E402
 
 SCORE_COLUMNS = ("path", "split", "label", "clean_score", "clean_prob", "adv_score", "adv_prob")
 
@@ -104,7 +105,7 @@ def write_report(rows: pd.DataFrame, scores: pd.DataFrame | None, out: Path) -> 
 def eps_curves(rows: pd.DataFrame, metric: str) -> pd.DataFrame:
     """Per attack, surrogate and eps: the mean ``adv_<metric>`` and the mean of its 95 % interval bounds over the
     rows (defined only when every row has it, as in ``aggregate``). Clean-only rows are left out."""
-    attacked = rows[attack_names(rows) != CLEAN_ONLY]
+    attacked = rows[attack_names(rows) != NO_ATTACK]
     frame = pd.DataFrame({
         "attack": text(attacked, "attack"), "surrogate": text(attacked, "surrogate"),
         "eps_value": numeric(attacked, "eps_value"), "mean": numeric(attacked, f"adv_{metric}"),
@@ -124,7 +125,7 @@ def draw_metric_vs_eps(rows: pd.DataFrame, metric: str) -> plt.Figure | None:
     fig, ax = plt.subplots(figsize=(6, 4))
     for (attack, surrogate), curve in curves.groupby(["attack", "surrogate"]):
         x = curve["eps_value"] * 255
-        if parse_spec(attack)[0] == CONTROL:
+        if parse_spec(attack)[0] == NOISE_CONTROL:
             style = {"color": "black", "linestyle": ":", "marker": "s", "label": f"{attack} control"}
         else:
             style = {"marker": "o", "label": f"{attack} / {surrogate}"}
@@ -134,7 +135,7 @@ def draw_metric_vs_eps(rows: pd.DataFrame, metric: str) -> plt.Figure | None:
             ax.errorbar(bounded["eps_value"] * 255, (bounded["ci_low"] + bounded["ci_high"]) / 2,
                         yerr=(bounded["ci_high"] - bounded["ci_low"]) / 2, fmt="none", ecolor=line.get_color(),
                         capsize=3, label="_nolegend_")
-    clean = mean_if_complete(numeric(rows[attack_names(rows) != CLEAN_ONLY], f"clean_{metric}"))
+    clean = mean_if_complete(numeric(rows[attack_names(rows) != NO_ATTACK], f"clean_{metric}"))
     if not np.isnan(clean):
         ax.axhline(clean, linestyle="--", color="gray", label="clean")
     ax.set_xlabel("eps (x 1/255)")

@@ -8,15 +8,16 @@ import pandas as pd
 from rich.markup import escape
 from rich.table import Table
 
+from robustad.records import NOISE_CONTROL
 from robustad.results.aggregate import CONFIG, SUMMARY_METRICS, aggregate
-from robustad.results.frame import CONTROL, attack_names
+from robustad.results.frame import attack_names
 
 
 def summary_table(rows: pd.DataFrame, title: str) -> Table:
     """Mean +- std over seeds and, below it, the mean 95 % interval of each metric; settings shared by every line go
     into the title, the others become columns. ``noise_adv_auroc`` appears when the rows hold a noise control."""
     summary = aggregate(rows)
-    metrics = [m for m in SUMMARY_METRICS if m != "noise_adv_auroc" or (attack_names(rows) == CONTROL).any()]
+    metrics = [m for m in SUMMARY_METRICS if m != "noise_adv_auroc" or (attack_names(rows) == NOISE_CONTROL).any()]
     varying = [k for k in CONFIG if summary[k].nunique() > 1] or ["calibrator"]
     shared = ", ".join(f"{k}={summary[k].iloc[0]}" for k in CONFIG
                        if k not in varying and k != "options" and len(summary) and summary[k].iloc[0] not in ("", "{}"))
