@@ -89,24 +89,23 @@ class PGD:
         self.loss = kit.check_loss(self.name, loss)
 
     def perturb(self, target: AttackTarget) -> torch.Tensor:
-        labels = kit.check_target(target, self.name)
-        clean, eps = target.images, target.eps
-        alpha = self.alpha_ratio * eps
-        generators = kit.generators(target)
-        best = kit.BestCandidate(labels)
-        for _ in range(self.restarts):
-            current = kit.project(clean + kit.uniform_in_ball(target, generators), clean, eps) \
-                if self.random_start else clean
-            for _ in range(self.steps):
-                _, z, gradient = kit.loss_and_gradient(target, current, labels, self.loss)
-                best.offer(current, kit.real_scores(target, current, z))
-                current = kit.project(current + alpha * gradient.sign(), clean, eps)
-            best.offer(current, _final_scores(target, current, labels, self.loss))
-        return best.images
+        return kit.best_of_runs(target, self.name, self.restarts, self._run)
 
     def describe(self, eps: float) -> dict:
         return {"steps": self.steps, "alpha": self.alpha_ratio * eps, "random_start": self.random_start,
                 "restarts": self.restarts, "loss": self.loss}
+
+    def _run(self, target: AttackTarget, labels: torch.Tensor, generators: list, best: kit.BestCandidate) -> None:
+        """One run from a random start (or the clean images); every iterate is offered to ``best``."""
+        clean, eps = target.images, target.eps
+        alpha = self.alpha_ratio * eps
+        current = kit.project(clean + kit.uniform_in_ball(target, generators), clean, eps) \
+            if self.random_start else clean
+        for _ in range(self.steps):
+            _, z, gradient = kit.loss_and_gradient(target, current, labels, self.loss)
+            best.offer(current, kit.real_scores(target, current, z))
+            current = kit.project(current + alpha * gradient.sign(), clean, eps)
+        best.offer(current, _final_scores(target, current, labels, self.loss))
 
 
 class APGD:

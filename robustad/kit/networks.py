@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, ClassVar
 
+from robustad.kit.backbone_checks import device_of
+
 if TYPE_CHECKING:
     import torch
 
@@ -31,8 +33,7 @@ class NetworkBackbone:
         self.network = self.build(weights, device)
         self.weights_id = self.network.weights_id
         self.embed_dim = getattr(self.network, "embed_dim", None)  # channels of the patch tokens, when known
-        parameter = next(iter(self.network.parameters()), None)
-        self.device = parameter.device if parameter is not None else device
+        self.device = device_of(self.network)
 
     def build(self, weights: str | None, device: str) -> torch.nn.Module:
         """The network, weights loaded, on ``device``."""

@@ -36,20 +36,21 @@ def weights_identity(text: str) -> str:
     text = text.strip()
     path = Path(text).expanduser()
     if text and text != RANDOM and path.is_file():
-        stat = path.stat()
-        return _cached_file_id(str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+        return file_id(path)
     return text
 
 
-@functools.lru_cache(maxsize=32)
-def _cached_file_id(path: str, size: int, mtime_ns: int) -> str:
-    return file_id(Path(path))
-
-
 def file_id(path: Path) -> str:
-    """The identifier of a weights file: ``sha256:<hex>`` of its bytes."""
+    """The identifier of a weights file: ``sha256:<hex>`` of its bytes, hashed once per process while its size and
+    modification time stay the same (a cell's key and each backbone built from the file both need it)."""
+    stat = path.stat()
+    return _sha256_of(str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=32)
+def _sha256_of(path: str, size: int, mtime_ns: int) -> str:
     digest = hashlib.sha256()
-    with path.open("rb") as handle:
+    with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return f"sha256:{digest.hexdigest()}"
