@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from robustad.results.aggregate import mean_if_complete, std_if_complete
+from robustad.results.frame import numeric
 from robustad.results.leaderboard import read_rows
 
 HERE = Path(__file__).resolve().parent
@@ -26,18 +28,20 @@ def load(path: Path = LEADERBOARD) -> pd.DataFrame:
     rows = pd.DataFrame(read_rows(path))
     for column in rows.columns:
         if column.startswith(("clean_", "adv_", "flag_", "evasion_")) or column in ("eps_value", "seed"):
-            rows[column] = pd.to_numeric(rows[column].replace("", np.nan))
+            rows[column] = numeric(rows, column)
     return rows
 
 
 def cell(rows: pd.DataFrame, metric: str) -> str:
-    """``value [low, high]`` of one row, or ``mean +- std [mean low, mean high]`` over several (seeds)."""
+    """``value [low, high]`` of one row, or ``mean +- std [mean low, mean high]`` over several (seeds), undefined
+    (nan) unless every row has the value, as ``robustad leaderboard`` aggregates."""
     if rows.empty:
         return "n/a"
     values, low, high = rows[metric], rows[f"{metric}_ci_low"], rows[f"{metric}_ci_high"]
     if len(rows) == 1:
         return f"{values.iloc[0]:.3f} [{low.iloc[0]:.2f}, {high.iloc[0]:.2f}]"
-    return f"{values.mean():.3f} ± {values.std(ddof=1):.3f} [{low.mean():.2f}, {high.mean():.2f}]"
+    return (f"{mean_if_complete(values):.3f} ± {std_if_complete(values):.3f} "
+            f"[{mean_if_complete(low):.2f}, {mean_if_complete(high):.2f}]")
 
 
 def suite_table(rows: pd.DataFrame) -> list[str]:

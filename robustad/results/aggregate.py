@@ -33,7 +33,7 @@ def aggregate(rows: pd.DataFrame, metrics: list[str] = SUMMARY_METRICS) -> pd.Da
             frame[column] = numeric(source, column)
     per_category = frame.groupby(CONFIG + ["category"], sort=False).agg(
         **{f"{m}_mean": (m, mean_if_complete) for m in metrics},
-        **{f"{m}_std": (m, _std_if_complete) for m in metrics},
+        **{f"{m}_std": (m, std_if_complete) for m in metrics},
         **{f"{m}_{bound}": (f"{m}_{bound}", mean_if_complete) for m in metrics for bound in ("ci_low", "ci_high")},
         seeds=("seed", "nunique"),
     )
@@ -49,7 +49,7 @@ def mean_if_complete(values: pd.Series) -> float:
     return float(values.mean()) if len(values) and values.notna().all() else float("nan")
 
 
-def _std_if_complete(values: pd.Series) -> float:
+def std_if_complete(values: pd.Series) -> float:
     """Sample std (ddof=1) when every value is defined; 0 for a single value."""
     if not len(values) or values.isna().any():
         return float("nan")
