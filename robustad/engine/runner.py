@@ -8,9 +8,10 @@ it, not the group: every other cell of the group still yields its row.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -113,38 +114,35 @@ class _Group:
             return CellOutcome.failed(cell, error)
 
     def _surrogate(self, cell: Cell) -> Fitted:
-        key = (cell.surrogate, cell.options_of("surrogate"))
-        if key not in self.surrogates:
-            component = self.registry.get("surrogate", parse_spec(cell.surrogate)[0])
-            fitted = Fitted(component)
-            started = time.perf_counter()
-            try:
-                fitted.instance = create(component, **cell.component_options("surrogate", cell.surrogate))
-                with blame(component):
-                    fitted.instance.fit(self.stage.backbone, self.stage.detector, self.stage.calib_features,
-                                        self.stage.calib_labels, self.stage.calib_scores)
-            except RobustadError as error:
-                fitted.failure = error
-            fitted.seconds = time.perf_counter() - started
-            self.surrogates[key] = fitted
-        return self.surrogates[key]
+        stage = self.stage
+        return self._fitted(self.surrogates, "surrogate", cell, lambda surrogate: surrogate.fit(
+            stage.backbone, stage.detector, stage.calib_features, stage.calib_labels, stage.calib_scores))
 
     def _calibrator(self, cell: Cell) -> Fitted:
-        key = (cell.calibrator, cell.options_of("calibrator"))
-        if key not in self.calibrators:
-            component = self.registry.get("calibrator", parse_spec(cell.calibrator)[0])
-            fitted = Fitted(component)
-            try:
-                fitted.instance = create(component, **cell.component_options("calibrator", cell.calibrator))
-                with blame(component):
-                    fitted.instance.fit(self.stage.calib_scores, self.stage.calib_labels)
-            except RobustadError as error:
-                fitted.failure = error
-            self.calibrators[key] = fitted
-        fitted = self.calibrators[key]
+        fitted = self._fitted(self.calibrators, "calibrator", cell,
+                              lambda calibrator: calibrator.fit(self.stage.calib_scores, self.stage.calib_labels))
         if fitted.failure is not None:
             raise fitted.failure
         return fitted
+
+    def _fitted(self, cache: dict[tuple, Fitted], kind: str, cell: Cell, fit: Callable[[Any], object]) -> Fitted:
+        """The cell's component of ``kind``, created with its options and fitted on calib once per spec and options
+        (or the one-line reason it failed), with the seconds that took."""
+        spec = getattr(cell, kind)
+        key = (spec, cell.options_of(kind))
+        if key not in cache:
+            component = self.registry.get(kind, parse_spec(spec)[0])
+            fitted = Fitted(component)
+            started = time.perf_counter()
+            try:
+                fitted.instance = create(component, **cell.component_options(kind, spec))
+                with blame(component):
+                    fit(fitted.instance)
+            except RobustadError as error:
+                fitted.failure = error
+            fitted.seconds = time.perf_counter() - started
+            cache[key] = fitted
+        return cache[key]
 
     def _probabilities(self, fitted: Fitted, scores: np.ndarray) -> np.ndarray:
         with blame(fitted.component):
