@@ -127,6 +127,7 @@ class AnomalyDINO:
     """Patch 1-NN cosine distance to a memory bank of (rotated) reference patches, scored by its top 1 %."""
 
     name = "anomalydino"
+    primary_option = "masking"  # what anomalydino:VALUE sets
     description = ("AnomalyDINO (WACV 2025): 1-NN cosine patch distance to rotated few-shot reference patches, "
                    "mean of the top 1 %")
     memory_bank_size: int

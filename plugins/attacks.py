@@ -26,6 +26,7 @@ class Noise:
     """The control: a random perturbation of the same L-inf size, no model involved."""
 
     name = "noise"
+    primary_option = "distribution"  # what noise:VALUE sets
     description = "control: random +-eps per pixel (distribution=sign) or uniform in the eps ball, seeded per image"
     needs_surrogate = False
 
@@ -56,6 +57,7 @@ class FGSM:
     """One signed-gradient step of size eps from the clean image (Goodfellow et al. 2015)."""
 
     name = "fgsm"
+    primary_option = "loss"  # what fgsm:VALUE sets
     description = "FGSM: one signed-gradient step of size eps on the loss (ce or margin)"
 
     def __init__(self, *, loss: str = "ce") -> None:
@@ -74,6 +76,7 @@ class PGD:
     """Projected gradient ascent with signed steps of ``alpha_ratio * eps`` (Madry et al. 2018), best iterate kept."""
 
     name = "pgd"
+    primary_option = "steps"  # what pgd:VALUE sets
     description = "PGD: signed steps of alpha_ratio*eps from a per-image random start; keeps each image's best iterate"
 
     def __init__(self, *, steps: int = 10, alpha_ratio: float = 0.25, random_start: bool = True,
@@ -113,6 +116,7 @@ class APGD:
     checkpoints where the loss stopped improving, restarting from the best point; best iterate kept."""
 
     name = "apgd"
+    primary_option = "steps"  # what apgd:VALUE sets
     description = "Auto-PGD (Croce & Hein 2020), loss ce or margin; keeps each image's best iterate"
     momentum = 0.75
     rho = 0.75  # a step size is kept while at least this share of the steps since the last checkpoint raised the loss

@@ -123,6 +123,7 @@ class Temperature:
     """Temperature scaling around the calib threshold: p = sigmoid((s - tau) / T)."""
 
     name = "temperature"
+    primary_option = "targets"  # what temperature:VALUE sets
     description = ("sigmoid((s - tau)/T): tau = calib F1-optimal threshold, T > 0 fitted by NLL "
                    "on hard labels or Platt's smoothed targets")
 

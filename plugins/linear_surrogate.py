@@ -68,6 +68,7 @@ class LinearSurrogate:
     """Logistic regression on the global + mean patch descriptor of the calib images."""
 
     name = "linear"
+    primary_option = "C"  # what linear:VALUE sets
     description = "logistic head on global + mean patch token, fitted on calib (transfer attack, the seed paper's)"
     white_box = False
 

@@ -61,6 +61,7 @@ class ScoreSurrogate:
     """The detector score minus its F1-optimal calib threshold."""
 
     name = "score"
+    primary_option = "masks"  # what score:VALUE sets
     description = ("white-box: detector score minus the calib F1-optimal threshold; foreground masks recomputed "
                    "at every step (live) or frozen from the clean image")
     white_box = True

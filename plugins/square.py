@@ -32,6 +32,7 @@ class Square:
     """Random search over square windows at the corners of the L-inf ball, best point by the loss kept."""
 
     name = "square"
+    primary_option = "queries"  # what square:VALUE sets
     description = "Square attack (Andriushchenko et al. 2020): gradient-free random search, queries per image"
 
     def __init__(self, *, queries: int = 100, loss: str = "margin", p_init: float = 0.8, restarts: int = 1) -> None:

@@ -36,6 +36,7 @@ class TorchattacksAttack:
     """Any torchattacks class by name; further options are checked against that class's constructor."""
 
     name = "torchattacks"
+    primary_option = "attack"  # what torchattacks:VALUE sets
     description = "any torchattacks class by name (torchattacks:MIFGSM); other options go to its constructor"
 
     def __init__(self, *, attack: str | None = None, **options: Any) -> None:

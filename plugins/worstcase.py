@@ -30,6 +30,7 @@ class WorstCase:
     """Per image, the most adversarial result among the member attacks; ties go to the first member listed."""
 
     name = "worstcase"
+    primary_option = "members"  # what worstcase:VALUE sets
     description = "per-image worst case of member attacks on the detector's real score (members=noise+fgsm+...)"
     needs_surrogate = True
 

@@ -8,6 +8,7 @@ metrics). Everything else is internal and may change between versions.
 
 from importlib.metadata import PackageNotFoundError, version
 
+from robustad.api import BenchResult, bench
 from robustad.components import parse_spec
 from robustad.contracts import (
     ATTACK_SETTINGS,
@@ -34,6 +35,6 @@ __all__ = [
     "Sample", "CategoryData", "Features", "DetectorOutput",
     "Dataset", "Backbone", "Detector", "Surrogate", "Attack", "Calibrator", "AttackTarget", "Perturbed",
     "ATTACK_SETTINGS", "parse_spec",
-    "kit", "metrics",
+    "kit", "metrics", "bench", "BenchResult",
     "__version__",
 ]

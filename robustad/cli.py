@@ -101,31 +101,16 @@ def bench(
 
     Exit code 1 when some cells failed (one line each on stderr); the other rows land; a rerun does the rest.
     """
-    from robustad.engine.bench import check_outputs, run_bench
-    from robustad.engine.guard import check_precision
-    from robustad.engine.request import BenchRequest, build_cells, with_noise_control
-    from robustad.engine.settings import RunSettings, machine_cores
-    from robustad.kit.weights import weights_identity
+    from robustad.api import bench as run
 
-    settings = RunSettings(
-        data_root=data_root, weights_file=Path(weights) if weights_identity(weights).startswith("sha256:") else None,
-        device=device, batch_size=batch_size, threads=threads or machine_cores(), pixel_metrics=pixel_metrics,
-        save_scores=save_scores, resamples=resamples, executor=executor, ray_address=ray_address,
+    result = run(
+        dataset=dataset, data_root=data_root, category=category, shots=shots, seeds=seeds, backbone=backbone,
+        weights=weights, resolution=resolution, detector=detector, surrogate=surrogate, attack=attack,
+        noise_control=noise_control, eps=eps, calib=calib, calib_fraction=calib_fraction, options=opt,
+        precision=precision, round_8bit=round_8bit, device=device, threads=threads, batch_size=batch_size,
+        resamples=resamples, pixel_metrics=pixel_metrics, out=out, save_scores=save_scores, executor=executor,
+        ray_address=ray_address, console=console,
     )
-    check_outputs(out, save_scores)
-    request = BenchRequest(
-        datasets=dataset, data_root=data_root, categories=category, shots=shots, seeds=seeds,
-        backbones=backbone, weights=weights, resolutions=resolution, detectors=detector,
-        surrogates=surrogate, attacks=with_noise_control(attack) if noise_control else attack, eps=eps,
-        calibrators=calib, calib_fraction=calib_fraction,
-        options=opt, precision=precision, round_8bit=round_8bit,
-    )
-    registry = get_registry()
-    cells = build_cells(request, registry)
-    slow = check_precision(precision, device)
-    if slow:
-        err_console.print(f"robustad: warning: {slow}", highlight=False, soft_wrap=True)
-    result = run_bench(cells, settings, out, registry, console)
     for _, message in result.failures:
         err_console.print(f"robustad: cell failed: {message}", highlight=False, soft_wrap=True)
     if result.failures:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import math
 import sys
 import typing
 from dataclasses import dataclass
@@ -33,9 +34,15 @@ class Option:
     type: type
     default: Any
 
-    def parse(self, text: str) -> Any:
-        """Convert a command-line string to this option's type."""
+    def parse(self, value: Any) -> Any:
+        """Convert a command-line string (or a Python value given through the API) to this option's type; a
+        number must be finite, and a list is a ``+``-joined member list for a text option."""
+        if isinstance(value, (list, tuple)) and self.type is str:
+            value = "+".join(str(item).strip() for item in value)
+        text = value if isinstance(value, str) else repr(value) if isinstance(value, float) else str(value)
         if self.type is bool:
+            if isinstance(value, bool):
+                return value
             lowered = text.strip().lower()
             if lowered in ("1", "true", "yes", "on"):
                 return True
@@ -43,11 +50,14 @@ class Option:
                 return False
             raise RobustadError(f"option {self.name}={text!r}: expected true or false")
         try:
-            return self.type(text)
-        except (TypeError, ValueError):
-            raise RobustadError(
-                f"option {self.name}={text!r}: expected {self.type.__name__}"
-            ) from None
+            parsed = self.type(text) if isinstance(value, str) or self.type is str else self.type(value)
+        except (TypeError, ValueError, OverflowError):
+            raise RobustadError(f"option {self.name}={text!r}: expected {self.type.__name__}") from None
+        if isinstance(parsed, float) and not math.isfinite(parsed):
+            raise RobustadError(f"option {self.name}={text!r}: expected a finite number")
+        if isinstance(parsed, int) and not isinstance(parsed, bool) and isinstance(value, float):
+            raise RobustadError(f"option {self.name}={text!r}: expected int")
+        return parsed
 
 
 @dataclass(frozen=True)
@@ -94,18 +104,20 @@ class Component:
         return f"{self.kind} {self.name!r} (plugin {self.plugin!r} from {self.distribution})"
 
     def spec_options(self, argument: str | None) -> dict[str, Any]:
-        """The options a ``name:argument`` spec sets: the argument, converted to the first option's type."""
+        """The options a ``name:argument`` spec sets: the argument, converted to the type of the option the class
+        declares as its ``primary_option`` (``pgd:20`` sets ``steps``)."""
         if argument is None:
             return {}
-        if not self.options:
-            raise RobustadError(f"{self.kind} {self.name!r} takes no ':' argument (got {self.name}:{argument})")
-        first = self.options[0]
-        return {first.name: self.parse_option(first.name, argument)}
+        primary = getattr(self.cls, "primary_option", None)
+        if not isinstance(primary, str) or primary not in {o.name for o in self.options}:
+            raise RobustadError(f"{self.kind} {self.name!r} declares no primary option for a ':' argument (got "
+                                f"{self.name}:{argument}); use --opt {self.kind}.{self.name}.KEY=VALUE")
+        return {primary: self.parse_option(primary, argument)}
 
     def parse_option(self, key: str, text: str) -> Any:
         """A command-line string for option ``key``, converted to its type (open options: a Python literal)."""
         if self.open_options and key not in {o.name for o in self.options}:
-            return _literal(text)
+            return _literal(text) if isinstance(text, str) else text
         try:
             return self.option(key).parse(text)
         except RobustadError as error:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import MISSING, Field, dataclass, field, fields
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import numpy as np
@@ -66,61 +66,95 @@ NOISE_CONTROL = "noise"  # the attack every attack grid gets beside it as its co
 NO_SURROGATE = "none"  # the surrogate of cells whose attack needs none (clean-only cells, the noise control)
 
 
+SPLIT, MODEL, THREAT, ATTACK, CALIBRATION = "split", "model", "threat", "attack", "calibration"
+STAGES = (SPLIT, MODEL, THREAT, ATTACK, CALIBRATION)
+"""What a cell field decides, in the order work is shared: cells agreeing on every field (and option) of the
+stages up to one share its work (docs/protocol.md section 8)."""
+STAGE_OPTION_KINDS = {SPLIT: ("dataset",), MODEL: ("backbone", "detector"), THREAT: ("surrogate",),
+                      ATTACK: ("attack",), CALIBRATION: ("calibrator",)}
+FIRST_PROTOCOL = PROTOCOL_VERSION = 1
+"""Bumped when a change alters what a cell computes (docs/choices.md lists each bump); enters the key from 2 on."""
+
+
+def axis(stage: str, default: object = MISSING, *, since: int = 1, role: str = "config") -> Any:
+    """A cell field deciding ``stage``. A field added after the first release (``since`` > 1) enters the key only
+    when it differs from its default, so rows finished before it existed keep their keys.
+
+    ``role`` says how results use it: ``config`` (rows are compared and averaged only within one value),
+    ``perturbation`` (what the audit compares across: the attack, its surrogate and eps), ``replicate`` (what
+    aggregation averages over: categories, seeds and their images) or ``key`` (identity only, never compared:
+    rows of older versions lack it).
+    """
+    return field(default=default, metadata={"stage": stage, "since": since, "role": role})
+
+
 @dataclass(frozen=True)
 class Cell:
-    """One leaderboard row's experiment (docs/protocol.md section 1), every field in canonical form.
+    """One leaderboard row's experiment (docs/protocol.md section 1), every field in canonical form: the one
+    declaration from which the key, the shared-work prefixes, the leaderboard columns, aggregation and the audit's
+    comparisons are derived.
 
     ``weights`` is the weights' identity (``""``: the backbone's own source, ``random``, or ``sha256:<hex>`` of a
-    file: moving the file keeps the key); ``data_id`` a digest of the category's images (relative paths, sizes,
-    labels: moving the data keeps the key); ``options`` canonical JSON of the resolved options, defaults
-    included, of every component the cell uses, keyed ``kind.spec``.
+    file: moving the file keeps the key); ``data_id`` a digest of the category's image names, sizes and labels, and
+    ``data_sha`` one of their bytes (moving the data keeps both); ``attack`` the attack plugin's name, its settings
+    in ``options``: canonical JSON of the resolved options, defaults included, of every component the cell uses,
+    keyed ``kind.name``.
     """
 
-    dataset: str
-    category: str
-    shots: str
-    seed: int
-    backbone: str
-    weights: str
-    resolution: int
-    detector: str
-    surrogate: str
-    attack: str
-    eps: str
-    calibrator: str
-    calib_fraction: float
-    precision: str = "fp32"
-    round_8bit: bool = False
-    options: str = "{}"
-    data_id: str = ""
+    dataset: str = axis(SPLIT)
+    category: str = axis(SPLIT, role="replicate")
+    shots: str = axis(SPLIT)
+    seed: int = axis(SPLIT, role="replicate")
+    backbone: str = axis(MODEL)
+    weights: str = axis(MODEL)
+    resolution: int = axis(MODEL)
+    detector: str = axis(MODEL)
+    surrogate: str = axis(THREAT, role="perturbation")
+    attack: str = axis(ATTACK, role="perturbation")
+    eps: str = axis(THREAT, role="perturbation")
+    calibrator: str = axis(CALIBRATION)
+    calib_fraction: float = axis(SPLIT)
+    precision: str = axis(MODEL, "fp32")
+    round_8bit: bool = axis(THREAT, False)
+    options: str = axis(SPLIT, "{}", role="key")  # compared by kind: see options_of
+    data_id: str = axis(SPLIT, "", role="replicate")
+    data_sha: str = axis(SPLIT, "", since=2, role="key")
+    protocol: int = axis(SPLIT, PROTOCOL_VERSION, since=2)
 
     @property
     def key(self) -> str:
-        """A stable hash of every field: the leaderboard's resume key."""
-        text = json.dumps(asdict(self), sort_keys=True)
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
+        """A stable hash of the cell: the leaderboard's resume key."""
+        return _hash({f.name: getattr(self, f.name) for f in fields(self) if _in_key(f, getattr(self, f.name))})
+
+    @property
+    def legacy_key(self) -> str:
+        """The key rows written before ``data_sha`` existed have for this cell (they are resumed, not redone)."""
+        return _hash({f.name: getattr(self, f.name) for f in fields(self) if f.metadata["since"] == 1})
+
+    def prefix(self, stage: str) -> tuple:
+        """Cells with equal prefixes up to ``stage`` share its work: the split (reference, calib and eval lists),
+        the model (features, memory bank, clean scores), the threat (attacked together, batch by batch: a worst
+        case and its members) and the attack (adversarial images and their scores)."""
+        upto = STAGES[: STAGES.index(stage) + 1]
+        values = tuple(getattr(self, name) for name in CELL_FIELDS if name != "options"
+                       and FIELD_STAGES[name] in upto)
+        return (*values, self.options_of(*(kind for s in upto for kind in STAGE_OPTION_KINDS[s])))
 
     @property
     def split_prefix(self) -> tuple:
-        """Cells with equal split prefixes share the reference, calib and eval lists."""
-        return (self.dataset, self.category, self.data_id, self.shots, self.seed, self.calib_fraction,
-                self.options_of("dataset"))
+        return self.prefix(SPLIT)
 
     @property
     def model_prefix(self) -> tuple:
-        """Cells with equal model prefixes share features, memory bank and clean scores."""
-        return (*self.split_prefix, self.backbone, self.weights, self.resolution, self.detector, self.precision,
-                self.options_of("backbone", "detector"))
+        return self.prefix(MODEL)
 
     @property
     def threat_prefix(self) -> tuple:
-        """Cells with equal threat prefixes are attacked together, batch by batch (a worst case and its members)."""
-        return (*self.model_prefix, self.surrogate, self.eps, self.round_8bit, self.options_of("surrogate"))
+        return self.prefix(THREAT)
 
     @property
     def attack_prefix(self) -> tuple:
-        """Cells with equal attack prefixes share adversarial images and their scores."""
-        return (*self.threat_prefix, self.attack, self.options_of("attack"))
+        return self.prefix(ATTACK)
 
     def options_of(self, *kinds: str) -> str:
         """The options of the components of these kinds, as canonical JSON."""
@@ -132,4 +166,20 @@ class Cell:
         return dict(json.loads(self.options).get(f"{kind}.{spec}", {}))
 
 
+def _in_key(spec: Field, value: object) -> bool:
+    return spec.metadata["since"] == 1 or value != spec.default
+
+
+def _hash(values: dict) -> str:
+    return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:16]
+
+
 CELL_FIELDS = tuple(f.name for f in fields(Cell))
+FIELD_STAGES = {f.name: f.metadata["stage"] for f in fields(Cell)}
+"""The stage each cell field decides: what the shared-work prefixes are derived from."""
+
+
+def fields_with(*roles: str, stages: tuple[str, ...] = STAGES) -> tuple[str, ...]:
+    """The cell fields of these roles (and stages), in declaration order: what aggregation groups by and what
+    the audit compares are derived from here."""
+    return tuple(f.name for f in fields(Cell) if f.metadata["role"] in roles and f.metadata["stage"] in stages)

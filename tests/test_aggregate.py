@@ -131,3 +131,23 @@ def test_summary_table_leaves_the_noise_column_out_without_a_control_and_keeps_b
     console.print(summary_table(board(row(adv_auroc=0.3)), "[mean] board"))
     text = console.file.getvalue()
     assert "noise_adv_auroc" not in text and "0.300" in text and "[mean] board" in text
+
+
+def test_two_image_sets_sharing_a_category_name_are_not_averaged_together():
+    rows = board(row(data_id="first", clean_auroc=0.9), row(data_id="second", clean_auroc=0.5))
+    summary = aggregate(rows)
+    assert sorted(summary["clean_auroc_mean"]) == [0.5, 0.9] and set(summary["data"]) == {"first", "second"}
+    one_set = aggregate(board(row(seed=0, clean_auroc=0.9), row(seed=1, clean_auroc=0.5)))
+    assert list(one_set["clean_auroc_mean"]) == [0.7] and list(one_set["data"]) == [""]
+
+
+def test_a_row_copied_by_hand_counts_once(tmp_path, monkeypatch, capsys):
+    first, second = row(seed=0, clean_auroc=0.9), row(seed=1, clean_auroc=0.5)
+    path = write_board(tmp_path / "board.csv", [first, second, second, second])
+    code, out, err = run_robustad(monkeypatch, capsys, "leaderboard", path)
+    assert code == 0 and "repeat the key of an earlier row" in err
+    from robustad.results.frame import load_rows
+
+    with pytest.warns(UserWarning, match="3 row"):
+        assert len(load_rows(write_board(tmp_path / "b.csv", [first, first, second, second]), [])) == 2
+    assert list(aggregate(load_rows(path, []))["clean_auroc_mean"]) == [pytest.approx(0.7)]

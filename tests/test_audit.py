@@ -23,10 +23,20 @@ def rows_of(changes: dict | None = None, calibrators=("platt", "none")) -> list[
     for (attack, surrogate, eps), auroc in PASSING.items():
         values = {"attack": attack, "surrogate": surrogate, "eps": eps, "adv_auroc": auroc,
                   "zero_grad_share": None if attack == "noise" else 0.1,
-                  "members": "pgd+fgsm" if attack == "worstcase" else None}
+                  "members": "pgd+fgsm" if attack == "worstcase" else None,
+                  "white_box": {"score": True, "linear": False}.get(surrogate)}
         values.update(changes.get((attack, surrogate, eps), {}))
         out += [row(calibrator=calibrator, **values) for calibrator in calibrators]
     return out
+
+
+def test_white_box_is_read_from_the_rows_not_from_surrogate_names():
+    renamed = [{**r, "surrogate": {"score": "mine", "linear": "theirs"}.get(r["surrogate"], r["surrogate"])}
+               for r in rows_of({("pgd", "score", "2/255"): {"adv_auroc": 0.85}})]
+    [violation] = [v for v in audit(board(*renamed)) if v.check == "white-box-vs-transfer"]
+    assert "via mine (white-box) > 0.800000 via theirs (transfer)" in violation.detail
+    unmarked = [{**r, "white_box": ""} for r in rows_of({("pgd", "score", "2/255"): {"adv_auroc": 0.85}})]
+    assert [r.compared for r in run_checks(board(*unmarked)) if r.check == "white-box-vs-transfer"] == [0]
 
 
 def test_a_passing_leaderboard_passes_and_every_check_compared_something():

@@ -79,10 +79,34 @@ def test_resolved_defaults_are_part_of_the_cell(data):
 
 def test_name_argument_is_converted_through_the_option_type(data):
     [cell] = cells(REQUEST, data_root=data, attacks="pgd:20")
-    steps = json.loads(cell.options)["attack.pgd:20"]["steps"]
-    assert steps == 20 and isinstance(steps, int)
+    steps = json.loads(cell.options)["attack.pgd"]["steps"]
+    assert cell.attack == "pgd" and steps == 20 and isinstance(steps, int)
     with pytest.raises(RobustadError, match=r"attack 'pgd' option steps='abc': expected int"):
         cells(REQUEST, data_root=data, attacks="pgd:abc")
+
+
+def test_one_experiment_has_one_key_however_it_is_spelled(data):
+    [spelled] = cells(REQUEST, data_root=data, attacks="pgd:20")
+    [option] = cells(REQUEST, data_root=data, attacks="pgd", options=["attack.pgd.steps=20"])
+    [api] = cells(REQUEST, data_root=data, attacks=["pgd"], options={"attack.pgd.steps": 20})
+    assert spelled == option == api and spelled.key == option.key
+    default, explicit = cells(REQUEST, data_root=data, attacks="pgd,pgd:10,pgd:20")[:2]
+    assert default.key != explicit.key  # pgd:10 is pgd itself and collapses into it; pgd:20 stays apart
+    assert len(cells(REQUEST, data_root=data, attacks="pgd,pgd:10")) == 1
+
+
+def test_a_spec_argument_sets_only_a_declared_primary_option(data):
+    class Undeclared:
+        name, description = "undeclared", "an attack without primary_option"
+
+        def __init__(self, *, steps: int = 1) -> None: ...
+
+    registry = get_registry()
+    pgd = registry.get("attack", "pgd")
+    assert pgd.spec_options("7") == {"steps": 7}
+    fake = type(pgd)(pgd.kind, "undeclared", Undeclared, "x", pgd.options, "p", "d")
+    with pytest.raises(RobustadError, match="declares no primary option"):
+        fake.spec_options("7")
 
 
 @pytest.mark.parametrize("changes, message", [

@@ -9,6 +9,7 @@ then do not depend on the batch), counts zero input gradients, refuses outputs o
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,9 +19,10 @@ import numpy as np
 import torch
 
 from robustad.components import Component, parse_spec
-from robustad.contracts import Attack, AttackTarget, Perturbed
+from robustad.contracts import AttackTarget, Perturbed
 from robustad.engine.clean import CleanStage
-from robustad.engine.guard import ComponentError, blame, create, require_finite
+from robustad.engine.guard import ComponentError, blame, require_finite
+from robustad.engine.handles import Handle, check_settings
 from robustad.engine.identity import image_seed
 from robustad.engine.progress import Reporter
 from robustad.errors import RobustadError
@@ -87,65 +89,86 @@ class AttackOutcome:
 
 def attack_threat_group(cells: list[Cell], stage: CleanStage, surrogate: Fitted | None, registry: PluginRegistry,
                         batch_size: int, reporter: Reporter) -> dict[str, AttackOutcome]:
-    """Run every attack (and member) of cells sharing a threat prefix; a failing attack fails alone."""
+    """Run every attack (and member) of cells sharing a threat prefix, keyed by ``variant``; a failing attack (at
+    build time, in ``describe``/``members`` or while it runs) fails alone, with the attacks that combine it."""
     cell = cells[0]
     eps = parse_eps(cell.eps)
-    attacks, components, members = _attacks(cells, registry)
     n_eval = len(stage.split.eval)
-    outcomes = {spec: AttackOutcome(np.zeros(n_eval), [np.zeros(0)] * n_eval, attack.describe(eps), ZeroGradients())
-                for spec, attack in attacks.items()}
-    reporter.stage(f"{cell.category}: {', '.join(c for c in attacks)} {cell.eps} via {cell.surrogate}", n_eval)
+    attacks, outcomes = _attacks(cells, registry, eps, n_eval)
+    names = ", ".join(dict.fromkeys(attack.spec for attack in attacks.values()))
+    reporter.stage(f"{cell.category}: {names} {cell.eps} via {cell.surrogate}", n_eval)
     eval_labels = stage.eval_labels
     for indices, images, clean in stage.eval_batches(batch_size):
         images = images.to(stage.backbone.device)
         labels = torch.as_tensor(eval_labels[indices], dtype=torch.int64, device=images.device)
         z_model = None if surrogate is None else _logit_model(surrogate, clean)
         results: dict[str, Perturbed] = {}
-        for spec, attack in attacks.items():
-            outcome = outcomes[spec]
-            failed = [m for m in members[spec] if outcomes[m].failure is not None]
+        for key, attack in attacks.items():
+            outcome = outcomes[key]
+            failed = [m for m in attack.members if outcomes[m].failure is not None]
             if failed and outcome.failure is None:
-                outcome.failure = RobustadError(f"attack {spec!r} has no result: its member {failed[0]!r} failed")
+                outcome.failure = RobustadError(f"attack {attack.spec!r} has no result: its member "
+                                                f"{failed[0].partition(chr(31))[0]!r} failed")
             if outcome.failure is not None:
                 continue
             started = time.perf_counter()
             try:
-                target = _target(spec, attack, images, labels, eps, cell, indices, stage, z_model, outcome, results,
-                                 members[spec])
-                with blame(components[spec]):
-                    perturbed = attack.perturb(target)
-                results[spec] = _checked(perturbed, images, eps, components[spec], cell.round_8bit, stage)
+                target = _target(attack, images, labels, eps, cell, indices, stage, z_model, outcome,
+                                 {attacks[m].spec: results[m] for m in attack.members if m in results})
+                perturbed = attack.handle.call("perturb", target)
+                results[key] = _checked(perturbed, images, eps, attack.handle.component, cell.round_8bit, stage)
             except RobustadError as error:
                 outcome.failure = error
                 continue
-            outcome.scores[indices] = results[spec].output.scores
+            outcome.scores[indices] = results[key].output.scores
             for row, index in enumerate(indices):
-                outcome.distances[index] = np.asarray(results[spec].output.patch_distances[row])
+                outcome.distances[index] = np.asarray(results[key].output.patch_distances[row])
             outcome.seconds += time.perf_counter() - started
         reporter.advance(len(indices))
     return outcomes
 
 
-def _attacks(cells: list[Cell], registry: PluginRegistry) -> tuple[dict[str, Attack], dict[str, Component],
-                                                                    dict[str, list[str]]]:
-    """Every attack the cells need, members before the attacks that combine them, each built once."""
-    attacks: dict[str, Attack] = {}
-    components: dict[str, Component] = {}
-    members: dict[str, list[str]] = {}
+def variant(spec: str, cell: Cell) -> str:
+    """An attack as the engine tells attacks apart: its spec with the options the cell gives it (a grid may run
+    ``pgd`` with 10 steps as a worst case's member beside ``pgd`` with 20)."""
+    return f"{spec}\x1f{json.dumps(cell.component_options('attack', spec), sort_keys=True)}"
 
-    def add(spec: str, cell: Cell) -> None:
-        if spec in attacks:
-            return
-        component = registry.get("attack", parse_spec(spec)[0])
-        attack = create(component, **cell.component_options("attack", spec))
-        members[spec] = list(attack.members()) if callable(getattr(attack, "members", None)) else []
-        for member in members[spec]:
-            add(member, cell)
-        attacks[spec], components[spec] = attack, component
+
+@dataclass
+class _Built:
+    """One attack variant of a threat group: its spec, guarded instance and members' variants."""
+
+    spec: str
+    handle: Handle
+    members: list[str]
+
+
+def _attacks(cells: list[Cell], registry: PluginRegistry, eps: float,
+             n_eval: int) -> tuple[dict[str, _Built], dict[str, AttackOutcome]]:
+    """Every attack variant the cells need, members before the attacks that combine them, each built once, with
+    an empty outcome each (or the outcome's one-line failure, when building it failed)."""
+    attacks: dict[str, _Built] = {}
+    outcomes: dict[str, AttackOutcome] = {}
+
+    def add(spec: str, cell: Cell) -> str:
+        key = variant(spec, cell)
+        if key in outcomes:
+            return key
+        outcome = outcomes[key] = AttackOutcome(np.zeros(n_eval), [np.zeros(0)] * n_eval, {}, ZeroGradients())
+        try:
+            handle = Handle.create(registry.get("attack", parse_spec(spec)[0]),
+                                   **cell.component_options("attack", spec))
+            outcome.settings = check_settings(handle, handle.call("describe", eps))
+            members = [add(member, cell) for member in handle.optional("members") or ()]
+        except RobustadError as error:
+            outcome.failure = error
+            return key
+        attacks[key] = _Built(spec, handle, members)
+        return key
 
     for cell in cells:
         add(cell.attack, cell)
-    return attacks, components, members
+    return attacks, outcomes
 
 
 def _logit_model(surrogate: Fitted, clean: DetectorOutput) -> LogitModel:
@@ -154,24 +177,29 @@ def _logit_model(surrogate: Fitted, clean: DetectorOutput) -> LogitModel:
         return surrogate.instance.logit_model(clean)
 
 
-def _target(spec: str, attack: Attack, images: torch.Tensor, labels: torch.Tensor, eps: float, cell: Cell,
+def _target(attack: _Built, images: torch.Tensor, labels: torch.Tensor, eps: float, cell: Cell,
             indices: list[int], stage: CleanStage, z_model: LogitModel | None, outcome: AttackOutcome,
-            results: dict[str, Perturbed], members: list[str]) -> AttackTarget:
-    """The AttackTarget of one attack on one batch."""
-    needs_surrogate = bool(getattr(attack, "needs_surrogate", True))
-    seeds = [image_seed(cell.seed, f"{spec}:{stage.names[stage.split.eval[i].path]}") for i in indices]
+            results: dict[str, Perturbed]) -> AttackTarget:
+    """The AttackTarget of one attack on one batch. Everything in it is the attack's own copy: an attack that
+    writes into its images or its members' results cannot change another attack's row."""
+    needs_surrogate = bool(attack.handle.optional("needs_surrogate"))
+    seeds = [image_seed(cell.seed, f"{attack.spec}:{stage.names[stage.split.eval[i].path]}") for i in indices]
 
     def member(name: str) -> Perturbed:
-        if name not in members or name not in results:
-            raise RobustadError(f"attack {spec!r} asked for member {name!r}; its members are {', '.join(members)}")
-        return results[name]
+        if name not in results:
+            raise RobustadError(f"attack {attack.spec!r} asked for member {name!r}; its members are "
+                                f"{', '.join(results) or 'none'}")
+        found = results[name]
+        output = DetectorOutput(np.array(found.output.scores), np.array(found.output.patch_distances),
+                                None if found.output.masks is None else np.array(found.output.masks))
+        return Perturbed(found.images.clone(), output)
 
     def score(x: torch.Tensor) -> torch.Tensor:
-        return torch.as_tensor(stage.score(x.detach()).scores, device=x.device)
+        return torch.as_tensor(stage.score(x.detach().clone()).scores, device=x.device)
 
     use_model = needs_surrogate and z_model is not None
     return AttackTarget(
-        images=images, labels=labels, eps=eps, seeds=seeds,
+        images=images.clone(), labels=labels.clone(), eps=eps, seeds=seeds,
         model=PerImageLogits(z_model, outcome.gradients) if use_model else None,
         score=score, score_from_logit=getattr(z_model, "score_of", None) if use_model else None, member=member,
     )
@@ -190,12 +218,17 @@ def _checked(perturbed: Any, clean: torch.Tensor, eps: float, component: Compone
     if distance > eps + BALL_TOLERANCE or float(images.min()) < 0 or float(images.max()) > 1:
         raise ComponentError(f"{component.label()} broke the threat model: L-inf distance {distance:.6f} "
                              f"> eps {eps:.6f} or pixels outside [0,1]")
-    if output is None:
-        if round_8bit:
-            images = round_to_8bit(images, clean, eps)
-        output = stage.score(images)
-    else:
-        require_finite(output.scores, component, "image scores")
-        if len(output.scores) != len(images):
-            raise ComponentError(f"{component.label()} returned {len(output.scores)} scores for {len(images)} images")
-    return Perturbed(images, output)
+    if output is None and round_8bit:
+        images = round_to_8bit(images, clean, eps)
+    scored = stage.score(images)
+    if output is not None and not _same_scores(output, scored):
+        raise ComponentError(f"{component.label()} returned scores that are not the detector's scores of its "
+                             "images; return the images alone and the engine scores them")
+    return Perturbed(images, scored)
+
+
+def _same_scores(claimed: DetectorOutput, scored: DetectorOutput) -> bool:
+    """Whether an attack's own detector output is the detector's (built-ins hand over the output of the iterate
+    they chose; the engine scores the images again and believes only its own scores)."""
+    values = np.asarray(claimed.scores, dtype=np.float64).reshape(-1)
+    return values.shape == scored.scores.shape and bool(np.allclose(values, scored.scores, rtol=1e-5, atol=1e-7))

@@ -14,7 +14,7 @@ from robustad.engine.settings import RunSettings
 from robustad.errors import RobustadError
 from robustad.plugins import PluginRegistry
 from robustad.records import Cell
-from robustad.results.leaderboard import LeaderboardWarning, check_writable, finished_keys
+from robustad.results.leaderboard import Leaderboard, LeaderboardWarning, check_writable
 from robustad.results.tables import summary_table
 
 
@@ -50,8 +50,8 @@ def run_bench(cells: list[Cell], settings: RunSettings, out: Path, registry: Plu
 
 def _warn_missing_scores(cells: list[Cell], out: Path, folder: Path) -> None:
     """Finished cells are not run again, so their per-image scores are not written: say which are missing."""
-    done = finished_keys(out)
-    missing = [c.key for c in cells if c.key in done and not (folder / f"{c.key}.csv").is_file()]
+    board = Leaderboard(out)
+    missing = [c.key for c in cells if board.holds(c.key, c.legacy_key) and not (folder / f"{c.key}.csv").is_file()]
     if missing:
         shown = ", ".join(missing[:5]) + (", ..." if len(missing) > 5 else "")
         warnings.warn(f"--save-scores: {len(missing)} finished cell(s) are not run again and get no scores in "

@@ -17,11 +17,11 @@ from robustad.engine.grid import group_by_model_prefix
 from robustad.engine.progress import Reporter
 from robustad.engine.runner import CellOutcome, run_group
 from robustad.engine.settings import RunSettings
-from robustad.errors import one_line
+from robustad.errors import RobustadError, one_line
 from robustad.interrupts import stop_if_requested
 from robustad.plugins import PluginRegistry
 from robustad.records import Cell
-from robustad.results.leaderboard import append_row, finished_keys
+from robustad.results.leaderboard import Leaderboard
 
 DEBUG_VARIABLE = "ROBUSTAD_DEBUG"  # set to 1: an unexpected error in a group raises with its traceback
 
@@ -36,12 +36,18 @@ class GridResult:
     duplicates: int = 0
     failures: list[tuple[str, str]] = field(default_factory=list)
 
-    def land(self, out: Path, outcome: CellOutcome, on_row: Callable[[Cell, dict], None]) -> None:
-        """Append a finished row to the leaderboard (the driver's job alone), or record why the cell failed; then
-        stop if Ctrl-C was pressed, even when its ``KeyboardInterrupt`` was swallowed somewhere."""
+    def land(self, board: Leaderboard, outcome: CellOutcome, on_row: Callable[[Cell, dict], None]) -> None:
+        """Append a finished row to the leaderboard (the driver's job alone), or record why the cell failed (a row
+        that cannot be written is that cell's failure); then stop if Ctrl-C was pressed, even when its
+        ``KeyboardInterrupt`` was swallowed somewhere."""
+        if outcome.row is not None:
+            try:
+                written = board.append(outcome.row)
+            except RobustadError as error:
+                outcome = CellOutcome(outcome.cell, error=one_line(error))
         if outcome.row is None:
             self.failures.append((outcome.cell.key, f"{describe(outcome.cell)}: {outcome.error}"))
-        elif append_row(out, outcome.row):
+        elif written:
             self.written.append(outcome.row)
             on_row(outcome.cell, outcome.row)
         else:
@@ -56,10 +62,9 @@ def describe(cell: Cell) -> str:
             f"{threat} {cell.calibrator} (cell {cell.key})")
 
 
-def pending(cells: list[Cell], out: Path) -> tuple[list[Cell], int]:
-    """The cells not yet in the leaderboard, and how many were skipped."""
-    done = finished_keys(out)
-    todo = [cell for cell in cells if cell.key not in done]
+def pending(cells: list[Cell], board: Leaderboard) -> tuple[list[Cell], int]:
+    """The cells not yet in the leaderboard (a row an earlier version wrote counts), and how many were skipped."""
+    todo = [cell for cell in cells if not board.holds(cell.key, cell.legacy_key)]
     return todo, len(cells) - len(todo)
 
 
@@ -79,21 +84,22 @@ def torch_threads(count: int) -> Iterator[None]:
 def run_local(cells: list[Cell], settings: RunSettings, out: Path, registry: PluginRegistry, reporter: Reporter,
               on_row: Callable[[Cell, dict], None]) -> GridResult:
     """In-process executor: prefix group after prefix group, each row appended as its cell finishes."""
-    todo, skipped = pending(cells, out)
+    board = Leaderboard(out)
+    todo, skipped = pending(cells, board)
     result = GridResult(skipped=skipped)
     with torch_threads(settings.threads):
         for group in group_by_model_prefix(todo):
             landed: set[str] = set()
             try:
                 for outcome in run_group(group, settings, registry, reporter):
-                    result.land(out, outcome, on_row)
+                    result.land(board, outcome, on_row)
                     landed.add(outcome.cell.key)
             except Exception as error:  # a bug in a plugin or in robustad: this group fails, the others run
                 if os.environ.get(DEBUG_VARIABLE):
                     raise
                 for cell in group:
                     if cell.key not in landed:
-                        result.land(out, CellOutcome(cell, error=one_line(error)), on_row)
+                        result.land(board, CellOutcome(cell, error=one_line(error)), on_row)
     return result
 
 

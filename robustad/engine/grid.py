@@ -7,6 +7,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from robustad.components import parse_spec
 from robustad.records import NO_ATTACK, NO_SURROGATE, Cell
 
 
@@ -24,7 +25,7 @@ Resolve = Callable[[str, str], dict]  # (kind, spec) -> that component's options
 
 def expand(
     *,
-    datasets: dict[str, dict[str, str]],
+    datasets: dict[str, dict[str, tuple[str, str]]],
     shots: list[str],
     seeds: list[int],
     backbones: list[str],
@@ -42,9 +43,11 @@ def expand(
 ) -> list[Cell]:
     """The cross product, in an order where cells sharing a prefix are adjacent.
 
-    ``datasets`` maps each dataset to its categories and their data digests. ``--attack none`` gives clean-only
-    cells, and an attack that needs no surrogate (the noise control) one cell per eps, both with surrogate
-    ``none``. Each cell's options are the resolved options of every component it uses, a combined attack's
+    ``datasets`` maps each dataset to its categories and their data digests (by names and sizes, by content).
+    A cell's ``attack`` is the attack plugin's name and its options sit under ``attack.<name>``, however the spec
+    was written (``pgd:20`` is ``pgd`` with ``steps`` 20); a combined attack's members keep their specs.
+    ``--attack none`` gives clean-only cells, and an attack that needs no surrogate (the noise control) one cell
+    per eps, both with surrogate ``none``. Each cell's options are the resolved options of every component it uses, a combined attack's
     members included, so that equal experiments share a key and a changed default changes it.
     """
     threats = []
@@ -65,12 +68,14 @@ def expand(
                         ("calibrator", calibrator)]
                 if surrogate != NO_SURROGATE:
                     used.append(("surrogate", surrogate))
+                resolved = {f"{kind}.{spec}": resolve(kind, spec) for kind, spec in used}
                 if attack != NO_ATTACK:
-                    used += [("attack", spec) for spec in (*attacks[attack].members, attack)]
-                options = json.dumps({f"{kind}.{spec}": resolve(kind, spec) for kind, spec in used}, sort_keys=True)
+                    resolved.update({f"attack.{spec}": resolve("attack", spec) for spec in attacks[attack].members})
+                    resolved[f"attack.{parse_spec(attack)[0]}"] = resolve("attack", attack)
+                options = json.dumps(resolved, sort_keys=True)
                 cells.append(Cell(dataset, category, k, seed, backbone, weights, resolution, detector, surrogate,
-                                  attack, e, calibrator, calib_fraction, precision,
-                                  round_8bit and attack != NO_ATTACK, options, data))
+                                  parse_spec(attack)[0], e, calibrator, calib_fraction, precision,
+                                  round_8bit and attack != NO_ATTACK, options, *data))
     return cells
 
 

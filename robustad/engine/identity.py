@@ -35,6 +35,19 @@ def data_id(data: CategoryData) -> str:
     return digest.hexdigest()[:16]
 
 
+def data_sha(data: CategoryData) -> str:
+    """A short digest of the bytes of the category's images and masks, under their relative names: images
+    replaced by others of the same size change it."""
+    names = relative_names(data)
+    digest = hashlib.sha256()
+    for part, samples in (("train", data.train), ("test", data.test)):
+        for sample in sorted(samples, key=lambda s: names[s.path]):
+            for path in (sample.path, sample.mask):
+                if path is not None:
+                    digest.update(f"{part}\t{names[path]}\t{sample.label}\t{_content(path)}\n".encode())
+    return digest.hexdigest()[:16]
+
+
 def image_seed(seed: int, name: str) -> int:
     """The seed of one image's random draws: a hash of (cell seed, relative image name), so a draw does not
     depend on the batch, the order or the executor that handles the image."""
@@ -46,6 +59,26 @@ def names_hash(samples: Iterable[Sample], names: dict[Path, str]) -> str:
     """A short hash of the relative names of these samples (the reference set a row used)."""
     text = "\n".join(sorted(names[s.path] for s in samples))
     return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def _content(path: Path) -> str:
+    """sha256 of a file's bytes (of every file below a folder), remembered per (path, size, mtime) in this
+    process: a grid reads each category once, however many cells it has."""
+    if path.is_dir():
+        return hashlib.sha256("".join(_content(p) for p in sorted(path.rglob("*")) if p.is_file()).encode()
+                              ).hexdigest()
+    status = path.stat()
+    stamp = (os.path.abspath(path), status.st_size, status.st_mtime_ns)
+    if stamp not in _CONTENT:
+        digest = hashlib.sha256()
+        with path.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+        _CONTENT[stamp] = digest.hexdigest()
+    return _CONTENT[stamp]
+
+
+_CONTENT: dict[tuple, str] = {}
 
 
 def _size(path: Path) -> int:

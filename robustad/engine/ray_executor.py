@@ -22,6 +22,7 @@ from robustad.engine.settings import RunSettings
 from robustad.errors import RobustadError, one_line
 from robustad.plugins import PluginRegistry
 from robustad.records import Cell
+from robustad.results.leaderboard import Leaderboard
 
 MAX_RETRIES = 2  # Ray's retries of a group that crashed or raised (not of a RobustadError: bad data stays bad)
 LOCAL_OBJECT_STORE_BYTES = 200 * 1024 ** 2  # tasks exchange only cells and rows; scores go to the file system
@@ -54,7 +55,8 @@ def run_ray(cells: list[Cell], settings: RunSettings, out: Path, registry: Plugi
     """
     ray = import_ray()
     settings = _portable(settings)
-    todo, skipped = pending(cells, out)
+    board = Leaderboard(out)
+    todo, skipped = pending(cells, board)
     result = GridResult(skipped=skipped)
     groups = group_by_model_prefix(todo)
     if not groups:
@@ -75,7 +77,7 @@ def run_ray(cells: list[Cell], settings: RunSettings, out: Path, registry: Plugi
             if isinstance(outcome, Exception):
                 outcome = [CellOutcome(cell, error=one_line(_cause(outcome))) for cell in group]
             for cell_outcome in outcome:
-                result.land(out, cell_outcome, on_row)
+                result.land(board, cell_outcome, on_row)
             reporter.advance()
     finally:
         ray.shutdown()

@@ -12,62 +12,77 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from robustad.api import Values
 from robustad.components import KINDS, Component, parse_spec
-from robustad.contracts import ATTACK_SETTINGS
 from robustad.engine.grid import Threat, expand
-from robustad.engine.guard import create
-from robustad.engine.identity import data_id
+from robustad.engine.handles import Handle, check_settings
+from robustad.engine.identity import data_id, data_sha
 from robustad.engine.settings import PRECISIONS
 from robustad.engine.splits import canonical_shots
 from robustad.errors import RobustadError
 from robustad.kit.threat import canonical_eps, parse_eps
 from robustad.kit.weights import weights_identity
 from robustad.plugins import PluginRegistry
-from robustad.records import NO_ATTACK, NOISE_CONTROL, Cell
+from robustad.records import NO_ATTACK, NOISE_CONTROL, CategoryData, Cell
+from robustad.results.leaderboard import check_one_line
 
 MAX_RESOLUTION = 4096
 MAX_MEMBER_DEPTH = 4
 
 
+
+
 @dataclass(frozen=True)
 class BenchRequest:
-    """The ``robustad bench`` grid options as typed by the user."""
+    """The ``robustad bench`` grid: each axis a comma list as typed on the command line, or a Python list.
 
-    datasets: str
+    ``options`` holds ``kind.name.key=value`` strings (``--opt``) or a mapping ``{"kind.name.key": value}`` whose
+    values are Python values (a list for a member list).
+    """
+
+    datasets: Values
     data_root: Path | None
-    categories: str
-    shots: str
-    seeds: str
-    backbones: str
+    categories: Values
+    shots: Values
+    seeds: Values
+    backbones: Values
     weights: str
-    resolutions: str
-    detectors: str
-    surrogates: str
-    attacks: str
-    eps: str
-    calibrators: str
+    resolutions: Values
+    detectors: Values
+    surrogates: Values
+    attacks: Values
+    eps: Values
+    calibrators: Values
     calib_fraction: float
-    options: list[str]
+    options: list[str] | dict[str, Any]
     precision: str = "fp32"
     round_8bit: bool = False
 
 
-
-def with_noise_control(attacks: str) -> str:
-    """The ``--attack`` list with the noise control first, unless it is there already or nothing is attacked: every
+def with_noise_control(attacks: Values) -> list[str]:
+    """The attack list with the noise control first, unless it is there already or nothing is attacked: every
     attack is read against random noise of the same size (docs/protocol.md section 4)."""
-    specs = [spec.strip() for spec in attacks.split(",") if spec.strip()]
-    if not specs or specs == [NO_ATTACK] or NOISE_CONTROL in specs:
-        return attacks
-    return ",".join([NOISE_CONTROL, *specs])
+    specs = _items(attacks)
+    if not specs or specs == [NO_ATTACK] or NOISE_CONTROL in {parse_spec(spec)[0] for spec in specs}:
+        return specs
+    return [NOISE_CONTROL, *specs]
 
 
-def split_list(text: str, what: str) -> list[str]:
-    """``"a, b"`` -> ``["a", "b"]`` without repeats; an empty list is an error naming the option."""
-    items = list(dict.fromkeys(item.strip() for item in text.split(",") if item.strip()))
+def split_list(values: Values, what: str) -> list[str]:
+    """``"a, b"`` (or ``["a", "b"]``) -> ``["a", "b"]`` without repeats; an empty list, or a value holding a line
+    break, is an error naming the option."""
+    items = list(dict.fromkeys(_items(values)))
     if not items:
         raise RobustadError(f"--{what} is empty; give at least one value")
+    for item in items:
+        check_one_line(item, f"--{what}")
     return items
+
+
+def _items(values: Values) -> list[str]:
+    parts = values.split(",") if isinstance(values, str) else [str(v) for v in values] \
+        if isinstance(values, (list, tuple)) else [str(values)]
+    return [part.strip() for part in parts if part.strip()]
 
 
 def _integers(text: str, what: str, low: int, high: int | None = None) -> list[int]:
@@ -84,11 +99,16 @@ def _integers(text: str, what: str, low: int, high: int | None = None) -> list[i
     return list(dict.fromkeys(values))
 
 
-def parse_options(texts: list[str], registry: PluginRegistry) -> dict[tuple[str, str], dict]:
-    """``kind.spec.key=value`` strings -> {(kind, spec): {key: typed value}}."""
+def parse_options(given: list[str] | dict[str, Any], registry: PluginRegistry) -> dict[tuple[str, str], dict]:
+    """``kind.spec.key=value`` strings, or a ``{"kind.spec.key": value}`` mapping of Python values -> {(kind, spec):
+    {key: typed value}}."""
     options: dict[tuple[str, str], dict] = {}
-    for text in texts:
-        target, sep, value = text.partition("=")
+    if isinstance(given, dict):
+        pairs = [(str(target), "=", value) for target, value in given.items()]
+    else:
+        pairs = [str(text).partition("=") for text in given]
+    for target, sep, value in pairs:
+        text = f"{target}{sep}{value}"
         kind, _, rest = target.partition(".")
         spec, _, key = rest.rpartition(".")
         if not sep or not kind or not spec or not key:
@@ -123,7 +143,11 @@ class _Resolver:
 
     def create(self, kind: str, spec: str, *args: Any) -> Any:
         """An instance with the resolved options; a constructor's complaint about them is one line."""
-        return create(self.component(kind, spec), *args, **self(kind, spec))
+        return self.handle(kind, spec, *args).instance
+
+    def handle(self, kind: str, spec: str, *args: Any) -> Handle:
+        """A guarded handle on an instance with the resolved options."""
+        return Handle.create(self.component(kind, spec), *args, **self(kind, spec))
 
 
 def build_cells(request: BenchRequest, registry: PluginRegistry) -> list[Cell]:
@@ -153,7 +177,7 @@ def build_cells(request: BenchRequest, registry: PluginRegistry) -> list[Cell]:
             resolve("surrogate", spec)
     datasets = _datasets(request, resolve)
     _check_options_used(given, datasets, names, attacks)
-    return expand(
+    cells = expand(
         datasets=datasets,
         shots=list(dict.fromkeys(canonical_shots(k) for k in split_list(request.shots, "shots"))),
         seeds=_integers(request.seeds, "seeds", 0),
@@ -163,6 +187,7 @@ def build_cells(request: BenchRequest, registry: PluginRegistry) -> list[Cell]:
         calibrators=names["calibrator"], calib_fraction=float(request.calib_fraction),
         precision=request.precision, round_8bit=request.round_8bit, resolve=resolve,
     )
+    return list({cell.key: cell for cell in cells}.values())  # pgd and pgd:10 are one experiment
 
 
 def _threats(specs: list[str], eps: list[str], resolve: _Resolver) -> dict[str, Threat]:
@@ -180,19 +205,31 @@ def _threat(spec: str, eps: list[str], resolve: _Resolver, parents: tuple[str, .
                             f"and {NO_ATTACK!r}")
     if len(parents) > MAX_MEMBER_DEPTH:
         raise RobustadError(f"attack {spec!r}: members nested deeper than {MAX_MEMBER_DEPTH} levels")
-    attack = resolve.create("attack", spec)
+    attack = resolve.handle("attack", spec)
     for value in eps:
-        unknown = set(attack.describe(parse_eps(value))) - set(ATTACK_SETTINGS)
-        if unknown:
-            label = resolve.component("attack", spec).label()
-            raise RobustadError(f"{label}: describe() returned unknown keys {', '.join(sorted(unknown))}; "
-                                f"expected keys from {', '.join(ATTACK_SETTINGS)}")
+        check_settings(attack, attack.call("describe", parse_eps(value)))
     members: list[str] = []
-    for member in (attack.members() if callable(getattr(attack, "members", None)) else ()):
+    for member in _member_specs(attack):
         for nested in (*_threat(member, eps, resolve, (*parents, spec)).members, member):
             if nested not in members:
                 members.append(nested)
-    return Threat(needs_surrogate=bool(getattr(attack, "needs_surrogate", True)), members=tuple(members))
+    names = [parse_spec(member)[0] for member in members]
+    twice = [m for m in members if names.count(parse_spec(m)[0]) > 1]
+    if twice:
+        raise RobustadError(f"attack {spec!r}: members {', '.join(twice)} name one attack with two settings; "
+                            "keep one")
+    return Threat(needs_surrogate=bool(attack.optional("needs_surrogate")), members=tuple(members))
+
+
+def _member_specs(attack: Handle) -> list[str]:
+    """A combined attack's members, checked to be attack specs on one line."""
+    members = attack.optional("members") or ()
+    if isinstance(members, str) or not all(isinstance(m, str) for m in members):
+        raise RobustadError(f"{attack.component.label()}: members() returned {members!r}; expected a list of "
+                            "attack specs")
+    for member in members:
+        check_one_line(member, f"{attack.component.label()}: member")
+    return list(members)
 
 
 def _datasets(request: BenchRequest, resolve: _Resolver) -> dict[str, dict[str, str]]:
@@ -201,15 +238,25 @@ def _datasets(request: BenchRequest, resolve: _Resolver) -> dict[str, dict[str, 
     found: dict[str, dict[str, str]] = {}
     wanted = split_list(request.categories, "category")
     for name in split_list(request.datasets, "dataset"):
-        dataset = resolve.create("dataset", name)
-        present = dataset.categories(request.data_root)
+        dataset = resolve.handle("dataset", name)
+        present = dataset.call("categories", request.data_root)
+        if isinstance(present, str) or not all(isinstance(c, str) for c in present):
+            raise RobustadError(f"{dataset.component.label()}: categories() returned {present!r}; expected a list "
+                                "of category names")
+        for category in present:
+            check_one_line(category, f"{dataset.component.label()}: category")
         chosen = present if wanted == ["all"] else wanted
         unknown = [c for c in chosen if c not in present]
         if unknown:
             raise RobustadError(f"category {unknown[0]!r} not found for dataset {name!r}; "
                                 f"found: {', '.join(present) or 'none'}")
-        found[name] = {category: data_id(dataset.load(request.data_root, category)) for category in chosen}
+        found[name] = {category: _digests(dataset.call("load", request.data_root, category)) for category in chosen}
     return found
+
+
+def _digests(data: CategoryData) -> tuple[str, str]:
+    """The data's identity by names and sizes (the key rows had before content counted) and by content."""
+    return data_id(data), data_sha(data)
 
 
 def _check_options_used(given: dict[tuple[str, str], dict], datasets: dict, names: dict[str, list[str]],

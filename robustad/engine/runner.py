@@ -20,17 +20,18 @@ import torch
 from robustad import metrics
 from robustad.components import Component, parse_spec
 from robustad.contracts import Calibrator, Surrogate
-from robustad.engine.attacking import AttackOutcome, attack_threat_group
+from robustad.engine.attacking import AttackOutcome, attack_threat_group, variant
 from robustad.engine.clean import CleanStage, run_clean_stage
 from robustad.engine.grid import group_by_threat_prefix
 from robustad.engine.guard import blame, create, require_finite
+from robustad.engine.handles import Handle
 from robustad.engine.progress import Reporter, SilentReporter
 from robustad.engine.rows import cell_columns, image_columns, provenance
 from robustad.engine.settings import RunSettings
 from robustad.errors import RobustadError, one_line
 from robustad.kit.threat import parse_eps
 from robustad.plugins import PluginRegistry
-from robustad.records import NO_ATTACK, NO_SURROGATE, Cell
+from robustad.records import NO_ATTACK, NO_SURROGATE, Cell, Features
 
 
 @dataclass
@@ -106,7 +107,7 @@ class _Group:
         try:
             if isinstance(attacks, RobustadError):
                 raise attacks
-            attacked = None if attacks is None else attacks[cell.attack]
+            attacked = None if attacks is None else attacks[variant(cell.attack, cell)]
             if attacked is not None and attacked.failure is not None:
                 raise attacked.failure
             return CellOutcome(cell, row=self._row(cell, attacked))
@@ -116,11 +117,14 @@ class _Group:
     def _surrogate(self, cell: Cell) -> Fitted:
         stage = self.stage
         return self._fitted(self.surrogates, "surrogate", cell, lambda surrogate: surrogate.fit(
-            stage.backbone, stage.detector, stage.calib_features, stage.calib_labels, stage.calib_scores))
+            stage.backbone, stage.detector, [Features(f.patch_tokens.clone(), f.global_token.clone())
+                                             for f in stage.calib_features], read_only(stage.calib_labels),
+            read_only(stage.calib_scores)))
 
     def _calibrator(self, cell: Cell) -> Fitted:
         fitted = self._fitted(self.calibrators, "calibrator", cell,
-                              lambda calibrator: calibrator.fit(self.stage.calib_scores, self.stage.calib_labels))
+                              lambda calibrator: calibrator.fit(read_only(self.stage.calib_scores),
+                                                                read_only(self.stage.calib_labels)))
         if fitted.failure is not None:
             raise fitted.failure
         return fitted
@@ -146,7 +150,7 @@ class _Group:
 
     def _probabilities(self, fitted: Fitted, scores: np.ndarray) -> np.ndarray:
         with blame(fitted.component):
-            probs = np.asarray(fitted.instance.predict(scores), dtype=np.float64).reshape(-1)
+            probs = np.array(fitted.instance.predict(read_only(scores)), dtype=np.float64).reshape(-1)
         require_finite(probs, fitted.component, "probabilities")
         if probs.shape != scores.shape or probs.min(initial=0.0) < 0 or probs.max(initial=0.0) > 1:
             raise RobustadError(f"{fitted.component.label()} returned probabilities of shape {probs.shape} or "
@@ -169,7 +173,7 @@ class _Group:
             n_ref=len(stage.split.reference), n_calib=len(stage.split.calib), n_eval=len(stage.split.eval),
             memory_bank_size=stage.detector.memory_bank_size, ref_hash=stage.reference_hash(),
             clean_auroc_full=metrics.auroc(test_labels, np.concatenate([stage.calib_scores, clean_scores])),
-            calib_degenerate=bool(getattr(calibrator.instance, "degenerate", False)),
+            calib_degenerate=bool(Handle(calibrator.component, calibrator.instance).optional("degenerate")),
             **stage.timings,
         )
         row.update(image_columns(labels, clean_scores, clean_probs, calib_probs, adv_scores, adv_probs,
@@ -182,7 +186,8 @@ class _Group:
             surrogate = None if cell.surrogate == NO_SURROGATE else self._surrogate(cell)
             row.update(attacked.settings)
             row.update(adv_pixels, eps_value=parse_eps(cell.eps),
-                       white_box=None if surrogate is None else bool(surrogate.instance.white_box),
+                       white_box=None if surrogate is None else bool(
+                           Handle(surrogate.component, surrogate.instance).optional("white_box")),
                        zero_grad_share=attacked.gradients.share, t_attack_s=attacked.seconds,
                        t_surrogate_s=0.0 if surrogate is None else surrogate.seconds)
         if self.settings.save_scores is not None:
@@ -208,6 +213,14 @@ class _Group:
             maps = [self.stage.detector.anomaly_map(d, mask.shape) for d, mask in zip(distances, truth)]
         values = {f"{prefix}_{name}": value for name, value in metrics.localisation(maps, truth).items()}
         return values, time.perf_counter() - started
+
+
+def read_only(values: np.ndarray) -> np.ndarray:
+    """A view of engine data that plugin code cannot write into (a calibrator sorting its scores in place would
+    change every later row of the group)."""
+    view = np.asarray(values).view()
+    view.flags.writeable = False
+    return view
 
 
 def _save_scores(path: Path, stage: CleanStage, calib_probs: np.ndarray, clean_probs: np.ndarray,

@@ -6,12 +6,13 @@ from pathlib import Path
 
 import pandas as pd
 
+from robustad.records import fields_with
 from robustad.results.frame import numeric, text, with_noise_control
 
-# Rows that differ in any of these are never averaged together: a noise control (attack ``noise``, surrogate
-# ``none``) and a clean-only row (attack ``none``) each keep lines of their own.
-CONFIG = ["dataset", "shots", "backbone", "weights", "resolution", "detector", "precision", "round_8bit",
-          "attack", "eps", "surrogate", "calibrator", "calib_fraction", "options"]
+CONFIG = [*fields_with("config", "perturbation"), "options", "data"]
+"""Rows that differ in any of these are never averaged together (a noise control and a clean-only row each keep
+lines of their own): every cell field but those averaged over (``records.Cell``'s replicates: categories, seeds).
+``data`` names the images (``data_id``) where two sets of images share a dataset and category name."""
 SUMMARY_METRICS = ["clean_auroc", "adv_auroc", "noise_adv_auroc", "clean_ece", "adv_ece", "flag_auroc"]
 STATISTICS = ("mean", "std", "ci_low", "ci_high")
 
@@ -27,6 +28,7 @@ def aggregate(rows: pd.DataFrame, metrics: list[str] = SUMMARY_METRICS) -> pd.Da
         return pd.DataFrame(columns=CONFIG + [f"{m}_{s}" for m in metrics for s in STATISTICS]
                             + ["categories", "seeds"])
     source = with_noise_control(rows)
+    source = source.assign(data=_ambiguous_data(source))
     frame = pd.DataFrame({column: text(source, column) for column in CONFIG + ["category", "seed"]})
     for metric in metrics:
         for column in (metric, f"{metric}_ci_low", f"{metric}_ci_high"):
@@ -42,6 +44,15 @@ def aggregate(rows: pd.DataFrame, metrics: list[str] = SUMMARY_METRICS) -> pd.Da
     summary["categories"] = by_config.size()
     columns = [f"{m}_{s}" for m in metrics for s in STATISTICS] + ["categories", "seeds"]
     return summary[columns].reset_index()
+
+
+def _ambiguous_data(rows: pd.DataFrame) -> pd.Series:
+    """Each row's ``data_id`` where its dataset and category name hold rows of several image sets, else empty:
+    rows of different images are not averaged together."""
+    name = text(rows, "dataset") + "/" + text(rows, "category")
+    ids = text(rows, "data_id")
+    several = ids.groupby(name).transform("nunique") > 1
+    return ids.where(several, "")
 
 
 def mean_if_complete(values: pd.Series) -> float:

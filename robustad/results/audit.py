@@ -29,7 +29,6 @@ from robustad.results.frame import (
 TOLERANCE = 1e-9
 ZERO_GRAD_THRESHOLD = 0.5
 WORST_CASE = "worstcase"
-WHITE_BOX, TRANSFER = "score", "linear"
 
 
 @dataclass(frozen=True)
@@ -88,20 +87,21 @@ def _worst_case_weakens_with_eps(rows: pd.DataFrame, tolerance: float) -> CheckR
 
 
 def _white_box_weaker_than_transfer(rows: pd.DataFrame, tolerance: float) -> CheckResult:
-    """The white-box gradient (``score``) must do at least as well as the transferred one (``linear``)."""
+    """A white-box gradient (a surrogate whose row says ``white_box``) must do at least as well as a transferred
+    one; which is which is read from the rows, not from surrogate names."""
     check, compared, found = "white-box-vs-transfer", 0, []
     part = rows[is_attack(rows)].dropna(subset=["_auroc"])
     pairs = key(part, (*MODEL_IDENTITY, "attack", "eps"), (*MODEL_OPTION_KINDS, "attack"))
     for _, group in part.groupby(pairs, sort=False):
-        surrogates = text(group, "surrogate")
-        for _, white in group[surrogates == WHITE_BOX].iterrows():
-            for _, transfer in group[surrogates == TRANSFER].iterrows():
+        white_box = text(group, "white_box")
+        for _, white in group[white_box == "True"].iterrows():
+            for _, transfer in group[white_box == "False"].iterrows():
                 compared += 1
                 if white["_auroc"] > transfer["_auroc"] + tolerance:
                     found.append(Violation(
                         check, f"{white['attack']} at eps {white['eps']}: adv_auroc {white['_auroc']:.6f} via "
-                               f"{WHITE_BOX} (white-box) > {transfer['_auroc']:.6f} via {TRANSFER} (transfer)",
-                        _where(white)))
+                               f"{white['surrogate']} (white-box) > {transfer['_auroc']:.6f} via "
+                               f"{transfer['surrogate']} (transfer)", _where(white)))
     return CheckResult(check, compared, found)
 
 

@@ -9,18 +9,30 @@ from __future__ import annotations
 
 import csv
 import json
+import warnings
 from pathlib import Path
 
 import pandas as pd
 
 from robustad.components import parse_spec
 from robustad.errors import RobustadError
-from robustad.records import NO_ATTACK, NOISE_CONTROL
-from robustad.results.leaderboard import read_rows
+from robustad.records import (
+    FIRST_PROTOCOL,
+    MODEL,
+    NO_ATTACK,
+    NOISE_CONTROL,
+    SPLIT,
+    STAGE_OPTION_KINDS,
+    THREAT,
+    fields_with,
+)
+from robustad.results.leaderboard import LeaderboardWarning, read_rows
 
-MODEL_IDENTITY = ("dataset", "category", "shots", "seed", "backbone", "weights", "resolution", "detector",
-                  "calib_fraction", "precision", "round_8bit", "data_id")
-MODEL_OPTION_KINDS = ("dataset", "backbone", "detector")
+MODEL_IDENTITY = fields_with("config", "replicate", stages=(SPLIT, MODEL, THREAT))
+"""Rows agreeing on these score the same images the same way (``round_8bit`` included: it decides which images
+are scored); they differ only in the perturbation and the calibrator."""
+MODEL_OPTION_KINDS = (*STAGE_OPTION_KINDS[SPLIT], *STAGE_OPTION_KINDS[MODEL])
+PERTURBATION = fields_with("perturbation")
 NOISE_COLUMNS = ("adv_auroc", "adv_auroc_ci_low", "adv_auroc_ci_high")
 _SEP = "\x1f"
 
@@ -35,7 +47,14 @@ def load_rows(path: Path, where: list[str]) -> pd.DataFrame:
         raise RobustadError(f"leaderboard {path} is not a CSV text file ({exc})") from None
     if not rows:
         raise RobustadError(f"leaderboard {path} has no rows; run `robustad bench` first")
-    kept = filter_rows(pd.DataFrame(rows), where)
+    frame = pd.DataFrame(rows)
+    frame["protocol"] = frame["protocol"].replace("", str(FIRST_PROTOCOL))  # rows from before the column
+    repeated = frame["cell_hash"].duplicated()
+    if repeated.any():
+        warnings.warn(f"{path}: {int(repeated.sum())} row(s) repeat the key of an earlier row (copied by hand?); "
+                      "each cell is counted once", LeaderboardWarning, stacklevel=2)
+        frame = frame[~repeated]
+    kept = filter_rows(frame, where)
     if kept.empty:
         raise RobustadError(f"no row of {path} matches --where {' '.join(where)}")
     return kept
@@ -111,8 +130,7 @@ def model_key(rows: pd.DataFrame) -> pd.Series:
 def one_per_calibrator(rows: pd.DataFrame) -> pd.DataFrame:
     """The first of the rows that differ only in the calibrator: AUROC and the gradient statistics do not depend on
     it (it maps scores monotonically after the attack), so comparing every calibrator repeats one comparison."""
-    cell = key(rows, (*MODEL_IDENTITY, "surrogate", "attack", "eps"),
-               (*MODEL_OPTION_KINDS, "surrogate", "attack"))
+    cell = key(rows, (*MODEL_IDENTITY, *PERTURBATION), (*MODEL_OPTION_KINDS, "surrogate", "attack"))
     return rows[~cell.duplicated()]
 
 
