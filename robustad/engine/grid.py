@@ -47,8 +47,9 @@ def expand(
     A cell's ``attack`` is the attack plugin's name and its options sit under ``attack.<name>``, however the spec
     was written (``pgd:20`` is ``pgd`` with ``steps`` 20); a combined attack's members keep their specs.
     ``--attack none`` gives clean-only cells, and an attack that needs no surrogate (the noise control) one cell
-    per eps, both with surrogate ``none``. Each cell's options are the resolved options of every component it uses, a combined attack's
-    members included, so that equal experiments share a key and a changed default changes it.
+    per eps, both with surrogate ``none``. Each cell's options are the resolved options of every component it
+    uses, a combined attack's members included, so that equal experiments share a key and a changed default
+    changes it.
     """
     threats = []
     for attack, threat in attacks.items():
