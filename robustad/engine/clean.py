@@ -21,6 +21,7 @@ from robustad.components import Component, parse_spec
 from robustad.contracts import Detector
 from robustad.engine.batches import PREFETCH, Item, batches, prepared
 from robustad.engine.guard import GuardedBackbone, blame, create, require_finite
+from robustad.engine.handles import Handle
 from robustad.engine.identity import names_hash, relative_names
 from robustad.engine.progress import Reporter
 from robustad.engine.settings import RunSettings, machine_cores
@@ -120,9 +121,8 @@ def run_clean_stage(cell: Cell, settings: RunSettings, registry: PluginRegistry,
     started = time.perf_counter()
     components = {kind: registry.get(kind, parse_spec(spec)[0]) for kind, spec in
                   (("dataset", cell.dataset), ("backbone", cell.backbone), ("detector", cell.detector))}
-    dataset = create(components["dataset"], **cell.component_options("dataset", cell.dataset))
-    with blame(components["dataset"]):
-        data = dataset.load(settings.data_root, cell.category)
+    dataset = Handle.create(components["dataset"], **cell.component_options("dataset", cell.dataset))
+    data = dataset.call("load", settings.data_root, cell.category)
     split = make_split(data, parse_shots(cell.shots), cell.seed, cell.calib_fraction)
     timings["t_split_s"] = time.perf_counter() - started
 
@@ -133,8 +133,7 @@ def run_clean_stage(cell: Cell, settings: RunSettings, registry: PluginRegistry,
     detector = create(components["detector"], backbone, cell.resolution, cell.category,
                       **cell.component_options("detector", cell.detector))
     reporter.stage(f"{cell.category}: memory bank from {len(split.reference)} reference images", 1)
-    with blame(components["detector"]):
-        detector.fit([load_rgb(s.path) for s in split.reference])
+    Handle(components["detector"], detector).call("fit", [load_rgb(s.path) for s in split.reference])
     reporter.advance()
     timings["t_fit_s"] = time.perf_counter() - started
 
