@@ -17,6 +17,7 @@ from robustad.contracts import (
     Backbone,
     Calibrator,
     Dataset,
+    Defense,
     Detector,
     Perturbed,
     Surrogate,
@@ -33,7 +34,7 @@ except PackageNotFoundError:  # running from a source tree that is not installed
 __all__ = [
     "hookimpl", "RobustadError",
     "Sample", "CategoryData", "Features", "DetectorOutput",
-    "Dataset", "Backbone", "Detector", "Surrogate", "Attack", "Calibrator", "AttackTarget", "Perturbed",
+    "Dataset", "Defense", "Backbone", "Detector", "Surrogate", "Attack", "Calibrator", "AttackTarget", "Perturbed",
     "ATTACK_SETTINGS", "parse_spec",
     "kit", "metrics", "bench", "BenchResult",
     "__version__",

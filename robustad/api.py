@@ -49,6 +49,9 @@ def bench(
     options: list[str] | dict[str, Any] | None = None,
     precision: str = "fp32",
     round_8bit: bool = False,
+    defense: Values = "none",
+    bpda: str = "auto",
+    eot: int | None = None,
     device: str = "cpu",
     threads: int | None = None,
     batch_size: int = 8,
@@ -92,6 +95,7 @@ def bench(
         weights=weights, resolutions=resolution, detectors=detector, surrogates=surrogate,
         attacks=with_noise_control(attack) if noise_control else attack, eps=eps, calibrators=calib,
         calib_fraction=calib_fraction, options=options or [], precision=precision, round_8bit=round_8bit,
+        defenses=defense, bpda=bpda, eot=eot,
     )
     registry = get_registry()
     cells = build_cells(request, registry)

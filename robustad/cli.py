@@ -85,6 +85,10 @@ def bench(
     opt: list[str] = typer.Option([], help="Plugin option kind.name.key=value (repeatable)."),
     precision: str = typer.Option("fp32", help="fp32, bf16 (autocast; kNN stays fp32) or fp16 (GPU only)."),
     round_8bit: bool = typer.Option(False, help="Round adversarial images to the 8-bit grid before scoring."),
+    defense: str = typer.Option("none", help="Defense plugin(s) in front of the backbone, e.g. jpeg,smoothing."),
+    bpda: str = typer.Option("auto", help="Gradients through a non-differentiable defense: auto (identity), "
+                                         "identity, or off (the naive attacker)."),
+    eot: int = typer.Option(None, help="EOT draws per gradient step through a randomized defense [default: 8]."),
     device: str = typer.Option("cpu", help="torch device: cpu or cuda."),
     threads: int = typer.Option(None, help="torch CPU threads (default: the machine's cores); recorded per row."),
     batch_size: int = typer.Option(8, help="Images per forward/attack batch (rows do not depend on it)."),
@@ -107,7 +111,8 @@ def bench(
         dataset=dataset, data_root=data_root, category=category, shots=shots, seeds=seeds, backbone=backbone,
         weights=weights, resolution=resolution, detector=detector, surrogate=surrogate, attack=attack,
         noise_control=noise_control, eps=eps, calib=calib, calib_fraction=calib_fraction, options=opt,
-        precision=precision, round_8bit=round_8bit, device=device, threads=threads, batch_size=batch_size,
+        precision=precision, round_8bit=round_8bit, defense=defense, bpda=bpda, eot=eot, device=device,
+        threads=threads, batch_size=batch_size,
         resamples=resamples, pixel_metrics=pixel_metrics, out=out, save_scores=save_scores, executor=executor,
         ray_address=ray_address, console=console,
     )

@@ -128,6 +128,26 @@ class Calibrator(Protocol):
         """Probabilities of the anomalous class, in [0, 1]."""
 
 
+class Defense(Protocol):
+    """``cls(**options)``: an input transformation in front of the backbone, applied to every image the detector
+    sees (reference images included, so the memory bank lives in the defended domain).
+
+    ``differentiable``: gradients through ``transform`` are the defense's true gradients (else attacks use BPDA:
+    the identity on the backward pass). ``randomized``: ``transform`` draws from ``generator`` (else it is given
+    None); the engine then scores an image as the ``aggregate`` (``mean`` or ``median``, optional attribute,
+    default ``mean``) of ``samples`` draws (optional attribute, default 1), and gradient attacks average their
+    logit over EOT draws.
+    """
+
+    name: ClassVar[str]
+    description: ClassVar[str]
+    differentiable: bool
+    randomized: bool
+
+    def transform(self, images: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        """Images in [0,1] ``(B, 3, H, W)`` -> defended images of the same shape in [0,1]."""
+
+
 ATTACK_SETTINGS = ("steps", "alpha", "random_start", "restarts", "loss", "queries", "members")
 """Keys an attack's ``describe`` may return; each is a leaderboard column."""
 
@@ -165,7 +185,7 @@ class AttackTarget:
 
 CONTRACTS: dict[str, type] = {
     "dataset": Dataset, "backbone": Backbone, "detector": Detector,
-    "surrogate": Surrogate, "attack": Attack, "calibrator": Calibrator,
+    "surrogate": Surrogate, "attack": Attack, "calibrator": Calibrator, "defense": Defense,
 }
 
 

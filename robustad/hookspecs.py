@@ -68,3 +68,13 @@ def register_calibrators(register):
     :param register: call ``register(cls)``; ``cls(**options)`` follows ``robustad.contracts.Calibrator``:
         ``fit(scores, labels) -> self`` and ``predict(scores) -> probabilities`` of the anomalous class.
     """
+
+
+@hookspec
+def register_defenses(register):
+    """Register defense classes (input transformations in front of the backbone).
+
+    :param register: call ``register(cls)``; ``cls(**options)`` follows ``robustad.contracts.Defense``:
+        ``differentiable``, ``randomized`` and ``transform(images, generator) -> images``; optionally ``samples``
+        and ``aggregate`` (how a randomized defense's scores over draws are combined).
+    """

@@ -63,6 +63,7 @@ class DetectorOutput:
 
 NO_ATTACK = "none"  # the attack of clean-only cells
 NOISE_CONTROL = "noise"  # the attack every attack grid gets beside it as its control
+NO_DEFENSE = "none"  # the defense of undefended cells
 NO_SURROGATE = "none"  # the surrogate of cells whose attack needs none (clean-only cells, the noise control)
 
 
@@ -70,7 +71,7 @@ SPLIT, MODEL, THREAT, ATTACK, CALIBRATION = "split", "model", "threat", "attack"
 STAGES = (SPLIT, MODEL, THREAT, ATTACK, CALIBRATION)
 """What a cell field decides, in the order work is shared: cells agreeing on every field (and option) of the
 stages up to one share its work (docs/protocol.md section 8)."""
-STAGE_OPTION_KINDS = {SPLIT: ("dataset",), MODEL: ("backbone", "detector"), THREAT: ("surrogate",),
+STAGE_OPTION_KINDS = {SPLIT: ("dataset",), MODEL: ("backbone", "detector", "defense"), THREAT: ("surrogate",),
                       ATTACK: ("attack",), CALIBRATION: ("calibrator",)}
 FIRST_PROTOCOL = PROTOCOL_VERSION = 1
 """Bumped when a change alters what a cell computes (docs/choices.md lists each bump); enters the key from 2 on."""
@@ -96,9 +97,11 @@ class Cell:
 
     ``weights`` is the weights' identity (``""``: the backbone's own source, ``random``, or ``sha256:<hex>`` of a
     file: moving the file keeps the key); ``data_id`` a digest of the category's image names, sizes and labels, and
-    ``data_sha`` one of their bytes (moving the data keeps both); ``attack`` the attack plugin's name, its settings
-    in ``options``: canonical JSON of the resolved options, defaults included, of every component the cell uses,
-    keyed ``kind.name``.
+    ``data_sha`` one of their bytes (moving the data keeps both); ``defense`` the input defense in front of the
+    backbone (``none``), ``bpda`` how attacks differentiate through it (``none``: its own gradient, ``identity``,
+    ``off``) and ``eot_samples`` their EOT draws per gradient step; ``attack`` the attack plugin's name, its
+    settings in ``options``: canonical JSON of the resolved options, defaults included, of every component the
+    cell uses, keyed ``kind.name``.
     """
 
     dataset: str = axis(SPLIT)
@@ -120,6 +123,9 @@ class Cell:
     data_id: str = axis(SPLIT, "", role="replicate")
     data_sha: str = axis(SPLIT, "", since=2, role="key")
     protocol: int = axis(SPLIT, PROTOCOL_VERSION, since=2)
+    defense: str = axis(MODEL, "none", since=2)
+    bpda: str = axis(THREAT, "none", since=2)
+    eot_samples: int = axis(THREAT, 1, since=2)
 
     @property
     def key(self) -> str:

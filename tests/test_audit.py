@@ -13,7 +13,9 @@ PASSING = {
     ("pgd", "score", "2/255"): 0.60, ("pgd", "linear", "2/255"): 0.80, ("noise", "none", "2/255"): 0.95,
     ("pgd", "score", "8/255"): 0.30, ("pgd", "linear", "8/255"): 0.70, ("noise", "none", "8/255"): 0.90,
     ("worstcase", "score", "2/255"): 0.55, ("worstcase", "score", "8/255"): 0.20,
+    ("square", "score", "2/255"): 0.90, ("square", "score", "8/255"): 0.85,
 }
+GRADIENT_FREE = {"square", "noise"}
 
 
 def rows_of(changes: dict | None = None, calibrators=("platt", "none")) -> list[dict[str, str]]:
@@ -22,12 +24,38 @@ def rows_of(changes: dict | None = None, calibrators=("platt", "none")) -> list[
     out = []
     for (attack, surrogate, eps), auroc in PASSING.items():
         values = {"attack": attack, "surrogate": surrogate, "eps": eps, "adv_auroc": auroc,
-                  "zero_grad_share": None if attack == "noise" else 0.1,
+                  "zero_grad_share": None if attack in GRADIENT_FREE else 0.1,
                   "members": "pgd+fgsm" if attack == "worstcase" else None,
                   "white_box": {"score": True, "linear": False}.get(surrogate)}
         values.update(changes.get((attack, surrogate, eps), {}))
         out += [row(calibrator=calibrator, **values) for calibrator in calibrators]
     return out
+
+
+def test_a_gradient_free_attack_beating_every_gradient_attack_is_gradient_masking():
+    masked = {("square", "score", "8/255"): {"adv_auroc": 0.25}}  # below pgd's 0.30 and linear's 0.70
+    [violation] = [v for v in audit(board(*rows_of(masked))) if v.check == "gradient-free-beats-gradient"]
+    assert "square (gradient-free) at eps 8/255: adv_auroc 0.250000 < 0.300000" in violation.detail
+    assert "pgd (gradient attacks)" in violation.detail
+
+
+def test_a_defense_claiming_a_gradient_it_lacks_is_caught_from_its_rows():
+    """A defense declared differentiable whose gradients are zero: the masking checks fire on its rows."""
+    lying = {key: {"defense": "liar", "defense_differentiable": True, "bpda": "none",
+                   **({"zero_grad_share": 1.0, "adv_auroc": 0.99} if key[0] not in GRADIENT_FREE
+                      and key[0] != "worstcase" else {})} for key in PASSING}
+    checks = {v.check for v in audit(board(*rows_of(lying)))}
+    assert {"gradient-masking", "gradient-free-beats-gradient"} <= checks
+
+
+def test_a_randomized_defense_attacked_with_one_eot_draw_is_flagged():
+    rows = rows_of({key: {"defense": "smoothing", "defense_randomized": True, "eot_samples": 1 if key[0] == "pgd"
+                          else 8} for key in PASSING})
+    violations = [v for v in audit(board(*rows)) if v.check == "randomized-defense-eot"]
+    assert len(violations) == 4 and all("pgd via" in v.detail and "eot_samples 1" in v.detail for v in violations)
+    adaptive = rows_of({key: {"defense": "smoothing", "defense_randomized": True, "eot_samples": 8}
+                        for key in PASSING})
+    assert [v for v in audit(board(*adaptive)) if v.check == "randomized-defense-eot"] == []
 
 
 def test_white_box_is_read_from_the_rows_not_from_surrogate_names():
@@ -42,9 +70,11 @@ def test_white_box_is_read_from_the_rows_not_from_surrogate_names():
 def test_a_passing_leaderboard_passes_and_every_check_compared_something():
     results = run_checks(board(*rows_of(calibrators=("platt", "none", "isotonic"))))
     assert [v for r in results for v in r.violations] == []
-    # worst case: one eps step; white-box vs transfer: pgd at 2 eps; noise: 6 attack cells; masking: 6 attack cells
+    # worst case: one eps step; white-box vs transfer: pgd at 2 eps; noise: 8 attack cells; masking: 6 gradient
+    # attack cells; gradient-free vs gradient: square at 2 eps; no randomized defense
     assert {r.check: r.compared for r in results} == {
-        "worst-case-eps": 1, "white-box-vs-transfer": 2, "attack-vs-noise": 6, "gradient-masking": 6}
+        "worst-case-eps": 1, "white-box-vs-transfer": 2, "attack-vs-noise": 8, "gradient-masking": 6,
+        "gradient-free-beats-gradient": 2, "randomized-defense-eot": 0}
 
 
 @pytest.mark.parametrize("changes, check, numbers", [
@@ -102,7 +132,7 @@ def test_tolerance_and_masking_threshold():
 def test_undefined_values_are_not_compared_and_text_in_a_number_column_is_an_error():
     undefined = {("noise", "none", "8/255"): {"adv_auroc": None}, ("pgd", "linear", "8/255"): {"adv_auroc": 0.93}}
     assert audit(board(*rows_of(undefined))) == []
-    assert [r.compared for r in run_checks(board())] == [0, 0, 0, 0]
+    assert [r.compared for r in run_checks(board())] == [0] * 6
     with pytest.raises(RobustadError, match="adv_auroc: 'high' is not a number"):
         audit(board(*rows_of({("pgd", "linear", "8/255"): {"adv_auroc": "high"}})))
 
@@ -113,9 +143,9 @@ def test_cli_prints_one_line_per_failure_and_exits_1(tmp_path, monkeypatch, caps
     assert code == 1, err
     lines = out.strip().splitlines()
     assert len(lines) == 2 and lines[0].startswith("FAIL attack-vs-noise: pgd via linear at eps 8/255")
-    assert lines[1].startswith("16 rows, 1 failed checks")
+    assert lines[1].startswith("20 rows, 1 failed checks")
     code, out, err = run_robustad(monkeypatch, capsys, "audit", path, "--where", "eps=2/255")
-    assert (code, err) == (0, "") and out.startswith("8 rows, all checks pass")
+    assert (code, err) == (0, "") and out.startswith("10 rows, all checks pass")
 
 
 @pytest.mark.parametrize("content", [None, b"", ",".join(["cell_hash", "dataset"]).encode() + b"\n",

@@ -93,6 +93,12 @@ def test_hook_register_calibrators(third_party):
     assert calibrator.fit(np.zeros(3), np.zeros(3)).predict(np.zeros(2)).tolist() == [0.25, 0.25]
 
 
+def test_hook_register_defenses(third_party):
+    defense = third_party_registry().get("defense", "invert").create()
+    images = torch.full((1, 3, 2, 2), 0.25)
+    assert torch.equal(defense.transform(images, None), torch.full_like(images, 0.75))
+
+
 def test_plugin_hooks_have_tests():
     """Every hookspec has a ``test_hook_<name>`` in this module (datasette's meta-test)."""
     specs = {name for name in dir(hookspecs) if name.startswith("register_")}

@@ -9,6 +9,7 @@ then do not depend on the batch), counts zero input gradients, refuses outputs o
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Callable
@@ -21,6 +22,7 @@ import torch
 from robustad.components import Component, parse_spec
 from robustad.contracts import AttackTarget, Perturbed
 from robustad.engine.clean import CleanStage
+from robustad.engine.defended import EOT_DRAWS, draw
 from robustad.engine.guard import ComponentError, blame, require_finite
 from robustad.engine.handles import Handle, check_settings
 from robustad.engine.identity import image_seed
@@ -55,12 +57,18 @@ class ZeroGradients:
 
 
 class PerImageLogits(torch.nn.Module):
-    """The surrogate's two logits ``[-z/2, z/2]``, computed one image at a time, counting zero input gradients."""
+    """The surrogate's two logits ``[-z/2, z/2]``, computed one image at a time, counting zero input gradients.
 
-    def __init__(self, z_model: LogitModel, gradients: ZeroGradients) -> None:
+    Behind a randomized defense, z is the mean over ``eot`` draws (expectation over transformation, Athalye et al.
+    2018), so its gradient is the mean of the per-draw gradients; the draws are numbered apart from the ones the
+    engine scores with.
+    """
+
+    def __init__(self, z_model: LogitModel, gradients: ZeroGradients, eot: int = 1) -> None:
         super().__init__()
         self.z_model = z_model
         self.gradients = gradients
+        self.eot = eot
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         logits = []
@@ -68,7 +76,14 @@ class PerImageLogits(torch.nn.Module):
             image = x[index:index + 1]
             if image.requires_grad:
                 image.register_hook(self._observe)
-            logits.append(self.z_model(image).reshape(-1))
+            if self.eot == 1:
+                logits.append(self.z_model(image).reshape(-1))
+                continue
+            draws = []
+            for number in range(self.eot):
+                with draw(EOT_DRAWS + number):
+                    draws.append(self.z_model(image).reshape(-1))
+            logits.append(torch.stack(draws).mean(dim=0))
         return two_logit(torch.cat(logits))
 
     def _observe(self, gradient: torch.Tensor) -> None:
@@ -97,6 +112,15 @@ def attack_threat_group(cells: list[Cell], stage: CleanStage, surrogate: Fitted 
     attacks, outcomes = _attacks(cells, registry, eps, n_eval)
     names = ", ".join(dict.fromkeys(attack.spec for attack in attacks.values()))
     reporter.stage(f"{cell.category}: {names} {cell.eps} via {cell.surrogate}", n_eval)
+    defense = stage.backbone.defense
+    with defense.attacked_with(cell.bpda) if defense is not None else contextlib.nullcontext():
+        _attack_batches(cell, attacks, outcomes, stage, surrogate, eps, batch_size, reporter)
+    return outcomes
+
+
+def _attack_batches(cell: Cell, attacks: dict[str, _Built], outcomes: dict[str, AttackOutcome], stage: CleanStage,
+                    surrogate: Fitted | None, eps: float, batch_size: int, reporter: Reporter) -> None:
+    """Every attack of the group on every eval batch, members before the attacks that combine them."""
     eval_labels = stage.eval_labels
     for indices, images, clean in stage.eval_batches(batch_size):
         images = images.to(stage.backbone.device)
@@ -125,7 +149,6 @@ def attack_threat_group(cells: list[Cell], stage: CleanStage, surrogate: Fitted 
                 outcome.distances[index] = np.asarray(results[key].output.patch_distances[row])
             outcome.seconds += time.perf_counter() - started
         reporter.advance(len(indices))
-    return outcomes
 
 
 def variant(spec: str, cell: Cell) -> str:
@@ -198,10 +221,12 @@ def _target(attack: _Built, images: torch.Tensor, labels: torch.Tensor, eps: flo
         return torch.as_tensor(stage.score(x.detach().clone()).scores, device=x.device)
 
     use_model = needs_surrogate and z_model is not None
+    defense = stage.backbone.defense
+    exact = use_model and (defense is None or not defense.randomized)  # z gives the real score only then
     return AttackTarget(
         images=images.clone(), labels=labels.clone(), eps=eps, seeds=seeds,
-        model=PerImageLogits(z_model, outcome.gradients) if use_model else None,
-        score=score, score_from_logit=getattr(z_model, "score_of", None) if use_model else None, member=member,
+        model=PerImageLogits(z_model, outcome.gradients, cell.eot_samples) if use_model else None,
+        score=score, score_from_logit=getattr(z_model, "score_of", None) if exact else None, member=member,
     )
 
 

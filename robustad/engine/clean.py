@@ -20,6 +20,7 @@ import torch
 from robustad.components import Component, parse_spec
 from robustad.contracts import Detector
 from robustad.engine.batches import PREFETCH, Item, batches, prepared
+from robustad.engine.defended import DefenseStep, draw
 from robustad.engine.guard import GuardedBackbone, blame, create, require_finite
 from robustad.engine.handles import Handle
 from robustad.engine.identity import names_hash, relative_names
@@ -28,7 +29,7 @@ from robustad.engine.settings import RunSettings, machine_cores
 from robustad.engine.splits import make_split, parse_shots
 from robustad.kit.images import load_mask, load_rgb
 from robustad.plugins import PluginRegistry
-from robustad.records import Cell, DetectorOutput, Features, Sample, Split
+from robustad.records import NO_DEFENSE, Cell, DetectorOutput, Features, Sample, Split
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -101,8 +102,21 @@ class CleanStage:
         return self.forward(images)[1]
 
     def forward(self, images: torch.Tensor) -> tuple[Features, DetectorOutput]:
-        """Features and detector output of a batch, without gradient; non-finite scores refused."""
-        with torch.inference_mode():
+        """Features and detector output of a batch, without gradient; non-finite scores refused. Behind a
+        randomized defense the scores are its ``aggregate`` over its ``samples`` draws, the patch distances their
+        mean, the features and masks those of the first draw."""
+        defense = self.backbone.defense
+        draws = [self._forward_once(images, index) for index in range(defense.samples if defense else 1)]
+        features, first = draws[0]
+        if len(draws) == 1:
+            return features, first
+        scores = np.stack([output.scores for _, output in draws])
+        combined = np.median(scores, axis=0) if defense.aggregate == "median" else scores.mean(axis=0)
+        distances = np.mean([np.asarray(output.patch_distances) for _, output in draws], axis=0)
+        return features, DetectorOutput(combined, distances, first.masks, first.extra)
+
+    def _forward_once(self, images: torch.Tensor, index: int) -> tuple[Features, DetectorOutput]:
+        with torch.inference_mode(), draw(index):
             features = self.backbone(images.to(self.backbone.device))
             with blame(self.components["detector"]):
                 output = self.detector.score(features)
@@ -129,7 +143,12 @@ def run_clean_stage(cell: Cell, settings: RunSettings, registry: PluginRegistry,
     started = time.perf_counter()
     network = create(components["backbone"], weights=_weights(cell, settings), device=settings.device,
                      **cell.component_options("backbone", cell.backbone))
-    backbone = GuardedBackbone(network, components["backbone"], cell.precision, settings.device)
+    defense = None
+    if cell.defense != NO_DEFENSE:
+        components["defense"] = registry.get("defense", cell.defense)
+        defense = DefenseStep(Handle.create(components["defense"], **cell.component_options("defense", cell.defense)),
+                              cell.seed)
+    backbone = GuardedBackbone(network, components["backbone"], cell.precision, settings.device, defense)
     detector = create(components["detector"], backbone, cell.resolution, cell.category,
                       **cell.component_options("detector", cell.detector))
     reporter.stage(f"{cell.category}: memory bank from {len(split.reference)} reference images", 1)

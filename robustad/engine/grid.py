@@ -8,7 +8,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from robustad.components import parse_spec
-from robustad.records import NO_ATTACK, NO_SURROGATE, Cell
+from robustad.records import NO_ATTACK, NO_DEFENSE, NO_SURROGATE, Cell
+
+
+@dataclass(frozen=True)
+class Adaptive:
+    """How gradient attacks meet one defense: the BPDA rule and the EOT draws a cell records."""
+
+    bpda: str = "none"
+    eot_samples: int = 1
+
+
+NO_DEFENSE_ADAPTIVE = {"none": Adaptive()}
 
 
 @dataclass(frozen=True)
@@ -40,6 +51,7 @@ def expand(
     precision: str,
     round_8bit: bool,
     resolve: Resolve,
+    defenses: dict[str, Adaptive] = NO_DEFENSE_ADAPTIVE,
 ) -> list[Cell]:
     """The cross product, in an order where cells sharing a prefix are adjacent.
 
@@ -61,8 +73,8 @@ def expand(
             threats.extend((surrogate, attack, e) for surrogate in surrogates for e in eps)
     cells = []
     for dataset, categories in datasets.items():
-        for (category, data), k, seed, backbone, resolution, detector in itertools.product(
-            categories.items(), shots, seeds, backbones, resolutions, detectors
+        for (category, data), k, seed, backbone, resolution, detector, defense in itertools.product(
+            categories.items(), shots, seeds, backbones, resolutions, detectors, defenses
         ):
             for (surrogate, attack, e), calibrator in itertools.product(threats, calibrators):
                 used = [("dataset", dataset), ("backbone", backbone), ("detector", detector),
@@ -70,13 +82,18 @@ def expand(
                 if surrogate != NO_SURROGATE:
                     used.append(("surrogate", surrogate))
                 resolved = {f"{kind}.{spec}": resolve(kind, spec) for kind, spec in used}
+                if defense != NO_DEFENSE:
+                    resolved[f"defense.{parse_spec(defense)[0]}"] = resolve("defense", defense)
                 if attack != NO_ATTACK:
                     resolved.update({f"attack.{spec}": resolve("attack", spec) for spec in attacks[attack].members})
                     resolved[f"attack.{parse_spec(attack)[0]}"] = resolve("attack", attack)
                 options = json.dumps(resolved, sort_keys=True)
+                adaptive = defenses[defense] if surrogate != NO_SURROGATE else Adaptive()
                 cells.append(Cell(dataset, category, k, seed, backbone, weights, resolution, detector, surrogate,
                                   parse_spec(attack)[0], e, calibrator, calib_fraction, precision,
-                                  round_8bit and attack != NO_ATTACK, options, *data))
+                                  round_8bit and attack != NO_ATTACK, options, *data,
+                                  defense=parse_spec(defense)[0], bpda=adaptive.bpda,
+                                  eot_samples=adaptive.eot_samples))
     return cells
 
 

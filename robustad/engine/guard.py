@@ -8,7 +8,7 @@ probabilities), so no row is ever written from a NaN.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -69,11 +69,13 @@ class GuardedBackbone:
     (``patch_size``, ``weights_id``, ...) is read through from the backbone itself.
     """
 
-    def __init__(self, backbone: Any, component: Component, precision: str, device: str) -> None:
+    def __init__(self, backbone: Any, component: Component, precision: str, device: str,
+                 defense: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
         self.backbone = backbone
         self.component = component
         self.precision = precision
         self.device = device
+        self.defense = defense  # applied to each image before the backbone (robustad.engine.defended)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.backbone, name)
@@ -81,8 +83,13 @@ class GuardedBackbone:
     def __call__(self, images: torch.Tensor) -> Features:
         import torch
 
-        with blame(self.component), self._autocast():
-            each = [self.backbone(images[index:index + 1]) for index in range(images.shape[0])]
+        each = []
+        for index in range(images.shape[0]):
+            image = images[index:index + 1]
+            if self.defense is not None:
+                image = self.defense(image)
+            with blame(self.component), self._autocast():
+                each.append(self.backbone(image))
         tokens = torch.cat([f.patch_tokens for f in each]).float()
         global_token = torch.cat([f.global_token for f in each]).float()
         require_finite(tokens, self.component, "patch tokens")

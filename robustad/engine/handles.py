@@ -20,6 +20,7 @@ OPTIONAL_MEMBERS: dict[str, dict[str, Any]] = {
     "attack": {"needs_surrogate": True, "members": None},
     "calibrator": {"degenerate": False},
     "surrogate": {"white_box": False},
+    "defense": {"samples": 1, "aggregate": "mean"},
 }
 """Members a plugin may leave out, per kind, with the value the engine assumes then (``None``: no such method)."""
 

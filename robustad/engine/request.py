@@ -14,7 +14,8 @@ from typing import Any
 
 from robustad.api import Values
 from robustad.components import KINDS, Component, parse_spec
-from robustad.engine.grid import Threat, expand
+from robustad.engine.defended import BPDA_CHOICES, resolved_bpda, resolved_eot
+from robustad.engine.grid import Adaptive, Threat, expand
 from robustad.engine.handles import Handle, check_settings
 from robustad.engine.identity import data_id, data_sha
 from robustad.engine.settings import PRECISIONS
@@ -23,11 +24,12 @@ from robustad.errors import RobustadError
 from robustad.kit.threat import canonical_eps, parse_eps
 from robustad.kit.weights import weights_identity
 from robustad.plugins import PluginRegistry
-from robustad.records import NO_ATTACK, NOISE_CONTROL, CategoryData, Cell
+from robustad.records import NO_ATTACK, NO_DEFENSE, NOISE_CONTROL, CategoryData, Cell
 from robustad.results.leaderboard import check_one_line
 
 MAX_RESOLUTION = 4096
 MAX_MEMBER_DEPTH = 4
+MAX_EOT = 1000
 
 
 
@@ -57,6 +59,9 @@ class BenchRequest:
     options: list[str] | dict[str, Any]
     precision: str = "fp32"
     round_8bit: bool = False
+    defenses: Values = NO_DEFENSE
+    bpda: str = "auto"
+    eot: int | None = None
 
 
 def with_noise_control(attacks: Values) -> list[str]:
@@ -175,6 +180,8 @@ def build_cells(request: BenchRequest, registry: PluginRegistry) -> list[Cell]:
     if any(t.needs_surrogate for a, t in attacks.items() if a != NO_ATTACK):
         for spec in names["surrogate"]:
             resolve("surrogate", spec)
+    defenses = _defenses(request, resolve)
+    names["defense"] = [n for spec in defenses if spec != NO_DEFENSE for n in (spec, parse_spec(spec)[0])]
     datasets = _datasets(request, resolve)
     _check_options_used(given, datasets, names, attacks)
     cells = expand(
@@ -185,9 +192,28 @@ def build_cells(request: BenchRequest, registry: PluginRegistry) -> list[Cell]:
         resolutions=_integers(request.resolutions, "resolution", 1, MAX_RESOLUTION),
         detectors=names["detector"], surrogates=names["surrogate"], attacks=attacks, eps=eps,
         calibrators=names["calibrator"], calib_fraction=float(request.calib_fraction),
-        precision=request.precision, round_8bit=request.round_8bit, resolve=resolve,
+        precision=request.precision, round_8bit=request.round_8bit, resolve=resolve, defenses=defenses,
     )
     return list({cell.key: cell for cell in cells}.values())  # pgd and pgd:10 are one experiment
+
+
+def _defenses(request: BenchRequest, resolve: _Resolver) -> dict[str, Adaptive]:
+    """Each defense spec with how gradient attacks meet it: BPDA through a non-differentiable one, EOT draws
+    through a randomized one (each built once now, so a bad option is one line before any work)."""
+    if request.bpda not in BPDA_CHOICES:
+        raise RobustadError(f"--bpda {request.bpda!r}: expected one of {', '.join(BPDA_CHOICES)}")
+    if request.eot is not None and not 1 <= int(request.eot) <= MAX_EOT:
+        raise RobustadError(f"--eot {request.eot!r}: expected an integer from 1 to {MAX_EOT}")
+    found: dict[str, Adaptive] = {}
+    for spec in split_list(request.defenses, "defense"):
+        if spec == NO_DEFENSE:
+            found[spec] = Adaptive()
+            continue
+        defense = resolve.handle("defense", spec)
+        randomized = bool(defense.instance.randomized)
+        found[spec] = Adaptive(bpda=resolved_bpda(request.bpda, bool(defense.instance.differentiable)),
+                               eot_samples=resolved_eot(request.eot, randomized))
+    return found
 
 
 def _threats(specs: list[str], eps: list[str], resolve: _Resolver) -> dict[str, Threat]:

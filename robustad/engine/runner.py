@@ -176,6 +176,10 @@ class _Group:
             calib_degenerate=bool(Handle(calibrator.component, calibrator.instance).optional("degenerate")),
             **stage.timings,
         )
+        defense = stage.backbone.defense
+        if defense is not None:  # what the defense declared, recorded so the audit can check it against the rows
+            row.update(defense_differentiable=defense.differentiable, defense_randomized=defense.randomized,
+                       defense_samples=defense.samples)
         row.update(image_columns(labels, clean_scores, clean_probs, calib_probs, adv_scores, adv_probs,
                                  resamples=self.settings.resamples, seed=cell.seed))
         pixels, pixel_seconds = self.clean_pixels

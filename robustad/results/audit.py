@@ -65,7 +65,8 @@ def run_checks(rows: pd.DataFrame, *, tolerance: float = TOLERANCE,
     other by more than ``tolerance``."""
     unique = one_per_calibrator(rows).assign(_auroc=lambda frame: numeric(frame, "adv_auroc"))
     return [_worst_case_weakens_with_eps(unique, tolerance), _white_box_weaker_than_transfer(unique, tolerance),
-            _attack_weaker_than_noise(unique, tolerance), _gradient_masking(unique, zero_grad_threshold)]
+            _attack_weaker_than_noise(unique, tolerance), _gradient_masking(unique, zero_grad_threshold),
+            _gradient_free_beats_gradient(unique, tolerance), _randomized_defense_without_eot(unique)]
 
 
 def _worst_case_weakens_with_eps(rows: pd.DataFrame, tolerance: float) -> CheckResult:
@@ -126,6 +127,42 @@ def _gradient_masking(rows: pd.DataFrame, threshold: float) -> CheckResult:
         found.append(Violation(
             check, f"{row['attack']} via {row['surrogate']} at eps {row['eps']}: zero_grad_share "
                    f"{row['_share']:.3f} > {threshold}", _where(row)))
+    return CheckResult(check, len(part), found)
+
+
+def _gradient_free_beats_gradient(rows: pd.DataFrame, tolerance: float) -> CheckResult:
+    """A gradient-free attack (one that took no gradient: ``zero_grad_share`` empty, Square) beating every gradient
+    attack of the same model, defense and eps means the gradients are masked (a defense that lies about being
+    differentiable, or a broken BPDA), not that the model is robust to them (Athalye et al. 2018)."""
+    check, compared, found = "gradient-free-beats-gradient", 0, []
+    attacks = rows[is_attack(rows) & (text(rows, "members") == "")]
+    attacks = attacks.assign(_share=numeric(attacks, "zero_grad_share")).dropna(subset=["_auroc"])
+    groups = key(attacks, (*MODEL_IDENTITY, "eps"), MODEL_OPTION_KINDS)
+    for _, group in attacks.groupby(groups, sort=False):
+        gradient, free = group[group["_share"].notna()], group[group["_share"].isna()]
+        if gradient.empty or free.empty:
+            continue
+        compared += 1
+        best_free = free.loc[free["_auroc"].idxmin()]
+        if best_free["_auroc"] < gradient["_auroc"].min() - tolerance:
+            found.append(Violation(
+                check, f"{best_free['attack']} (gradient-free) at eps {best_free['eps']}: adv_auroc "
+                       f"{best_free['_auroc']:.6f} < {gradient['_auroc'].min():.6f}, the best of "
+                       f"{', '.join(sorted(set(text(gradient, 'attack'))))} (gradient attacks)", _where(best_free)))
+    return CheckResult(check, compared, found)
+
+
+def _randomized_defense_without_eot(rows: pd.DataFrame) -> CheckResult:
+    """An attack on a randomized defense with one draw per gradient step follows one random draw, not the
+    defense: its numbers overstate the defense (EOT, Athalye et al. 2018)."""
+    check, found = "randomized-defense-eot", []
+    part = rows[is_attack(rows) & (text(rows, "defense_randomized") == "True") & (text(rows, "white_box") != "")]
+    part = part.assign(_eot=numeric(part, "eot_samples"))
+    for _, row in part[part["_eot"] <= 1].iterrows():
+        found.append(Violation(
+            check, f"{row['attack']} via {row['surrogate']} at eps {row['eps']} on the randomized defense "
+                   f"{row['defense']} used eot_samples {int(row['_eot'])}; expected more than 1 draw per step",
+            _where(row)))
     return CheckResult(check, len(part), found)
 
 

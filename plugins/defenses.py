@@ -1,0 +1,149 @@
+"""Input-transformation defenses in front of the backbone: the classic preprocessing defenses (Guo et al. 2018:
+JPEG, bit-depth reduction, median and Gaussian filtering; Xu et al. 2018, feature squeezing), Gaussian noise
+averaged over draws, and randomized median smoothing of the anomaly score (Chiang et al. 2020, "Detection as
+Regression"). The engine makes attacks adaptive to them: BPDA through the non-differentiable ones, EOT through
+the randomized ones (docs/protocol.md section 4)."""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+from robustad.errors import RobustadError
+from robustad.hookspecs import hookimpl
+
+if TYPE_CHECKING:
+    import torch
+
+
+def _positive(name: str, value: float, low: float = 0.0) -> None:
+    if not value > low or not math.isfinite(value):
+        raise RobustadError(f"option {name}={value!r}: expected a finite number > {low:g}")
+
+
+class JPEG:
+    """JPEG compression at ``quality`` (torchvision's libjpeg), image by image; not differentiable."""
+
+    name = "jpeg"
+    description = "JPEG compression and decompression (quality); BPDA identity gradient"
+    primary_option = "quality"
+    differentiable = False
+    randomized = False
+
+    def __init__(self, *, quality: int = 75) -> None:
+        if not 1 <= quality <= 100:
+            raise RobustadError(f"option quality={quality!r}: expected an integer from 1 to 100")
+        self.quality = quality
+
+    def transform(self, images: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        import torch
+        from torchvision.io import decode_jpeg, encode_jpeg
+
+        pixels = (images.detach().clamp(0, 1) * 255).round().to(torch.uint8).cpu()
+        decoded = [decode_jpeg(encode_jpeg(image, quality=self.quality)) for image in pixels]
+        return torch.stack(decoded).to(images.device, images.dtype) / 255
+
+
+class BitDepth:
+    """Each channel rounded to ``bits`` bits (feature squeezing); not differentiable (the rounding's gradient is
+    zero almost everywhere)."""
+
+    name = "bitdepth"
+    description = "bit-depth reduction to `bits` bits per channel; BPDA identity gradient"
+    primary_option = "bits"
+    differentiable = False
+    randomized = False
+
+    def __init__(self, *, bits: int = 4) -> None:
+        if not 1 <= bits <= 8:
+            raise RobustadError(f"option bits={bits!r}: expected an integer from 1 to 8")
+        self.levels = 2 ** bits - 1
+
+    def transform(self, images: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        return (images * self.levels).round() / self.levels
+
+
+class Median:
+    """A ``kernel`` x ``kernel`` median filter (reflect padding); differentiable almost everywhere: the gradient
+    goes to the pixel each window selects."""
+
+    name = "median"
+    description = "median filter (kernel, odd); differentiable"
+    primary_option = "kernel"
+    differentiable = True
+    randomized = False
+
+    def __init__(self, *, kernel: int = 3) -> None:
+        if kernel < 1 or kernel % 2 == 0:
+            raise RobustadError(f"option kernel={kernel!r}: expected an odd integer >= 1")
+        self.kernel = kernel
+
+    def transform(self, images: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        import torch.nn.functional as F
+
+        half = self.kernel // 2
+        padded = F.pad(images, (half, half, half, half), mode="reflect")
+        windows = padded.unfold(2, self.kernel, 1).unfold(3, self.kernel, 1)
+        return windows.reshape(*windows.shape[:4], -1).median(dim=-1).values
+
+
+class Blur:
+    """A Gaussian blur of standard deviation ``sigma`` pixels (kernel 2 * ceil(3 sigma) + 1); differentiable."""
+
+    name = "blur"
+    description = "Gaussian blur (sigma in pixels); differentiable"
+    primary_option = "sigma"
+    differentiable = True
+    randomized = False
+
+    def __init__(self, *, sigma: float = 1.0) -> None:
+        _positive("sigma", sigma)
+        self.sigma = sigma
+
+    def transform(self, images: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        from torchvision.transforms.functional import gaussian_blur
+
+        size = 2 * math.ceil(3 * self.sigma) + 1
+        return gaussian_blur(images, [size, size], [self.sigma, self.sigma])
+
+
+class GaussianNoise:
+    """Gaussian noise of standard deviation ``sigma`` (in [0,1] pixel units) added to every image; the score is
+    the mean over ``samples`` draws."""
+
+    name = "gaussian"
+    description = "additive Gaussian noise (sigma), score averaged over `samples` draws; randomized"
+    primary_option = "sigma"
+    differentiable = True
+    randomized = True
+    aggregate = "mean"
+
+    def __init__(self, *, sigma: float = 0.05, samples: int = 8) -> None:
+        _positive("sigma", sigma)
+        if samples < 1:
+            raise RobustadError(f"option samples={samples!r}: expected an integer >= 1")
+        self.sigma, self.samples = sigma, samples
+
+    def transform(self, images: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        import torch
+
+        noise = torch.randn(images.shape, generator=generator, device=images.device, dtype=images.dtype)
+        return images + self.sigma * noise
+
+
+class Smoothing(GaussianNoise):
+    """Randomized median smoothing of the anomaly score (Chiang et al. 2020): the median of the detector's score
+    over ``samples`` Gaussian draws of standard deviation ``sigma``; no clipping to [0,1], as in Cohen et al."""
+
+    name = "smoothing"
+    description = "randomized smoothing: median score over `samples` Gaussian draws (sigma); randomized"
+    aggregate = "median"
+
+    def __init__(self, *, sigma: float = 0.25, samples: int = 16) -> None:
+        super().__init__(sigma=sigma, samples=samples)
+
+
+@hookimpl
+def register_defenses(register):
+    for defense in (JPEG, BitDepth, Median, Blur, GaussianNoise, Smoothing):
+        register(defense)
