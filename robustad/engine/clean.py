@@ -130,8 +130,10 @@ def run_clean_stage(cell: Cell, settings: RunSettings, registry: PluginRegistry,
     network = create(components["backbone"], weights=_weights(cell, settings), device=settings.device,
                      **cell.component_options("backbone", cell.backbone))
     backbone = GuardedBackbone(network, components["backbone"], cell.precision, settings.device)
-    detector = create(components["detector"], backbone, cell.resolution, cell.category,
+    metadata = components["detector"].runtime_keywords(category=cell.category, seed=cell.seed)
+    detector = create(components["detector"], backbone, cell.resolution, **metadata,
                       **cell.component_options("detector", cell.detector))
+    backbone.layers = tuple(getattr(detector, "layers", ()))
     reporter.stage(f"{cell.category}: memory bank from {len(split.reference)} reference images", 1)
     with blame(components["detector"]):
         detector.fit([load_rgb(s.path) for s in split.reference])
