@@ -92,9 +92,8 @@ def anomalib_side(bottle: Path, weights: Path, paths: list[Path], out: Path) -> 
 
 def save_random_weights(path: Path) -> None:
     """A seeded random wide_resnet50_2 state dict under timm's key names (what ``weights=random`` builds)."""
-    from safetensors.torch import save_file
-
     from robustad_plugins.wide_resnet_network import WideResNetNetwork
+    from safetensors.torch import save_file
 
     network = WideResNetNetwork("random", "cpu")
     save_file({key: value.contiguous() for key, value in network.net.state_dict().items()}, str(path))

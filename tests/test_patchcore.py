@@ -9,6 +9,14 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from robustad_plugins.patchcore import (
+    PatchCore,
+    johnson_lindenstrauss_dim,
+    k_center_greedy,
+    local_features,
+    patch_scores,
+    sparse_random_projection,
+)
 from scipy.ndimage import gaussian_filter, uniform_filter
 from sklearn.random_projection import johnson_lindenstrauss_min_dim
 
@@ -20,14 +28,6 @@ from robustad.errors import RobustadError
 from robustad.hookspecs import hookimpl
 from robustad.plugins import PluginRegistry, get_registry
 from robustad.records import Features
-from robustad_plugins.patchcore import (
-    PatchCore,
-    johnson_lindenstrauss_dim,
-    k_center_greedy,
-    local_features,
-    patch_scores,
-    sparse_random_projection,
-)
 
 
 class StagesBackbone(torch.nn.Module):
