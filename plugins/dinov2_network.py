@@ -102,7 +102,7 @@ class DinoV2Network(torch.nn.Module):
 
     def forward(self, images: torch.Tensor, layers: Sequence[str] = ()) -> Features:
         rows, cols = patch_grid(images, self.patch_size, self.name)
-        check_layers(self, layers, f"backbone {self.name}")
+        check_layers(self, layers)
         x = (images.to(self.mean.device) - self.mean) / self.std
         maps = {}
         if layers:

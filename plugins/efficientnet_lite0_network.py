@@ -95,7 +95,7 @@ class EfficientNetLite0Network(torch.nn.Module):
 
     def forward(self, images: torch.Tensor, layers: Sequence[str] = ()) -> Features:
         rows, cols = patch_grid(images, self.patch_size, self.name)
-        check_layers(self, layers, f"backbone {self.name}")
+        check_layers(self, layers)
         indices = sorted({*STAGES, *(LAYERS[name] for name in layers)})
         head, maps = self.net.forward_intermediates(self.normalise(images), indices=indices)
         by_index = dict(zip(indices, maps))

@@ -62,7 +62,7 @@ class WideResNetNetwork(torch.nn.Module):
 
     def forward(self, images: torch.Tensor, layers: Sequence[str] = ()) -> Features:
         rows, cols = patch_grid(images, self.patch_size, self.name)
-        check_layers(self, layers, f"backbone {self.name}")
+        check_layers(self, layers)
         names = sorted({*PATCH_LAYERS, *layers}, key=LAYERS.get)
         x = (images.to(self.mean.device) - self.mean) / self.std
         head, maps = self.net.forward_intermediates(x, indices=[LAYERS[name] for name in names])

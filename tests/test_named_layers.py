@@ -73,8 +73,8 @@ def test_dinov2_last_block_normalised_is_the_patch_tokens():
 
 def test_unknown_layer_is_a_one_line_error_naming_it():
     backbone = get_registry().get("backbone", "efficientnet_lite0").create()
-    with pytest.raises(RobustadError, match="^backbone efficientnet_lite0: backbone efficientnet_lite0 has no "
-                                            "layer 'blocks.3'; its named layers: layer1, layer2, layer3, layer4$"):
+    with pytest.raises(RobustadError, match="^backbone efficientnet_lite0 has no layer 'blocks.3'; its named "
+                                            "layers: layer1, layer2, layer3, layer4$"):
         backbone(images(1, 3, 32, 32), layers=["blocks.3"])
 
 

@@ -50,13 +50,14 @@ def torch_device(device: str, backbone: str) -> torch.device:
     return chosen
 
 
-def check_layers(backbone: object, layers: Sequence[str], who: str) -> tuple[str, ...]:
-    """``layers`` as a tuple when the backbone exposes every one (its ``layer_names``), else a one-line error for
-    ``who`` (a detector, or the backbone itself) naming the first missing layer and the ones there are."""
+def check_layers(backbone: object, layers: Sequence[str], who: str = "") -> tuple[str, ...]:
+    """``layers`` as a tuple when the backbone exposes every one (its ``layer_names``), else a one-line error
+    (prefixed ``who: `` when given, e.g. the detector asking) naming the first missing layer and those there are."""
     available = tuple(getattr(backbone, "layer_names", ()))
     for layer in layers:
         if layer not in available:
             name = getattr(backbone, "name", type(backbone).__name__)
             there = ", ".join(available) if available else "none"
-            raise RobustadError(f"{who}: backbone {name} has no layer {layer!r}; its named layers: {there}")
+            prefix = f"{who}: " if who else ""
+            raise RobustadError(f"{prefix}backbone {name} has no layer {layer!r}; its named layers: {there}")
     return tuple(layers)
