@@ -255,3 +255,4 @@ def test_engine_gives_patchcore_its_seed_and_layers_and_attacks_it_white_box(tmp
     assert row["memory_bank_size"] == int(16 * 16 * 0.5)
     assert row["white_box"] is True and row["zero_grad_share"] < 0.5
     assert row["adv_auroc"] < row["clean_auroc"]
+
