@@ -67,7 +67,8 @@ def k_center_greedy(points: torch.Tensor, count: int, start: int) -> list[int]:
 
 
 def coreset(bank: torch.Tensor, ratio: float, generator: torch.Generator) -> torch.Tensor:
-    """The k-center coreset of ``int(len(bank) * ratio)`` rows, searched on a sparse random projection."""
+    """The k-center coreset of ``int(len(bank) * ratio)`` rows, searched on a sparse random projection (drawn from
+    the CPU ``generator``, so the same seed picks the same rows on any device)."""
     import torch
 
     count = int(bank.shape[0] * ratio)
@@ -213,9 +214,8 @@ class PatchCore:
                 embedded = self.embed(self.backbone(batch, layers=self.layers))
                 chunks.append(embedded.reshape(-1, embedded.shape[-1]))
             bank = torch.cat(chunks)
-            if self.coreset_ratio < 1:
-                generator = torch.Generator().manual_seed(self.seed)
-                bank = coreset(bank.cpu(), self.coreset_ratio, generator).to(device)
+            if self.coreset_ratio < 1:  # random draws on the CPU, the search where the bank is
+                bank = coreset(bank, self.coreset_ratio, torch.Generator().manual_seed(self.seed))
         self._bank, self.memory_bank_size = bank, bank.shape[0]
 
     def embed(self, features: Features) -> torch.Tensor:
