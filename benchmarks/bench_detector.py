@@ -1,10 +1,11 @@
-"""How much the anomalydino detector adds to a plain backbone forward, per image, on the real bottle images.
+"""Each detector's cost per image on the real bottle images: its clean scoring, and a white-box gradient step.
 
-For each backbone: (a) the backbone forward alone, (b) the full clean scoring (forward + foreground mask when
-enabled + exact faiss 1-NN search + top 1 % mean) and (c) the differentiable scoring an attack step runs
-(forward + chunked nearest search + top 1 %, no backward), in seconds per image, and the ratios b/a and c/a.
-Preprocessing (PIL resize) is excluded: every timed batch is the same pre-resized tensor. Times are the best
-of ``--repeats`` interleaved rounds after one warm-up round.
+For each detector on efficientnet_lite0 at 224 px (``--backbone``/``--resolution`` for others): (a) the backbone
+forward alone (with the layers the detector reads), (b) the clean scoring (forward + the detector's score, no
+gradient) and (c) one white-box gradient (forward + ``score_tensor`` + backward to the input pixels: what an
+attack step costs through the ``score`` surrogate), in seconds per image, with the ratios b/a and c/b.
+Preprocessing is excluded: every timed batch is the same pre-resized tensor. Times are the best of ``--repeats``
+interleaved rounds after one warm-up round.
 Run: ``.venv/bin/python benchmarks/bench_detector.py [--device cuda]``.
 """
 
@@ -21,8 +22,7 @@ from PIL import Image
 
 from robustad.plugins import get_registry
 
-# (backbone, resolution, backbone options): DINOv2 with random weights (none can be downloaded here)
-CASES = [("dinov2_vits14", 448, {"weights": "random"}), ("efficientnet_lite0", 224, {})]
+DETECTORS = ("anomalydino", "patchcore", "subspacead")
 
 
 def best_seconds(steps: list[Callable[[], object]], repeats: int, device: torch.device) -> list[float]:
@@ -48,7 +48,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bottle", type=Path, default=None,
                         help="MVTec AD bottle folder (default: $ROBUSTAD_TEST_DATA/bottle)")
-    parser.add_argument("--images", type=int, default=8, help="test images per timed batch")
+    parser.add_argument("--backbone", default="efficientnet_lite0")
+    parser.add_argument("--weights", default=None, help="backbone weights (e.g. random for DINOv2 here)")
+    parser.add_argument("--resolution", type=int, default=224)
+    parser.add_argument("--detectors", default=",".join(DETECTORS))
+    parser.add_argument("--images", type=int, default=4, help="test images per timed batch")
     parser.add_argument("--repeats", type=int, default=3, help="timed rounds; the best one counts")
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
@@ -58,25 +62,36 @@ def main() -> None:
     tests = [Image.open(path).convert("RGB") for path in sorted((args.bottle / "test").glob("*/*.png"))]
     tests = tests[::max(1, len(tests) // args.images)][:args.images]  # spread over good and defect types
     registry = get_registry()
-    print(f"bottle, 1-shot, {len(tests)} test images per batch, device {args.device}, "
-          f"torch threads {torch.get_num_threads()}; preprocessing excluded; best of {args.repeats}")
-    print(f"{'backbone':<20}{'res':>5}{'bank':>8}{'forward s/img':>15}{'score s/img':>13}{'ratio':>7}"
-          f"{'diff. s/img':>13}{'ratio':>7}")
-    for name, resolution, options in CASES:
-        backbone = registry.get("backbone", name).create(device=args.device, **options)
-        detector = registry.get("detector", "anomalydino").create(backbone, resolution, "bottle")
+    backbone = registry.get("backbone", args.backbone).create(weights=args.weights, device=args.device)
+    device = next(backbone.network.parameters()).device
+    print(f"bottle, 1-shot, {args.backbone} at {args.resolution} px, {len(tests)} test images per batch, device "
+          f"{args.device}, torch threads {torch.get_num_threads()}; preprocessing excluded; best of {args.repeats}")
+    print(f"{'detector':<14}{'bank':>7}{'forward s/img':>15}{'clean s/img':>13}{'/fwd':>6}{'grad s/img':>12}"
+          f"{'grad/clean':>12}")
+    for name in args.detectors.split(","):
+        component = registry.get("detector", name)
+        detector = component.create(backbone, args.resolution, **component.runtime_keywords(category="bottle", seed=0))
         detector.fit(reference)
-        device = next(backbone.parameters()).device
+        layers = getattr(detector, "layers", ())
         batch = torch.stack([detector.preprocess(image) for image in tests]).to(device)
-        with torch.no_grad():
-            forward, scoring, differentiable = best_seconds([
-                lambda: backbone(batch),
-                lambda: detector.score(backbone(batch)),
-                lambda: detector.score_tensor(backbone(batch), None),
-            ], args.repeats, device)
-        per_image = [seconds / len(tests) for seconds in (forward, scoring, differentiable)]
-        print(f"{name:<20}{resolution:>5}{detector.memory_bank_size:>8}{per_image[0]:>15.4f}{per_image[1]:>13.4f}"
-              f"{scoring / forward:>7.2f}{per_image[2]:>13.4f}{differentiable / forward:>7.2f}")
+
+        def forward() -> object:
+            with torch.no_grad():
+                return backbone(batch, layers=layers)
+
+        def clean() -> object:
+            with torch.no_grad():
+                return detector.score(backbone(batch, layers=layers))
+
+        def gradient() -> torch.Tensor:
+            images = batch.clone().requires_grad_(True)
+            detector.score_tensor(backbone(images, layers=layers), None).sum().backward()
+            return images.grad
+
+        seconds = best_seconds([forward, clean, gradient], args.repeats, device)
+        per_image = [value / len(tests) for value in seconds]
+        print(f"{name:<14}{getattr(detector, 'memory_bank_size', ''):>7}{per_image[0]:>15.4f}{per_image[1]:>13.4f}"
+              f"{seconds[1] / seconds[0]:>6.2f}{per_image[2]:>12.4f}{seconds[2] / seconds[1]:>12.2f}")
 
 
 if __name__ == "__main__":

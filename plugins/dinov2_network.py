@@ -10,11 +10,15 @@ come from the original model. The network is timm's ``VisionTransformer`` (a sub
 Weights: the timm hub copy (``weights`` unset), or a file (``weights=PATH``) in the original layout
 (``dinov2_vits14_pretrain.pth``) or timm's (``.pth``/``.safetensors``); timm's ``checkpoint_filter_fn``
 converts the original layout. ``weights=random`` is a seeded random initialisation for tests.
+
+Named layers ``blocks.0`` to ``blocks.<depth-1>``: the patch tokens each block outputs, before the final norm (what
+Hugging Face's ``hidden_states[i + 1]`` holds), as feature maps ``(B, C, h, w)``.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -22,7 +26,7 @@ from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.models import load_checkpoint
 from timm.models.vision_transformer import VisionTransformer, checkpoint_filter_fn
 
-from robustad.kit.backbone_checks import patch_grid, torch_device
+from robustad.kit.backbone_checks import check_layers, patch_grid, torch_device
 from robustad.kit.weights import RANDOM, file_id, hub_file, local_file, seeded_random_init, unloadable
 from robustad.records import Features
 
@@ -90,17 +94,26 @@ class DinoV2Network(torch.nn.Module):
             except Exception as exc:  # timm, torch and safetensors each raise their own types for a bad file
                 raise unloadable(path, name, exc) from None
         self.embed_dim = self.vit.embed_dim
+        self.layer_names = tuple(f"blocks.{index}" for index in range(len(self.vit.blocks)))
         self.register_buffer("mean", torch.tensor(IMAGENET_DEFAULT_MEAN).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(IMAGENET_DEFAULT_STD).view(1, 3, 1, 1))
         self.requires_grad_(False)
         self.to(target).eval()
 
-    def forward(self, images: torch.Tensor) -> Features:
+    def forward(self, images: torch.Tensor, layers: Sequence[str] = ()) -> Features:
         rows, cols = patch_grid(images, self.patch_size, self.name)
+        check_layers(self, layers)
         x = (images.to(self.mean.device) - self.mean) / self.std
-        tokens = self.vit.forward_features(x)
+        maps = {}
+        if layers:
+            indices = sorted({self.layer_names.index(name) for name in layers})
+            tokens, blocks = self.vit.forward_intermediates(x, indices=indices, norm=False, output_fmt="NCHW")
+            maps = {f"blocks.{index}": block for index, block in zip(indices, blocks)}
+        else:
+            tokens = self.vit.forward_features(x)
         patches = tokens[:, self.vit.num_prefix_tokens:]
-        return Features(patch_tokens=patches.reshape(len(x), rows, cols, -1), global_token=tokens[:, 0])
+        return Features(patch_tokens=patches.reshape(len(x), rows, cols, -1), global_token=tokens[:, 0],
+                        layers={name: maps[name] for name in layers})
 
 
 def create_vit(architecture: dict) -> DinoV2VisionTransformer:

@@ -10,10 +10,15 @@ Patch tokens, the PatchCore way: the stride-8 and stride-16 stage outputs, each 
 neighbourhood (stride 1, zero padding 1), the stride-16 map bilinearly upsampled to the stride-8 grid, then
 concatenated (40 + 112 = 152 channels); so ``patch_size`` is 8. Global token: the classifier's input, i.e.
 the global average of the final 1280-channel head features.
+
+Named layers (for detectors that read stages themselves, e.g. PatchCore): ``layer1`` to ``layer4`` are the raw
+outputs of the stages at strides 4, 8, 16 and 32, ResNet's names for the same depths, so that PatchCore's
+default ``layer2,layer3`` means the stride-8 and stride-16 stages on every CNN.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import timm
@@ -22,12 +27,13 @@ import torch.nn.functional as F
 from timm.models import load_state_dict
 
 from robustad.errors import RobustadError
-from robustad.kit.backbone_checks import patch_grid, torch_device
+from robustad.kit.backbone_checks import check_layers, patch_grid, torch_device
 from robustad.kit.weights import file_id, local_file, unloadable
 from robustad.records import Features
 
 TIMM_NAME = "tf_efficientnet_lite0"
 STAGES = (2, 3)  # timm feature indices of the stride-8 and stride-16 stages
+LAYERS = {"layer1": 1, "layer2": 2, "layer3": 3, "layer4": 4}  # timm feature index of each stride-2^(n+1) stage
 TF_MEAN = (0.5, 0.5, 0.5)
 TF_STD = (0.5, 0.5, 0.5)
 
@@ -66,6 +72,7 @@ class EfficientNetLite0Network(torch.nn.Module):
 
     name = "efficientnet_lite0"
     patch_size = 8
+    layer_names = tuple(LAYERS)
 
     def __init__(self, weights: str | None, device: str) -> None:
         super().__init__()
@@ -86,14 +93,18 @@ class EfficientNetLite0Network(torch.nn.Module):
         self.requires_grad_(False)
         self.to(target).eval()
 
-    def forward(self, images: torch.Tensor) -> Features:
+    def forward(self, images: torch.Tensor, layers: Sequence[str] = ()) -> Features:
         rows, cols = patch_grid(images, self.patch_size, self.name)
-        head, stages = self.net.forward_intermediates(self.normalise(images), indices=list(STAGES))
-        local = [F.avg_pool2d(stage, kernel_size=3, stride=1, padding=1) for stage in stages]
+        check_layers(self, layers)
+        indices = sorted({*STAGES, *(LAYERS[name] for name in layers)})
+        head, maps = self.net.forward_intermediates(self.normalise(images), indices=indices)
+        by_index = dict(zip(indices, maps))
+        local = [F.avg_pool2d(by_index[index], kernel_size=3, stride=1, padding=1) for index in STAGES]
         aligned = [F.interpolate(f, size=(rows, cols), mode="bilinear", align_corners=False)
                    if f.shape[-2:] != (rows, cols) else f for f in local]
         patches = torch.cat(aligned, dim=1).permute(0, 2, 3, 1)
-        return Features(patch_tokens=patches, global_token=self.net.forward_head(head, pre_logits=True))
+        return Features(patch_tokens=patches, global_token=self.net.forward_head(head, pre_logits=True),
+                        layers={name: by_index[LAYERS[name]] for name in layers})
 
     def classify(self, images: torch.Tensor) -> torch.Tensor:
         """ImageNet-1k logits ``(B, 1000)`` of images in [0,1]: proof that the weights are the real ones."""

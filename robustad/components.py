@@ -13,7 +13,9 @@ from robustad.contracts import CONTRACTS, missing_members
 from robustad.errors import RobustadError
 
 KINDS = tuple(CONTRACTS)
-RUNTIME_KEYWORDS = {"backbone": ("weights", "device")}  # keyword-only, but supplied by the engine: not options
+# supplied by the engine, not options: a backbone's weights and device; the cell's category and seed, which a
+# detector receives only when its constructor names them (e.g. a per-category rule, a seeded coreset)
+RUNTIME_KEYWORDS = {"backbone": ("weights", "device"), "detector": ("category", "seed")}
 
 
 def parse_spec(spec: str) -> tuple[str, str | None]:
@@ -122,6 +124,12 @@ class Component:
             return self.option(key).parse(text)
         except RobustadError as error:
             raise RobustadError(f"{self.kind} {self.name!r} {error}") from None
+
+    def runtime_keywords(self, **available: Any) -> dict[str, Any]:
+        """Those of the engine's ``available`` keywords that the constructor names, for optional metadata."""
+        parameters = inspect.signature(self.cls.__init__).parameters
+        return {key: value for key, value in available.items()
+                if key in RUNTIME_KEYWORDS.get(self.kind, ()) and key in parameters}
 
     def create(self, *args: Any, **options: Any) -> Any:
         """Instantiate with runtime ``args`` (and runtime keywords) and validated keyword ``options``."""

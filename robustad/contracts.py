@@ -38,6 +38,10 @@ class Backbone(Protocol):
 
     Calling it maps images in [0,1] ``(B, 3, H, W)`` (H, W multiples of ``patch_size``) to ``Features``,
     differentiably; it normalises its input itself and moves it to its own device.
+
+    Optional: ``layer_names`` (a tuple of the intermediate layers it can return by name); a backbone that has it
+    is called as ``backbone(images, layers=names)`` when a detector reads some of them, and returns them in
+    ``Features.layers``.
     """
 
     name: ClassVar[str]
@@ -50,11 +54,16 @@ class Backbone(Protocol):
 
 
 class Detector(Protocol):
-    """``cls(backbone, resolution, category, **options)``: an anomaly detector on a backbone's patch tokens."""
+    """``cls(backbone, resolution, **options)``: an anomaly detector on a backbone's features.
+
+    Optional metadata: a constructor that names ``category`` or ``seed`` receives the cell's (a per-category rule,
+    a seeded coreset or augmentation). Optional attributes: ``layers`` (names from the backbone's
+    ``layer_names`` that its scores read: the engine asks the backbone for them on every forward, so they arrive
+    in ``Features.layers``) and ``memory_bank_size`` (entries of whatever it fitted, recorded in the row).
+    """
 
     name: ClassVar[str]
     description: ClassVar[str]
-    memory_bank_size: int  # entries of whatever the detector fitted (0 before ``fit``), recorded in the row
 
     def preprocess(self, image: Image.Image) -> torch.Tensor:
         """One RGB image -> ``(3, H, W)`` in [0,1], the size the backbone receives (images may differ in size)."""
@@ -66,8 +75,9 @@ class Detector(Protocol):
         """Image scores, patch distances and foreground masks of a batch, without gradient."""
 
     def score_tensor(self, features: Features, masks: Any = None) -> torch.Tensor:
-        """Differentiable image scores ``(B,)`` equal to ``score``'s; ``masks`` frozen foreground masks or None
-        for the masks the detector itself would compute from these features."""
+        """Differentiable image scores ``(B,)`` equal to ``score``'s; ``masks`` is ``DetectorOutput.masks`` of the
+        clean images, to hold fixed during an attack, or None for what the detector computes from these features
+        (a detector without masks ignores it)."""
 
     def anomaly_map(self, patch_distances: np.ndarray, size: tuple[int, int]) -> np.ndarray:
         """The pixel anomaly map ``(H, W)`` of one image from its patch distances ``(h, w)``."""

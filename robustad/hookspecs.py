@@ -35,9 +35,10 @@ def register_backbones(register):
 def register_detectors(register):
     """Register detector classes.
 
-    :param register: call ``register(cls)``; ``cls(backbone, resolution, category, **options)`` follows
-        ``robustad.contracts.Detector``: ``preprocess``, ``fit``, ``score``, the differentiable ``score_tensor``,
-        ``anomaly_map`` and ``memory_bank_size``.
+    :param register: call ``register(cls)``; ``cls(backbone, resolution, **options)`` (plus the cell's
+        ``category`` and ``seed`` where the constructor names them) follows ``robustad.contracts.Detector``:
+        ``preprocess``, ``fit``, ``score``, the differentiable ``score_tensor`` and ``anomaly_map``; optionally
+        ``layers`` (backbone layers it reads) and ``memory_bank_size``.
     """
 
 

@@ -45,10 +45,15 @@ class Split:
 
 @dataclass
 class Features:
-    """Backbone output: final-norm patch tokens ``(B, h, w, C)`` (not L2-normalised) and a global token ``(B, C)``."""
+    """Backbone output: final-norm patch tokens ``(B, h, w, C)`` (not L2-normalised) and a global token ``(B, C)``.
+
+    ``layers`` holds the intermediate outputs a detector asked for by name (``Backbone.layer_names``), each a
+    feature map ``(B, C_l, h_l, w_l)`` as timm's ``forward_intermediates`` returns them; empty when none were asked.
+    """
 
     patch_tokens: torch.Tensor
     global_token: torch.Tensor
+    layers: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
 @dataclass

@@ -37,6 +37,18 @@ def test_eps_curves_average_values_and_bounds_per_attack_and_eps():
     assert curves.loc[("noise", 2 / 255), "mean"] == 0.85
 
 
+def test_each_detector_gets_its_own_curves_and_clean_level():
+    rows = board(row(detector="anomalydino", adv_auroc=0.6, clean_auroc=0.9),
+                 row(detector="patchcore", adv_auroc=0.2, clean_auroc=0.7))
+    curves = eps_curves(rows, "auroc").set_index("detector")
+    assert curves.loc["anomalydino", "mean"] == 0.6 and curves.loc["patchcore", "mean"] == 0.2
+    ax = draw_metric_vs_eps(rows, "auroc").axes[0]
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    assert set(lines) == {"anomalydino: pgd / score", "patchcore: pgd / score", "clean (anomalydino)",
+                          "clean (patchcore)"}
+    assert lines["clean (patchcore)"].get_ydata()[0] == pytest.approx(0.7)
+
+
 def test_figure_has_interval_bars_and_the_noise_control_as_its_own_line():
     ax = draw_metric_vs_eps(curve_rows(), "auroc").axes[0]
     lines = {line.get_label(): line for line in ax.get_lines()}

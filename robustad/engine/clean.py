@@ -149,8 +149,10 @@ def run_clean_stage(cell: Cell, settings: RunSettings, registry: PluginRegistry,
         defense = DefenseStep(Handle.create(components["defense"], **cell.component_options("defense", cell.defense)),
                               cell.seed)
     backbone = GuardedBackbone(network, components["backbone"], cell.precision, settings.device, defense)
-    detector = create(components["detector"], backbone, cell.resolution, cell.category,
+    metadata = components["detector"].runtime_keywords(category=cell.category, seed=cell.seed)
+    detector = create(components["detector"], backbone, cell.resolution, **metadata,
                       **cell.component_options("detector", cell.detector))
+    backbone.layers = tuple(getattr(detector, "layers", ()))
     reporter.stage(f"{cell.category}: memory bank from {len(split.reference)} reference images", 1)
     Handle(components["detector"], detector).call("fit", [load_rgb(s.path) for s in split.reference])
     reporter.advance()

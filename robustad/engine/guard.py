@@ -8,7 +8,7 @@ probabilities), so no row is ever written from a NaN.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -67,6 +67,9 @@ class GuardedBackbone:
     in the last bit with the batch it is in, and sign-gradient attacks amplify such bits: evaluating images one at
     a time makes every row independent of the batch size (docs/protocol.md section 9). Everything else
     (``patch_size``, ``weights_id``, ...) is read through from the backbone itself.
+
+    ``layers`` are the intermediate layers the run's detector reads (its ``layers``): every forward asks the
+    backbone for them, so the clean scores, the surrogate and every attack see the same features.
     """
 
     def __init__(self, backbone: Any, component: Component, precision: str, device: str,
@@ -76,25 +79,34 @@ class GuardedBackbone:
         self.precision = precision
         self.device = device
         self.defense = defense  # applied to each image before the backbone (robustad.engine.defended)
+        self.layers: tuple[str, ...] = ()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.backbone, name)
 
-    def __call__(self, images: torch.Tensor) -> Features:
+    def __call__(self, images: torch.Tensor, layers: Sequence[str] | None = None) -> Features:
+        """Features of a batch; ``layers`` None asks for the run's detector layers."""
         import torch
 
+        names = self.layers if layers is None else tuple(layers)
         each = []
         for index in range(images.shape[0]):
             image = images[index:index + 1]
             if self.defense is not None:
                 image = self.defense(image)
             with blame(self.component), self._autocast():
-                each.append(self.backbone(image))
+                each.append(self.backbone(image, layers=names) if names else self.backbone(image))
         tokens = torch.cat([f.patch_tokens for f in each]).float()
         global_token = torch.cat([f.global_token for f in each]).float()
         require_finite(tokens, self.component, "patch tokens")
         require_finite(global_token, self.component, "global token")
-        return Features(patch_tokens=tokens, global_token=global_token)
+        maps = {}
+        for name in names:
+            if any(name not in f.layers for f in each):
+                raise ComponentError(f"{self.component.label()} returned no layer {name!r} when asked for it")
+            maps[name] = torch.cat([f.layers[name] for f in each]).float()
+            require_finite(maps[name], self.component, f"layer {name}")
+        return Features(patch_tokens=tokens, global_token=global_token, layers=maps)
 
     def _autocast(self) -> contextlib.AbstractContextManager:
         import torch

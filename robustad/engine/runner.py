@@ -171,7 +171,7 @@ class _Group:
         row.update(
             weights_id=stage.backbone.weights_id,
             n_ref=len(stage.split.reference), n_calib=len(stage.split.calib), n_eval=len(stage.split.eval),
-            memory_bank_size=stage.detector.memory_bank_size, ref_hash=stage.reference_hash(),
+            memory_bank_size=getattr(stage.detector, "memory_bank_size", None), ref_hash=stage.reference_hash(),
             clean_auroc_full=metrics.auroc(test_labels, np.concatenate([stage.calib_scores, clean_scores])),
             calib_degenerate=bool(Handle(calibrator.component, calibrator.instance).optional("degenerate")),
             **stage.timings,

@@ -1,7 +1,9 @@
-"""Input checks every backbone plugin shares: the image batch's patch grid and the requested torch device."""
+"""Input checks every backbone plugin shares: the image batch's patch grid, the requested torch device, and the
+named layers a detector asks for."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from robustad.errors import RobustadError
@@ -46,3 +48,16 @@ def torch_device(device: str, backbone: str) -> torch.device:
     if chosen.type == "cuda" and not torch.cuda.is_available():
         raise RobustadError(f"backbone {backbone}: device {device!r} requested but no CUDA GPU is available")
     return chosen
+
+
+def check_layers(backbone: object, layers: Sequence[str], who: str = "") -> tuple[str, ...]:
+    """``layers`` as a tuple when the backbone exposes every one (its ``layer_names``), else a one-line error
+    (prefixed ``who: `` when given, e.g. the detector asking) naming the first missing layer and those there are."""
+    available = tuple(getattr(backbone, "layer_names", ()))
+    for layer in layers:
+        if layer not in available:
+            name = getattr(backbone, "name", type(backbone).__name__)
+            there = ", ".join(available) if available else "none"
+            prefix = f"{who}: " if who else ""
+            raise RobustadError(f"{prefix}backbone {name} has no layer {layer!r}; its named layers: {there}")
+    return tuple(layers)

@@ -6,6 +6,7 @@ heavy imports happen in ``build``, on first use.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, ClassVar
 
 from robustad.kit.backbone_checks import device_of
@@ -21,7 +22,7 @@ class NetworkBackbone:
 
     Subclasses set ``name``, ``description`` and ``patch_size``, and implement ``build(weights, device)``, which
     returns a frozen ``torch.nn.Module`` in eval mode that maps images in [0,1] to ``Features`` and has a
-    ``weights_id``.
+    ``weights_id``; a network with ``layer_names`` also takes ``layers=`` and returns them in ``Features.layers``.
     """
 
     name: ClassVar[str] = ""
@@ -33,11 +34,12 @@ class NetworkBackbone:
         self.network = self.build(weights, device)
         self.weights_id = self.network.weights_id
         self.embed_dim = getattr(self.network, "embed_dim", None)  # channels of the patch tokens, when known
+        self.layer_names: tuple[str, ...] = tuple(getattr(self.network, "layer_names", ()))
         self.device = device_of(self.network)
 
     def build(self, weights: str | None, device: str) -> torch.nn.Module:
         """The network, weights loaded, on ``device``."""
         raise NotImplementedError
 
-    def __call__(self, images: torch.Tensor) -> Features:
-        return self.network(images)
+    def __call__(self, images: torch.Tensor, layers: Sequence[str] = ()) -> Features:
+        return self.network(images, layers=layers) if layers else self.network(images)

@@ -103,41 +103,47 @@ def write_report(rows: pd.DataFrame, scores: pd.DataFrame | None, out: Path) -> 
 
 
 def eps_curves(rows: pd.DataFrame, metric: str) -> pd.DataFrame:
-    """Per attack, surrogate and eps: the mean ``adv_<metric>`` and the mean of its 95 % interval bounds over the
-    rows (defined only when every row has it, as in ``aggregate``). Clean-only rows are left out."""
+    """Per detector, attack, surrogate and eps: the mean ``adv_<metric>`` and the mean of its 95 % interval bounds
+    over the rows (defined only when every row has it, as in ``aggregate``). Clean-only rows are left out."""
     attacked = rows[attack_names(rows) != NO_ATTACK]
     frame = pd.DataFrame({
-        "attack": text(attacked, "attack"), "surrogate": text(attacked, "surrogate"),
+        "detector": text(attacked, "detector"), "attack": text(attacked, "attack"),
+        "surrogate": text(attacked, "surrogate"),
         "eps_value": numeric(attacked, "eps_value"), "mean": numeric(attacked, f"adv_{metric}"),
         "ci_low": numeric(attacked, f"adv_{metric}_ci_low"), "ci_high": numeric(attacked, f"adv_{metric}_ci_high"),
     }).dropna(subset=["eps_value"])
     if frame.empty:
         return frame
-    return frame.groupby(["attack", "surrogate", "eps_value"]).agg(mean_if_complete).reset_index()
+    return frame.groupby(["detector", "attack", "surrogate", "eps_value"]).agg(mean_if_complete).reset_index()
 
 
 def draw_metric_vs_eps(rows: pd.DataFrame, metric: str) -> plt.Figure | None:
     """Adversarial ``metric`` against eps with its 95 % interval as error bars, one line per attack and surrogate,
-    the noise control as a dotted black line, the clean level dashed; None without attacked rows."""
+    the noise control as a dotted black line, the clean level dashed; None without attacked rows. With several
+    detectors, each has its own lines and clean level, labelled with its name."""
     curves = eps_curves(rows, metric)
     if curves.empty:
         return None
+    several = curves["detector"].nunique() > 1
     fig, ax = plt.subplots(figsize=(6, 4))
-    for (attack, surrogate), curve in curves.groupby(["attack", "surrogate"]):
+    for (detector, attack, surrogate), curve in curves.groupby(["detector", "attack", "surrogate"]):
         x = curve["eps_value"] * 255
+        prefix = f"{detector}: " if several else ""
         if parse_spec(attack)[0] == NOISE_CONTROL:
-            style = {"color": "black", "linestyle": ":", "marker": "s", "label": f"{attack} control"}
+            style = {"color": "black", "linestyle": ":", "marker": "s", "label": f"{prefix}{attack} control"}
         else:
-            style = {"marker": "o", "label": f"{attack} / {surrogate}"}
+            style = {"marker": "o", "label": f"{prefix}{attack} / {surrogate}"}
         (line,) = ax.plot(x, curve["mean"], **style)
         bounded = curve.dropna(subset=["ci_low", "ci_high"])
         if len(bounded):
             ax.errorbar(bounded["eps_value"] * 255, (bounded["ci_low"] + bounded["ci_high"]) / 2,
                         yerr=(bounded["ci_high"] - bounded["ci_low"]) / 2, fmt="none", ecolor=line.get_color(),
                         capsize=3, label="_nolegend_")
-    clean = mean_if_complete(numeric(rows[attack_names(rows) != NO_ATTACK], f"clean_{metric}"))
-    if not np.isnan(clean):
-        ax.axhline(clean, linestyle="--", color="gray", label="clean")
+    attacked = rows[attack_names(rows) != NO_ATTACK]
+    for detector in curves["detector"].unique():
+        clean = mean_if_complete(numeric(attacked[text(attacked, "detector") == detector], f"clean_{metric}"))
+        if not np.isnan(clean):
+            ax.axhline(clean, linestyle="--", color="gray", label=f"clean ({detector})" if several else "clean")
     ax.set_xlabel("eps (x 1/255)")
     ax.set_ylabel(f"eval image {metric.upper()} (bars: 95 % interval)")
     ax.legend(fontsize="small")
