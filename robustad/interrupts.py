@@ -1,9 +1,10 @@
-"""Ctrl-C that cannot be lost.
+"""Ctrl-C that cannot be lost, and that only the user can give.
 
 Python raises ``KeyboardInterrupt`` wherever the main thread happens to be; raised inside a finalizer (a
 ``__del__`` or a weakref callback run by the garbage collector) it is printed and swallowed, and a run would go
 on to the end and exit 0. The handler installed here also remembers the request, so the executors stop after the
-row they are landing and the CLI still exits with 130.
+row they are landing and the CLI still exits with 130. Remembering it also tells the user's Ctrl-C apart from a
+``KeyboardInterrupt`` (or ``SystemExit``) that plugin code raises itself: that is the plugin's failure.
 """
 
 from __future__ import annotations
@@ -31,6 +32,14 @@ def stop_if_requested() -> None:
     """Raise ``KeyboardInterrupt`` when Ctrl-C was pressed, even if the first one was swallowed."""
     if _requested.is_set():
         raise KeyboardInterrupt
+
+
+def is_users(error: BaseException) -> bool:
+    """Whether ``error`` is the user's Ctrl-C: a ``KeyboardInterrupt`` after SIGINT reached the handler, or any
+    ``KeyboardInterrupt`` while the handler is not installed (a Python caller's, which cannot be told apart)."""
+    if not isinstance(error, KeyboardInterrupt):
+        return False
+    return _requested.is_set() or signal.getsignal(signal.SIGINT) is not _on_sigint
 
 
 def _on_sigint(signum: int, frame: object) -> None:
