@@ -10,6 +10,7 @@ row they are landing and the CLI still exits with 130. Remembering it also tells
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 
 _requested = threading.Event()
@@ -21,6 +22,14 @@ def install() -> None:
     _requested.clear()
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, _on_sigint)
+
+
+def settle() -> None:
+    """The process is only exiting now: a further Ctrl-C is ignored, so that it can neither turn the exit (atexit
+    handlers, torch's and weakref finalizers among them) into a traceback nor, once Python has restored the
+    default handler while shutting down, kill the process before it reports 130 (SIGTERM still ends it)."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def requested() -> bool:
@@ -43,5 +52,18 @@ def is_users(error: BaseException) -> bool:
 
 
 def _on_sigint(signum: int, frame: object) -> None:
+    if _requested.is_set() and _handling_interrupt():
+        return  # a second Ctrl-C while the first unwinds would interrupt its cleanup with a traceback
     _requested.set()
     raise KeyboardInterrupt
+
+
+def _handling_interrupt() -> bool:
+    """Whether the code this handler interrupted is handling a ``KeyboardInterrupt`` (in an ``except``,
+    ``finally`` or ``__exit__``), or an exception raised while handling one (click's ``Abort``)."""
+    error = sys.exc_info()[1]
+    while error is not None:
+        if isinstance(error, KeyboardInterrupt):
+            return True
+        error = error.__context__
+    return False

@@ -111,9 +111,15 @@ def check_writable(path: Path) -> None:
 
 
 def _records(lines: list[str]) -> Iterator[tuple[str, list[str]]]:
-    """Each physical line with its fields (leaderboard values never hold line breaks)."""
-    for line in lines:
-        yield line, next(csv.reader([line]), [])
+    """Each physical line with its fields (leaderboard values never hold line breaks); a field may be as long as
+    its line: csv's default limit (128 KiB) made a leaderboard with one long options cell unreadable."""
+    limit = csv.field_size_limit()
+    csv.field_size_limit(max([limit, *map(len, lines)]))
+    try:
+        for line in lines:
+            yield line, next(csv.reader([line]), [])
+    finally:
+        csv.field_size_limit(limit)
 
 
 def _complete(fields: list[str]) -> bool:
