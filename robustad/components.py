@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import math
 import sys
 import typing
 from dataclasses import dataclass
@@ -43,11 +44,14 @@ class Option:
                 return False
             raise RobustadError(f"option {self.name}={text!r}: expected true or false")
         try:
-            return self.type(text)
+            value = self.type(text)
         except (TypeError, ValueError):
             raise RobustadError(
                 f"option {self.name}={text!r}: expected {self.type.__name__}"
             ) from None
+        if _non_finite(value) and not _non_finite(self.default):
+            raise RobustadError(f"option {self.name}={text!r}: expected a finite number")
+        return value
 
 
 @dataclass(frozen=True)
@@ -106,10 +110,18 @@ class Component:
         """A command-line string for option ``key``, converted to its type (open options: a Python literal)."""
         if self.open_options and key not in {o.name for o in self.options}:
             return _literal(text)
+        option = self.option(key)  # its error names the component already
         try:
-            return self.option(key).parse(text)
+            return option.parse(text)
         except RobustadError as error:
             raise RobustadError(f"{self.kind} {self.name!r} {error}") from None
+
+    def check_options(self, options: dict[str, Any]) -> None:
+        """Let the class refuse bad option values before any work, through its optional ``check_options(**options)``
+        (a backbone or detector is built only when its cells run, with weights or a backbone in hand)."""
+        check = getattr(self.cls, "check_options", None)
+        if callable(check):
+            check(**options)
 
     def create(self, *args: Any, **options: Any) -> Any:
         """Instantiate with runtime ``args`` (and runtime keywords) and validated keyword ``options``."""
@@ -147,9 +159,18 @@ def _literal(text: str) -> object:
     import ast
 
     try:
-        return ast.literal_eval(text)
+        value = ast.literal_eval(text)
     except (ValueError, SyntaxError):
         return text
+    if _non_finite(value):
+        raise RobustadError(f"option value {text!r}: expected a finite number")
+    return value
+
+
+def _non_finite(value: Any) -> bool:
+    """NaN or infinite: refused as an option value unless the option's own default is (``float("inf")`` for no
+    limit, say), since a NaN slips through every comparison a plugin makes to check it."""
+    return isinstance(value, float) and not math.isfinite(value)
 
 
 def _plain_type(hint: Any, default: Any) -> type:
