@@ -11,9 +11,12 @@ from typing import Any
 
 from robustad.contracts import CONTRACTS, missing_members
 from robustad.errors import RobustadError
+from robustad.records import NO_ATTACK, NO_SURROGATE
 
 KINDS = tuple(CONTRACTS)
 RUNTIME_KEYWORDS = {"backbone": ("weights", "device")}  # keyword-only, but supplied by the engine: not options
+UNUSABLE_IN_NAMES = ",:="  # they separate list items, a name from its argument, an --opt target from its value
+RESERVED_NAMES = {"attack": (NO_ATTACK,), "surrogate": (NO_SURROGATE,)}
 
 
 def parse_spec(spec: str) -> tuple[str, str | None]:
@@ -74,6 +77,11 @@ class Component:
         description = getattr(obj, "description", None)
         if not isinstance(name, str) or not name:
             raise TypeError(f"{obj!r} has no string class attribute 'name'")
+        if not name.isprintable() or any(c.isspace() or c in UNUSABLE_IN_NAMES for c in name):
+            raise TypeError(f"{kind} name {name!r} cannot be written on the command line; expected no spaces and "
+                            f"none of {' '.join(UNUSABLE_IN_NAMES)}")
+        if name in RESERVED_NAMES.get(kind, ()):
+            raise TypeError(f"{kind} name {name!r} is reserved: --{kind} {name} means no {kind}")
         if not isinstance(description, str):
             raise TypeError(f"{kind} {name!r} has no string class attribute 'description'")
         missing = missing_members(kind, obj)

@@ -139,6 +139,12 @@ class PluginRegistry:
                              f"from {owner.distribution}")
                     self._mark_broken(plugin, distribution, error, found, failed)
                     continue
+                names = [c.name for c in registered]
+                twice = sorted({name for name in names if names.count(name) > 1})
+                if twice:
+                    error = f"refused: registers {kind} {twice[0]!r} more than once"
+                    self._mark_broken(plugin, distribution, error, found, failed)
+                    continue
                 for component in registered:
                     found[kind][component.name] = component
         return found

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import signal
 
 import numpy as np
@@ -87,6 +88,38 @@ class TinyOk(TinyBackbone):
         super().__init__()
 
 
+class StopsDescribing(UpAttack):
+    name = "stops_in_describe"
+
+    def describe(self, eps):
+        raise SystemExit(0)
+
+
+class StopsListingMembers(UpAttack):
+    name = "stops_in_members"
+
+    def members(self):
+        raise KeyboardInterrupt
+
+
+class StopsReading:
+    """A dataset that exits while its categories are listed (``where='categories'``) or one is read."""
+
+    name = "stops_reading"
+    description = "raises SystemExit(0) in categories or load"
+
+    def __init__(self, *, where: str = "load") -> None:
+        self.where = where
+
+    def categories(self, root):
+        if self.where == "categories":
+            raise SystemExit(0)
+        return ["part"]
+
+    def load(self, root, category):
+        raise SystemExit(0)
+
+
 class StoppingPlugins:
     @hookimpl
     def register_calibrators(self, register):
@@ -97,6 +130,12 @@ class StoppingPlugins:
     def register_attacks(self, register):
         register(StopsInPerturb)
         register(UpAttack)
+        register(StopsDescribing)
+        register(StopsListingMembers)
+
+    @hookimpl
+    def register_datasets(self, register):
+        register(StopsReading)
 
     @hookimpl
     def register_backbones(self, register):
@@ -182,3 +221,27 @@ def test_on_the_command_line_an_exiting_calibrator_is_one_failed_cell_line(regis
     [failure] = [line for line in err.splitlines() if "cell failed" in line]
     assert "calibrator 'stops_exit0'" in failure and "SystemExit: 0" in failure
     assert [r["calibrator"] for r in read_rows(tmp_path / "board.csv")] == ["platt"]
+
+
+STOPPED_READING = "dataset 'stops_reading' (plugin 'stopping' from robustad-stopping): SystemExit: 0"
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"datasets": "stops_reading"}, STOPPED_READING),
+    ({"datasets": "stops_reading", "options": ["dataset.stops_reading.where=categories"]}, STOPPED_READING),
+    ({"attacks": "stops_in_describe"}, "attack 'stops_in_describe' (plugin 'stopping' from robustad-stopping): "
+                                       "SystemExit: 0"),
+    ({"attacks": "stops_in_members"}, "attack 'stops_in_members' (plugin 'stopping' from robustad-stopping): "
+                                      "KeyboardInterrupt"),
+])
+def test_a_plugin_that_exits_while_cells_are_built_is_one_line(registry, sigint_handler, tmp_path, changes, message):
+    with pytest.raises(ComponentError, match=re.escape(message)):
+        run(registry, tmp_path, **changes)
+
+
+def test_on_the_command_line_a_dataset_that_exits_is_one_line_and_exit_2(registry, sigint_handler, tmp_path,
+                                                                        monkeypatch, capsys):
+    code, out, err = run_robustad(monkeypatch, capsys, "bench", "--dataset", "stops_reading", "--attack", "none",
+                                  "--out", tmp_path / "board.csv")
+    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err
+    assert "dataset 'stops_reading'" in err and "SystemExit: 0" in err and "cells" not in out

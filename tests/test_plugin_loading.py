@@ -172,3 +172,49 @@ def test_one_module_under_two_entry_points_is_broken_the_second_time(tmp_path, m
     registry = registry_with(folder, monkeypatch, "first", "second")
     assert registry.get("calibrator", "half").plugin == "first"
     assert [b.plugin for b in registry.broken] == ["second"]
+
+
+NAMED = """
+from robustad import hookimpl
+
+
+class Named:
+    name = {name!r}
+    description = "a calibrator with a hostile name"
+
+    def fit(self, scores, labels):
+        return self
+
+    def predict(self, scores):
+        return scores * 0 + 0.5
+
+
+@hookimpl
+def register_{kind}s(register):
+    register(Named){again}
+"""
+
+
+@pytest.mark.parametrize("kind, name, message", [
+    ("calibrator", "pla,tt", "cannot be written on the command line"),
+    ("calibrator", "pgd:20", "cannot be written on the command line"),
+    ("calibrator", "a=b", "cannot be written on the command line"),
+    ("calibrator", "two words", "cannot be written on the command line"),
+    ("calibrator", "tab\\there", "cannot be written on the command line"),
+    ("attack", "none", "attack name 'none' is reserved"),
+    ("surrogate", "none", "surrogate name 'none' is reserved"),
+])
+def test_a_name_the_command_line_cannot_select_breaks_its_plugin(tmp_path, monkeypatch, kind, name, message):
+    code = NAMED.format(name=name.replace("\\t", "\t"), kind=kind, again="")
+    registry = registry_with(install(tmp_path, "robustad-named", {"named": code}), monkeypatch, "named")
+    registry.components(kind)
+    [broken] = registry.broken
+    assert broken.plugin == "named" and message in broken.error
+
+
+def test_a_plugin_registering_one_name_twice_is_broken(tmp_path, monkeypatch):
+    code = NAMED.format(name="half", kind="calibrator", again="\n    register(Named)")
+    registry = registry_with(install(tmp_path, "robustad-twice", {"twice": code}), monkeypatch, "twice")
+    assert "half" not in registry.components("calibrator")
+    [broken] = registry.broken
+    assert broken.plugin == "twice" and "registers calibrator 'half' more than once" in broken.error

@@ -189,14 +189,17 @@ def _threat(spec: str, eps: list[str], resolve: _Resolver, parents: tuple[str, .
     if len(parents) > MAX_MEMBER_DEPTH:
         raise RobustadError(f"attack {spec!r}: members nested deeper than {MAX_MEMBER_DEPTH} levels")
     attack = resolve.create("attack", spec)
+    component = resolve.component("attack", spec)
     for value in eps:
-        unknown = set(attack.describe(parse_eps(value))) - set(ATTACK_SETTINGS)
+        with blame(component):
+            unknown = set(attack.describe(parse_eps(value))) - set(ATTACK_SETTINGS)
         if unknown:
-            label = resolve.component("attack", spec).label()
-            raise RobustadError(f"{label}: describe() returned unknown keys {', '.join(sorted(unknown))}; "
+            raise RobustadError(f"{component.label()}: describe() returned unknown keys {', '.join(sorted(unknown))}; "
                                 f"expected keys from {', '.join(ATTACK_SETTINGS)}")
+    with blame(component):
+        listed = list(attack.members()) if callable(getattr(attack, "members", None)) else []
     members: list[str] = []
-    for member in (attack.members() if callable(getattr(attack, "members", None)) else ()):
+    for member in listed:
         for nested in (*_threat(member, eps, resolve, (*parents, spec)).members, member):
             if nested not in members:
                 members.append(nested)
@@ -223,8 +226,9 @@ def _datasets(request: BenchRequest, resolve: _Resolver, shots: list[str], seeds
     found: dict[str, dict[str, str]] = {}
     wanted = split_list(request.categories, "category")
     for name in split_list(request.datasets, "dataset"):
-        dataset = resolve.create("dataset", name)
-        present = dataset.categories(request.data_root)
+        dataset, component = resolve.create("dataset", name), resolve.component("dataset", name)
+        with blame(component):
+            present = dataset.categories(request.data_root)
         chosen = present if wanted == ["all"] else wanted
         unknown = [c for c in chosen if c not in present]
         if unknown:
@@ -232,7 +236,8 @@ def _datasets(request: BenchRequest, resolve: _Resolver, shots: list[str], seeds
                                 f"found: {', '.join(present) or 'none'}")
         found[name] = {}
         for category in chosen:
-            data = dataset.load(request.data_root, category)
+            with blame(component):
+                data = dataset.load(request.data_root, category)
             for k, seed in product(shots, seeds):
                 make_split(data, parse_shots(k), seed, request.calib_fraction)
             found[name][category] = data_id(data)
