@@ -57,7 +57,10 @@ class PluginRegistry:
 
     def load_entry_points(self, allowed: set[str] | None = None) -> None:
         """Import and register every entry point of the group (or only the ``allowed`` names), robustad's first."""
-        for distribution, ep in _entry_points():
+        found, unreadable = _entry_points()
+        if allowed is None:
+            self.broken.extend(unreadable)
+        for distribution, ep in found:
             if allowed is not None and ep.name not in allowed:
                 continue
             try:
@@ -163,24 +166,31 @@ class PluginRegistry:
                 del by_name[name]
 
 
-def _entry_points() -> list[tuple[str, EntryPoint]]:
+def _entry_points() -> tuple[list[tuple[str, EntryPoint]], list[BrokenPlugin]]:
     """Every installed distribution's entry points of the group with the distribution's name, robustad's own first
-    and the rest by distribution (file order within one); an entry point installed twice counts once.
+    and the rest by distribution (file order within one), an entry point installed twice counted once; and the
+    distributions whose entry points cannot be read (a damaged ``entry_points.txt``), as broken.
 
     ``importlib.metadata.entry_points`` keeps one distribution per normalised name, so a ``Robustad`` earlier on
-    the path would hide ours: every distribution is read instead.
+    the path would hide ours, and one damaged file fails it for all: every distribution is read on its own instead.
     """
     found: dict[tuple[str, str], tuple[bool, str, EntryPoint]] = {}
+    unreadable: list[BrokenPlugin] = []
     for dist in distributions():
         name = dist.metadata["Name"] or "unknown distribution"
-        for ep in dist.entry_points.select(group=ENTRY_POINT_GROUP):
+        try:
+            entries = list(dist.entry_points.select(group=ENTRY_POINT_GROUP))
+        except Exception as exc:  # importlib's parser raises TypeError or ValueError on a malformed line
+            unreadable.append(BrokenPlugin("entry_points.txt", name, f"cannot be read: {one_line(exc)}"))
+            continue
+        for ep in entries:
             own = _is_own(name, ep)
             label = OWN_DISTRIBUTION if own else name
             if not own and _normalised(name) == OWN_DISTRIBUTION:
                 label = f"{name} (not robustad's own: {ep.value} is outside {BUILTIN_PACKAGE})"
             found.setdefault((ep.name, ep.value), (own, label, ep))
     ordered = sorted(found.values(), key=lambda entry: (not entry[0], _normalised(entry[1])))
-    return [(name, ep) for _, name, ep in ordered]
+    return [(name, ep) for _, name, ep in ordered], unreadable
 
 
 def _is_own(distribution: str, ep: EntryPoint) -> bool:

@@ -218,3 +218,15 @@ def test_a_plugin_registering_one_name_twice_is_broken(tmp_path, monkeypatch):
     assert "half" not in registry.components("calibrator")
     [broken] = registry.broken
     assert broken.plugin == "twice" and "registers calibrator 'half' more than once" in broken.error
+
+
+def test_a_damaged_entry_points_file_breaks_only_its_distribution(tmp_path):
+    folder = install(tmp_path, "robustad-damaged", {})
+    (folder / "robustad-damaged-1.0.dist-info" / "entry_points.txt").write_text("[robustad]\nno equals sign\n")
+    env = {"PYTHONPATH": os.pathsep.join([str(folder), os.environ.get("PYTHONPATH", "")])}
+    env.pop("ROBUSTAD_LOAD_PLUGINS", None)
+    result = run_cli("plugins", "--json", env=env)
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+    found = json.loads(result.stdout)
+    assert [(b["plugin"], b["distribution"]) for b in found["broken"]] == [("entry_points.txt", "robustad-damaged")]
+    assert "platt" in {c["name"] for c in found["components"]}
