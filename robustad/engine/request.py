@@ -1,8 +1,9 @@
 """Turn the CLI's comma lists into validated, canonical cells: the one place where settings become a grid.
 
 Everything that can be checked before computing is checked here, so a bad name, value or option is one line
-before any work starts: components exist, options parse to their types, attacks describe themselves with known
-keys, datasets and categories are present, and equal experiments are spelled alike (eps, shots, weights, data).
+before any work starts: components exist, options parse to their types (and pass the class's ``check_options``),
+resolutions reach the backbones' patch sizes, attacks describe themselves with known keys, datasets and categories
+are present and every cell's split can be made, and equal experiments are spelled alike (eps, shots, weights, data).
 """
 
 from __future__ import annotations
