@@ -230,8 +230,8 @@ def main() -> None:
     except ClickException as exc:
         print(f"robustad: error: {_click_message(exc, sys.argv[1:])}", file=sys.stderr)
         code = exc.exit_code
-    except (RobustadError, Warning) as exc:  # a Warning here was made an error by -W error / PYTHONWARNINGS
-        print(f"robustad: error: {one_line(exc)}", file=sys.stderr)
+    except (RobustadError, Warning, OSError) as exc:  # a Warning here was made an error by -W error; an OSError
+        print(f"robustad: error: {one_line(exc)}", file=sys.stderr)  # is a path the checks did not foresee
         code = 2
     except (typer.Abort, KeyboardInterrupt):  # KeyboardInterrupt: a Ctrl-C outside click's own handling
         code = 1

@@ -186,3 +186,17 @@ def test_a_mask_cut_short_is_one_line_naming_it_before_any_work(tmp_path, monkey
     code, out, err = bench_folder(monkeypatch, capsys, root, tmp_path, "--no-pixel-metrics")
     one_error_line(code, err, mask)
     assert "cells" not in out
+
+
+@pytest.mark.parametrize("args", [
+    ["leaderboard", "{long}"], ["audit", "{long}"], ["leaderboard", "{board}", "--published", "{long}"],
+    ["report", "{board}", "--out", "{long}"], ["report", "{board}", "--out", "{tmp}/r", "--scores", "{long}"],
+    ["bench", "--attack", "none", "--out", "{long}/board.csv"],
+    ["bench", "--attack", "none", "--out", "{tmp}/b.csv", "--save-scores", "{long}"],
+])
+def test_a_path_the_file_system_refuses_is_one_line(tmp_path, monkeypatch, capsys, board_csv, args):
+    long = tmp_path / ("x" * 300)  # longer than any file system allows a name to be: ENAMETOOLONG
+    args = [arg.format(long=long, board=board_csv, tmp=tmp_path) for arg in args]
+    code, out, err = run_robustad(monkeypatch, capsys, *args)
+    one_error_line(code, err, "File name too long")
+    assert "cells" not in out
