@@ -127,6 +127,10 @@ def test_a_non_finite_value_is_allowed_where_the_default_is_one():
     (["bench", "--eps", "1e-400"], "eps '1e-400'"),
     (["audit", "{board}", "--tolerance", "-1"], "Invalid value for '--tolerance': '-1'"),
     (["audit", "{board}", "--zero-grad-threshold", "2"], "'--zero-grad-threshold': '2'"),
+    (["audit", "{board}", "--tolerance", "inf"], "--tolerance inf: expected a number in [0, 1)"),
+    (["audit", "{board}", "--tolerance", "1e400"], "--tolerance inf"),
+    (["audit", "{board}", "--tolerance", "1"], "--tolerance 1.0: expected a number in [0, 1)"),
+    (["audit", "{board}", "--tolerance", "nan"], "'--tolerance': 'nan'"),
 ])
 def test_on_the_command_line_a_bad_value_is_one_line_before_any_work(tmp_path, monkeypatch, capsys, args, message):
     board = write_board(tmp_path / "board.csv", [row()])
