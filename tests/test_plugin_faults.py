@@ -81,6 +81,20 @@ class CtrlCBackbone(TinyBackbone):
         return super().forward(x)
 
 
+class ExitingWeightsId(TinyBackbone):
+    """Its ``weights_id``, which the runner reads for the row outside any guarded call, exits."""
+
+    name = "exits_in_weights_id"
+
+    def __init__(self, *, weights: str | None = None, device: str = "cpu") -> None:
+        super().__init__()
+
+    def __getattribute__(self, name):
+        if name == "weights_id":
+            raise SystemExit(0)
+        return super().__getattribute__(name)
+
+
 class TinyOk(TinyBackbone):
     name = "tiny_fine"
 
@@ -141,6 +155,7 @@ class StoppingPlugins:
     def register_backbones(self, register):
         register(StopsBuilding)
         register(CtrlCBackbone)
+        register(ExitingWeightsId)
         register(TinyOk)
 
 
@@ -245,3 +260,10 @@ def test_on_the_command_line_a_dataset_that_exits_is_one_line_and_exit_2(registr
                                   "--out", tmp_path / "board.csv")
     assert code == 2 and err.count("\n") == 1 and "Traceback" not in err
     assert "dataset 'stops_reading'" in err and "SystemExit: 0" in err and "cells" not in out
+
+
+def test_a_plugin_that_exits_outside_its_guarded_calls_fails_its_group_only(registry, sigint_handler, tmp_path):
+    result, rows = run(registry, tmp_path, backbones="exits_in_weights_id,tiny_fine")
+    assert [r["backbone"] for r in rows] == ["tiny_fine"]
+    [(_, failure)] = result.failures
+    assert "exits_in_weights_id" in failure and failure.endswith("SystemExit: 0")
