@@ -200,3 +200,25 @@ def test_a_path_the_file_system_refuses_is_one_line(tmp_path, monkeypatch, capsy
     code, out, err = run_robustad(monkeypatch, capsys, *args)
     one_error_line(code, err, "File name too long")
     assert "cells" not in out
+
+
+@pytest.mark.parametrize("unreadable", ["part/train/good/001.png", "part/test/good/003.png",
+                                        "part/ground_truth/bad/002_mask.png"])
+def test_an_image_or_mask_that_cannot_be_read_is_one_line_before_any_work(tmp_path, monkeypatch, capsys,
+                                                                         unreadable):
+    root = folder_dataset(tmp_path / "data")
+    blocked = root / unreadable
+    readable = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode: pathlib.Path(path) != blocked and readable(path, mode))
+    code, out, err = bench_folder(monkeypatch, capsys, root, tmp_path)
+    one_error_line(code, err, f"cannot read {blocked} (permission denied)")
+    assert "cells" not in out
+
+
+@pytest.mark.skipif(AS_ROOT, reason=ROOT_READS_ANYTHING)
+def test_a_chmod_000_image_is_one_line(tmp_path):
+    root = folder_dataset(tmp_path / "data")
+    (root / "part" / "test" / "good" / "003.png").chmod(0)
+    result = run_cli("bench", "--dataset", "folder", "--data-root", root, "--attack", "none",
+                     "--out", tmp_path / "board.csv")
+    one_error_line(result.returncode, result.stderr, "003.png")

@@ -9,6 +9,7 @@ are present and every cell's split can be made, and equal experiments are spelle
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from itertools import product
 from pathlib import Path
@@ -25,7 +26,7 @@ from robustad.errors import RobustadError
 from robustad.kit.threat import canonical_eps, parse_eps
 from robustad.kit.weights import weights_identity
 from robustad.plugins import PluginRegistry
-from robustad.records import NO_ATTACK, NOISE_CONTROL, Cell
+from robustad.records import NO_ATTACK, NOISE_CONTROL, CategoryData, Cell
 
 MAX_RESOLUTION = 4096
 MAX_MEMBER_DEPTH = 4
@@ -239,10 +240,19 @@ def _datasets(request: BenchRequest, resolve: _Resolver, shots: list[str], seeds
         for category in chosen:
             with blame(component):
                 data = dataset.load(request.data_root, category)
+            _check_readable(data)
             for k, seed in product(shots, seeds):
                 make_split(data, parse_shots(k), seed, request.calib_fraction)
             found[name][category] = data_id(data)
     return found
+
+
+def _check_readable(data: CategoryData) -> None:
+    """Every image and mask of a category readable by this process (most are opened only when their cells run)."""
+    for sample in data.train + data.test:
+        for path in (sample.path, sample.mask):
+            if path is not None and not os.access(path, os.R_OK):
+                raise RobustadError(f"{data.dataset}/{data.category}: cannot read {path} (permission denied)")
 
 
 def _check_options_used(given: dict[tuple[str, str], dict], datasets: dict, names: dict[str, list[str]],
