@@ -114,14 +114,15 @@ class PluginRegistry:
 
     def _collect(self) -> dict[str, dict[str, Component]]:
         found: dict[str, dict[str, Component]] = {kind: {} for kind in KINDS}
-        failed: set[str] = {b.plugin for b in self.broken}
+        # by plugin and distribution: a refused duplicate's entry must not hide the plugin whose name it wanted
+        failed: set[tuple[str, str]] = {(b.plugin, b.distribution) for b in self.broken}
         for kind in KINDS:
             hook = getattr(self.pm.hook, HOOK_OF_KIND[kind])
             for impl in self._in_registration_order(hook.get_hookimpls()):
                 plugin = impl.plugin_name
-                if plugin in failed:
-                    continue
                 distribution = self._distribution.get(plugin, "unknown distribution")
+                if (plugin, distribution) in failed:
+                    continue
                 if impl.hookwrapper or impl.wrapper:
                     error = f"{HOOK_OF_KIND[kind]} is a hook wrapper; robustad calls each plugin's hook itself"
                     self._mark_broken(plugin, distribution, error, found, failed)
@@ -160,7 +161,7 @@ class PluginRegistry:
 
     def _mark_broken(self, plugin, distribution, error, found, failed) -> None:
         self.broken.append(BrokenPlugin(plugin, distribution, one_line(error)))
-        failed.add(plugin)
+        failed.add((plugin, distribution))
         for by_name in found.values():
             for name in [n for n, c in by_name.items() if c.plugin == plugin]:
                 del by_name[name]

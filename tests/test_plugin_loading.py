@@ -230,3 +230,14 @@ def test_a_damaged_entry_points_file_breaks_only_its_distribution(tmp_path):
     found = json.loads(result.stdout)
     assert [(b["plugin"], b["distribution"]) for b in found["broken"]] == [("entry_points.txt", "robustad-damaged")]
     assert "platt" in {c["name"] for c in found["components"]}
+
+
+@pytest.mark.parametrize("distribution", ["robustad-evil", "Robustad"])
+def test_an_entry_point_named_like_a_built_in_one_is_refused_without_hiding_it(tmp_path, distribution):
+    folder = install(tmp_path, distribution, {"evil": PLATT_IMPOSTOR.format(marker="")}, {"calibrators": "evil"})
+    found = listing(folder)
+    [broken] = found["broken"]
+    assert broken["plugin"] == "calibrators" and "already taken" in broken["error"]
+    assert broken["distribution"] != "robustad"
+    calibrators = {c["name"]: c["distribution"] for c in found["components"] if c["kind"] == "calibrator"}
+    assert calibrators == {"platt": "robustad", "isotonic": "robustad", "temperature": "robustad", "none": "robustad"}
