@@ -24,13 +24,6 @@ class RaisesSigintWhenCollected:
         signal.raise_signal(signal.SIGINT)  # its KeyboardInterrupt is raised inside __del__: printed and ignored
 
 
-@pytest.fixture
-def sigint_handler():
-    interrupts.install()
-    yield
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-
-
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 def test_a_ctrl_c_swallowed_by_a_finalizer_still_stops_the_run_after_the_row_lands(sigint_handler, tmp_path):
     RaisesSigintWhenCollected()

@@ -167,13 +167,6 @@ def registry():
     return registry
 
 
-@pytest.fixture
-def sigint_handler():
-    interrupts.install()
-    yield
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-
-
 def run(registry, tmp_path, **request):
     root = folder_dataset(tmp_path / "data")
     fields = dict(datasets="folder", data_root=root, categories="part", shots="1", seeds="0", backbones="tiny_fine",

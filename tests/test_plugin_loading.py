@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import sys
 from pathlib import Path
 
@@ -135,14 +134,11 @@ def test_a_plugin_that_exits_in_its_hook_is_broken(tmp_path):
     assert [(b["plugin"], b["error"]) for b in found["broken"]] == [("exits", "SystemExit: 0")]
 
 
-def test_the_users_ctrl_c_while_a_plugin_imports_still_interrupts(tmp_path, monkeypatch):
+def test_the_users_ctrl_c_while_a_plugin_imports_still_interrupts(tmp_path, monkeypatch, sigint_handler):
     folder = install(tmp_path, "robustad-slow", {"slow": "import signal\nsignal.raise_signal(signal.SIGINT)\n"})
-    interrupts.install()
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            registry_with(folder, monkeypatch, "slow")
-    finally:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+    with pytest.raises(KeyboardInterrupt):
+        registry_with(folder, monkeypatch, "slow")
+    assert interrupts.requested()
     env = {"PYTHONPATH": os.pathsep.join([str(folder), os.environ.get("PYTHONPATH", "")])}
     result = run_cli("plugins", env=env)
     assert result.returncode == 130 and "Traceback" not in result.stderr, result.stderr
