@@ -134,13 +134,7 @@ class AnomalyDINO:
 
     def __init__(self, backbone: torch.nn.Module, resolution: int, category: str, *, masking: str = "auto",
                  mask_morphology: str = "raster", augment: str = "agnostic", batch_size: int = 8) -> None:
-        if masking not in ("auto", "on", "off"):
-            raise RobustadError(f"anomalydino: masking={masking!r}; expected auto, on or off")
-        check_morphology(mask_morphology)
-        if augment not in ("agnostic", "none"):
-            raise RobustadError(f"anomalydino: augment={augment!r}; expected agnostic (8 rotations) or none")
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise RobustadError(f"anomalydino: batch_size={batch_size!r}; expected a positive integer")
+        self.check_options(masking=masking, mask_morphology=mask_morphology, augment=augment, batch_size=batch_size)
         if not isinstance(resolution, int) or resolution < backbone.patch_size:
             raise RobustadError(f"anomalydino: resolution={resolution!r}; expected an integer >= the backbone's "
                                 f"patch size {backbone.patch_size}")
@@ -155,6 +149,17 @@ class AnomalyDINO:
         self.memory_bank_size = 0
         self._bank: torch.Tensor | None = None  # (M, C) L2-normalised, on the backbone's device
         self._index: faiss.IndexFlatIP | None = None
+
+    @staticmethod
+    def check_options(*, masking: str, mask_morphology: str, augment: str, batch_size: int) -> None:
+        """One-line errors for bad option values, called by the engine when cells are built (before any work)."""
+        if masking not in ("auto", "on", "off"):
+            raise RobustadError(f"anomalydino: masking={masking!r}; expected auto, on or off")
+        check_morphology(mask_morphology)
+        if augment not in ("agnostic", "none"):
+            raise RobustadError(f"anomalydino: augment={augment!r}; expected agnostic (8 rotations) or none")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise RobustadError(f"anomalydino: batch_size={batch_size!r}; expected a positive integer")
 
     def preprocess(self, image: Image.Image) -> torch.Tensor:
         """(3, H, W) in [0, 1]: short edge = resolution (PIL bicubic on uint8 RGB), top-left crop to the patch grid."""

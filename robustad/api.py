@@ -86,7 +86,8 @@ def bench(
     weights = str(weights)
     settings = RunSettings(
         data_root=root, weights_file=Path(weights) if weights_identity(weights).startswith("sha256:") else None,
-        device=device, batch_size=batch_size, threads=threads or machine_cores(), pixel_metrics=pixel_metrics,
+        device=device, batch_size=batch_size, threads=machine_cores() if threads is None else threads,
+        pixel_metrics=pixel_metrics,
         save_scores=scores, resamples=resamples, executor=executor, ray_address=ray_address,
     )
     check_outputs(out, scores)

@@ -10,7 +10,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 from rich.table import Table
-from typer._click.exceptions import ClickException, NoArgsIsHelpError  # typer vendors click
+from typer._click.exceptions import BadParameter, ClickException, NoArgsIsHelpError  # typer vendors click
 
 from robustad import __version__, interrupts
 from robustad.components import KINDS
@@ -134,13 +134,14 @@ def leaderboard(
     from robustad.results.tables import summary_table
 
     rows = load_rows(csv_path, where)
+    references = load_published(published)
     threads = thread_counts(rows)
     if len(threads) > 1:
         print(f"robustad: warning: these rows were made with different torch_threads ({', '.join(threads)}); "
               "adversarial numbers depend on the thread count, compare rows made with the same one", file=sys.stderr)
     title = f"{csv_path} ({len(rows)} rows; mean +- std over seeds, mean 95 % interval below)"
     console.print(summary_table(rows, title))
-    reference = beside_published(rows, load_published(published))
+    reference = beside_published(rows, references)
     if not reference.empty:
         columns = [c for c in reference.columns if c != "citation"]
         table = Table(title=f"published reference rows ({published})")
@@ -216,18 +217,41 @@ def main() -> None:
         print(exc.ctx.get_help() if exc.ctx else "robustad --help", file=sys.stderr)
         code = 2
     except ClickException as exc:
-        print(f"robustad: error: {exc.format_message()}", file=sys.stderr)
+        print(f"robustad: error: {_click_message(exc, sys.argv[1:])}", file=sys.stderr)
         code = exc.exit_code
-    except RobustadError as exc:
-        print(f"robustad: error: {one_line(exc)}", file=sys.stderr)
+    except (RobustadError, Warning, OSError) as exc:  # a Warning here was made an error by -W error; an OSError
+        print(f"robustad: error: {one_line(exc)}", file=sys.stderr)  # is a path the checks did not foresee
         code = 2
-    except typer.Abort:
+    except (typer.Abort, KeyboardInterrupt):  # KeyboardInterrupt: a Ctrl-C outside click's own handling
         code = 1
+    interrupts.settle()
     if interrupts.requested():
         code = 130
     if code == 130:
         print("robustad: interrupted; finished rows are in the leaderboard", file=sys.stderr)
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def _click_message(exc: ClickException, args: list[str]) -> str:
+    """Click's message on one line, naming the value the user typed for a bad option (click's own leaves it out:
+    "Invalid value for '--resamples': Input should be a valid integer")."""
+    message = one_line(exc.format_message())
+    param = getattr(exc, "param", None)
+    value = _typed_value(getattr(param, "opts", []), args) if isinstance(exc, BadParameter) else None
+    if value is None:
+        return message
+    head, sep, reason = message.partition(": ")
+    return f"{head}: {value!r}{sep}{reason}" if sep else f"{message} (got {value!r})"
+
+
+def _typed_value(names: list[str], args: list[str]) -> str | None:
+    """The value last given to an option called one of ``names`` (``--name VALUE`` or ``--name=VALUE``)."""
+    value = None
+    for index, arg in enumerate(args):
+        name, sep, rest = arg.partition("=")
+        if name in names and name.startswith("-"):
+            value = rest if sep else (args[index + 1] if index + 1 < len(args) else None)
+    return value
 
 
 def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:

@@ -11,11 +11,14 @@ from typing import Any
 
 from robustad.contracts import CONTRACTS, missing_members
 from robustad.errors import RobustadError
+from robustad.records import NO_ATTACK, NO_SURROGATE
 
 KINDS = tuple(CONTRACTS)
 # supplied by the engine, not options: a backbone's weights and device; the cell's category and seed, which a
 # detector receives only when its constructor names them (e.g. a per-category rule, a seeded coreset)
 RUNTIME_KEYWORDS = {"backbone": ("weights", "device"), "detector": ("category", "seed")}
+UNUSABLE_IN_NAMES = ",:="  # they separate list items, a name from its argument, an --opt target from its value
+RESERVED_NAMES = {"attack": (NO_ATTACK,), "surrogate": (NO_SURROGATE,)}
 
 
 def parse_spec(spec: str) -> tuple[str, str | None]:
@@ -55,7 +58,7 @@ class Option:
             parsed = self.type(text) if isinstance(value, str) or self.type is str else self.type(value)
         except (TypeError, ValueError, OverflowError):
             raise RobustadError(f"option {self.name}={text!r}: expected {self.type.__name__}") from None
-        if isinstance(parsed, float) and not math.isfinite(parsed):
+        if _non_finite(parsed) and not _non_finite(self.default):
             raise RobustadError(f"option {self.name}={text!r}: expected a finite number")
         if isinstance(parsed, int) and not isinstance(parsed, bool) and isinstance(value, float):
             raise RobustadError(f"option {self.name}={text!r}: expected int")
@@ -82,6 +85,11 @@ class Component:
         description = getattr(obj, "description", None)
         if not isinstance(name, str) or not name:
             raise TypeError(f"{obj!r} has no string class attribute 'name'")
+        if not name.isprintable() or any(c.isspace() or c in UNUSABLE_IN_NAMES for c in name):
+            raise TypeError(f"{kind} name {name!r} cannot be written on the command line; expected no spaces and "
+                            f"none of {' '.join(UNUSABLE_IN_NAMES)}")
+        if name in RESERVED_NAMES.get(kind, ()):
+            raise TypeError(f"{kind} name {name!r} is reserved: --{kind} {name} means no {kind}")
         if not isinstance(description, str):
             raise TypeError(f"{kind} {name!r} has no string class attribute 'description'")
         missing = missing_members(kind, obj)
@@ -120,8 +128,9 @@ class Component:
         """A command-line string for option ``key``, converted to its type (open options: a Python literal)."""
         if self.open_options and key not in {o.name for o in self.options}:
             return _literal(text) if isinstance(text, str) else text
+        option = self.option(key)  # its error names the component already
         try:
-            return self.option(key).parse(text)
+            return option.parse(text)
         except RobustadError as error:
             raise RobustadError(f"{self.kind} {self.name!r} {error}") from None
 
@@ -130,6 +139,13 @@ class Component:
         parameters = inspect.signature(self.cls.__init__).parameters
         return {key: value for key, value in available.items()
                 if key in RUNTIME_KEYWORDS.get(self.kind, ()) and key in parameters}
+
+    def check_options(self, options: dict[str, Any]) -> None:
+        """Let the class refuse bad option values before any work, through its optional ``check_options(**options)``
+        (a backbone or detector is built only when its cells run, with weights or a backbone in hand)."""
+        check = getattr(self.cls, "check_options", None)
+        if callable(check):
+            check(**options)
 
     def create(self, *args: Any, **options: Any) -> Any:
         """Instantiate with runtime ``args`` (and runtime keywords) and validated keyword ``options``."""
@@ -167,9 +183,18 @@ def _literal(text: str) -> object:
     import ast
 
     try:
-        return ast.literal_eval(text)
+        value = ast.literal_eval(text)
     except (ValueError, SyntaxError):
         return text
+    if _non_finite(value):
+        raise RobustadError(f"option value {text!r}: expected a finite number")
+    return value
+
+
+def _non_finite(value: Any) -> bool:
+    """NaN or infinite: refused as an option value unless the option's own default is (``float("inf")`` for no
+    limit, say), since a NaN slips through every comparison a plugin makes to check it."""
+    return isinstance(value, float) and not math.isfinite(value)
 
 
 def _plain_type(hint: Any, default: Any) -> type:

@@ -3,6 +3,8 @@
 Plugins stay plain classes (no base class to inherit); registration checks a class against its kind's protocol,
 so a component that lacks a member is reported by ``robustad plugins`` when it is loaded, not halfway through a
 grid. Positional constructor arguments are supplied by the engine; keyword-only ones are the component's options.
+A class built only when its cells run (a backbone, a detector) may define ``check_options(**options)``, which the
+engine calls with the resolved options when the cells are built, so a bad value is one line before any work.
 """
 
 from __future__ import annotations

@@ -1,14 +1,16 @@
-"""Ctrl-C that cannot be lost.
+"""Ctrl-C that cannot be lost, and that only the user can give.
 
 Python raises ``KeyboardInterrupt`` wherever the main thread happens to be; raised inside a finalizer (a
 ``__del__`` or a weakref callback run by the garbage collector) it is printed and swallowed, and a run would go
 on to the end and exit 0. The handler installed here also remembers the request, so the executors stop after the
-row they are landing and the CLI still exits with 130.
+row they are landing and the CLI still exits with 130. Remembering it also tells the user's Ctrl-C apart from a
+``KeyboardInterrupt`` (or ``SystemExit``) that plugin code raises itself: that is the plugin's failure.
 """
 
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 
 _requested = threading.Event()
@@ -22,6 +24,14 @@ def install() -> None:
         signal.signal(signal.SIGINT, _on_sigint)
 
 
+def settle() -> None:
+    """The process is only exiting now: a further Ctrl-C is ignored, so that it can neither turn the exit (atexit
+    handlers, torch's and weakref finalizers among them) into a traceback nor, once Python has restored the
+    default handler while shutting down, kill the process before it reports 130 (SIGTERM still ends it)."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def requested() -> bool:
     """Whether Ctrl-C was pressed since ``install``."""
     return _requested.is_set()
@@ -33,6 +43,27 @@ def stop_if_requested() -> None:
         raise KeyboardInterrupt
 
 
+def is_users(error: BaseException) -> bool:
+    """Whether ``error`` is the user's Ctrl-C: a ``KeyboardInterrupt`` after SIGINT reached the handler, or any
+    ``KeyboardInterrupt`` while the handler is not installed (a Python caller's, which cannot be told apart)."""
+    if not isinstance(error, KeyboardInterrupt):
+        return False
+    return _requested.is_set() or signal.getsignal(signal.SIGINT) is not _on_sigint
+
+
 def _on_sigint(signum: int, frame: object) -> None:
+    if _requested.is_set() and _handling_interrupt():
+        return  # a second Ctrl-C while the first unwinds would interrupt its cleanup with a traceback
     _requested.set()
     raise KeyboardInterrupt
+
+
+def _handling_interrupt() -> bool:
+    """Whether the code this handler interrupted is handling a ``KeyboardInterrupt`` (in an ``except``,
+    ``finally`` or ``__exit__``), or an exception raised while handling one (click's ``Abort``)."""
+    error = sys.exc_info()[1]
+    while error is not None:
+        if isinstance(error, KeyboardInterrupt):
+            return True
+        error = error.__context__
+    return False

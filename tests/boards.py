@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import signal
 import sys
 from fractions import Fraction
 from pathlib import Path
@@ -52,7 +53,11 @@ def run_robustad(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture,
 
     monkeypatch.setattr(sys, "argv", ["robustad", *map(str, args)])
     monkeypatch.setenv("COLUMNS", "400")
-    with pytest.raises(SystemExit) as stopped:
-        main()
+    handler = signal.getsignal(signal.SIGINT)
+    try:
+        with pytest.raises(SystemExit) as stopped:
+            main()
+    finally:
+        signal.signal(signal.SIGINT, handler)  # main installs its own Ctrl-C handling, then ignores Ctrl-C
     captured = capsys.readouterr()
     return stopped.value.code, captured.out, captured.err

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from robustad import interrupts
 from robustad.engine.request import BenchRequest
 from robustad.records import Features
 
@@ -106,3 +108,13 @@ def bottle_request(**fields: object) -> BenchRequest:
     defaults: dict = dict(categories="bottle", shots="1", seeds="0", backbones="efficientnet_lite0", weights="",
                           detectors="anomalydino", calib_fraction=0.3, options=[])
     return BenchRequest(**{**defaults, **fields})
+
+
+@pytest.fixture
+def sigint_handler():
+    """robustad's Ctrl-C handler for one test; afterwards Python's again, and no Ctrl-C remembered (a later test's
+    run would stop at its first row)."""
+    interrupts.install()
+    yield
+    interrupts.install()  # forgets this test's Ctrl-C
+    signal.signal(signal.SIGINT, signal.default_int_handler)

@@ -248,10 +248,10 @@ def test_each_task_asks_ray_for_one_gpu_with_device_cuda(device, gpus_in_cluster
     resources = {"CPU": 8.0, "GPU": float(gpus_in_cluster)} if gpus_in_cluster else {"CPU": 8.0}
     fake_ray = SimpleNamespace(cluster_resources=lambda: resources)
     if isinstance(expected, int):
-        assert _gpus_per_task(fake_ray, RunSettings(device=device)) == expected
+        assert _gpus_per_task(fake_ray, RunSettings(device=device, executor="ray")) == expected
     else:
         with pytest.raises(RobustadError, match=expected):
-            _gpus_per_task(fake_ray, RunSettings(device=device))
+            _gpus_per_task(fake_ray, RunSettings(device=device, executor="ray"))
 
 
 def test_an_address_where_nothing_listens_fails_fast(tmp_path):

@@ -11,7 +11,7 @@ from rich.console import Console
 from robustad.engine.executors import EXECUTORS, GridResult
 from robustad.engine.progress import reporter_for
 from robustad.engine.settings import RunSettings
-from robustad.errors import RobustadError
+from robustad.outputs import check_folder
 from robustad.plugins import PluginRegistry
 from robustad.records import Cell
 from robustad.results.leaderboard import Leaderboard, LeaderboardWarning, check_writable
@@ -21,8 +21,8 @@ from robustad.results.tables import summary_table
 def check_outputs(out: Path, save_scores: Path | None) -> None:
     """Fail before any computing when the leaderboard or the scores folder cannot be written."""
     check_writable(out)
-    if save_scores is not None and save_scores.exists() and not save_scores.is_dir():
-        raise RobustadError(f"--save-scores {save_scores} is a file; expected a folder (it is created if missing)")
+    if save_scores is not None:
+        check_folder(save_scores, "--save-scores", "per-image scores (it is created if missing)")
 
 
 def run_bench(cells: list[Cell], settings: RunSettings, out: Path, registry: PluginRegistry,

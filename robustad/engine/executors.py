@@ -18,7 +18,7 @@ from robustad.engine.progress import Reporter
 from robustad.engine.runner import CellOutcome, run_group
 from robustad.engine.settings import RunSettings
 from robustad.errors import RobustadError, one_line
-from robustad.interrupts import stop_if_requested
+from robustad.interrupts import is_users, stop_if_requested
 from robustad.plugins import PluginRegistry
 from robustad.records import Cell
 from robustad.results.leaderboard import Leaderboard
@@ -94,9 +94,9 @@ def run_local(cells: list[Cell], settings: RunSettings, out: Path, registry: Plu
                 for outcome in run_group(group, settings, registry, reporter):
                     result.land(board, outcome, on_row)
                     landed.add(outcome.cell.key)
-            except Exception as error:  # a bug in a plugin or in robustad: this group fails, the others run
-                if os.environ.get(DEBUG_VARIABLE):
-                    raise
+            except BaseException as error:  # a bug in a plugin or in robustad: this group fails, the others run
+                if is_users(error) or os.environ.get(DEBUG_VARIABLE):
+                    raise  # a plugin's SystemExit or KeyboardInterrupt outside its guard is the plugin's failure
                 for cell in group:
                     if cell.key not in landed:
                         result.land(board, CellOutcome(cell, error=one_line(error)), on_row)

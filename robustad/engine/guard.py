@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from robustad import interrupts
 from robustad.components import Component
 from robustad.errors import RobustadError, one_line
 from robustad.records import Features
@@ -29,12 +30,15 @@ class ComponentError(RobustadError):
 
 @contextlib.contextmanager
 def blame(component: Component) -> Iterator[None]:
-    """Turn any exception raised inside into a one-line ``ComponentError`` naming ``component``."""
+    """Turn any exception raised inside into a one-line ``ComponentError`` naming ``component``: ``SystemExit``
+    and ``KeyboardInterrupt`` too, which would otherwise end the whole run, unless it is the user's Ctrl-C."""
     try:
         yield
     except ComponentError:
         raise
-    except Exception as error:
+    except BaseException as error:
+        if interrupts.is_users(error):
+            raise
         raise ComponentError(f"{component.label()}: {one_line(error)}") from error
 
 

@@ -1,14 +1,17 @@
 """Turn the CLI's comma lists into validated, canonical cells: the one place where settings become a grid.
 
 Everything that can be checked before computing is checked here, so a bad name, value or option is one line
-before any work starts: components exist, options parse to their types, attacks describe themselves with known
-keys, datasets and categories are present, and equal experiments are spelled alike (eps, shots, weights, data).
+before any work starts: components exist, options parse to their types (and pass the class's ``check_options``),
+resolutions reach the backbones' patch sizes, attacks describe themselves with known keys, datasets and categories
+are present and every cell's split can be made, and equal experiments are spelled alike (eps, shots, weights, data).
 """
 
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
+from itertools import product
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +19,11 @@ from robustad.api import Values
 from robustad.components import KINDS, Component, parse_spec
 from robustad.engine.defended import BPDA_CHOICES, resolved_bpda, resolved_eot
 from robustad.engine.grid import Adaptive, Threat, expand
+from robustad.engine.guard import blame
 from robustad.engine.handles import Handle, check_settings
 from robustad.engine.identity import data_id, data_sha
 from robustad.engine.settings import PRECISIONS
-from robustad.engine.splits import canonical_shots
+from robustad.engine.splits import MAX_SEED, canonical_shots, make_split, parse_shots
 from robustad.errors import RobustadError
 from robustad.kit.threat import canonical_eps, parse_eps
 from robustad.kit.weights import weights_identity
@@ -154,6 +158,12 @@ class _Resolver:
         """A guarded handle on an instance with the resolved options."""
         return Handle.create(self.component(kind, spec), *args, **self(kind, spec))
 
+    def check(self, kind: str, spec: str) -> None:
+        """The resolved options of a component built only when its cells run, checked now by its class."""
+        component = self.component(kind, spec)
+        with blame(component):
+            component.check_options(self(kind, spec))
+
 
 def build_cells(request: BenchRequest, registry: PluginRegistry) -> list[Cell]:
     """Validate every name and value, then expand the cross product into canonical cells."""
@@ -169,27 +179,28 @@ def build_cells(request: BenchRequest, registry: PluginRegistry) -> list[Cell]:
         "calibrator": split_list(request.calibrators, "calib"),
         "surrogate": split_list(request.surrogates, "surrogate"),
     }
-    for kind in ("backbone", "detector", "calibrator"):
+    for kind in ("backbone", "detector"):
         for spec in names[kind]:
-            resolve(kind, spec)
+            resolve.check(kind, spec)
     for spec in names["calibrator"]:
         resolve.create("calibrator", spec)  # cheap: a bad option fails now rather than mid-run
+    resolutions = _integers(request.resolutions, "resolution", 1, MAX_RESOLUTION)
+    _check_patch_sizes(resolutions, names["backbone"], resolve)
     attack_specs = split_list(request.attacks, "attack")
     eps = list(dict.fromkeys(canonical_eps(value) for value in split_list(request.eps, "eps")))
     attacks = _threats(attack_specs, eps, resolve)
     if any(t.needs_surrogate for a, t in attacks.items() if a != NO_ATTACK):
         for spec in names["surrogate"]:
-            resolve("surrogate", spec)
+            resolve.create("surrogate", spec)  # cheap as well: fitted only when its cells run
     defenses = _defenses(request, resolve)
     names["defense"] = [n for spec in defenses if spec != NO_DEFENSE for n in (spec, parse_spec(spec)[0])]
-    datasets = _datasets(request, resolve)
+    shots = list(dict.fromkeys(canonical_shots(k) for k in split_list(request.shots, "shots")))
+    seeds = _integers(request.seeds, "seeds", 0, MAX_SEED)
+    datasets = _datasets(request, resolve, shots, seeds)
     _check_options_used(given, datasets, names, attacks)
     cells = expand(
-        datasets=datasets,
-        shots=list(dict.fromkeys(canonical_shots(k) for k in split_list(request.shots, "shots"))),
-        seeds=_integers(request.seeds, "seeds", 0),
-        backbones=names["backbone"], weights=weights_identity(request.weights),
-        resolutions=_integers(request.resolutions, "resolution", 1, MAX_RESOLUTION),
+        datasets=datasets, shots=shots, seeds=seeds,
+        backbones=names["backbone"], weights=weights_identity(request.weights), resolutions=resolutions,
         detectors=names["detector"], surrogates=names["surrogate"], attacks=attacks, eps=eps,
         calibrators=names["calibrator"], calib_fraction=float(request.calib_fraction),
         precision=request.precision, round_8bit=request.round_8bit, resolve=resolve, defenses=defenses,
@@ -258,9 +269,23 @@ def _member_specs(attack: Handle) -> list[str]:
     return list(members)
 
 
-def _datasets(request: BenchRequest, resolve: _Resolver) -> dict[str, dict[str, str]]:
+def _check_patch_sizes(resolutions: list[int], backbones: list[str], resolve: _Resolver) -> None:
+    """Every resolution at least the patch size of every backbone, read off its class (``patch_size``, where the
+    class declares it as an integer) without building it."""
+    for spec in backbones:
+        patch = getattr(resolve.component("backbone", spec).cls, "patch_size", None)
+        if isinstance(patch, int) and not isinstance(patch, bool):
+            for resolution in resolutions:
+                if resolution < patch:
+                    raise RobustadError(f"--resolution {resolution}: below the patch size of backbone {spec!r}; "
+                                        f"expected an integer >= {patch}")
+
+
+def _datasets(request: BenchRequest, resolve: _Resolver, shots: list[str], seeds: list[int]
+              ) -> dict[str, dict[str, tuple[str, str]]]:
     """Each dataset's wanted categories with the digest of their images (read now: a missing category, image or
-    mask is one line before any work starts)."""
+    mask is one line before any work starts), and every cell's split made once, so that too few training images for
+    k and the seed, or too few test images to calibrate, fail now too."""
     found: dict[str, dict[str, str]] = {}
     wanted = split_list(request.categories, "category")
     for name in split_list(request.datasets, "dataset"):
@@ -276,13 +301,27 @@ def _datasets(request: BenchRequest, resolve: _Resolver) -> dict[str, dict[str, 
         if unknown:
             raise RobustadError(f"category {unknown[0]!r} not found for dataset {name!r}; "
                                 f"found: {', '.join(present) or 'none'}")
-        found[name] = {category: _digests(dataset.call("load", request.data_root, category)) for category in chosen}
+        found[name] = {}
+        for category in chosen:
+            data = dataset.call("load", request.data_root, category)
+            _check_readable(data)
+            for k, seed in product(shots, seeds):
+                make_split(data, parse_shots(k), seed, request.calib_fraction)
+            found[name][category] = _digests(data)
     return found
 
 
 def _digests(data: CategoryData) -> tuple[str, str]:
     """The data's identity by names and sizes (the key rows had before content counted) and by content."""
     return data_id(data), data_sha(data)
+
+
+def _check_readable(data: CategoryData) -> None:
+    """Every image and mask of a category readable by this process (most are opened only when their cells run)."""
+    for sample in data.train + data.test:
+        for path in (sample.path, sample.mask):
+            if path is not None and not os.access(path, os.R_OK):
+                raise RobustadError(f"{data.dataset}/{data.category}: cannot read {path} (permission denied)")
 
 
 def _check_options_used(given: dict[tuple[str, str], dict], datasets: dict, names: dict[str, list[str]],

@@ -10,7 +10,11 @@ from robustad.errors import RobustadError
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 EXECUTORS = ("local", "ray")
+DEVICE_TYPES = ("cpu", "cuda")
 DEFAULT_RESAMPLES = 1000
+MAX_RESAMPLES = 100_000  # 21 eval images x 100000 resamples is already a 17 MB index array per interval
+MAX_THREADS = 1024  # more than any machine's cores (a row made on one may be reproduced elsewhere); torch 2.x
+# crashes (segmentation fault) in its first matrix product with 100000
 
 
 def machine_cores() -> int:
@@ -44,11 +48,33 @@ class RunSettings:
     def __post_init__(self) -> None:
         if self.batch_size < 1:
             raise RobustadError(f"--batch-size {self.batch_size}: expected an integer >= 1")
-        if self.threads < 1:
-            raise RobustadError(f"--threads {self.threads}: expected an integer >= 1")
-        if self.resamples < 0:
-            raise RobustadError(f"--resamples {self.resamples}: expected an integer >= 0 (0: no intervals)")
+        if not 1 <= self.threads <= MAX_THREADS:
+            raise RobustadError(f"--threads {self.threads}: expected an integer between 1 and {MAX_THREADS}")
+        if not 0 <= self.resamples <= MAX_RESAMPLES:
+            raise RobustadError(f"--resamples {self.resamples}: expected an integer between 0 (no intervals) and "
+                                f"{MAX_RESAMPLES}")
         if self.executor not in EXECUTORS:
             raise RobustadError(f"--executor {self.executor}: expected one of {', '.join(EXECUTORS)}")
         if self.ray_address is not None and self.executor != "ray":
             raise RobustadError(f"--ray-address {self.ray_address} needs --executor ray")
+        check_device(self.device, present=self.executor == "local")
+
+
+def check_device(device: str, present: bool = True) -> None:
+    """A one-line error unless ``device`` names a CPU or CUDA device, and with ``present`` one this machine has (Ray
+    workers may have GPUs the driver lacks): otherwise every cell would fail on it, one by one."""
+    import torch
+
+    try:
+        chosen = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise RobustadError(f"--device {device!r}: not a torch device; expected cpu, cuda or cuda:N") from None
+    if chosen.type not in DEVICE_TYPES:
+        raise RobustadError(f"--device {device!r}: robustad runs on cpu, cuda or cuda:N, not on {chosen.type}")
+    if not present or chosen.type != "cuda":
+        return
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if count == 0:
+        raise RobustadError(f"--device {device!r}: this machine has no CUDA GPU that torch can use; use --device cpu")
+    if chosen.index is not None and chosen.index >= count:
+        raise RobustadError(f"--device {device!r}: this machine has {count} CUDA GPU(s), cuda:0 to cuda:{count - 1}")

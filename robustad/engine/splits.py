@@ -10,6 +10,7 @@ from robustad.kit.layouts import sorted_by_path
 from robustad.records import CategoryData, Sample, Split
 
 DEFAULT_CALIB_FRACTION = 0.3
+MAX_SEED = 2**32 - 1  # the test split draws from numpy's legacy Mersenne Twister, seeded by 32 bits
 
 
 def parse_shots(text: str) -> int | None:
@@ -87,5 +88,5 @@ def make_split(data: CategoryData, shots: int | None, seed: int,
 
 
 def _check_seed(seed: int) -> None:
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
-        raise RobustadError(f"seed {seed!r}: expected a whole number >= 0")
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed <= MAX_SEED:
+        raise RobustadError(f"seed {seed!r}: expected a whole number between 0 and {MAX_SEED} (2**32 - 1)")

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from robustad.errors import RobustadError
-from robustad.kit.images import check_mask_matches, image_files, is_image_file
+from robustad.kit.images import check_mask_matches, folder_entries, image_files, is_image_file
 from robustad.records import CategoryData, Sample
 
 NORMAL = "good"
@@ -58,7 +58,7 @@ def mvtec_mask(mask_folder: Path, image: Path) -> Path:
     official = mask_folder / f"{image.stem}_mask.png"
     if official.is_file() or not mask_folder.is_dir():
         return official
-    others = sorted(p for p in mask_folder.iterdir() if p.stem == f"{image.stem}_mask" and is_image_file(p))
+    others = sorted(p for p in folder_entries(mask_folder) if p.stem == f"{image.stem}_mask" and is_image_file(p))
     return others[0] if others else official
 
 
@@ -84,7 +84,7 @@ MVTEC_LAYOUT = FolderLayout()
 def present_categories(root: Path, layout: FolderLayout = MVTEC_LAYOUT,
                        known: Collection[str] | None = None) -> list[str]:
     """Sub-folders of ``root`` that hold the layout's training folder (only the ``known`` names, when given)."""
-    return sorted(p.name for p in root.iterdir()
+    return sorted(p.name for p in folder_entries(root)
                   if (p / layout.train).is_dir() and (known is None or p.name in known))
 
 
@@ -136,7 +136,7 @@ def read_layout(dataset: str, folder: Path, layout: FolderLayout,
     if not test_folder.is_dir():
         raise RobustadError(f"{dataset} category folder {folder} has no {layout.test} folder")
     test = []
-    for type_folder in sorted(p for p in test_folder.iterdir() if p.is_dir() and not p.name.startswith(".")):
+    for type_folder in sorted(p for p in folder_entries(test_folder) if p.is_dir() and not p.name.startswith(".")):
         defect = type_folder.name
         if defect in layout.not_types or (defect != layout.normal and defects is not None and defect not in defects):
             continue

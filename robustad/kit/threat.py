@@ -35,6 +35,8 @@ def _eps_fraction(text: str) -> Fraction:
                             "or a decimal like 0.0078") from None
     if not 0 < value <= 1:
         raise RobustadError(f"eps {text!r} is outside (0, 1]; eps is in [0,1] pixel units, e.g. 8/255")
+    if float(value) == 0:
+        raise RobustadError(f"eps {text!r} is 0 as a float; expected a positive number a float can hold, e.g. 1/255")
     return value
 
 

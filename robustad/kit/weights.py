@@ -17,6 +17,7 @@ from pathlib import Path
 from robustad.errors import RobustadError, one_line
 
 RANDOM = "random"  # weights option value: random initialisation, for tests and smoke runs only
+WEIGHTS_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors", ".ckpt", ".npz", ".pkl")
 _HUB_PROBE_TIMEOUT_S = 5.0
 
 
@@ -32,11 +33,17 @@ def seeded_random_init(seed: int = 0) -> Iterator[None]:
 
 def weights_identity(text: str) -> str:
     """What a cell's key records of the ``--weights`` value: ``""`` (the backbone's own source), ``random``,
-    ``sha256:<hex>`` of an existing file (moving it keeps the key), or the text itself for the backbone to judge."""
+    ``sha256:<hex>`` of an existing file (moving it keeps the key), or the text itself for the backbone to judge.
+    Text written as a path (``/``, ``./``, ``~`` or a weights suffix) must name a regular file: otherwise every
+    cell would fail on it, one by one."""
     text = text.strip()
     path = Path(text).expanduser()
     if text and text != RANDOM and path.is_file():
         return file_id(path)
+    if text.startswith(("/", "./", "../", "~")) or path.suffix.lower() in WEIGHTS_SUFFIXES:
+        what = "a folder" if path.is_dir() else "not a regular file" if path.exists() else "no such file"
+        raise RobustadError(f"--weights {text!r}: {what}; expected a weights file, a name the backbone knows, "
+                            f"or {RANDOM}")
     return text
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from robustad.errors import RobustadError, one_line
 from robustad.records import fields_with
 from robustad.results.frame import numeric, text, with_noise_control
 
@@ -15,6 +16,7 @@ lines of their own): every cell field but those averaged over (``records.Cell``'
 ``data`` names the images (``data_id``) where two sets of images share a dataset and category name."""
 SUMMARY_METRICS = ["clean_auroc", "adv_auroc", "noise_adv_auroc", "clean_ece", "adv_ece", "flag_auroc"]
 STATISTICS = ("mean", "std", "ci_low", "ci_high")
+PUBLISHED_COLUMNS = ("source", "citation", "dataset", "category", "shots", "backbone", "resolution", "detector")
 
 
 def aggregate(rows: pd.DataFrame, metrics: list[str] = SUMMARY_METRICS) -> pd.DataFrame:
@@ -74,10 +76,23 @@ def thread_counts(rows: pd.DataFrame) -> list[str]:
 
 
 def load_published(path: Path) -> pd.DataFrame:
-    """Published reference rows (each with its citation), or an empty frame when the file is absent."""
+    """Published reference rows (each with its citation), or an empty frame when the file is absent; anything else
+    than such a file (a folder, binary data, an empty file, a leaderboard) is a one-line error."""
     if not path.exists():
         return pd.DataFrame()
-    return pd.read_csv(path, dtype=str)
+    expected = f"expected a CSV of published reference rows with columns {', '.join(PUBLISHED_COLUMNS)}"
+    if not path.is_file():
+        raise RobustadError(f"--published {path} is not a file; {expected}")
+    try:
+        published = pd.read_csv(path, dtype=str, encoding="utf-8")
+    except pd.errors.EmptyDataError:
+        raise RobustadError(f"--published {path} is empty; {expected}") from None
+    except (OSError, UnicodeDecodeError, pd.errors.ParserError) as exc:
+        raise RobustadError(f"--published {path} cannot be read as CSV text ({one_line(exc)}); {expected}") from None
+    absent = [column for column in PUBLISHED_COLUMNS if column not in published.columns]
+    if absent:
+        raise RobustadError(f"--published {path} lacks the column(s) {', '.join(absent)}; {expected}")
+    return published
 
 
 def beside_published(rows: pd.DataFrame, published: pd.DataFrame) -> pd.DataFrame:

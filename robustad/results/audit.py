@@ -13,6 +13,7 @@ from itertools import pairwise
 
 import pandas as pd
 
+from robustad.errors import RobustadError
 from robustad.results.frame import (
     MODEL_IDENTITY,
     MODEL_OPTION_KINDS,
@@ -63,6 +64,10 @@ def run_checks(rows: pd.DataFrame, *, tolerance: float = TOLERANCE,
                zero_grad_threshold: float = ZERO_GRAD_THRESHOLD) -> list[CheckResult]:
     """Each check with its count of comparisons and its violations; an AUROC is "higher" when it exceeds the
     other by more than ``tolerance``."""
+    if not 0 <= tolerance < 1:  # AUROCs lie in [0, 1]: with a tolerance of 1 or more (or NaN) nothing can fail
+        raise RobustadError(f"--tolerance {tolerance}: expected a number in [0, 1) (a difference of AUROCs)")
+    if not 0 <= zero_grad_threshold <= 1:
+        raise RobustadError(f"--zero-grad-threshold {zero_grad_threshold}: expected a share in [0, 1]")
     unique = one_per_calibrator(rows).assign(_auroc=lambda frame: numeric(frame, "adv_auroc"))
     return [_worst_case_weakens_with_eps(unique, tolerance), _white_box_weaker_than_transfer(unique, tolerance),
             _attack_weaker_than_noise(unique, tolerance), _gradient_masking(unique, zero_grad_threshold),

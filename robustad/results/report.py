@@ -4,7 +4,9 @@ Every input is checked (``check_paths``, ``load_scores``) before anything is dra
 
 from __future__ import annotations
 
+import contextlib
 import html
+from collections.abc import Iterator
 from pathlib import Path
 
 import matplotlib
@@ -16,7 +18,8 @@ import pandas as pd  # noqa: E402
 
 from robustad import metrics  # noqa: E402
 from robustad.components import parse_spec  # noqa: E402
-from robustad.errors import RobustadError  # noqa: E402
+from robustad.errors import RobustadError, one_line  # noqa: E402
+from robustad.outputs import check_folder  # noqa: E402
 from robustad.records import NO_ATTACK, NOISE_CONTROL  # noqa: E402
 from robustad.results.aggregate import aggregate, mean_if_complete  # noqa: E402
 from robustad.results.frame import attack_names, numeric, text  # noqa: E402
@@ -32,8 +35,16 @@ def check_paths(out: Path, scores_dir: Path | None) -> None:
 
 
 def _check_out(out: Path) -> None:
-    if out.exists() and not out.is_dir():
-        raise RobustadError(f"--out {out} is an existing file; expected a folder for the figures and index.html")
+    check_folder(out, "--out", "the figures and index.html")
+
+
+@contextlib.contextmanager
+def _writing(out: Path) -> Iterator[None]:
+    """What the checks could not foresee (a full disk, a folder made read-only meanwhile) is one line too."""
+    try:
+        yield
+    except OSError as exc:
+        raise RobustadError(f"--out {out}: cannot write the report ({one_line(exc)})") from None
 
 
 def _check_scores_dir(scores_dir: Path) -> None:
@@ -84,21 +95,22 @@ def write_report(rows: pd.DataFrame, scores: pd.DataFrame | None, out: Path) -> 
     _check_out(out)
     table = aggregate(rows).to_html(index=False, float_format=lambda v: f"{v:.3f}", na_rep="")
     eps_figures = {metric: draw_metric_vs_eps(rows, metric) for metric in ("auroc", "ap")}
-    out.mkdir(parents=True, exist_ok=True)
-    figures = [_save(figure, out / f"{metric}_vs_eps.png") for metric, figure in eps_figures.items()
-               if figure is not None]
-    if scores is not None and not scores.empty:
-        figures += [_reliability(scores, out), _entropy_histograms(scores, out)]
-    page = out / "index.html"
-    images = "\n".join(f'<figure><img src="{f.name}" alt="{html.escape(f.stem)}"><figcaption>'
-                       f"{html.escape(f.stem)}</figcaption></figure>" for f in figures)
-    page.write_text(
-        "<!doctype html><html><head><meta charset='utf-8'><title>robustad report</title>"
-        "<style>body{font-family:sans-serif;margin:2em}img{max-width:48em}table{border-collapse:collapse}"
-        "td,th{border:1px solid #ccc;padding:2px 6px}</style></head><body>"
-        f"<h1>robustad report</h1><p>{len(rows)} leaderboard rows.</p>{images}<h2>Aggregated rows</h2>{table}"
-        "</body></html>"
-    )
+    with _writing(out):
+        out.mkdir(parents=True, exist_ok=True)
+        figures = [_save(figure, out / f"{metric}_vs_eps.png") for metric, figure in eps_figures.items()
+                   if figure is not None]
+        if scores is not None and not scores.empty:
+            figures += [_reliability(scores, out), _entropy_histograms(scores, out)]
+        page = out / "index.html"
+        images = "\n".join(f'<figure><img src="{f.name}" alt="{html.escape(f.stem)}"><figcaption>'
+                           f"{html.escape(f.stem)}</figcaption></figure>" for f in figures)
+        page.write_text(
+            "<!doctype html><html><head><meta charset='utf-8'><title>robustad report</title>"
+            "<style>body{font-family:sans-serif;margin:2em}img{max-width:48em}table{border-collapse:collapse}"
+            "td,th{border:1px solid #ccc;padding:2px 6px}</style></head><body>"
+            f"<h1>robustad report</h1><p>{len(rows)} leaderboard rows.</p>{images}<h2>Aggregated rows</h2>{table}"
+            "</body></html>"
+        )
     return page
 
 
