@@ -8,7 +8,9 @@ import warnings
 from pathlib import Path
 
 import typer
+from rich import box
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from typer._click.exceptions import ClickException, NoArgsIsHelpError  # typer vendors click
 
@@ -121,31 +123,47 @@ def bench(
 def leaderboard(
     csv_path: Path = typer.Argument(Path("results/leaderboard.csv"), metavar="CSV", help="Leaderboard CSV."),
     where: list[str] = typer.Option([], help="Keep rows with column=value (repeatable)."),
+    columns: str = typer.Option(None, help="Columns to show, comma-separated: cell settings and metrics "
+                                           "(default: the varying settings, clean_auroc, adv_auroc, noise)."),
+    intervals: bool = typer.Option(False, "--intervals", help="Show the mean 95 % interval of each metric."),
+    output_format: str = typer.Option("table", "--format", help="table, csv, json or markdown (csv and json "
+                                                                 "also carry the shared settings as columns)."),
     published: Path = typer.Option(Path("results/published.csv"), help="Published reference rows."),
 ) -> None:
-    """Mean +- std over seeds, 95 % intervals and the noise control, beside published reference numbers."""
+    """Mean +- std over seeds (and 95 % intervals) beside the noise control and published reference numbers."""
     from robustad.results.aggregate import beside_published, load_published, thread_counts
     from robustad.results.frame import load_rows
-    from robustad.results.tables import summary_table
+    from robustad.results.tables import parse_columns, parse_format, print_table, render_text, summarise, summary_table
 
+    fmt = parse_format(output_format)
+    chosen = None if columns is None else parse_columns(columns)
     rows = load_rows(csv_path, where)
     threads = thread_counts(rows)
     if len(threads) > 1:
         print(f"robustad: warning: these rows were made with different torch_threads ({', '.join(threads)}); "
               "adversarial numbers depend on the thread count, compare rows made with the same one", file=sys.stderr)
-    title = f"{csv_path} ({len(rows)} rows; mean +- std over seeds, mean 95 % interval below)"
-    console.print(summary_table(rows, title))
+    summary = summarise(rows, chosen)
+    seeds = ", ".join(sorted(set(rows["seed"].astype(str)), key=lambda s: (len(s), s)))
+    title = f"{csv_path}: {len(rows)} rows, mean±std over seeds {seeds}"
+    if fmt != "table":
+        sys.stdout.write(render_text(summary, fmt, intervals, title))
+        return
+    print_table(console, summary_table(summary, title, intervals))
     reference = beside_published(rows, load_published(published))
-    if not reference.empty:
-        columns = [c for c in reference.columns if c != "citation"]
-        table = Table(title=f"published reference rows ({published})")
-        for column in columns:
-            table.add_column(column)
-        for _, line in reference.iterrows():
-            table.add_row(*[str(line[c]) for c in columns])
-        console.print(table)
-        for source, citation in reference.drop_duplicates("source")[["source", "citation"]].itertuples(index=False):
-            console.print(f"{source}: {citation}", highlight=False)
+    matched = reference[reference["our_categories"] > 0] if not reference.empty else reference
+    if not matched.empty:
+        shown = [c for c in matched.columns if c not in ("citation", "source") and matched[c].nunique() > 1]
+        same = ", ".join(f"{c}={matched[c].iloc[0]}" for c in matched.columns
+                         if c not in shown and c != "citation")
+        table = Table(title=escape(f"published reference rows ({published})\n{same}"), title_justify="left",
+                      box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
+        for column in shown:
+            table.add_column(column, no_wrap=True)
+        for _, line in matched.iterrows():
+            table.add_row(*[escape(str(line[c])) for c in shown])
+        print_table(console, table)
+        for source, citation in matched.drop_duplicates("source")[["source", "citation"]].itertuples(index=False):
+            console.print(f"{source}: {citation}", highlight=False, markup=False)
 
 
 @app.command()

@@ -15,7 +15,7 @@ from robustad.errors import RobustadError
 from robustad.plugins import PluginRegistry
 from robustad.records import Cell
 from robustad.results.leaderboard import Leaderboard, LeaderboardWarning, check_writable
-from robustad.results.tables import summary_table
+from robustad.results.tables import print_table, summarise, summary_table
 
 
 def check_outputs(out: Path, save_scores: Path | None) -> None:
@@ -44,7 +44,8 @@ def run_bench(cells: list[Cell], settings: RunSettings, out: Path, registry: Plu
     console.print(f"{len(result.written)} rows written, {result.skipped} cells already done{duplicates}",
                   highlight=False)
     if result.written:
-        console.print(summary_table(pd.DataFrame(result.written), "this run (mean over categories; +- over seeds)"))
+        print_table(console, summary_table(summarise(pd.DataFrame(result.written)),
+                                           "this run (mean over categories; ± over seeds)"))
     return result
 
 
