@@ -167,18 +167,43 @@ def leaderboard(
 
 
 @app.command()
+def site(
+    csv_path: Path = typer.Argument(Path("results/leaderboard.csv"), metavar="CSV", help="Leaderboard CSV."),
+    out: Path = typer.Option(Path("results/site"), help="Folder for the site (index.html opens from disk)."),
+    scores: Path = typer.Option(None, help="The --save-scores folder, for reliability diagrams."),
+    examples: Path = typer.Option(None, help="The --save-examples folder, for the adversarial gallery."),
+    where: list[str] = typer.Option([], help="Keep rows with column=value (repeatable)."),
+    published: Path = typer.Option(Path("results/published.csv"), help="Published reference rows."),
+) -> None:
+    """A static site: entries ranked by worst-case adversarial AUROC (sortable, filterable), one card per entry
+    with its settings, versions, robustness curves, reliability diagrams and adversarial gallery."""
+    _render(csv_path, out, scores, examples, where, published, "site")
+
+
+@app.command()
 def report(
     csv_path: Path = typer.Argument(Path("results/leaderboard.csv"), metavar="CSV", help="Leaderboard CSV."),
-    out: Path = typer.Option(Path("results/report"), help="Folder for the PNG figures and index.html."),
+    out: Path = typer.Option(Path("results/report"), help="Folder for the pages and figures."),
     scores: Path = typer.Option(None, help="The --save-scores folder, for reliability and entropy plots."),
+    examples: Path = typer.Option(None, help="The --save-examples folder, for the adversarial gallery."),
     where: list[str] = typer.Option([], help="Keep rows with column=value (repeatable)."),
+    published: Path = typer.Option(Path("results/published.csv"), help="Published reference rows."),
 ) -> None:
-    """PNG figures (AUROC/AP vs eps with 95 % intervals and the noise control, reliability diagrams, entropy
-    histograms) and an HTML page. Every input is checked before anything is drawn."""
-    from robustad.results.frame import load_rows
-    from robustad.results.report import check_paths, load_scores, write_report
+    """The site of one run (AUROC vs eps with 95 % intervals and the noise control, reliability diagrams, entropy
+    histograms, the gallery), drawn by the same renderer as ``robustad site``. Every input is checked before
+    anything is drawn."""
+    _render(csv_path, out, scores, examples, where, published, "report")
 
-    check_paths(out, scores)
+
+def _render(csv_path: Path, out: Path, scores: Path | None, examples: Path | None, where: list[str],
+            published: Path, kind: str) -> None:
+    """``site`` and ``report``: inputs checked, rows and scores loaded, then the pages written."""
+    from robustad.results.aggregate import load_published
+    from robustad.results.frame import load_rows
+    from robustad.results.report import check_paths, load_scores
+    from robustad.results.site import build_site
+
+    check_paths(out, scores, examples)
     rows = load_rows(csv_path, where)
     per_image = None
     if scores is not None:
@@ -186,8 +211,10 @@ def report(
         if missing:
             print(f"robustad: warning: {missing} of {len(rows)} rows have no score file in {scores}; the reliability "
                   "and entropy plots leave them out", file=sys.stderr)
-    page = write_report(rows, per_image, out)
-    console.print(f"report written to {page}", highlight=False)
+    page = build_site(rows, out, scores=per_image, examples=examples, published=load_published(published),
+                      title=f"robustad {kind}" if kind == "report" else "robustad leaderboard",
+                      source=csv_path.name)
+    console.print(f"{kind} written to {page}", highlight=False, soft_wrap=True)
 
 
 @app.command()
