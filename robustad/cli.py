@@ -94,6 +94,10 @@ def bench(
     pixel_metrics: bool = typer.Option(True, help="Compute pixel AUROC and AU-PRO where masks exist."),
     out: Path = typer.Option(Path("results/leaderboard.csv"), help="Leaderboard CSV to append to."),
     save_scores: Path = typer.Option(None, help="Folder for per-image scores of every cell."),
+    save_examples: int = typer.Option(0, help="PNGs of the first N anomalous eval images of every attacked cell, "
+                                              "for robustad site --examples (0: none)."),
+    examples_dir: Path = typer.Option(None, help="Folder for --save-examples (default: <out without .csv>-examples "
+                                                 "beside the leaderboard)."),
     executor: str = typer.Option("local", help="local: in this process; ray: one Ray task per prefix group "
                                                "(pip install 'robustad[ray]')."),
     ray_address: str = typer.Option(None, help="Ray cluster to join: auto, HOST:PORT or ray://HOST:PORT "
@@ -110,7 +114,8 @@ def bench(
         weights=weights, resolution=resolution, detector=detector, surrogate=surrogate, attack=attack,
         noise_control=noise_control, eps=eps, calib=calib, calib_fraction=calib_fraction, options=opt,
         precision=precision, round_8bit=round_8bit, device=device, threads=threads, batch_size=batch_size,
-        resamples=resamples, pixel_metrics=pixel_metrics, out=out, save_scores=save_scores, executor=executor,
+        resamples=resamples, pixel_metrics=pixel_metrics, out=out, save_scores=save_scores,
+        save_examples=save_examples, examples_dir=examples_dir, executor=executor,
         ray_address=ray_address, console=console,
     )
     for _, message in result.failures:

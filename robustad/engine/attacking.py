@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -85,12 +85,16 @@ class AttackOutcome:
     gradients: ZeroGradients
     seconds: float = 0.0
     failure: RobustadError | None = None
+    kept: dict[int, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
+    """(clean, adversarial) images of the eval indices the run keeps (``bench --save-examples``)."""
 
 
 def attack_threat_group(cells: list[Cell], stage: CleanStage, surrogate: Fitted | None, registry: PluginRegistry,
-                        batch_size: int, reporter: Reporter) -> dict[str, AttackOutcome]:
+                        batch_size: int, reporter: Reporter, keep: frozenset[int] = frozenset()
+                        ) -> dict[str, AttackOutcome]:
     """Run every attack (and member) of cells sharing a threat prefix, keyed by ``variant``; a failing attack (at
-    build time, in ``describe``/``members`` or while it runs) fails alone, with the attacks that combine it."""
+    build time, in ``describe``/``members`` or while it runs) fails alone, with the attacks that combine it. The
+    clean and adversarial images of the eval indices in ``keep`` are kept in each outcome."""
     cell = cells[0]
     eps = parse_eps(cell.eps)
     n_eval = len(stage.split.eval)
@@ -123,6 +127,8 @@ def attack_threat_group(cells: list[Cell], stage: CleanStage, surrogate: Fitted 
             outcome.scores[indices] = results[key].output.scores
             for row, index in enumerate(indices):
                 outcome.distances[index] = np.asarray(results[key].output.patch_distances[row])
+                if index in keep:
+                    outcome.kept[index] = (images[row].cpu(), results[key].images[row].cpu())
             outcome.seconds += time.perf_counter() - started
         reporter.advance(len(indices))
     return outcomes

@@ -18,11 +18,12 @@ from robustad.results.leaderboard import Leaderboard, LeaderboardWarning, check_
 from robustad.results.tables import print_table, summarise, summary_table
 
 
-def check_outputs(out: Path, save_scores: Path | None) -> None:
-    """Fail before any computing when the leaderboard or the scores folder cannot be written."""
+def check_outputs(out: Path, save_scores: Path | None, examples: Path | None = None) -> None:
+    """Fail before any computing when the leaderboard, the scores or the examples folder cannot be written."""
     check_writable(out)
-    if save_scores is not None and save_scores.exists() and not save_scores.is_dir():
-        raise RobustadError(f"--save-scores {save_scores} is a file; expected a folder (it is created if missing)")
+    for option, folder in (("--save-scores", save_scores), ("--examples-dir", examples)):
+        if folder is not None and folder.exists() and not folder.is_dir():
+            raise RobustadError(f"{option} {folder} is a file; expected a folder (it is created if missing)")
 
 
 def run_bench(cells: list[Cell], settings: RunSettings, out: Path, registry: PluginRegistry,

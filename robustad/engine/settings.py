@@ -37,6 +37,8 @@ class RunSettings:
     threads: int = 1
     pixel_metrics: bool = True
     save_scores: Path | None = None
+    save_examples: int = 0
+    examples_dir: Path | None = None
     resamples: int = DEFAULT_RESAMPLES
     executor: str = "local"
     ray_address: str | None = None
@@ -46,6 +48,10 @@ class RunSettings:
             raise RobustadError(f"--batch-size {self.batch_size}: expected an integer >= 1")
         if self.threads < 1:
             raise RobustadError(f"--threads {self.threads}: expected an integer >= 1")
+        if self.save_examples < 0:
+            raise RobustadError(f"--save-examples {self.save_examples}: expected an integer >= 0 (0: none)")
+        if self.save_examples and self.examples_dir is None:
+            raise RobustadError("--save-examples needs a folder for the examples")
         if self.resamples < 0:
             raise RobustadError(f"--resamples {self.resamples}: expected an integer >= 0 (0: no intervals)")
         if self.executor not in EXECUTORS:

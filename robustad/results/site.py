@@ -22,11 +22,14 @@ from robustad.results.aggregate import beside_published
 from robustad.results.entries import ANY_THREAT, FILTERS, entry_name, entry_settings, ranking, with_entries
 from robustad.results.examples import gallery
 from robustad.results.figures import draw_entropy, draw_metric_vs_eps, draw_reliability, save
-from robustad.results.frame import text
+from robustad.results.frame import numeric, text
+from robustad.results.schema import INTERVAL_COLUMNS
 
 VERSIONS = ("robustad_version", "torch_version", "timm_version", "faiss_version", "weights_id", "device",
             "torch_threads")
 DATA = ("dataset", "category", "data_id", "data_sha", "n_ref", "n_calib", "n_eval", "seed")
+METRIC_COLUMNS = ("clean_auroc_full", *INTERVAL_COLUMNS,
+                  *(f"{c}_ci_{bound}" for c in INTERVAL_COLUMNS for bound in ("low", "high")))
 COLUMNS = (("rank", "rank"), ("entry", "entry"), ("dataset", "dataset"), ("category", "category"),
            ("threat", "threat"), ("eps", "eps"), ("calibrator", "calibrator"), ("clean_auroc", "clean AUROC"),
            ("adv_auroc", "worst adv AUROC"), ("attack", "worst attack"), ("noise_adv_auroc", "noise control"),
@@ -51,6 +54,8 @@ def build_site(rows: pd.DataFrame, out: Path, *, scores: pd.DataFrame | None = N
     """Write the site into ``out`` and return its ``index.html``. ``scores``: from ``scores.load_scores``."""
     check_out(out)
     check_examples(examples)
+    for column in METRIC_COLUMNS:  # text where a number belongs is one line now, not a gap in some figure later
+        numeric(rows, column)
     rows = with_entries(rows)
     lines = ranking(rows)
     names = {entry: entry_name(entry_settings(own)) for entry, own in rows.groupby("entry", sort=False)}
