@@ -44,7 +44,7 @@ def bench(
     attack: Values = "fgsm,pgd",
     noise_control: bool = True,
     eps: Values = "2/255,8/255",
-    calib: Values = "platt,isotonic,temperature,none",
+    calib: Values = "platt,isotonic,temperature:platt,none",
     calib_fraction: float = 0.3,
     options: list[str] | dict[str, Any] | None = None,
     precision: str = "fp32",

@@ -82,7 +82,9 @@ def bench(
     attack: str = typer.Option("fgsm,pgd", help="Attack plugin(s), e.g. fgsm,pgd:20,apgd,square,worstcase or none."),
     noise_control: bool = typer.Option(True, help="Add the noise control (attack 'noise') to every attack grid."),
     eps: str = typer.Option("2/255,8/255", help="L-inf budgets in [0,1] pixel units, e.g. 1/255,2/255."),
-    calib: str = typer.Option("platt,isotonic,temperature,none", help="Calibrator plugin(s), comma-separated."),
+    calib: str = typer.Option("platt,isotonic,temperature:platt,none",
+                              help="Calibrator plugin(s), comma-separated (temperature:platt: T fitted on Platt's "
+                                   "smoothed targets, finite on separable calib scores)."),
     calib_fraction: float = typer.Option(0.3, help="Share of the test split used for calibration."),
     opt: list[str] = typer.Option([], help="Plugin option kind.name.key=value (repeatable)."),
     precision: str = typer.Option("fp32", help="fp32, bf16 (autocast; kNN stays fp32) or fp16 (GPU only)."),

@@ -30,7 +30,7 @@ def run_bench(cells: list[Cell], settings: RunSettings, out: Path, registry: Plu
               console: Console) -> GridResult:
     """Run the pending cells with the chosen executor and show a summary table of the rows written (the outputs
     were checked with ``check_outputs`` before the cells were built)."""
-    console.print(f"{len(cells)} cells -> {out}", highlight=False)
+    console.print(f"{len(cells)} cells -> {out}", highlight=False, soft_wrap=True)
     if settings.save_scores is not None:
         _warn_missing_scores(cells, out, settings.save_scores)
 
@@ -43,7 +43,7 @@ def run_bench(cells: list[Cell], settings: RunSettings, out: Path, registry: Plu
         result = EXECUTORS[settings.executor](cells, settings, out, registry, reporter, on_row)
     duplicates = f", {result.duplicates} landed by another process first" if result.duplicates else ""
     console.print(f"{len(result.written)} rows written, {result.skipped} cells already done{duplicates}",
-                  highlight=False)
+                  highlight=False, soft_wrap=True)
     if result.written:
         print_table(console, summary_table(summarise(pd.DataFrame(result.written)),
                                            "this run (mean over categories; ± over seeds)"))
