@@ -109,16 +109,23 @@ def _records(frame: pd.DataFrame) -> list[dict]:
             for record in frame.to_dict(orient="records")]
 
 
+def _defaults(lines: pd.DataFrame) -> dict[str, str]:
+    """The filters' first choices: the first dataset and category, any threat model, the largest eps and ``platt``
+    (or the first calibrator), so that each entry shows once."""
+    def first(name: str, preferred: str) -> str:
+        return preferred if (lines[name] == preferred).any() else lines[name].iloc[0]
+
+    sized = lines["eps_value"].notna().any()
+    largest = lines.loc[lines["eps_value"].idxmax(), "eps"] if sized else lines["eps"].iloc[0]
+    return {"dataset": lines["dataset"].iloc[0], "category": lines["category"].iloc[0],
+            "threat": first("threat", ANY_THREAT), "eps": largest, "calibrator": first("calibrator", "platt")}
+
+
 def _filters(lines: pd.DataFrame) -> list[tuple[str, list[dict]]]:
-    """The choices of each filter and the one selected at first: the first dataset and category, any threat
-    model, the largest eps and ``platt`` (or the first calibrator), so that each entry shows once."""
+    """Each filter's choices, the default one selected."""
     if lines.empty:
         return [(name, []) for name in FILTERS]
-    defaults = {"dataset": lines["dataset"].iloc[0], "category": lines["category"].iloc[0],
-                "threat": ANY_THREAT if (lines["threat"] == ANY_THREAT).any() else lines["threat"].iloc[0],
-                "eps": lines.loc[lines["eps_value"].idxmax(), "eps"] if lines["eps_value"].notna().any()
-                else lines["eps"].iloc[0],
-                "calibrator": "platt" if (lines["calibrator"] == "platt").any() else lines["calibrator"].iloc[0]}
+    defaults = _defaults(lines)
     return [(name, [{"value": v, "selected": v == defaults[name]} for v in dict.fromkeys(lines[name])])
             for name in FILTERS]
 
@@ -129,8 +136,7 @@ def _write_card(env: jinja2.Environment, folder: Path, entry: str, name: str, ro
     assets = folder / entry
     assets.mkdir(exist_ok=True)
     own = lines[lines["entry"] == entry] if not lines.empty else lines
-    calibrator = _filters(own)[4][1]
-    chosen = next((c["value"] for c in calibrator if c["selected"]), "")
+    chosen = _defaults(own)["calibrator"] if len(own) else ""
     categories = own[(own["calibrator"] == chosen) & own["threat"].str.startswith(ANY_THREAT)] if len(own) else own
     settings = {**entry_settings(rows), "datasets": ", ".join(dict.fromkeys(text(rows, "dataset")))}
     figures = _figures(rows, scores, assets)
