@@ -44,7 +44,7 @@ def bench(
     attack: Values = "fgsm,pgd",
     noise_control: bool = True,
     eps: Values = "2/255,8/255",
-    calib: Values = "platt,isotonic,temperature,none",
+    calib: Values = "platt,isotonic,temperature:platt,none",
     calib_fraction: float = 0.3,
     options: list[str] | dict[str, Any] | None = None,
     precision: str = "fp32",
@@ -59,6 +59,8 @@ def bench(
     pixel_metrics: bool = True,
     out: str | Path = "results/leaderboard.csv",
     save_scores: str | Path | None = None,
+    save_examples: int = 0,
+    examples_dir: str | Path | None = None,
     executor: str = "local",
     ray_address: str | None = None,
     console: Console | None = None,
@@ -67,6 +69,8 @@ def bench(
     --help`` for each argument). Lists are comma strings or Python lists; ``options`` maps ``kind.name.key`` to a
     value (``{"attack.pgd.steps": 20, "attack.worstcase.members": ["noise", "pgd"]}``) or lists ``--opt`` strings.
 
+    ``save_examples`` N > 0 stores PNGs of the first N anomalous eval images of every attacked cell in
+    ``examples_dir`` (default: ``<out without .csv>-examples`` beside it) for ``robustad site --examples``.
     A bad name or value raises ``RobustadError`` before any work; failed cells are in ``failures``.
     """
     import pandas as pd
@@ -83,14 +87,15 @@ def bench(
     out = Path(out)
     root = None if data_root is None else Path(data_root)
     scores = None if save_scores is None else Path(save_scores)
+    examples = Path(examples_dir) if examples_dir is not None else out.with_name(f"{out.stem}-examples")
     weights = str(weights)
     settings = RunSettings(
         data_root=root, weights_file=Path(weights) if weights_identity(weights).startswith("sha256:") else None,
         device=device, batch_size=batch_size, threads=machine_cores() if threads is None else threads,
-        pixel_metrics=pixel_metrics,
-        save_scores=scores, resamples=resamples, executor=executor, ray_address=ray_address,
+        pixel_metrics=pixel_metrics, save_scores=scores, save_examples=save_examples, examples_dir=examples,
+        resamples=resamples, executor=executor, ray_address=ray_address,
     )
-    check_outputs(out, scores)
+    check_outputs(out, scores, examples if save_examples else None)
     request = BenchRequest(
         datasets=dataset, data_root=root, categories=category, shots=shots, seeds=seeds, backbones=backbone,
         weights=weights, resolutions=resolution, detectors=detector, surrogates=surrogate,

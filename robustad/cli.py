@@ -8,7 +8,9 @@ import warnings
 from pathlib import Path
 
 import typer
+from rich import box
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from typer._click.exceptions import BadParameter, ClickException, NoArgsIsHelpError  # typer vendors click
 
@@ -80,7 +82,9 @@ def bench(
     attack: str = typer.Option("fgsm,pgd", help="Attack plugin(s), e.g. fgsm,pgd:20,apgd,square,worstcase or none."),
     noise_control: bool = typer.Option(True, help="Add the noise control (attack 'noise') to every attack grid."),
     eps: str = typer.Option("2/255,8/255", help="L-inf budgets in [0,1] pixel units, e.g. 1/255,2/255."),
-    calib: str = typer.Option("platt,isotonic,temperature,none", help="Calibrator plugin(s), comma-separated."),
+    calib: str = typer.Option("platt,isotonic,temperature:platt,none",
+                              help="Calibrator plugin(s), comma-separated (temperature:platt: T fitted on Platt's "
+                                   "smoothed targets, finite on separable calib scores)."),
     calib_fraction: float = typer.Option(0.3, help="Share of the test split used for calibration."),
     opt: list[str] = typer.Option([], help="Plugin option kind.name.key=value (repeatable)."),
     precision: str = typer.Option("fp32", help="fp32, bf16 (autocast; kNN stays fp32) or fp16 (GPU only)."),
@@ -96,6 +100,10 @@ def bench(
     pixel_metrics: bool = typer.Option(True, help="Compute pixel AUROC and AU-PRO where masks exist."),
     out: Path = typer.Option(Path("results/leaderboard.csv"), help="Leaderboard CSV to append to."),
     save_scores: Path = typer.Option(None, help="Folder for per-image scores of every cell."),
+    save_examples: int = typer.Option(0, help="PNGs of the first N anomalous eval images of every attacked cell, "
+                                              "for robustad site --examples (0: none)."),
+    examples_dir: Path = typer.Option(None, help="Folder for --save-examples (default: <out without .csv>-examples "
+                                                 "beside the leaderboard)."),
     executor: str = typer.Option("local", help="local: in this process; ray: one Ray task per prefix group "
                                                "(pip install 'robustad[ray]')."),
     ray_address: str = typer.Option(None, help="Ray cluster to join: auto, HOST:PORT or ray://HOST:PORT "
@@ -112,8 +120,8 @@ def bench(
         weights=weights, resolution=resolution, detector=detector, surrogate=surrogate, attack=attack,
         noise_control=noise_control, eps=eps, calib=calib, calib_fraction=calib_fraction, options=opt,
         precision=precision, round_8bit=round_8bit, defense=defense, bpda=bpda, eot=eot, device=device,
-        threads=threads, batch_size=batch_size,
-        resamples=resamples, pixel_metrics=pixel_metrics, out=out, save_scores=save_scores, executor=executor,
+        threads=threads, batch_size=batch_size, resamples=resamples, pixel_metrics=pixel_metrics, out=out,
+        save_scores=save_scores, save_examples=save_examples, examples_dir=examples_dir, executor=executor,
         ray_address=ray_address, console=console,
     )
     for _, message in result.failures:
@@ -126,47 +134,88 @@ def bench(
 def leaderboard(
     csv_path: Path = typer.Argument(Path("results/leaderboard.csv"), metavar="CSV", help="Leaderboard CSV."),
     where: list[str] = typer.Option([], help="Keep rows with column=value (repeatable)."),
+    columns: str = typer.Option(None, help="Columns to show, comma-separated: cell settings and metrics "
+                                           "(default: the varying settings, clean_auroc, adv_auroc, noise)."),
+    intervals: bool = typer.Option(False, "--intervals", help="Show the mean 95 % interval of each metric."),
+    output_format: str = typer.Option("table", "--format", help="table, csv, json or markdown (csv and json "
+                                                                 "also carry the shared settings as columns)."),
     published: Path = typer.Option(Path("results/published.csv"), help="Published reference rows."),
 ) -> None:
-    """Mean +- std over seeds, 95 % intervals and the noise control, beside published reference numbers."""
+    """Mean +- std over seeds (and 95 % intervals) beside the noise control and published reference numbers."""
     from robustad.results.aggregate import beside_published, load_published, thread_counts
     from robustad.results.frame import load_rows
-    from robustad.results.tables import summary_table
+    from robustad.results.tables import parse_columns, parse_format, print_table, render_text, summarise, summary_table
 
+    fmt = parse_format(output_format)
+    chosen = None if columns is None else parse_columns(columns)
     rows = load_rows(csv_path, where)
     references = load_published(published)
     threads = thread_counts(rows)
     if len(threads) > 1:
         print(f"robustad: warning: these rows were made with different torch_threads ({', '.join(threads)}); "
               "adversarial numbers depend on the thread count, compare rows made with the same one", file=sys.stderr)
-    title = f"{csv_path} ({len(rows)} rows; mean +- std over seeds, mean 95 % interval below)"
-    console.print(summary_table(rows, title))
+    summary = summarise(rows, chosen)
+    seeds = ", ".join(sorted(set(rows["seed"].astype(str)), key=lambda s: (len(s), s)))
+    title = f"{csv_path}: {len(rows)} rows, mean±std over seeds {seeds}"
+    if fmt != "table":
+        sys.stdout.write(render_text(summary, fmt, intervals, title))
+        return
+    print_table(console, summary_table(summary, title, intervals))
     reference = beside_published(rows, references)
-    if not reference.empty:
-        columns = [c for c in reference.columns if c != "citation"]
-        table = Table(title=f"published reference rows ({published})")
-        for column in columns:
-            table.add_column(column)
-        for _, line in reference.iterrows():
-            table.add_row(*[str(line[c]) for c in columns])
-        console.print(table)
-        for source, citation in reference.drop_duplicates("source")[["source", "citation"]].itertuples(index=False):
-            console.print(f"{source}: {citation}", highlight=False)
+    matched = reference[reference["our_categories"] > 0] if not reference.empty else reference
+    if not matched.empty:
+        shown = [c for c in matched.columns if c not in ("citation", "source") and matched[c].nunique() > 1]
+        same = ", ".join(f"{c}={matched[c].iloc[0]}" for c in matched.columns
+                         if c not in shown and c != "citation")
+        table = Table(title=escape(f"published reference rows ({published})\n{same}"), title_justify="left",
+                      box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
+        for column in shown:
+            table.add_column(column, no_wrap=True)
+        for _, line in matched.iterrows():
+            table.add_row(*[escape(str(line[c])) for c in shown])
+        print_table(console, table)
+        for source, citation in matched.drop_duplicates("source")[["source", "citation"]].itertuples(index=False):
+            console.print(f"{source}: {citation}", highlight=False, markup=False)
+
+
+@app.command()
+def site(
+    csv_path: Path = typer.Argument(Path("results/leaderboard.csv"), metavar="CSV", help="Leaderboard CSV."),
+    out: Path = typer.Option(Path("results/site"), help="Folder for the site (index.html opens from disk)."),
+    scores: Path = typer.Option(None, help="The --save-scores folder, for reliability diagrams."),
+    examples: Path = typer.Option(None, help="The --save-examples folder, for the adversarial gallery."),
+    where: list[str] = typer.Option([], help="Keep rows with column=value (repeatable)."),
+    published: Path = typer.Option(Path("results/published.csv"), help="Published reference rows."),
+) -> None:
+    """A static site: entries ranked by worst-case adversarial AUROC (sortable, filterable), one card per entry
+    with its settings, versions, robustness curves, reliability diagrams and adversarial gallery."""
+    _render(csv_path, out, scores, examples, where, published, "site")
 
 
 @app.command()
 def report(
     csv_path: Path = typer.Argument(Path("results/leaderboard.csv"), metavar="CSV", help="Leaderboard CSV."),
-    out: Path = typer.Option(Path("results/report"), help="Folder for the PNG figures and index.html."),
+    out: Path = typer.Option(Path("results/report"), help="Folder for the pages and figures."),
     scores: Path = typer.Option(None, help="The --save-scores folder, for reliability and entropy plots."),
+    examples: Path = typer.Option(None, help="The --save-examples folder, for the adversarial gallery."),
     where: list[str] = typer.Option([], help="Keep rows with column=value (repeatable)."),
+    published: Path = typer.Option(Path("results/published.csv"), help="Published reference rows."),
 ) -> None:
-    """PNG figures (AUROC/AP vs eps with 95 % intervals and the noise control, reliability diagrams, entropy
-    histograms) and an HTML page. Every input is checked before anything is drawn."""
-    from robustad.results.frame import load_rows
-    from robustad.results.report import check_paths, load_scores, write_report
+    """The site of one run (AUROC vs eps with 95 % intervals and the noise control, reliability diagrams, entropy
+    histograms, the gallery), drawn by the same renderer as ``robustad site``. Every input is checked before
+    anything is drawn."""
+    _render(csv_path, out, scores, examples, where, published, "report")
 
-    check_paths(out, scores)
+
+def _render(csv_path: Path, out: Path, scores: Path | None, examples: Path | None, where: list[str],
+            published: Path, kind: str) -> None:
+    """``site`` and ``report``: inputs checked, rows and scores loaded, then the pages written."""
+    from robustad.results.aggregate import load_published
+    from robustad.results.frame import load_rows
+    from robustad.results.report import check_paths, load_scores
+    from robustad.results.site import build_site
+
+    check_paths(out, scores, examples)
     rows = load_rows(csv_path, where)
     per_image = None
     if scores is not None:
@@ -174,8 +223,14 @@ def report(
         if missing:
             print(f"robustad: warning: {missing} of {len(rows)} rows have no score file in {scores}; the reliability "
                   "and entropy plots leave them out", file=sys.stderr)
-    page = write_report(rows, per_image, out)
-    console.print(f"report written to {page}", highlight=False)
+    references = load_published(published)
+    try:
+        page = build_site(rows, out, scores=per_image, examples=examples, published=references,
+                          title=f"robustad {kind}" if kind == "report" else "robustad leaderboard",
+                          source=csv_path.name)
+    except OSError as error:  # what the checks could not foresee: a full disk, a folder made read-only meanwhile
+        raise RobustadError(f"--out {out}: cannot write the {kind} ({one_line(error)})") from None
+    console.print(f"{kind} written to {page}", highlight=False, soft_wrap=True)
 
 
 @app.command()

@@ -23,6 +23,8 @@ from robustad.errors import RobustadError
 
 IMAGE_METRICS = ("auroc", "ap", "f1", "f1_max", "gmean", "ece", "brier", "nll", "entropy")
 """Metrics of one set of eval images, each a ``clean_*`` and an ``adv_*`` column (``image_metrics`` keys)."""
+RANKING_METRICS = ("auroc", "ap", "f1_max")
+"""The image metrics that read the raw scores: a calibrator cannot change them (``image_metrics``)."""
 ATTACK_METRICS = ("flag_auroc", "flag_tpr", "evasion_rate")
 """Metrics that compare the adversarial eval images with their clean versions: one column each."""
 

@@ -1,5 +1,5 @@
-"""``robustad report``: interval error bars and the noise control on the eps figures, and one-line failures on bad
-input before anything is drawn."""
+"""``robustad report``: interval bands and the noise control on the robustness curves, the site of one run, and
+one-line failures on bad input before anything is drawn."""
 
 from __future__ import annotations
 
@@ -7,10 +7,11 @@ import math
 
 import pandas as pd
 import pytest
+from matplotlib.collections import PolyCollection
 from matplotlib.colors import to_hex
-from matplotlib.container import ErrorbarContainer
 
-from robustad.results.report import SCORE_COLUMNS, draw_metric_vs_eps, eps_curves, write_report
+from robustad.results.figures import draw_metric_vs_eps, eps_curves
+from robustad.results.report import SCORE_COLUMNS, write_report
 from tests.boards import board, row, run_robustad, write_board
 
 
@@ -37,36 +38,27 @@ def test_eps_curves_average_values_and_bounds_per_attack_and_eps():
     assert curves.loc[("noise", 2 / 255), "mean"] == 0.85
 
 
-def test_each_detector_gets_its_own_curves_and_clean_level():
-    rows = board(row(detector="anomalydino", adv_auroc=0.6, clean_auroc=0.9),
-                 row(detector="patchcore", adv_auroc=0.2, clean_auroc=0.7))
-    curves = eps_curves(rows, "auroc").set_index("detector")
-    assert curves.loc["anomalydino", "mean"] == 0.6 and curves.loc["patchcore", "mean"] == 0.2
-    ax = draw_metric_vs_eps(rows, "auroc").axes[0]
-    lines = {line.get_label(): line for line in ax.get_lines()}
-    assert set(lines) == {"anomalydino: pgd / score", "patchcore: pgd / score", "clean (anomalydino)",
-                          "clean (patchcore)"}
-    assert lines["clean (patchcore)"].get_ydata()[0] == pytest.approx(0.7)
-
-
-def test_figure_has_interval_bars_and_the_noise_control_as_its_own_line():
-    ax = draw_metric_vs_eps(curve_rows(), "auroc").axes[0]
+def test_figure_has_interval_bands_and_the_noise_control_dashed_with_the_legend_outside():
+    figure = draw_metric_vs_eps(curve_rows(), "auroc")
+    ax = figure.axes[0]
     lines = {line.get_label(): line for line in ax.get_lines()}
     assert ax.get_legend_handles_labels()[1] == ["noise control", "pgd / score", "clean"]
     noise, pgd = lines["noise control"], lines["pgd / score"]
-    assert (noise.get_linestyle(), to_hex(noise.get_color())) == (":", "#000000")
+    assert (noise.get_linestyle(), to_hex(noise.get_color())) == ("--", "#000000")
     assert list(pgd.get_xdata()) == pytest.approx([2.0, 8.0]) and list(pgd.get_ydata()) == pytest.approx([0.7, 0.3])
-    bars = []
-    for container in ax.containers:
-        assert isinstance(container, ErrorbarContainer)
-        collection = container.lines[2][0]
-        for (x, low), (_, high) in collection.get_segments():
-            bars.append((to_hex(collection.get_colors()[0]), x, low, high))
-    # pgd at 2/255 and the noise control; no bar at 8/255, where one seed has no interval
-    assert sorted(bars, key=lambda bar: bar[2]) == [
-        (to_hex(pgd.get_color()), 2.0, pytest.approx(0.55), pytest.approx(0.8)),
-        ("#000000", 2.0, pytest.approx(0.8), pytest.approx(0.9))]
+    bands = []
+    for band in ax.collections:
+        assert isinstance(band, PolyCollection)
+        vertices = band.get_paths()[0].vertices
+        bands.append((to_hex(band.get_facecolor()[0]), min(vertices[:, 0]), max(vertices[:, 0]),
+                      min(vertices[:, 1]), max(vertices[:, 1])))
+    # pgd at 2/255 only (one seed has no interval at 8/255) and the noise control: a band over one eps each
+    assert sorted(bands, key=lambda band: band[3]) == [
+        (to_hex(pgd.get_color()), 2.0, 2.0, pytest.approx(0.55), pytest.approx(0.8)),
+        ("#000000", 2.0, 2.0, pytest.approx(0.8), pytest.approx(0.9))]
     assert lines["clean"].get_ydata()[0] == pytest.approx(0.94)  # attacked rows only, not the clean-only row
+    legend = ax.get_legend().get_window_extent(figure.canvas.get_renderer())
+    assert legend.x0 > ax.get_window_extent(figure.canvas.get_renderer()).x1  # outside the data
     assert draw_metric_vs_eps(board(row(attack="none", surrogate="none", eps="", clean_auroc=0.9)), "auroc") is None
 
 
@@ -94,16 +86,19 @@ def test_report_warns_with_the_count_of_rows_without_scores_and_draws_every_figu
     assert code == 0, err
     assert err == f"robustad: warning: 1 of 3 rows have no score file in {scores}; the reliability and entropy " \
                   "plots leave them out\n"
-    figures = {"auroc_vs_eps.png", "ap_vs_eps.png", "reliability.png", "entropy.png"}
-    assert {p.name for p in out.iterdir()} == figures | {"index.html"}
-    assert all((out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for name in figures)
-    assert "adv_auroc_ci_low" in (out / "index.html").read_text()
+    assert {p.name for p in out.iterdir()} == {"index.html", "static", "entries"}
+    [card] = (out / "entries").glob("*.html")
+    figures = {"robustness-mvtec.png", "reliability.png", "entropy.png"}
+    assert {p.name for p in (out / "entries" / card.stem).iterdir()} == figures
+    assert all((out / "entries" / card.stem / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for name in figures)
+    assert all(f'src="{card.stem}/{name}"' in card.read_text() for name in figures)
+    assert "[0.50, 0.70]" not in card.read_text()  # these rows have no intervals: none is made up
 
 
 @pytest.mark.parametrize("problem, message", [
     ("missing csv", "does not exist"), ("empty csv", "has no rows"), ("header-only csv", "has no rows"),
     ("text in the leaderboard", "column adv_ap: 'high' is not a number"),
-    ("out is a file", "--out {out} is a file"), ("scores is a file", "--scores {scores} is not a folder"),
+    ("out is a file", "--out {out} is an existing file"), ("scores is a file", "--scores {scores} is not a folder"),
     ("scores missing", "--scores {scores} is not a folder"), ("empty score file", "score file {file} is empty"),
     ("header-only score file", "score file {file} is empty"),
     ("foreign score file",
@@ -142,6 +137,8 @@ def test_report_fails_with_one_line_before_drawing_anything(tmp_path, monkeypatc
     assert not out.is_dir()
 
 
-def test_write_report_without_scores_or_attacks_writes_the_page(tmp_path):
+def test_write_report_without_scores_or_attacks_writes_the_pages(tmp_path):
     page = write_report(board(row(attack="none", surrogate="none", eps="", clean_auroc=0.9)), None, tmp_path / "r")
-    assert [p.name for p in page.parent.iterdir()] == ["index.html"] and "clean_auroc_mean" in page.read_text()
+    assert "No attacked rows: nothing to rank." in page.read_text()
+    [card] = (tmp_path / "r" / "entries").glob("*.html")
+    assert "efficientnet_lite0" in card.read_text() and not list((tmp_path / "r" / "entries" / card.stem).iterdir())

@@ -190,12 +190,13 @@ def test_report_writes_figures_and_html(full_run, cli, tmp_path):
     out, scores = full_run
     result = cli("report", out, "--scores", scores, "--out", tmp_path / "report")
     assert result.returncode == 0, result.stderr
-    expected = {"auroc_vs_eps.png", "ap_vs_eps.png", "reliability.png", "entropy.png"}
-    assert expected <= {p.name for p in (tmp_path / "report").iterdir()}
+    [card] = (tmp_path / "report" / "entries").glob("*.html")
+    expected = {"robustness-mvtec.png", "reliability.png", "entropy.png"}
+    assert expected == {p.name for p in (card.parent / card.stem).iterdir()}
     for name in expected:
-        assert (tmp_path / "report" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    page = (tmp_path / "report" / "index.html").read_text()
-    assert all(f'src="{name}"' in page for name in expected) and "clean_auroc_mean" in page
+        assert (card.parent / card.stem / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    page = card.read_text()
+    assert all(f'src="{card.stem}/{name}"' in page for name in expected)
 
 
 @pytest.mark.integration

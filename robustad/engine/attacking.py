@@ -13,7 +13,7 @@ import contextlib
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -100,12 +100,16 @@ class AttackOutcome:
     gradients: ZeroGradients
     seconds: float = 0.0
     failure: RobustadError | None = None
+    kept: dict[int, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
+    """(clean, adversarial) images of the eval indices the run keeps (``bench --save-examples``)."""
 
 
 def attack_threat_group(cells: list[Cell], stage: CleanStage, surrogate: Fitted | None, registry: PluginRegistry,
-                        batch_size: int, reporter: Reporter) -> dict[str, AttackOutcome]:
+                        batch_size: int, reporter: Reporter, keep: frozenset[int] = frozenset()
+                        ) -> dict[str, AttackOutcome]:
     """Run every attack (and member) of cells sharing a threat prefix, keyed by ``variant``; a failing attack (at
-    build time, in ``describe``/``members`` or while it runs) fails alone, with the attacks that combine it."""
+    build time, in ``describe``/``members`` or while it runs) fails alone, with the attacks that combine it. The
+    clean and adversarial images of the eval indices in ``keep`` are kept in each outcome."""
     cell = cells[0]
     eps = parse_eps(cell.eps)
     n_eval = len(stage.split.eval)
@@ -114,12 +118,13 @@ def attack_threat_group(cells: list[Cell], stage: CleanStage, surrogate: Fitted 
     reporter.stage(f"{cell.category}: {names} {cell.eps} via {cell.surrogate}", n_eval)
     defense = stage.backbone.defense
     with defense.attacked_with(cell.bpda) if defense is not None else contextlib.nullcontext():
-        _attack_batches(cell, attacks, outcomes, stage, surrogate, eps, batch_size, reporter)
+        _attack_batches(cell, attacks, outcomes, stage, surrogate, eps, batch_size, reporter, keep)
     return outcomes
 
 
 def _attack_batches(cell: Cell, attacks: dict[str, _Built], outcomes: dict[str, AttackOutcome], stage: CleanStage,
-                    surrogate: Fitted | None, eps: float, batch_size: int, reporter: Reporter) -> None:
+                    surrogate: Fitted | None, eps: float, batch_size: int, reporter: Reporter,
+                    keep: frozenset[int]) -> None:
     """Every attack of the group on every eval batch, members before the attacks that combine them."""
     eval_labels = stage.eval_labels
     for indices, images, clean in stage.eval_batches(batch_size):
@@ -147,6 +152,8 @@ def _attack_batches(cell: Cell, attacks: dict[str, _Built], outcomes: dict[str, 
             outcome.scores[indices] = results[key].output.scores
             for row, index in enumerate(indices):
                 outcome.distances[index] = np.asarray(results[key].output.patch_distances[row])
+                if index in keep:
+                    outcome.kept[index] = (images[row].cpu(), results[key].images[row].cpu())
             outcome.seconds += time.perf_counter() - started
         reporter.advance(len(indices))
 

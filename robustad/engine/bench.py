@@ -15,21 +15,23 @@ from robustad.outputs import check_folder
 from robustad.plugins import PluginRegistry
 from robustad.records import Cell
 from robustad.results.leaderboard import Leaderboard, LeaderboardWarning, check_writable
-from robustad.results.tables import summary_table
+from robustad.results.tables import print_table, summarise, summary_table
 
 
-def check_outputs(out: Path, save_scores: Path | None) -> None:
-    """Fail before any computing when the leaderboard or the scores folder cannot be written."""
+def check_outputs(out: Path, save_scores: Path | None, examples: Path | None = None) -> None:
+    """Fail before any computing when the leaderboard, the scores or the examples folder cannot be written."""
     check_writable(out)
     if save_scores is not None:
         check_folder(save_scores, "--save-scores", "per-image scores (it is created if missing)")
+    if examples is not None:
+        check_folder(examples, "--examples-dir", "adversarial examples (it is created if missing)")
 
 
 def run_bench(cells: list[Cell], settings: RunSettings, out: Path, registry: PluginRegistry,
               console: Console) -> GridResult:
     """Run the pending cells with the chosen executor and show a summary table of the rows written (the outputs
     were checked with ``check_outputs`` before the cells were built)."""
-    console.print(f"{len(cells)} cells -> {out}", highlight=False)
+    console.print(f"{len(cells)} cells -> {out}", highlight=False, soft_wrap=True)
     if settings.save_scores is not None:
         _warn_missing_scores(cells, out, settings.save_scores)
 
@@ -42,9 +44,10 @@ def run_bench(cells: list[Cell], settings: RunSettings, out: Path, registry: Plu
         result = EXECUTORS[settings.executor](cells, settings, out, registry, reporter, on_row)
     duplicates = f", {result.duplicates} landed by another process first" if result.duplicates else ""
     console.print(f"{len(result.written)} rows written, {result.skipped} cells already done{duplicates}",
-                  highlight=False)
+                  highlight=False, soft_wrap=True)
     if result.written:
-        console.print(summary_table(pd.DataFrame(result.written), "this run (mean over categories; +- over seeds)"))
+        print_table(console, summary_table(summarise(pd.DataFrame(result.written)),
+                                           "this run (mean over categories; ± over seeds)"))
     return result
 
 

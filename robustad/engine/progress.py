@@ -52,11 +52,12 @@ class RichReporter:
 
     def cell_done(self, message: str) -> None:
         self.progress.advance(self.cells)
-        self.progress.console.print(message, highlight=False)
+        self.progress.console.print(message, highlight=False, markup=False, soft_wrap=True)
 
 
 class PlainReporter:
-    """Plain lines for logs and pipes: one per stage and one per finished cell."""
+    """Plain lines for logs and pipes: one per stage and one per finished cell, never wrapped at the console's
+    width (a log line cut mid-value cannot be searched or parsed)."""
 
     def __init__(self, console: Console, total_cells: int) -> None:
         self.console = console
@@ -70,14 +71,14 @@ class PlainReporter:
         pass
 
     def stage(self, description: str, total: int) -> None:
-        self.console.print(f"stage: {description} ({total})", highlight=False)
+        self.console.print(f"stage: {description} ({total})", highlight=False, markup=False, soft_wrap=True)
 
     def advance(self, count: int = 1) -> None:
         pass
 
     def cell_done(self, message: str) -> None:
         self.done += 1
-        self.console.print(f"[{self.done}/{self.total}] {message}", highlight=False)
+        self.console.print(f"[{self.done}/{self.total}] {message}", highlight=False, markup=False, soft_wrap=True)
 
 
 def reporter_for(console: Console, total_cells: int) -> RichReporter | PlainReporter:

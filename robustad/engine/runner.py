@@ -20,6 +20,7 @@ import torch
 from robustad import metrics
 from robustad.components import Component, parse_spec
 from robustad.contracts import Calibrator, Surrogate
+from robustad.engine import examples
 from robustad.engine.attacking import AttackOutcome, attack_threat_group, variant
 from robustad.engine.clean import CleanStage, run_clean_stage
 from robustad.engine.grid import group_by_threat_prefix
@@ -97,9 +98,10 @@ class _Group:
             surrogate = self._surrogate(cells[0])
             if surrogate.failure is not None:
                 return surrogate.failure
+        keep = frozenset(examples.chosen(self.stage, self.settings.save_examples))
         try:
             return attack_threat_group(cells, self.stage, surrogate, self.registry, self.settings.batch_size,
-                                       self.reporter)
+                                       self.reporter, keep)
         except RobustadError as error:
             return error
 
@@ -194,6 +196,9 @@ class _Group:
                            Handle(surrogate.component, surrogate.instance).optional("white_box")),
                        zero_grad_share=attacked.gradients.share, t_attack_s=attacked.seconds,
                        t_surrogate_s=0.0 if surrogate is None else surrogate.seconds)
+        if attacked is not None and self.settings.save_examples:
+            examples.save(self.settings.examples_dir, cell, stage, attacked.kept, attacked.distances, attacked.scores,
+                          parse_eps(cell.eps))
         if self.settings.save_scores is not None:
             _save_scores(self.settings.save_scores / f"{cell.key}.csv", stage, calib_probs, clean_probs,
                          adv_scores, adv_probs)

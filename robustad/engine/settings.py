@@ -41,6 +41,8 @@ class RunSettings:
     threads: int = 1
     pixel_metrics: bool = True
     save_scores: Path | None = None
+    save_examples: int = 0
+    examples_dir: Path | None = None
     resamples: int = DEFAULT_RESAMPLES
     executor: str = "local"
     ray_address: str | None = None
@@ -53,6 +55,10 @@ class RunSettings:
         if not 0 <= self.resamples <= MAX_RESAMPLES:
             raise RobustadError(f"--resamples {self.resamples}: expected an integer between 0 (no intervals) and "
                                 f"{MAX_RESAMPLES}")
+        if self.save_examples < 0:
+            raise RobustadError(f"--save-examples {self.save_examples}: expected an integer >= 0 (0: none)")
+        if self.save_examples and self.examples_dir is None:
+            raise RobustadError("--save-examples needs a folder for the examples")
         if self.executor not in EXECUTORS:
             raise RobustadError(f"--executor {self.executor}: expected one of {', '.join(EXECUTORS)}")
         if self.ray_address is not None and self.executor != "ray":

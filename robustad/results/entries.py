@@ -1,0 +1,121 @@
+"""Entries and their ranking: what the site's table lists and orders (docs/protocol.md section 7).
+
+An *entry* is a model under test: the cell's config fields of the split and model stages (shots, backbone, weights,
+resolution, detector, precision, ... and any such field added later, a defense included) with the options of the
+model's components. The dataset, category, threat model, eps and calibrator are what the table filters by; the
+perturbation (attack, surrogate) is what the ranking takes the worst of.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import pandas as pd
+
+from robustad.records import MODEL, SPLIT, fields_with
+from robustad.results.aggregate import aggregate
+from robustad.results.frame import MODEL_OPTION_KINDS, is_attack, key, text
+
+ENTRY = tuple(name for name in fields_with("config", stages=(SPLIT, MODEL)) if name != "dataset")
+FILTERS = ("dataset", "category", "threat", "eps", "calibrator")
+RANK_METRICS = ["clean_auroc", "adv_auroc", "noise_adv_auroc", "clean_ece", "adv_ece", "evasion_rate"]
+ANY_THREAT = "any"
+"""The threat model of the worst case over white-box and transfer attacks alike."""
+
+
+def with_entries(rows: pd.DataFrame) -> pd.DataFrame:
+    """The rows with ``entry`` (a short id, stable for the same settings) and ``threat`` (``white-box`` or
+    ``transfer`` from the recorded ``white_box`` fact, ``, 8-bit`` when rounded; empty for clean-only rows and the
+    noise control)."""
+    ids = key(rows, ENTRY, MODEL_OPTION_KINDS).map(lambda k: "e" + hashlib.sha256(k.encode()).hexdigest()[:10])
+    white = text(rows, "white_box").map({"True": "white-box", "False": "transfer"}).fillna("")
+    rounded = text(rows, "round_8bit").map(lambda v: ", 8-bit" if v == "True" else "")
+    return rows.assign(entry=ids, threat=(white + rounded).where(white != "", ""))
+
+
+def entry_settings(rows: pd.DataFrame) -> dict[str, str]:
+    """The settings of one entry's rows: its fields and the options of its model's components."""
+    first = rows.iloc[0]
+    settings = {name: str(first[name]) for name in ENTRY if name in rows and str(first[name]) != ""}
+    options = key(rows.iloc[:1], (), MODEL_OPTION_KINDS).iloc[0].strip("\x1f")
+    if options not in ("", "{}"):
+        settings["options"] = options
+    return settings
+
+
+def entry_name(settings: dict[str, str]) -> str:
+    """A short human name: detector, backbone, resolution, shots, precision and weights when not the default."""
+    parts = [settings.get("detector", ""), settings.get("backbone", "")]
+    parts += [f"{settings['resolution']} px" if "resolution" in settings else "",
+              f"{settings['shots']}-shot" if "shots" in settings else "", settings.get("precision", "")]
+    if settings.get("weights"):
+        parts.append(f"weights {settings['weights'][:19]}")
+    parts += [f"{k}={v}" for k, v in settings.items() if k not in {"detector", "backbone", "resolution", "shots",
+                                                                   "precision", "weights", "options",
+                                                                   "calib_fraction", "protocol"}]
+    return " · ".join(p for p in parts if p)
+
+
+def scopes(rows: pd.DataFrame) -> list[tuple[str, str, pd.DataFrame]]:
+    """(dataset, category, rows) for every category, and ``mean of N`` over a dataset's N > 1 categories."""
+    found = []
+    for dataset, part in rows.groupby(text(rows, "dataset"), sort=False):
+        categories = list(dict.fromkeys(text(part, "category")))
+        found += [(dataset, category, part[text(part, "category") == category]) for category in categories]
+        if len(categories) > 1:
+            found.append((dataset, f"mean of {len(categories)}", part))
+    return found
+
+
+def ranking(rows: pd.DataFrame) -> pd.DataFrame:
+    """One line per entry, dataset, category (or mean), threat model, eps and calibrator: the clean AUROC, the
+    worst adversarial AUROC over its attacks (with the attack), the noise control at that eps, clean ECE, and the
+    worst adversarial ECE and evasion rate over the attacks, each with its mean 95 % interval; ``rank`` orders the
+    entries within each (dataset, category, threat, eps, calibrator) by the worst AUROC, best first."""
+    rows = with_entries(rows)
+    lines = []
+    for dataset, category, part in scopes(rows):
+        for entry, own in part.groupby("entry", sort=False):
+            lines += _worst_lines(own, entry, dataset, category)
+    table = pd.DataFrame(lines)
+    if table.empty:
+        return table
+    table["rank"] = table.groupby(list(FILTERS))["adv_auroc_mean"].rank(method="min", ascending=False)
+    return table
+
+
+def _worst_lines(rows: pd.DataFrame, entry: str, dataset: str, category: str) -> list[dict]:
+    attacked = rows[is_attack(rows)]
+    if attacked.empty:
+        return []
+    white = attacked.groupby(text(attacked, "surrogate"))["threat"].first().str.replace(", 8-bit", "")
+    summary = aggregate(rows, RANK_METRICS)
+    summary = summary[is_attack(summary)]
+    summary = summary.assign(threat=text(summary, "surrogate").map(white).fillna("") + text(
+        summary, "round_8bit").map(lambda v: ", 8-bit" if v == "True" else ""))
+    lines = []
+    groups = [(t, summary[summary["threat"] == t]) for t in dict.fromkeys(summary["threat"])]
+    for rounded in dict.fromkeys(summary["round_8bit"]):
+        suffix = ", 8-bit" if rounded == "True" else ""
+        groups.append((ANY_THREAT + suffix, summary[summary["round_8bit"] == rounded]))
+    for threat, group in groups:
+        for (eps, calibrator), same in group.groupby(["eps", "calibrator"], sort=False):
+            lines.append({"entry": entry, "dataset": dataset, "category": category, "threat": threat, "eps": eps,
+                          "calibrator": calibrator, **_worst(same)})
+    return lines
+
+
+def _worst(lines: pd.DataFrame) -> dict:
+    """The worst of some attacks' aggregated lines: lowest adversarial AUROC, highest adversarial ECE and evasion."""
+    def pick(metric: str, lowest: bool) -> pd.Series:
+        values = lines[f"{metric}_mean"]
+        return lines.loc[values.idxmin() if lowest else values.idxmax()] if values.notna().any() else lines.iloc[0]
+
+    auroc = pick("adv_auroc", lowest=True)
+    out = {"attack": f"{auroc['attack']} via {auroc['surrogate']}"}
+    for metric, line in (("clean_auroc", auroc), ("adv_auroc", auroc), ("noise_adv_auroc", auroc),
+                         ("clean_ece", auroc), ("adv_ece", pick("adv_ece", lowest=False)),
+                         ("evasion_rate", pick("evasion_rate", lowest=False))):
+        for statistic in ("mean", "std", "ci_low", "ci_high"):
+            out[f"{metric}_{statistic}"] = line[f"{metric}_{statistic}"]
+    return out

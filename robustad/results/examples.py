@@ -1,0 +1,71 @@
+"""The adversarial gallery of the site: the example images ``bench --save-examples N`` stores, read back.
+
+The folder's layout (written by ``robustad.engine.examples``)::
+
+    EXAMPLES/<cell_hash>.json     one per attacked cell: {"cell_hash", "folder", "images": [...]}
+    EXAMPLES/<folder>/<i>-<part>.png  the images of one attack prefix (cells differing only in the calibrator
+                                   share them); parts: clean, adversarial, perturbation, map-clean, map-adversarial
+
+Each image record holds ``name`` (the image's path in its dataset), ``label``, ``clean_score``, ``adv_score`` and
+``files`` (part -> path relative to EXAMPLES).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pandas as pd
+
+from robustad.errors import RobustadError
+
+PARTS = {"clean": "clean", "adversarial": "adversarial", "perturbation": "perturbation (amplified)",
+         "map-clean": "anomaly map, clean", "map-adversarial": "anomaly map, attacked"}
+
+
+def read_manifest(path: Path) -> dict:
+    """One cell's examples record, checked to be what ``bench --save-examples`` writes."""
+    try:
+        record = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise RobustadError(f"example file {path} is not JSON ({' '.join(str(exc).split())})") from None
+    if not isinstance(record, dict) or not isinstance(record.get("images"), list) or "folder" not in record:
+        raise RobustadError(f"example file {path} is not a robustad example file: expected an object with "
+                            "folder and images")
+    for image in record["images"]:
+        files = image.get("files") if isinstance(image, dict) else None
+        if not isinstance(files, dict) or set(files) != set(PARTS):
+            raise RobustadError(f"example file {path}: an image lacks some of the parts {', '.join(PARTS)}")
+    return record
+
+
+def gallery(rows: pd.DataFrame, examples: Path, target: Path, href: str) -> list[dict]:
+    """Gallery groups of the rows that have examples, one per attack prefix: the images are copied into ``target``
+    (linked as ``href``/...), so that the site does not depend on the examples folder."""
+    groups, seen = [], set()
+    for _, row in rows.iterrows():
+        path = examples / f"{row['cell_hash']}.json"
+        if not path.is_file():
+            continue
+        record = read_manifest(path)
+        if record["folder"] in seen:
+            continue
+        seen.add(record["folder"])
+        images = []
+        for image in record["images"]:
+            parts = []
+            for part, caption in PARTS.items():
+                source = examples / image["files"][part]
+                if not source.is_file() or examples.resolve() not in source.resolve().parents:
+                    raise RobustadError(f"example file {path}: {image['files'][part]} is not an image in {examples}")
+                copied = target / image["files"][part]
+                copied.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(source, copied)
+                parts.append({"src": f"{href}/{image['files'][part]}", "caption": caption})
+            images.append({"name": image.get("name", ""), "clean_score": image.get("clean_score"),
+                           "adv_score": image.get("adv_score"), "parts": parts})
+        rounded = ", rounded to 8 bits" if str(row.get("round_8bit")) == "True" else ""
+        groups.append({"title": f"{row['dataset']}/{row['category']} seed {row['seed']}: {row['attack']} via "
+                                f"{row['surrogate']} at {row['eps']}{rounded}", "images": images})
+    return groups

@@ -1,0 +1,108 @@
+"""The site's and the report's figures: robustness curves (a metric against eps, intervals as bands, the noise
+control dashed), reliability diagrams and entropy histograms, clean against attacked."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from robustad import metrics  # noqa: E402
+from robustad.components import parse_spec  # noqa: E402
+from robustad.records import NO_ATTACK, NOISE_CONTROL  # noqa: E402
+from robustad.results.aggregate import mean_if_complete  # noqa: E402
+from robustad.results.frame import attack_names, numeric, text  # noqa: E402
+
+
+def eps_curves(rows: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """Per attack, surrogate and eps: the mean ``adv_<metric>`` and the mean of its 95 % interval bounds over the
+    rows (defined only when every row has it, as in ``aggregate``). Clean-only rows are left out."""
+    attacked = rows[attack_names(rows) != NO_ATTACK]
+    frame = pd.DataFrame({
+        "attack": text(attacked, "attack"), "surrogate": text(attacked, "surrogate"),
+        "eps_value": numeric(attacked, "eps_value"), "mean": numeric(attacked, f"adv_{metric}"),
+        "ci_low": numeric(attacked, f"adv_{metric}_ci_low"), "ci_high": numeric(attacked, f"adv_{metric}_ci_high"),
+    }).dropna(subset=["eps_value"])
+    if frame.empty:
+        return frame
+    return frame.groupby(["attack", "surrogate", "eps_value"]).agg(mean_if_complete).reset_index()
+
+
+def draw_metric_vs_eps(rows: pd.DataFrame, metric: str) -> plt.Figure | None:
+    """Adversarial ``metric`` against eps, one line per attack and surrogate with its 95 % interval as a band, the
+    noise control dashed black, the clean level dotted grey, the legend outside the data; None without attacked
+    rows."""
+    curves = eps_curves(rows, metric)
+    if curves.empty:
+        return None
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    for (attack, surrogate), curve in curves.groupby(["attack", "surrogate"]):
+        x = curve["eps_value"] * 255
+        if parse_spec(attack)[0] == NOISE_CONTROL:
+            style = {"color": "black", "linestyle": "--", "marker": "s", "label": f"{attack} control"}
+        else:
+            style = {"marker": "o", "label": f"{attack} / {surrogate}"}
+        (line,) = ax.plot(x, curve["mean"], **style)
+        bounded = curve.dropna(subset=["ci_low", "ci_high"])
+        if len(bounded):
+            ax.fill_between(bounded["eps_value"] * 255, bounded["ci_low"], bounded["ci_high"],
+                            color=line.get_color(), alpha=0.15, linewidth=0, label="_nolegend_")
+    clean = mean_if_complete(numeric(rows[attack_names(rows) != NO_ATTACK], f"clean_{metric}"))
+    if not np.isnan(clean):
+        ax.axhline(clean, linestyle=":", color="gray", label="clean")
+    ax.set_xlabel("eps (x 1/255)")
+    ax.set_ylabel(f"eval image {metric.upper()}")
+    ax.set_title(f"adversarial {metric.upper()} against eps (bands: 95 % interval)", fontsize="medium")
+    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
+    return fig
+
+
+def draw_reliability(scores: pd.DataFrame, out: Path) -> Path:
+    """Reliability diagrams per calibrator: clean eval vs adversarial eval (all attacks pooled)."""
+    calibrators = sorted(scores["calibrator"].unique())
+    fig, axes = plt.subplots(1, len(calibrators), figsize=(3.2 * len(calibrators), 3.2), squeeze=False)
+    for ax, name in zip(axes[0], calibrators):
+        part = scores[scores["calibrator"] == name]
+        adv = part.dropna(subset=["adv_prob"])
+        for label, probs, labels in (("clean", part["clean_prob"], part["label"]),
+                                     ("adversarial", adv["adv_prob"], adv["label"])):
+            if len(probs):
+                bins = [b for b in metrics.reliability_diagram(labels.to_numpy(), probs.to_numpy())
+                        if b["count"]]
+                ax.plot([b["mean_confidence"] for b in bins], [b["observed_frequency"] for b in bins],
+                        marker="o", label=label)
+        ax.plot([0, 1], [0, 1], linestyle=":", color="gray")
+        ax.set_title(name)
+        ax.set_xlabel("confidence p")
+    axes[0][0].set_ylabel("observed frequency")
+    axes[0][0].legend(fontsize="small")
+    return save(fig, out / "reliability.png")
+
+
+def draw_entropy(scores: pd.DataFrame, out: Path) -> Path:
+    """Predictive entropy of clean and adversarial eval images, per calibrator."""
+    calibrators = sorted(scores["calibrator"].unique())
+    fig, axes = plt.subplots(1, len(calibrators), figsize=(3.2 * len(calibrators), 3.2), squeeze=False)
+    edges = np.linspace(0, np.log(2), 16)
+    for ax, name in zip(axes[0], calibrators):
+        part = scores[scores["calibrator"] == name]
+        ax.hist(metrics.binary_entropy(part["clean_prob"].to_numpy()), bins=edges, alpha=0.6, label="clean")
+        adv = part["adv_prob"].dropna().to_numpy()
+        if len(adv):
+            ax.hist(metrics.binary_entropy(adv), bins=edges, alpha=0.6, label="adversarial")
+        ax.set_title(name)
+        ax.set_xlabel("H(p) [nats]")
+    axes[0][0].legend(fontsize="small")
+    return save(fig, out / "entropy.png")
+
+
+def save(fig: plt.Figure, path: Path) -> Path:
+    """A small PNG, cropped to what is drawn (the legend outside the axes included)."""
+    fig.savefig(path, dpi=90, bbox_inches="tight")
+    plt.close(fig)
+    return path

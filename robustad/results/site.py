@@ -1,0 +1,179 @@
+"""``robustad site`` (and ``robustad report``, the same pages for one run): a static site that opens from disk.
+
+``index.html`` ranks the entries (``entries.ranking``) in a table that ``static/site.js`` sorts and filters in the
+browser, with no network and no framework; ``entries/<id>.html`` is one card per entry: its settings, versions,
+data digests, per-category numbers, robustness curves, reliability diagrams (with ``--scores``), published
+reference numbers where they match, and the adversarial gallery (with ``--examples``).
+"""
+
+from __future__ import annotations
+
+import math
+from fractions import Fraction
+from importlib.resources import files
+from pathlib import Path
+
+import jinja2
+import pandas as pd
+
+from robustad import __version__
+from robustad.errors import RobustadError
+from robustad.outputs import check_folder
+from robustad.results.aggregate import beside_published
+from robustad.results.entries import ANY_THREAT, FILTERS, entry_name, entry_settings, ranking, with_entries
+from robustad.results.examples import gallery
+from robustad.results.figures import draw_entropy, draw_metric_vs_eps, draw_reliability, save
+from robustad.results.frame import numeric, text
+from robustad.results.schema import INTERVAL_COLUMNS
+
+VERSIONS = ("robustad_version", "torch_version", "timm_version", "faiss_version", "weights_id", "device",
+            "torch_threads")
+DATA = ("dataset", "category", "data_id", "data_sha", "n_ref", "n_calib", "n_eval", "seed")
+METRIC_COLUMNS = ("clean_auroc_full", *INTERVAL_COLUMNS,
+                  *(f"{c}_ci_{bound}" for c in INTERVAL_COLUMNS for bound in ("low", "high")))
+COLUMNS = (("rank", "rank"), ("entry", "entry"), ("dataset", "dataset"), ("category", "category"),
+           ("threat", "threat"), ("eps", "eps"), ("calibrator", "calibrator"), ("clean_auroc", "clean AUROC"),
+           ("adv_auroc", "worst adv AUROC"), ("attack", "worst attack"), ("noise_adv_auroc", "noise control"),
+           ("clean_ece", "clean ECE"), ("adv_ece", "worst adv ECE"), ("evasion_rate", "worst evasion rate"))
+
+
+def check_out(out: Path) -> None:
+    """``--out`` must be a folder (new or existing) this process may write in: not a file, not below one, not in
+    a read-only folder."""
+    check_folder(out, "--out", "the site")
+
+
+def check_examples(examples: Path | None) -> None:
+    if examples is not None and not examples.is_dir():
+        raise RobustadError(f"--examples {examples} is not a folder; expected the --save-examples folder of a "
+                            "bench run")
+
+
+def build_site(rows: pd.DataFrame, out: Path, *, scores: pd.DataFrame | None = None, examples: Path | None = None,
+               published: pd.DataFrame | None = None, title: str = "robustad leaderboard",
+               source: str = "a leaderboard") -> Path:
+    """Write the site into ``out`` and return its ``index.html``. ``scores``: from ``scores.load_scores``."""
+    check_out(out)
+    check_examples(examples)
+    for column in METRIC_COLUMNS:  # text where a number belongs is one line now, not a gap in some figure later
+        numeric(rows, column)
+    rows = with_entries(rows)
+    lines = ranking(rows)
+    names = {entry: entry_name(entry_settings(own)) for entry, own in rows.groupby("entry", sort=False)}
+    env = _environment()
+    out.mkdir(parents=True, exist_ok=True)
+    _copy_static(out / "static")
+    common = {"version": __version__, "source": source}
+    if not lines.empty:
+        lines = lines.assign(name=lines["entry"].map(names), eps_value=lines["eps"].map(_eps_value))
+        lines = lines.sort_values(["dataset", "category", "threat", "eps_value", "calibrator", "rank"], kind="stable")
+    page = out / "index.html"
+    page.write_text(env.get_template("index.html").render(
+        **common, title=title, heading=title, root="", lines=_records(lines), columns=[
+            {"key": k, "label": label} for k, label in COLUMNS], filters=_filters(lines)))
+    (out / "entries").mkdir(exist_ok=True)
+    for entry, own in rows.groupby("entry", sort=False):
+        _write_card(env, out / "entries", entry, names[entry], own, lines, scores, examples, published, common)
+    return page
+
+
+def _environment() -> jinja2.Environment:
+    env = jinja2.Environment(loader=jinja2.PackageLoader("robustad.results", "templates"),
+                             autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    env.filters["number"] = _number
+    return env
+
+
+def _copy_static(target: Path) -> None:
+    target.mkdir(exist_ok=True)
+    for item in files("robustad.results").joinpath("static").iterdir():
+        if item.name.endswith((".js", ".css")):
+            (target / item.name).write_text(item.read_text())
+
+
+def _number(value: object, digits: int = 3) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    return f"{float(value):.{digits}f}"
+
+
+def _eps_value(eps: str) -> float:
+    try:
+        return float(Fraction(eps))
+    except (ValueError, ZeroDivisionError):
+        return float("nan")
+
+
+def _records(frame: pd.DataFrame) -> list[dict]:
+    """Rows as dicts for the templates, undefined numbers as None."""
+    return [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in record.items()}
+            for record in frame.to_dict(orient="records")]
+
+
+def _defaults(lines: pd.DataFrame) -> dict[str, str]:
+    """The filters' first choices: the first dataset and category, any threat model, the largest eps and ``platt``
+    (or the first calibrator), so that each entry shows once."""
+    def first(name: str, preferred: str) -> str:
+        return preferred if (lines[name] == preferred).any() else lines[name].iloc[0]
+
+    sized = lines["eps_value"].notna().any()
+    largest = lines.loc[lines["eps_value"].idxmax(), "eps"] if sized else lines["eps"].iloc[0]
+    return {"dataset": lines["dataset"].iloc[0], "category": lines["category"].iloc[0],
+            "threat": first("threat", ANY_THREAT), "eps": largest, "calibrator": first("calibrator", "platt")}
+
+
+def _filters(lines: pd.DataFrame) -> list[tuple[str, list[dict]]]:
+    """Each filter's choices, the default one selected."""
+    if lines.empty:
+        return [(name, []) for name in FILTERS]
+    defaults = _defaults(lines)
+    return [(name, [{"value": v, "selected": v == defaults[name]} for v in dict.fromkeys(lines[name])])
+            for name in FILTERS]
+
+
+def _write_card(env: jinja2.Environment, folder: Path, entry: str, name: str, rows: pd.DataFrame,
+                lines: pd.DataFrame, scores: pd.DataFrame | None, examples: Path | None,
+                published: pd.DataFrame | None, common: dict) -> None:
+    assets = folder / entry
+    assets.mkdir(exist_ok=True)
+    own = lines[lines["entry"] == entry] if not lines.empty else lines
+    chosen = _defaults(own)["calibrator"] if len(own) else ""
+    categories = own[(own["calibrator"] == chosen) & own["threat"].str.startswith(ANY_THREAT)] if len(own) else own
+    settings = {**entry_settings(rows), "datasets": ", ".join(dict.fromkeys(text(rows, "dataset")))}
+    figures = _figures(rows, scores, assets)
+    reference = beside_published(rows, published) if published is not None else pd.DataFrame()
+    if not reference.empty:
+        reference = reference[reference["our_categories"] > 0]
+    data_columns = [c for c in DATA if c in rows]
+    data = rows[data_columns].astype(str).groupby(["dataset", "category"], sort=False).agg(
+        lambda values: ", ".join(dict.fromkeys(values))).reset_index()
+    (folder / f"{entry}.html").write_text(env.get_template("entry.html").render(
+        **common, title=f"{name} · robustad", heading=name, root="../", settings=settings,
+        versions={c: ", ".join(v for v in dict.fromkeys(text(rows, c)) if v) for c in VERSIONS if c in rows},
+        data_columns=data_columns, data=_records(data), calibrator=chosen, categories=_records(categories),
+        figures=[{"src": f"{entry}/{f.name}", "caption": caption} for f, caption in figures],
+        has_scores=scores is not None and not scores.empty, published=_records(reference),
+        gallery=gallery(rows, examples, assets / "gallery", f"{entry}/gallery") if examples is not None else []))
+
+
+def _figures(rows: pd.DataFrame, scores: pd.DataFrame | None, assets: Path) -> list[tuple[Path, str]]:
+    """Robustness curves per dataset and rounding, then (with scores) reliability diagrams and entropy."""
+    figures = []
+    for (dataset, rounded), part in rows.groupby([text(rows, "dataset"), text(rows, "round_8bit")], sort=False):
+        figure = draw_metric_vs_eps(part, "auroc")
+        if figure is None:
+            continue
+        suffix = "-8bit" if rounded == "True" else ""
+        caption = f"{dataset}{', rounded to 8 bits' if suffix else ''}: AUROC against eps, one line per attack"
+        figures.append((save(figure, assets / f"robustness-{_slug(dataset)}{suffix}.png"), caption))
+    if scores is not None and not scores.empty:
+        own = scores[scores["cell_hash"].isin(set(rows["cell_hash"]))]
+        if not own.empty:
+            figures.append((draw_reliability(own, assets), "reliability, clean against attacked eval images"))
+            figures.append((draw_entropy(own, assets), "predictive entropy, clean against attacked"))
+    return figures
+
+
+def _slug(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
+
