@@ -98,7 +98,7 @@ def test_report_warns_with_the_count_of_rows_without_scores_and_draws_every_figu
 @pytest.mark.parametrize("problem, message", [
     ("missing csv", "does not exist"), ("empty csv", "has no rows"), ("header-only csv", "has no rows"),
     ("text in the leaderboard", "column adv_ap: 'high' is not a number"),
-    ("out is a file", "--out {out} is an existing file"), ("scores is a file", "--scores {scores} is not a folder"),
+    ("out is a file", "--out {out} is a file"), ("scores is a file", "--scores {scores} is not a folder"),
     ("scores missing", "--scores {scores} is not a folder"), ("empty score file", "score file {file} is empty"),
     ("header-only score file", "score file {file} is empty"),
     ("foreign score file",
