@@ -191,13 +191,14 @@ class PatchCore:
         self._bank: torch.Tensor | None = None  # (M, C) on the backbone's device
 
     def preprocess(self, image: Image.Image) -> torch.Tensor:
-        """(3, res, res) in [0, 1]: the 8-bit RGB image as floats, resized by torchvision (bilinear, antialiased)."""
+        """(3, res, res) in [0, 1]: the 8-bit RGB image as floats, resized by torchvision (bilinear, antialiased),
+        clamped to [0, 1], which the rounding of the filter weights leaves by up to 5e-7 (attacks refuse that)."""
         import torch
         from torchvision.transforms.v2 import functional as TF
 
         pixels = torch.from_numpy(np.array(image.convert("RGB"))).permute(2, 0, 1).float().div(255)
         size = [self.resolution, self.resolution]
-        return TF.resize(pixels, size, interpolation=TF.InterpolationMode.BILINEAR, antialias=True)
+        return TF.resize(pixels, size, interpolation=TF.InterpolationMode.BILINEAR, antialias=True).clamp(0, 1)
 
     def fit(self, reference: list[Image.Image]) -> None:
         """Memory bank: every reference patch, thinned to the k-center coreset unless coreset_ratio is 1."""

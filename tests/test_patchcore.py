@@ -200,10 +200,13 @@ def test_score_gradient_passes_gradcheck_in_double():
                                     (images,), eps=1e-6, atol=1e-5, fast_mode=True)
 
 
-def test_preprocess_resizes_to_a_square_in_unit_range():
-    detector = PatchCore(StagesBackbone(), 24)
-    pixels = detector.preprocess(photos(1, size=40)[0].crop((0, 0, 40, 30)))
-    assert pixels.shape == (3, 24, 24) and 0.0 <= float(pixels.min()) and float(pixels.max()) <= 1.0
+@pytest.mark.parametrize("value", [0, 255])
+def test_preprocess_resizes_to_a_square_inside_the_unit_range(value):
+    detector = PatchCore(StagesBackbone(), 224)
+    flat = Image.new("RGB", (900, 600), (value,) * 3)  # the antialias weights' rounding leaves [0, 1] by 2e-7 here
+    pixels = detector.preprocess(flat)
+    assert pixels.shape == (3, 224, 224) and 0 <= float(pixels.min()) and float(pixels.max()) <= 1
+    assert torch.allclose(pixels, torch.full_like(pixels, value / 255), atol=1e-6, rtol=0)
 
 
 @pytest.mark.parametrize("options, message", [
