@@ -81,10 +81,13 @@ def section(rows: pd.DataFrame) -> str:
         "and `smoothing`, both with 4 samples per score), the attack that reached it named; deterministic "
         "defenses face fgsm, pgd, square (20 queries) and their per-image worst case, randomized ones fgsm and "
         "pgd. *Naive*: the same gradient attacks without BPDA (`--bpda off`) or with one draw per step "
-        "(`--eot 1`).",
+        "(`--eot 1`). *n/a*: not run yet (`results/defenses/run.sh` fills it).",
         "",
         *defense_table(rows),
     ]
+    missing = [d for d in DEFENSES if d not in set(rows["defense"])]
+    if missing:
+        text += ["", f"Not run yet: {', '.join(f'`{d}`' for d in missing)}."]
     return "\n".join(text)
 
 
