@@ -16,9 +16,15 @@ if TYPE_CHECKING:
     import torch
 
 
-def _positive(name: str, value: float, low: float = 0.0) -> None:
-    if not value > low or not math.isfinite(value):
-        raise RobustadError(f"option {name}={value!r}: expected a finite number > {low:g}")
+def _positive(name: str, value: float) -> None:
+    if not value > 0 or not math.isfinite(value):
+        raise RobustadError(f"option {name}={value!r}: expected a finite number > 0")
+
+
+def _integer_in(name: str, value: int, low: int, high: int | None = None) -> None:
+    if value < low or (high is not None and value > high):
+        bounds = f">= {low}" if high is None else f"from {low} to {high}"
+        raise RobustadError(f"option {name}={value!r}: expected an integer {bounds}")
 
 
 class JPEG:
@@ -31,8 +37,7 @@ class JPEG:
     randomized = False
 
     def __init__(self, *, quality: int = 75) -> None:
-        if not 1 <= quality <= 100:
-            raise RobustadError(f"option quality={quality!r}: expected an integer from 1 to 100")
+        _integer_in("quality", quality, 1, 100)
         self.quality = quality
 
     def transform(self, images: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
@@ -55,8 +60,7 @@ class BitDepth:
     randomized = False
 
     def __init__(self, *, bits: int = 4) -> None:
-        if not 1 <= bits <= 8:
-            raise RobustadError(f"option bits={bits!r}: expected an integer from 1 to 8")
+        _integer_in("bits", bits, 1, 8)
         self.levels = 2 ** bits - 1
 
     def transform(self, images: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
@@ -120,8 +124,7 @@ class GaussianNoise:
 
     def __init__(self, *, sigma: float = 0.05, samples: int = 8) -> None:
         _positive("sigma", sigma)
-        if samples < 1:
-            raise RobustadError(f"option samples={samples!r}: expected an integer >= 1")
+        _integer_in("samples", samples, 1)
         self.sigma, self.samples = sigma, samples
 
     def transform(self, images: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:

@@ -20,7 +20,7 @@ import numpy as np
 
 from robustad.errors import RobustadError
 from robustad.hookspecs import hookimpl
-from robustad.kit.backbone_checks import check_layers, device_of
+from robustad.kit.backbone_checks import check_layers, check_resolution, device_of
 from robustad.records import DetectorOutput, Features
 
 if TYPE_CHECKING:
@@ -177,10 +177,7 @@ class PatchCore:
             raise RobustadError(f"patchcore: num_neighbors={num_neighbors!r}; expected a positive integer")
         if not isinstance(batch_size, int) or batch_size < 1:
             raise RobustadError(f"patchcore: batch_size={batch_size!r}; expected a positive integer")
-        patch = backbone.patch_size
-        if not isinstance(resolution, int) or resolution < patch or resolution % patch:
-            raise RobustadError(f"patchcore: resolution={resolution!r}; expected a positive multiple of the "
-                                f"backbone's patch size {patch}")
+        check_resolution(resolution, backbone, "patchcore")
         self.backbone = backbone
         self.resolution = resolution
         self.seed = int(seed)

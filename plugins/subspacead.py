@@ -21,7 +21,7 @@ from PIL import Image
 
 from robustad.errors import RobustadError
 from robustad.hookspecs import hookimpl
-from robustad.kit.backbone_checks import check_layers, device_of
+from robustad.kit.backbone_checks import check_layers, check_resolution, device_of
 from robustad.records import DetectorOutput, Features
 
 if TYPE_CHECKING:
@@ -123,10 +123,7 @@ class SubspaceAD:
             raise RobustadError(f"subspacead: augmentations={augmentations!r}; expected a non-negative integer")
         if not isinstance(batch_size, int) or batch_size < 1:
             raise RobustadError(f"subspacead: batch_size={batch_size!r}; expected a positive integer")
-        patch = backbone.patch_size
-        if not isinstance(resolution, int) or resolution < patch or resolution % patch:
-            raise RobustadError(f"subspacead: resolution={resolution!r}; expected a positive multiple of the "
-                                f"backbone's patch size {patch}")
+        check_resolution(resolution, backbone, "subspacead")
         self.backbone = backbone
         self.resolution = resolution
         self.seed = int(seed)

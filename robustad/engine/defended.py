@@ -17,6 +17,7 @@ from collections.abc import Iterator
 
 import torch
 
+from robustad.engine.guard import ComponentError
 from robustad.engine.handles import Handle
 
 BPDA_CHOICES = ("auto", "identity", "off")
@@ -52,16 +53,12 @@ class DefenseStep:
         generator = self._generator(image) if self.randomized else None
         defended = self.handle.call("transform", image, generator)
         if tuple(defended.shape) != tuple(image.shape):
-            from robustad.engine.guard import ComponentError
-
             raise ComponentError(f"{self.handle.component.label()} returned shape {tuple(defended.shape)}; "
                                  f"expected {tuple(image.shape)}")
         if not image.requires_grad:
             return defended
         if self.differentiable:
             if not defended.requires_grad:
-                from robustad.engine.guard import ComponentError
-
                 raise ComponentError(f"{self.handle.component.label()} declares differentiable = True, but its "
                                      "output carries no gradient; declare it False (attacks then use BPDA)")
             return defended

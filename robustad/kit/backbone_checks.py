@@ -23,6 +23,14 @@ def patch_grid(images: torch.Tensor, patch_size: int, backbone: str) -> tuple[in
     return height // patch_size, width // patch_size
 
 
+def check_resolution(resolution: object, backbone: object, detector: str) -> None:
+    """A detector's input ``resolution``: a positive multiple of the backbone's patch size, or a one-line error."""
+    patch = backbone.patch_size
+    if not isinstance(resolution, int) or resolution < patch or resolution % patch:
+        raise RobustadError(f"{detector}: resolution={resolution!r}; expected a positive multiple of the "
+                            f"backbone's patch size {patch}")
+
+
 def device_of(module: object) -> torch.device:
     """Where a backbone (or any module) computes: its ``device`` attribute, else its first parameter's device,
     else the CPU."""

@@ -218,8 +218,7 @@ class Leaderboard:
             if new:
                 writer.writeheader()
             writer.writerow(record)
-            self._write_at_end(buffer.getvalue().encode("utf-8"), new)
-            self.keys.add(key)
+            self._write_at_end(buffer.getvalue().encode("utf-8"))
             self.refresh()
         return True
 
@@ -257,9 +256,8 @@ class Leaderboard:
         self._seen = None
         self.refresh()
 
-    def _write_at_end(self, data: bytes, new: bool) -> None:
-        mode = 0o666 & ~_umask()
-        fd = os.open(self.target, os.O_WRONLY | os.O_APPEND | os.O_CREAT, mode)
+    def _write_at_end(self, data: bytes) -> None:
+        fd = os.open(self.target, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)  # a new file gets 0666 & ~umask
         try:
             os.write(fd, data)  # one write: a kill leaves the row whole or cut, never interleaved
             os.fsync(fd)
