@@ -182,7 +182,10 @@ class Leaderboard:
         if not self.target.exists():
             self.keys, self.legacy_keys, self.header, self._seen = set(), set(), COLUMNS, None
             return Contents()
-        inode, size = self.target.stat().st_ino, self.target.stat().st_size
+        status = self.target.stat()
+        inode, size = status.st_ino, status.st_size
+        if self._seen == (inode, size):  # nothing appended since: no need to open the file
+            return Contents(header=self.header, end=size)
         if self._seen is None or self._seen[0] != inode or size < self._seen[1]:
             self.keys, self.legacy_keys = set(), set()
             contents = parse(self.target)
