@@ -60,6 +60,11 @@ class Fitted:
     seconds: float = 0.0
     failure: RobustadError | None = None
 
+    @property
+    def handle(self) -> Handle:
+        """The fitted instance behind the guarded door (its optional members read with their defaults)."""
+        return Handle(self.component, self.instance)
+
 
 def run_group(cells: list[Cell], settings: RunSettings, registry: PluginRegistry,
               reporter: Reporter | None = None) -> Iterator[CellOutcome]:
@@ -175,7 +180,7 @@ class _Group:
             n_ref=len(stage.split.reference), n_calib=len(stage.split.calib), n_eval=len(stage.split.eval),
             memory_bank_size=getattr(stage.detector, "memory_bank_size", None), ref_hash=stage.reference_hash(),
             clean_auroc_full=metrics.auroc(test_labels, np.concatenate([stage.calib_scores, clean_scores])),
-            calib_degenerate=bool(Handle(calibrator.component, calibrator.instance).optional("degenerate")),
+            calib_degenerate=bool(calibrator.handle.optional("degenerate")),
             **stage.timings,
         )
         defense = stage.backbone.defense
@@ -192,8 +197,7 @@ class _Group:
             surrogate = None if cell.surrogate == NO_SURROGATE else self._surrogate(cell)
             row.update(attacked.settings)
             row.update(adv_pixels, eps_value=parse_eps(cell.eps),
-                       white_box=None if surrogate is None else bool(
-                           Handle(surrogate.component, surrogate.instance).optional("white_box")),
+                       white_box=None if surrogate is None else bool(surrogate.handle.optional("white_box")),
                        zero_grad_share=attacked.gradients.share, t_attack_s=attacked.seconds,
                        t_surrogate_s=0.0 if surrogate is None else surrogate.seconds)
         if attacked is not None and self.settings.save_examples:
