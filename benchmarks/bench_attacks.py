@@ -32,7 +32,7 @@ from rich.table import Table
 
 from robustad.components import parse_spec
 from robustad.contracts import AttackTarget, Perturbed
-from robustad.engine.attacking import PerImageLogits, ZeroGradients
+from robustad.engine.attacking import ChunkedLogits, ZeroGradients, same_model
 from robustad.engine.splits import make_split
 from robustad.kit.images import load_rgb
 from robustad.plugins import get_registry
@@ -94,7 +94,7 @@ def make_target(backbone, detector, surrogate, clean, images: torch.Tensor, labe
 
     z_model = surrogate.logit_model(clean)
     target = AttackTarget(images=images, labels=torch.as_tensor(labels), eps=EPS, seeds=list(range(len(labels))),
-                          model=PerImageLogits(z_model, ZeroGradients()).eval(), score=score,
+                          model=ChunkedLogits(same_model(z_model), ZeroGradients()).eval(), score=score,
                           score_from_logit=getattr(z_model, "score_of", None), member=member)
     return target
 
@@ -157,7 +157,7 @@ def memory_child(batch: int, data_root: Path) -> None:
     surrogate.fit(backbone, detector, None, np.array([0, 1]), np.array([0.1, 0.2]))
     z_model = surrogate.logit_model(clean)
     target = AttackTarget(images=images, labels=torch.as_tensor(labels), eps=EPS, seeds=list(range(batch)),
-                          model=PerImageLogits(z_model, ZeroGradients()).eval(), score=None,
+                          model=ChunkedLogits(same_model(z_model), ZeroGradients()).eval(), score=None,
                           score_from_logit=getattr(z_model, "score_of", None))
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     attack = registry.get("attack", "pgd").create(steps=1)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from robustad.engine.attacking import PerImageLogits, ZeroGradients
+from robustad.engine.attacking import ChunkedLogits, ZeroGradients, same_model
 from robustad.engine.clean import run_clean_stage
 from robustad.engine.progress import SilentReporter
 from robustad.engine.request import BenchRequest, build_cells
@@ -68,7 +68,7 @@ def main() -> None:
         for eot in EOT:
             def gradient() -> None:
                 x = images.clone().requires_grad_(True)
-                PerImageLogits(z_model, ZeroGradients(), eot)(x)[:, 1].sum().backward()
+                ChunkedLogits(same_model(z_model), ZeroGradients(), eot)(x)[:, 1].sum().backward()
 
             randomized = stage.backbone.defense is not None and stage.backbone.defense.randomized
             ratios.append(best_of(gradient) / IMAGES / baseline if randomized or eot == 1 else float("nan"))

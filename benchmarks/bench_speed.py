@@ -9,7 +9,11 @@ Measured side by side in one run and printed as ratios:
 3. decoding and resizing images ahead of the model (a background thread) against doing it inline: the clean stage
    of efficientnet_lite0 at 224 px (where decoding 900x900 PNGs weighs most), in this process;
 4. ``--precision bf16`` against fp32: wall time of the same whole run, Spearman correlation of the image scores,
-   and, with efficientnet_lite0 at 224 px, the clean AUROC of each.
+   and, with efficientnet_lite0 at 224 px, the clean AUROC of each;
+5. chunks (``--chunk``): clean-stage images per second and PGD-10 seconds per image (white-box, 8/255) at chunk 1
+   and at chunk ``CHUNK``, beside the default chunk of this device, for efficientnet_lite0 at 224 px and DINOv2
+   ViT-S/14 (random weights) at 448 px, on a subset of bottle (1 reference image, 8 normal and 8 anomalous test
+   images, linked into a temporary folder) so that PGD on DINOv2 fits in minutes.
 Run: ``ROBUSTAD_TEST_DATA=/path/to/mvtec_ad .venv/bin/python benchmarks/bench_speed.py`` (a folder in the MVTec AD
 layout holding bottle/). On a CPU without native bfloat16 instructions robustad warns that bf16 is emulated.
 """
@@ -35,6 +39,8 @@ from robustad.kit.images import load_rgb
 from robustad.plugins import get_registry
 
 BATCH = 8
+CHUNK = 8
+SUBSET = 8  # normal and anomalous test images each in the chunk measurement
 
 
 def fresh_process_seconds(*args: str, repeats: int = 3) -> float:
@@ -115,14 +121,48 @@ def clean_stage_seconds(root: Path, ahead: int, threads: int) -> float:
     return stage.timings["t_clean_s"]
 
 
+def bottle_subset(root: Path, folder: Path) -> Path:
+    """A folder in the MVTec AD layout with the first reference image and ``SUBSET`` normal and ``SUBSET`` broken
+    test images of bottle (symbolic links, masks included)."""
+    source, target = root / "bottle", folder / "bottle"
+    picks = [("train/good", 1), ("test/good", SUBSET), ("test/broken_large", SUBSET)]
+    for part, count in picks:
+        (target / part).mkdir(parents=True)
+        for path in sorted((source / part).glob("*.png"))[:count]:
+            (target / part / path.name).symlink_to(path)
+            if part == "test/broken_large":
+                mask = source / "ground_truth" / "broken_large" / f"{path.stem}_mask.png"
+                (target / "ground_truth" / "broken_large").mkdir(parents=True, exist_ok=True)
+                (target / "ground_truth" / "broken_large" / mask.name).symlink_to(mask)
+    return folder
+
+
+def chunk_speed(root: Path, out: Path, backbone: str, resolution: int, chunk: int) -> tuple[float, float]:
+    """Clean-stage images per second and PGD-10 seconds per eval image of one in-process run at ``chunk``."""
+    import robustad
+
+    weights = "random" if backbone.startswith("dinov2") else ""
+    robustad.bench(dataset="mvtec", data_root=root, category="bottle", backbone=backbone, weights=weights,
+                   resolution=resolution, surrogate="score", attack="pgd", noise_control=False, eps="8/255",
+                   calib="none", chunk=chunk, threads=torch.get_num_threads(), resamples=0, pixel_metrics=False,
+                   out=out)
+    [row] = list(csv.DictReader(out.open()))
+    scored = int(row["n_calib"]) + int(row["n_eval"])
+    return scored / float(row["t_clean_s"]), float(row["t_attack_s"]) / int(row["n_eval"])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-root", type=Path, default=None,
                         help="a folder in the MVTec AD layout holding bottle/ (default: $ROBUSTAD_TEST_DATA)")
-    parser.add_argument("--skip-bf16", action="store_true", help="leave out part 3 (slow where bf16 is emulated)")
+    parser.add_argument("--skip-bf16", action="store_true", help="leave out part 4 (slow where bf16 is emulated)")
+    parser.add_argument("--only-chunks", action="store_true", help="run part 5 alone")
     args = parser.parse_args()
     root = mvtec_root(args.data_root)
     print(f"torch threads {torch.get_num_threads()}, batch {BATCH}, bottle 1-shot seed 0")
+    if args.only_chunks:
+        chunks(root)
+        return
 
     version, plugins = fresh_process_seconds("--version"), fresh_process_seconds("plugins")
     print(f"start-up: robustad --version {version:.2f} s, robustad plugins {plugins:.2f} s")
@@ -163,6 +203,23 @@ def main() -> None:
             aurocs[precision] = roc_auc_score(labels, scores)
         print(f"efficientnet_lite0 224 px clean AUROC (all test images): fp32 {aurocs['fp32']:.4f}, "
               f"bf16 {aurocs['bf16']:.4f}, difference {abs(aurocs['bf16'] - aurocs['fp32']):.4f}")
+    chunks(root)
+
+
+def chunks(root: Path) -> None:
+    """Part 5: chunk 1 against chunk ``CHUNK`` (and this device's default chunk) on the bottle subset."""
+    from robustad.engine.settings import default_chunk
+
+    with tempfile.TemporaryDirectory() as folder:
+        subset = bottle_subset(root, Path(folder) / "data")
+        for backbone, resolution in (("efficientnet_lite0", 224), ("dinov2_vits14", 448)):
+            measured = {chunk: chunk_speed(subset, Path(folder) / f"{backbone}-{chunk}.csv", backbone, resolution,
+                                           chunk) for chunk in (1, CHUNK)}
+            (clean_1, pgd_1), (clean_n, pgd_n) = measured[1], measured[CHUNK]
+            print(f"chunks, {backbone} {resolution} px (default chunk on cpu: {default_chunk('cpu')}): clean stage "
+                  f"{clean_1:.2f} images/s at chunk 1, {clean_n:.2f} at chunk {CHUNK} (x {clean_n / clean_1:.2f}); "
+                  f"PGD-10 {pgd_1:.2f} s/image at chunk 1, {pgd_n:.2f} at chunk {CHUNK} "
+                  f"(chunk {CHUNK} / chunk 1 = {pgd_n / pgd_1:.2f})")
 
 
 if __name__ == "__main__":

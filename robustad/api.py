@@ -52,6 +52,7 @@ def bench(
     defense: Values = "none",
     bpda: str = "auto",
     eot: int | None = None,
+    chunk: int | None = None,
     device: str = "cpu",
     threads: int | None = None,
     batch_size: int = 8,
@@ -79,7 +80,7 @@ def bench(
     from robustad.engine.bench import check_outputs, run_bench
     from robustad.engine.guard import check_precision
     from robustad.engine.request import BenchRequest, build_cells, with_noise_control
-    from robustad.engine.settings import RunSettings, machine_cores
+    from robustad.engine.settings import RunSettings, default_chunk, default_threads
     from robustad.kit.weights import weights_identity
     from robustad.plugins import get_registry
     from robustad.results.leaderboard import Leaderboard, read_rows
@@ -91,7 +92,7 @@ def bench(
     weights = str(weights)
     settings = RunSettings(
         data_root=root, weights_file=Path(weights) if weights_identity(weights).startswith("sha256:") else None,
-        device=device, batch_size=batch_size, threads=machine_cores() if threads is None else threads,
+        device=device, batch_size=batch_size, threads=default_threads() if threads is None else threads,
         pixel_metrics=pixel_metrics, save_scores=scores, save_examples=save_examples, examples_dir=examples,
         resamples=resamples, executor=executor, ray_address=ray_address,
     )
@@ -101,7 +102,7 @@ def bench(
         weights=weights, resolutions=resolution, detectors=detector, surrogates=surrogate,
         attacks=with_noise_control(attack) if noise_control else attack, eps=eps, calibrators=calib,
         calib_fraction=calib_fraction, options=options or [], precision=precision, round_8bit=round_8bit,
-        defenses=defense, bpda=bpda, eot=eot,
+        defenses=defense, bpda=bpda, eot=eot, chunk=default_chunk(device) if chunk is None else chunk,
     )
     registry = get_registry()
     cells = build_cells(request, registry)

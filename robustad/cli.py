@@ -93,8 +93,11 @@ def bench(
     bpda: str = typer.Option("auto", help="Gradients through a non-differentiable defense: auto (identity), "
                                          "identity, or off (the naive attacker)."),
     eot: int = typer.Option(None, help="EOT draws per gradient step through a randomized defense [default: 8]."),
+    chunk: int = typer.Option(None, help="Images per model call, consecutive in sample order; part of the cell "
+                                         "(batched kernels change the last bits) [default: 1 on cpu, 16 on cuda]."),
     device: str = typer.Option("cpu", help="torch device: cpu or cuda."),
-    threads: int = typer.Option(None, help="torch CPU threads (default: the machine's cores); recorded per row."),
+    threads: int = typer.Option(None, help="torch CPU threads (default: OMP_NUM_THREADS when set, else the cores "
+                                           "this process may use); recorded per row."),
     batch_size: int = typer.Option(8, help="Images per forward/attack batch (rows do not depend on it)."),
     resamples: int = typer.Option(1000, help="Bootstrap resamples for the 95 % intervals (0: none)."),
     pixel_metrics: bool = typer.Option(True, help="Compute pixel AUROC and AU-PRO where masks exist."),
@@ -119,7 +122,7 @@ def bench(
         dataset=dataset, data_root=data_root, category=category, shots=shots, seeds=seeds, backbone=backbone,
         weights=weights, resolution=resolution, detector=detector, surrogate=surrogate, attack=attack,
         noise_control=noise_control, eps=eps, calib=calib, calib_fraction=calib_fraction, options=opt,
-        precision=precision, round_8bit=round_8bit, defense=defense, bpda=bpda, eot=eot, device=device,
+        precision=precision, round_8bit=round_8bit, defense=defense, bpda=bpda, eot=eot, chunk=chunk, device=device,
         threads=threads, batch_size=batch_size, resamples=resamples, pixel_metrics=pixel_metrics, out=out,
         save_scores=save_scores, save_examples=save_examples, examples_dir=examples_dir, executor=executor,
         ray_address=ray_address, console=console,

@@ -104,7 +104,9 @@ class Cell:
     file: moving the file keeps the key); ``data_id`` a digest of the category's image names, sizes and labels, and
     ``data_sha`` one of their bytes (moving the data keeps both); ``defense`` the input defense in front of the
     backbone (``none``), ``bpda`` how attacks differentiate through it (``none``: its own gradient, ``identity``,
-    ``off``) and ``eot_samples`` their EOT draws per gradient step; ``attack`` the attack plugin's name, its
+    ``off``) and ``eot_samples`` their EOT draws per gradient step; ``chunk`` how many images of one size each
+    model call holds (consecutive in sample order: batched kernels change the last bits with the batch, so the
+    chunk is part of the experiment and the batch size is not); ``attack`` the attack plugin's name, its
     settings in ``options``: canonical JSON of the resolved options, defaults included, of every component the
     cell uses, keyed ``kind.name``.
     """
@@ -131,6 +133,7 @@ class Cell:
     defense: str = axis(MODEL, "none", since=2)
     bpda: str = axis(THREAT, "none", since=2)
     eot_samples: int = axis(THREAT, 1, since=2)
+    chunk: int = axis(MODEL, 1, since=2)
 
     @property
     def key(self) -> str:

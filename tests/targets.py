@@ -7,14 +7,14 @@ from collections.abc import Callable
 import torch
 
 from robustad.contracts import AttackTarget
-from robustad.engine.attacking import PerImageLogits, ZeroGradients
+from robustad.engine.attacking import ChunkedLogits, ZeroGradients, same_model
 
 EPS = 8 / 255
 
 
-def two_logits(z_model: torch.nn.Module) -> PerImageLogits:
+def two_logits(z_model: torch.nn.Module) -> ChunkedLogits:
     """The two-logit model the engine hands to attacks: ``z_model`` one image at a time, in eval mode."""
-    return PerImageLogits(z_model, ZeroGradients()).eval()
+    return ChunkedLogits(same_model(z_model), ZeroGradients()).eval()
 
 
 class TinyLogit(torch.nn.Module):

@@ -10,7 +10,7 @@ from robustad_plugins.defenses import BitDepth, Blur, GaussianNoise, Median, Smo
 from scipy import ndimage
 
 from robustad.components import Component
-from robustad.engine.attacking import PerImageLogits, ZeroGradients
+from robustad.engine.attacking import ChunkedLogits, ZeroGradients, same_model
 from robustad.engine.defended import EOT_DRAWS, DefenseStep, draw, resolved_bpda, resolved_eot
 from robustad.engine.guard import ComponentError
 from robustad.engine.handles import Handle
@@ -72,7 +72,7 @@ def test_eot_gradient_is_the_mean_of_the_per_draw_gradients():
         return (torch.tanh(noise(x) * 3) * weights).sum(dim=(1, 2, 3))
 
     x = image().requires_grad_(True)
-    model = PerImageLogits(z_model, ZeroGradients(), eot=5)
+    model = ChunkedLogits(same_model(z_model), ZeroGradients(), eot=5)
     logits = model(x)
     logits[:, 1].sum().backward()  # the second logit is +z/2
     per_draw = []

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import re
 from dataclasses import replace
 
 import pytest
@@ -9,7 +11,7 @@ import torch
 
 from robustad.components import Option
 from robustad.engine.request import build_cells
-from robustad.engine.settings import RunSettings, check_device
+from robustad.engine.settings import GPU_CHUNK, RunSettings, check_device, default_chunk, default_threads
 from robustad.errors import RobustadError
 from robustad.plugins import get_registry
 from tests.boards import row, run_robustad, write_board
@@ -89,9 +91,34 @@ def test_run_settings_out_of_bounds_are_refused(field, value, message):
     ({"weights": "./missing.safetensors"}, "--weights './missing.safetensors': no such file"),
     ({"weights": "/dev/null"}, "--weights '/dev/null': not a regular file"),
     ({"weights": "/tmp"}, "--weights '/tmp': a folder"),
+    ({"chunk": 0}, "--chunk 0: expected an integer from 1 to 256"),
+    ({"chunk": 257}, "--chunk 257: expected an integer from 1 to 256"),
+    ({"chunk": 2.5}, "--chunk 2.5: expected an integer"),
+    ({"chunk": True}, "--chunk True: expected an integer"),
 ])
 def test_bad_values_are_refused_when_cells_are_built(data, changes, message):
     refused(changes, data, message)
+
+
+@pytest.mark.parametrize("given, threads", [(None, "cores"), ("3", 3), ("1", 1), ("4,2", 4), (" 2 ", 2)])
+def test_threads_default_to_omp_num_threads_when_set(monkeypatch, given, threads):
+    """What torch itself follows, and how SLURM, Ray and users tell a process its share of the machine."""
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    if given is not None:
+        monkeypatch.setenv("OMP_NUM_THREADS", given)
+    assert default_threads() == (len(os.sched_getaffinity(0)) if threads == "cores" else threads)
+
+
+@pytest.mark.parametrize("given", ["abc", "0", "-1", "2.5", "5000"])
+def test_a_bad_omp_num_threads_is_one_line(monkeypatch, given):
+    monkeypatch.setenv("OMP_NUM_THREADS", given)
+    with pytest.raises(RobustadError, match=f"OMP_NUM_THREADS='{re.escape(given)}': expected an integer between 1 "
+                                            "and 1024"):
+        default_threads()
+
+
+def test_the_chunk_defaults_to_one_on_a_cpu():
+    assert default_chunk("cpu") == 1 and default_chunk("cuda:0") == GPU_CHUNK > 1
 
 
 def test_the_option_error_names_its_component_once(data):
@@ -123,6 +150,8 @@ def test_a_non_finite_value_is_allowed_where_the_default_is_one():
     (["bench", "--threads=2.5"], "Invalid value for '--threads': '2.5'"),
     (["bench", "--threads", "0"], "--threads 0: expected an integer between 1 and 1024"),
     (["bench", "--threads", "-2"], "--threads -2"),
+    (["bench", "--chunk", "0"], "--chunk 0: expected an integer from 1 to 256"),
+    (["bench", "--chunk", "x"], "Invalid value for '--chunk': 'x'"),
     (["bench", "--opt", "detector.anomalydino.batch_size=0"], "batch_size=0"),
     (["bench", "--eps", "1e-400"], "eps '1e-400'"),
     (["audit", "{board}", "--tolerance", "-1"], "Invalid value for '--tolerance': '-1'"),

@@ -19,25 +19,39 @@ from tests.conftest import bottle_request
 VOLATILE = {"timestamp", "device"} | {c for c in COLUMNS if c.startswith("t_")}
 
 
+KEYS_BEFORE_CHUNKS = {"noise": "518f4e9084c9c370", "pgd": "8a8deb7c1cbdcb70"}
+"""The keys of these cells as robustad computed them before chunks existed (commit bc29d73)."""
+RUNS = {1: (("b1", 1, "local"), ("b8", 8, "local"), ("ray", 8, "ray")),
+        4: (("b1", 1, "local"), ("b3", 3, "local"), ("b8", 8, "local"), ("ray", 8, "ray"))}
+
+
 @pytest.mark.integration
-def test_rows_are_identical_at_any_batch_size_and_on_ray(mvtec_root, tmp_path):
+@pytest.mark.parametrize("chunk", sorted(RUNS))
+def test_rows_are_identical_at_any_batch_size_and_on_ray(mvtec_root, tmp_path, chunk):
     """Bottle, efficientnet_lite0 (128 px, to keep the suite short), 1-shot seed 0, white-box PGD-10 and the
-    noise control at 8/255, Platt: batch size 1, batch size 8 and a Ray task give the same rows."""
+    noise control at 8/255, Platt: at chunk 1 (one image per model call) and at chunk 4 (batch sizes that are not
+    multiples of it included), every batch size and a Ray task give the same rows; the chunk is in the key."""
     request = bottle_request(datasets="mvtec", data_root=mvtec_root, resolutions="128", surrogates="score",
-                             attacks="noise,pgd", eps="8/255", calibrators="platt")
+                             attacks="noise,pgd", eps="8/255", calibrators="platt", chunk=chunk)
     registry = get_registry()
     cells = build_cells(request, registry)
+    assert {cell.chunk for cell in cells} == {chunk}
+    before = {cell.attack: cell.key == KEYS_BEFORE_CHUNKS[cell.attack] for cell in cells}
+    assert before == {"noise": chunk == 1, "pgd": chunk == 1}  # chunk 1 keeps the keys rows had before chunks
     rows = {}
-    for name, batch_size, executor in (("b1", 1, run_local), ("b8", 8, run_local), ("ray", 8, run_ray)):
+    for name, batch_size, executor in RUNS[chunk]:
         settings = RunSettings(data_root=mvtec_root, batch_size=batch_size, threads=1, pixel_metrics=False,
-                               resamples=200, executor="ray" if executor is run_ray else "local")
+                               resamples=200, executor=executor)
         out = tmp_path / f"{name}.csv"
-        result = executor(cells, settings, out, registry, SilentReporter(), lambda cell, row: None)
+        run = run_ray if executor == "ray" else run_local
+        result = run(cells, settings, out, registry, SilentReporter(), lambda cell, row: None)
         assert not result.failures, result.failures
         rows[name] = {row["cell_hash"]: row for row in read_rows(out)}
-    assert len(rows["b1"]) == 2 and rows["b1"].keys() == rows["b8"].keys() == rows["ray"].keys()
-    for key, row in rows["b1"].items():
+    first, *others = (name for name, _, _ in RUNS[chunk])
+    assert len(rows[first]) == 2 and all(rows[first].keys() == rows[other].keys() for other in others)
+    for key, row in rows[first].items():
+        assert row["chunk"] == str(chunk)
         assert row["adv_auroc"] and float(row["adv_auroc"]) < float(row["clean_auroc"])
-        for other in ("b8", "ray"):
+        for other in others:
             different = {c for c in COLUMNS if c not in VOLATILE and rows[other][key][c] != row[c]}
             assert not different, (other, {c: (row[c], rows[other][key][c]) for c in sorted(different)})

@@ -2,7 +2,7 @@
 
 The attacks of a threat prefix run together, batch by batch, so an attack that combines others (a worst case)
 gets its members' results on the same batch without keeping every adversarial image of the eval set in memory.
-The engine, not the attack, enforces the threat model: it evaluates the surrogate one image at a time (gradients
+The engine, not the attack, enforces the threat model: it evaluates the surrogate in the cell's chunks (gradients
 then do not depend on the batch), counts zero input gradients, refuses outputs outside the eps ball, outside
 [0,1] or non-finite, optionally rounds to the 8-bit grid, and scores with the unchanged detector.
 """
@@ -56,38 +56,60 @@ class ZeroGradients:
         return self.zero / self.total if self.total else None
 
 
-class PerImageLogits(torch.nn.Module):
-    """The surrogate's two logits ``[-z/2, z/2]``, computed one image at a time, counting zero input gradients.
+class ChunkedLogits(torch.nn.Module):
+    """The surrogate's two logits ``[-z/2, z/2]``, computed chunk by chunk (the cell's ``chunk`` images, cut from
+    the start of the batch, which begins at a chunk boundary), counting zero input gradients per image.
 
-    Behind a randomized defense, z is the mean over ``eot`` draws (expectation over transformation, Athalye et al.
-    2018), so its gradient is the mean of the per-draw gradients; the draws are numbered apart from the ones the
-    engine scores with.
+    ``z_for(rows)`` is the surrogate's logit model of the batch rows ``rows`` (a slice): a white-box surrogate that
+    holds the clean images' masks gets those of its chunk. An attack that asks for fewer images than the ``batch``
+    it was given (a subset it still works on) gets ``z_for(None)``, the whole batch's model. Behind a randomized
+    defense, z is the mean over ``eot`` draws (expectation over transformation, Athalye et al. 2018), so its
+    gradient is the mean of the per-draw gradients; the draws are numbered apart from the ones the engine scores
+    with.
     """
 
-    def __init__(self, z_model: LogitModel, gradients: ZeroGradients, eot: int = 1) -> None:
+    def __init__(self, z_for: Callable[[slice | None], LogitModel], gradients: ZeroGradients, eot: int = 1,
+                 chunk: int = 1, batch: int | None = None) -> None:
         super().__init__()
-        self.z_model = z_model
+        self.z_for = z_for
         self.gradients = gradients
         self.eot = eot
+        self.chunk = chunk
+        self.batch = batch
+        self._models: dict[tuple[int, int] | None, LogitModel] = {}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         logits = []
-        for index in range(x.shape[0]):
-            image = x[index:index + 1]
-            if image.requires_grad:
-                image.register_hook(self._observe)
+        for start in range(0, x.shape[0], self.chunk):
+            rows = slice(start, min(start + self.chunk, x.shape[0]))
+            images = x[rows]
+            if images.requires_grad:
+                images.register_hook(self._observe)
+            z_model = self._model(rows if self.batch in (None, x.shape[0]) else None)
             if self.eot == 1:
-                logits.append(self.z_model(image).reshape(-1))
+                logits.append(z_model(images).reshape(-1))
                 continue
             draws = []
             for number in range(self.eot):
                 with draw(EOT_DRAWS + number):
-                    draws.append(self.z_model(image).reshape(-1))
+                    draws.append(z_model(images).reshape(-1))
             logits.append(torch.stack(draws).mean(dim=0))
         return two_logit(torch.cat(logits))
 
+    def _model(self, rows: slice | None) -> LogitModel:
+        key = None if rows is None else (rows.start, rows.stop)
+        if key not in self._models:
+            self._models[key] = self.z_for(rows)
+        return self._models[key]
+
     def _observe(self, gradient: torch.Tensor) -> None:
-        self.gradients.observe(gradient)
+        for row in gradient:
+            self.gradients.observe(row)
+
+
+def same_model(z_model: LogitModel) -> Callable[[slice | None], LogitModel]:
+    """``z_for`` of a logit model that is the same for every row (a linear head, a test's toy model)."""
+    return lambda rows: z_model
 
 
 @dataclass
@@ -125,12 +147,15 @@ def attack_threat_group(cells: list[Cell], stage: CleanStage, surrogate: Fitted 
 def _attack_batches(cell: Cell, attacks: dict[str, _Built], outcomes: dict[str, AttackOutcome], stage: CleanStage,
                     surrogate: Fitted | None, eps: float, batch_size: int, reporter: Reporter,
                     keep: frozenset[int]) -> None:
-    """Every attack of the group on every eval batch, members before the attacks that combine them."""
+    """Every attack of the group on every eval batch, members before the attacks that combine them. With chunks of
+    more than one image, each call gets one chunk: what an attack does with its batch (a subset it keeps working
+    on) then depends on the chunk alone; with chunks of one, the whole batch, each image evaluated alone."""
     eval_labels = stage.eval_labels
-    for indices, images, clean in stage.eval_batches(batch_size):
+    for indices, images, clean in stage.eval_batches(batch_size if cell.chunk == 1 else cell.chunk):
         images = images.to(stage.backbone.device)
         labels = torch.as_tensor(eval_labels[indices], dtype=torch.int64, device=images.device)
-        z_model = None if surrogate is None else _logit_model(surrogate, clean)
+        z_for = None if surrogate is None else _logit_models(surrogate, clean)
+        z_model = None if z_for is None else z_for(None)
         results: dict[str, Perturbed] = {}
         for key, attack in attacks.items():
             outcome = outcomes[key]
@@ -142,7 +167,7 @@ def _attack_batches(cell: Cell, attacks: dict[str, _Built], outcomes: dict[str, 
                 continue
             started = time.perf_counter()
             try:
-                target = _target(attack, images, labels, eps, cell, indices, stage, z_model, outcome,
+                target = _target(attack, images, labels, eps, cell, indices, stage, z_model, z_for, outcome,
                                  {attacks[m].spec: results[m] for m in attack.members if m in results})
                 perturbed = attack.handle.call("perturb", target)
                 results[key] = _checked(perturbed, images, eps, attack.handle.component, cell.round_8bit, stage)
@@ -207,8 +232,22 @@ def _logit_model(surrogate: Fitted, clean: DetectorOutput) -> LogitModel:
         return surrogate.instance.logit_model(clean)
 
 
+def _logit_models(surrogate: Fitted, clean: DetectorOutput) -> Callable[[slice | None], LogitModel]:
+    """The fitted surrogate's logit model of some rows of one batch (None: all), from those rows' clean output."""
+
+    def z_for(rows: slice | None) -> LogitModel:
+        if rows is None:
+            return _logit_model(surrogate, clean)
+        masks = None if clean.masks is None else np.asarray(clean.masks)[rows]
+        return _logit_model(surrogate, DetectorOutput(np.asarray(clean.scores)[rows],
+                                                      np.asarray(clean.patch_distances)[rows], masks))
+
+    return z_for
+
+
 def _target(attack: _Built, images: torch.Tensor, labels: torch.Tensor, eps: float, cell: Cell,
-            indices: list[int], stage: CleanStage, z_model: LogitModel | None, outcome: AttackOutcome,
+            indices: list[int], stage: CleanStage, z_model: LogitModel | None,
+            z_for: Callable[[slice | None], LogitModel] | None, outcome: AttackOutcome,
             results: dict[str, Perturbed]) -> AttackTarget:
     """The AttackTarget of one attack on one batch. Everything in it is the attack's own copy: an attack that
     writes into its images or its members' results cannot change another attack's row."""
@@ -232,7 +271,8 @@ def _target(attack: _Built, images: torch.Tensor, labels: torch.Tensor, eps: flo
     exact = use_model and (defense is None or not defense.randomized)  # z gives the real score only then
     return AttackTarget(
         images=images.clone(), labels=labels.clone(), eps=eps, seeds=seeds,
-        model=PerImageLogits(z_model, outcome.gradients, cell.eot_samples) if use_model else None,
+        model=ChunkedLogits(z_for, outcome.gradients, cell.eot_samples, cell.chunk, len(indices))
+        if use_model else None,
         score=score, score_from_logit=getattr(z_model, "score_of", None) if exact else None, member=member,
     )
 

@@ -73,6 +73,12 @@ def _item(index: int, sample: Sample, preprocess: Callable[[Any], torch.Tensor])
     return Item(index, preprocess(image), (image.height, image.width))
 
 
+def chunk_aligned(batch_size: int, chunk: int) -> int:
+    """``batch_size`` rounded up to a multiple of ``chunk``: every batch of a size bucket then starts at a chunk
+    boundary of the bucket's sample order, so its chunks are the same whatever the batch size."""
+    return -(-batch_size // chunk) * chunk
+
+
 def batches(items: Iterable[Item], batch_size: int) -> Iterator[list[Item]]:
     """Items grouped by image shape into batches of at most ``batch_size``."""
     buckets: dict[tuple, list[Item]] = {}

@@ -19,7 +19,7 @@ import torch
 
 from robustad.components import Component, parse_spec
 from robustad.contracts import Detector
-from robustad.engine.batches import PREFETCH, Item, batches, prepared
+from robustad.engine.batches import PREFETCH, Item, batches, chunk_aligned, prepared
 from robustad.engine.defended import DefenseStep, draw
 from robustad.engine.guard import GuardedBackbone, blame, create, require_finite
 from robustad.engine.handles import Handle
@@ -89,7 +89,7 @@ class CleanStage:
             items: Any = (Item(i, self.eval_images[i], self.eval[i].size) for i in range(len(self.split.eval)))
         else:
             items = prepared(self.split.eval, self._preprocess, prefetch=self.prefetch)
-        for batch in batches(items, batch_size):
+        for batch in batches(items, chunk_aligned(batch_size, self.backbone.chunk)):
             indices = [item.index for item in batch]
             scored = [self.eval[i] for i in indices]
             masks = None if scored[0].mask is None else np.stack([s.mask for s in scored])
@@ -116,16 +116,33 @@ class CleanStage:
         return features, DetectorOutput(combined, distances, first.masks, first.extra)
 
     def _forward_once(self, images: torch.Tensor, index: int) -> tuple[Features, DetectorOutput]:
+        """Backbone and detector chunk by chunk (``GuardedBackbone``: a row depends on the chunk, not the batch)."""
+        chunk = self.backbone.chunk
+        parts = []
         with torch.inference_mode(), draw(index):
-            features = self.backbone(images.to(self.backbone.device))
-            with blame(self.components["detector"]):
-                output = self.detector.score(features)
+            for start in range(0, images.shape[0], chunk):
+                features = self.backbone(images[start:start + chunk].to(self.backbone.device))
+                with blame(self.components["detector"]):
+                    parts.append((features, self.detector.score(features)))
+        features, output = parts[0] if len(parts) == 1 else joined(parts)
         require_finite(output.scores, self.components["detector"], "image scores")
         return features, output
 
     def _preprocess(self, image: Image.Image) -> torch.Tensor:
         with blame(self.components["detector"]):
             return self.detector.preprocess(image)
+
+
+def joined(parts: list[tuple[Features, DetectorOutput]]) -> tuple[Features, DetectorOutput]:
+    """The features and detector outputs of consecutive chunks as those of one batch."""
+    features = [f for f, _ in parts]
+    outputs = [o for _, o in parts]
+    masks = None if outputs[0].masks is None else np.concatenate([np.asarray(o.masks) for o in outputs])
+    extra = {key: [v for o in outputs for v in o.extra.get(key, ())] for key in outputs[0].extra}
+    return (Features(torch.cat([f.patch_tokens for f in features]), torch.cat([f.global_token for f in features]),
+                     {name: torch.cat([f.layers[name] for f in features]) for name in features[0].layers}),
+            DetectorOutput(np.concatenate([np.asarray(o.scores) for o in outputs]),
+                           np.concatenate([np.asarray(o.patch_distances) for o in outputs]), masks, extra))
 
 
 def run_clean_stage(cell: Cell, settings: RunSettings, registry: PluginRegistry, reporter: Reporter,
@@ -148,7 +165,8 @@ def run_clean_stage(cell: Cell, settings: RunSettings, registry: PluginRegistry,
         components["defense"] = registry.get("defense", cell.defense)
         defense = DefenseStep(Handle.create(components["defense"], **cell.component_options("defense", cell.defense)),
                               cell.seed)
-    backbone = GuardedBackbone(network, components["backbone"], cell.precision, settings.device, defense)
+    backbone = GuardedBackbone(network, components["backbone"], cell.precision, settings.device, defense,
+                               cell.chunk)
     metadata = components["detector"].runtime_keywords(category=cell.category, seed=cell.seed)
     detector = create(components["detector"], backbone, cell.resolution, **metadata,
                       **cell.component_options("detector", cell.detector))
@@ -193,7 +211,8 @@ def _score_all(stage: CleanStage, samples: list[Sample], settings: RunSettings, 
     features: list[Features | None] = [None] * len(samples)
     images: list[torch.Tensor | None] | None = [None] * len(samples) if keep_images else None
     cached = 0
-    for batch in batches(prepared(samples, stage._preprocess, prefetch=stage.prefetch), settings.batch_size):
+    size = chunk_aligned(settings.batch_size, stage.backbone.chunk)
+    for batch in batches(prepared(samples, stage._preprocess, prefetch=stage.prefetch), size):
         batch_features, output = stage.forward(torch.stack([item.image for item in batch]))
         for row, item in enumerate(batch):
             mask = None if output.masks is None else np.asarray(output.masks[row], dtype=bool)

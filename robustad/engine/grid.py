@@ -52,6 +52,7 @@ def expand(
     round_8bit: bool,
     resolve: Resolve,
     defenses: dict[str, Adaptive] = NO_DEFENSE_ADAPTIVE,
+    chunk: int = 1,
 ) -> list[Cell]:
     """The cross product, in an order where cells sharing a prefix are adjacent.
 
@@ -93,7 +94,7 @@ def expand(
                                   parse_spec(attack)[0], e, calibrator, calib_fraction, precision,
                                   round_8bit and attack != NO_ATTACK, options, *data,
                                   defense=parse_spec(defense)[0], bpda=adaptive.bpda,
-                                  eot_samples=adaptive.eot_samples))
+                                  eot_samples=adaptive.eot_samples, chunk=chunk))
     return cells
 
 

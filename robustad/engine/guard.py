@@ -64,25 +64,28 @@ def require_finite(values: Any, component: Component, what: str) -> None:
 
 
 class GuardedBackbone:
-    """The run's view of a backbone: one image at a time, autocast at the run's precision, float32 features,
-    non-finite values refused.
+    """The run's view of a backbone: images in the cell's chunks, autocast at the run's precision, float32
+    features, non-finite values refused.
 
     Convolution and matrix kernels are chosen by input shape, so a batched forward can change an image's features
-    in the last bit with the batch it is in, and sign-gradient attacks amplify such bits: evaluating images one at
-    a time makes every row independent of the batch size (docs/protocol.md section 9). Everything else
-    (``patch_size``, ``weights_id``, ...) is read through from the backbone itself.
+    in the last bit with the batch it is in, and sign-gradient attacks amplify such bits: the backbone sees chunks
+    of at most ``chunk`` images, cut from the start of what it is given, and the engine hands it batches that
+    start at a chunk boundary of the sample order, so every row depends on the chunk, never on the batch size
+    (docs/protocol.md section 9). Everything else (``patch_size``, ``weights_id``, ...) is read through from the
+    backbone itself.
 
     ``layers`` are the intermediate layers the run's detector reads (its ``layers``): every forward asks the
     backbone for them, so the clean scores, the surrogate and every attack see the same features.
     """
 
     def __init__(self, backbone: Any, component: Component, precision: str, device: str,
-                 defense: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
+                 defense: Callable[[torch.Tensor], torch.Tensor] | None = None, chunk: int = 1) -> None:
         self.backbone = backbone
         self.component = component
         self.precision = precision
         self.device = device
         self.defense = defense  # applied to each image before the backbone (robustad.engine.defended)
+        self.chunk = chunk
         self.layers: tuple[str, ...] = ()
 
     def __getattr__(self, name: str) -> Any:
@@ -94,12 +97,12 @@ class GuardedBackbone:
 
         names = self.layers if layers is None else tuple(layers)
         each = []
-        for index in range(images.shape[0]):
-            image = images[index:index + 1]
+        for start in range(0, images.shape[0], self.chunk):
+            chunk = images[start:start + self.chunk]
             if self.defense is not None:
-                image = self.defense(image)
+                chunk = torch.cat([self.defense(chunk[row:row + 1]) for row in range(chunk.shape[0])])
             with blame(self.component), self._autocast():
-                each.append(self.backbone(image, layers=names) if names else self.backbone(image))
+                each.append(self.backbone(chunk, layers=names) if names else self.backbone(chunk))
         tokens = torch.cat([f.patch_tokens for f in each]).float()
         global_token = torch.cat([f.global_token for f in each]).float()
         require_finite(tokens, self.component, "patch tokens")

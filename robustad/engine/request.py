@@ -22,7 +22,7 @@ from robustad.engine.grid import Adaptive, Threat, expand
 from robustad.engine.guard import blame
 from robustad.engine.handles import Handle, check_settings
 from robustad.engine.identity import data_id, data_sha
-from robustad.engine.settings import PRECISIONS
+from robustad.engine.settings import MAX_CHUNK, PRECISIONS
 from robustad.engine.splits import MAX_SEED, canonical_shots, make_split, parse_shots
 from robustad.errors import RobustadError
 from robustad.kit.threat import canonical_eps, parse_eps
@@ -66,6 +66,7 @@ class BenchRequest:
     defenses: Values = NO_DEFENSE
     bpda: str = "auto"
     eot: int | None = None
+    chunk: int = 1
 
 
 def with_noise_control(attacks: Values) -> list[str]:
@@ -204,8 +205,16 @@ def build_cells(request: BenchRequest, registry: PluginRegistry) -> list[Cell]:
         detectors=names["detector"], surrogates=names["surrogate"], attacks=attacks, eps=eps,
         calibrators=names["calibrator"], calib_fraction=float(request.calib_fraction),
         precision=request.precision, round_8bit=request.round_8bit, resolve=resolve, defenses=defenses,
+        chunk=_chunk(request.chunk),
     )
     return list({cell.key: cell for cell in cells}.values())  # pgd and pgd:10 are one experiment
+
+
+def _chunk(value: object) -> int:
+    """``--chunk`` checked: images per model call, 1 to ``MAX_CHUNK``."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_CHUNK:
+        raise RobustadError(f"--chunk {value!r}: expected an integer from 1 to {MAX_CHUNK}")
+    return value
 
 
 def _defenses(request: BenchRequest, resolve: _Resolver) -> dict[str, Adaptive]:

@@ -13,16 +13,37 @@ EXECUTORS = ("local", "ray")
 DEVICE_TYPES = ("cpu", "cuda")
 DEFAULT_RESAMPLES = 1000
 MAX_RESAMPLES = 100_000  # 21 eval images x 100000 resamples is already a 17 MB index array per interval
+MAX_CHUNK = 256  # images per model call: a bound that catches a typo before it asks a device for 10000 images
+GPU_CHUNK = 16  # the default chunk on a GPU: a guess, unmeasured (no GPU was lent to this project yet)
 MAX_THREADS = 1024  # more than any machine's cores (a row made on one may be reproduced elsewhere); torch 2.x
 # crashes (segmentation fault) in its first matrix product with 100000
 
 
 def machine_cores() -> int:
-    """The cores this process may run on: the default torch thread count of a run."""
+    """The cores this process may run on."""
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         return os.cpu_count() or 1
+
+
+def default_threads() -> int:
+    """The torch thread count of a run without ``--threads``: ``OMP_NUM_THREADS`` when set (how users, SLURM and
+    Ray give a process its share, and what torch itself follows), else the cores this process may run on."""
+    given = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if not given:
+        return machine_cores()
+    first = given.split(",")[0].strip()  # OpenMP allows a list of nested levels; the first is this level's
+    if not first.isdigit() or not 1 <= int(first) <= MAX_THREADS:
+        raise RobustadError(f"OMP_NUM_THREADS={given!r}: expected an integer between 1 and {MAX_THREADS} "
+                            "(or unset it, or pass --threads)")
+    return int(first)
+
+
+def default_chunk(device: str) -> int:
+    """Images per model call when ``--chunk`` is not given: 1 on a CPU (``benchmarks/bench_speed.py``: batching
+    buys little on a few cores), ``GPU_CHUNK`` on a GPU, where one image leaves most of the device idle."""
+    return 1 if device.startswith("cpu") else GPU_CHUNK
 
 
 @dataclass(frozen=True)
@@ -31,7 +52,7 @@ class RunSettings:
 
     ``threads`` is recorded in every row: CPU float reductions differ with the thread count, and sign-gradient
     attacks amplify the last bit, so the same cell, threads and machine reproduce a row bit for bit. The batch
-    size changes nothing in a row (attacks evaluate their model one image at a time).
+    size changes nothing in a row: models see the cell's canonical chunks (``Cell.chunk``), whatever the batch.
     """
 
     data_root: Path | None = None
