@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+import robustad
 from robustad.engine.executors import run_local
 from robustad.engine.progress import SilentReporter
 from robustad.engine.ray_executor import run_ray
@@ -55,3 +56,24 @@ def test_rows_are_identical_at_any_batch_size_and_on_ray(mvtec_root, tmp_path, c
         for other in others:
             different = {c for c in COLUMNS if c not in VOLATILE and rows[other][key][c] != row[c]}
             assert not different, (other, {c: (row[c], rows[other][key][c]) for c in sorted(different)})
+
+
+def test_frozen_clean_masks_follow_their_images_into_any_batch(tmp_path):
+    """White-box PGD with the clean images' foreground masks held fixed (``score:frozen``, masking on) on the demo
+    set: each image's logit gets its own mask, so batches of 1 and 4 at chunk 1, and 2 and 5 at chunk 2, give
+    rows that succeed and agree within each chunk (before chunks, a batch above 1 handed one image the whole
+    batch's masks, and the detector refused them)."""
+    grid = dict(dataset="demo", category="weave", resolution="64", attack="pgd:3", surrogate="score:frozen",
+                eps="8/255", calib="platt", resamples=0, threads=1, pixel_metrics=False, noise_control=False,
+                options={"detector.anomalydino.masking": "on"})
+    rows = {}
+    for chunk, batch_size in ((1, 1), (1, 4), (2, 2), (2, 5)):
+        result = robustad.bench(**grid, chunk=chunk, batch_size=batch_size, out=tmp_path / f"{chunk}-{batch_size}.csv")
+        assert not result.failures, result.failures
+        [row] = read_rows(tmp_path / f"{chunk}-{batch_size}.csv")
+        rows[chunk, batch_size] = row
+    assert float(rows[1, 1]["adv_auroc"]) < float(rows[1, 1]["clean_auroc"])
+    for (chunk, batch_size), row in rows.items():
+        first = rows[chunk, chunk]
+        different = {c for c in COLUMNS if c not in VOLATILE and row[c] != first[c]}
+        assert not different, ((chunk, batch_size), {c: (first[c], row[c]) for c in sorted(different)})
