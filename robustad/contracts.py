@@ -127,7 +127,9 @@ class Calibrator(Protocol):
     """``cls(**options)``: maps raw scores to P(anomalous), fitted on clean calib scores only.
 
     Optional attribute read after ``fit``: ``degenerate`` (True when the fit ran to a bound and gives 0/1
-    probabilities; recorded in the row).
+    probabilities; recorded in the row). A calibrator that makes its own decision with an error rate (``conformal``)
+    sets ``alpha`` (a number in (0, 1); default None: no decision) and defines ``decide(scores) -> bool array``
+    (True: anomalous); the row then records its false- and true-positive rates, clean and attacked.
     """
 
     name: ClassVar[str]

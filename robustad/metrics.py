@@ -27,6 +27,8 @@ RANKING_METRICS = ("auroc", "ap", "f1_max")
 """The image metrics that read the raw scores: a calibrator cannot change them (``image_metrics``)."""
 ATTACK_METRICS = ("flag_auroc", "flag_tpr", "evasion_rate")
 """Metrics that compare the adversarial eval images with their clean versions: one column each."""
+DECISION_RATES = ("fpr_at_alpha", "tpr_at_alpha")
+"""Rates of a calibrator's own decision at its ``alpha`` (``conformal``), each a ``clean_*`` and an ``adv_*`` column."""
 
 DECISION_THRESHOLD = 0.5
 ECE_BINS = 15
@@ -317,6 +319,18 @@ def evasion_rate(labels: object, adv_probs: object, threshold: float) -> float:
     """
     y, p = _labels_and("evasion_rate", labels, adv_probs, probabilities=True)
     return float(np.mean(misclassified(y, p) & ~flagged(p, threshold, "evasion_rate")))
+
+
+def decision_rates(labels: object, anomalous: object) -> dict[str, float | None]:
+    """``fpr_at_alpha``: share of normal images decided anomalous; ``tpr_at_alpha``: share of anomalous ones
+    (a calibrator's own decision, e.g. conformal p <= alpha); None for a class the labels do not hold."""
+    y = check_labels(labels, "decision_rates")
+    decided = np.asarray(anomalous)
+    if decided.shape != y.shape or decided.dtype != bool:
+        raise RobustadError(f"decision_rates: expected {y.size} booleans, got {decided.dtype} of shape "
+                            f"{decided.shape}")
+    return {"fpr_at_alpha": float(decided[y == 0].mean()) if (y == 0).any() else None,
+            "tpr_at_alpha": float(decided[y == 1].mean()) if (y == 1).any() else None}
 
 
 def image_metrics(labels: object, scores: object, probs: object) -> dict[str, float | None]:

@@ -18,7 +18,7 @@ from robustad.results.leaderboard import row_text
 
 OPTIONAL_MEMBERS: dict[str, dict[str, Any]] = {
     "attack": {"needs_surrogate": True, "members": None},
-    "calibrator": {"degenerate": False},
+    "calibrator": {"degenerate": False, "alpha": None},
     "surrogate": {"white_box": False},
     "defense": {"samples": 1, "aggregate": "mean"},
 }

@@ -189,6 +189,7 @@ class _Group:
                        defense_samples=defense.samples)
         row.update(image_columns(labels, clean_scores, clean_probs, calib_probs, adv_scores, adv_probs,
                                  resamples=self.settings.resamples, seed=cell.seed))
+        row.update(self._decision_columns(calibrator, labels, clean_scores, adv_scores))
         pixels, pixel_seconds = self.clean_pixels
         row.update(pixels)
         if attacked is not None:
@@ -209,6 +210,23 @@ class _Group:
         row.update(t_pixel_s=pixel_seconds, t_calib_metrics_s=time.perf_counter() - started)
         row.update(provenance(self.settings.device, torch.get_num_threads()))
         return row
+
+    def _decision_columns(self, calibrator: Fitted, labels: np.ndarray, clean_scores: np.ndarray,
+                          adv_scores: np.ndarray | None) -> dict:
+        """A calibrator's own decision at its ``alpha`` (``conformal``): its false- and true-positive rates on the
+        clean eval images and on their attacked versions; nothing for calibrators without one."""
+        alpha = calibrator.handle.optional("alpha")
+        if alpha is None:
+            return {}
+        columns: dict = {"conformal_alpha": float(alpha)}
+        for side, scores in (("clean", clean_scores), ("adv", adv_scores)):
+            if scores is not None:
+                decided = np.asarray(calibrator.handle.call("decide", read_only(scores)), dtype=bool).reshape(-1)
+                if decided.shape != scores.shape:
+                    raise RobustadError(f"{calibrator.component.label()} decide() returned {decided.shape[0]} "
+                                        f"decisions; expected {scores.shape[0]}")
+                columns.update({f"{side}_{k}": v for k, v in metrics.decision_rates(labels, decided).items()})
+        return columns
 
     def _attack_pixels(self, attack_prefix: tuple, attacked: AttackOutcome) -> tuple[dict, float]:
         """Pixel metrics of one attack prefix's adversarial maps, computed once for all its calibrators."""

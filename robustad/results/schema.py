@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from robustad.contracts import ATTACK_SETTINGS
-from robustad.metrics import ATTACK_METRICS, IMAGE_METRICS, PIXEL_METRICS
+from robustad.metrics import ATTACK_METRICS, DECISION_RATES, IMAGE_METRICS, PIXEL_METRICS
 from robustad.records import CELL_FIELDS
 
 LEGACY_MARK = "data_sha"
@@ -21,6 +21,7 @@ COLUMNS = (
     *(f"clean_{m}" for m in IMAGE_METRICS + PIXEL_METRICS),
     *(f"adv_{m}" for m in IMAGE_METRICS + PIXEL_METRICS),
     *ATTACK_METRICS,
+    "conformal_alpha", *(f"{side}_{m}" for side in ("clean", "adv") for m in DECISION_RATES),
     *(f"{column}_ci_{bound}" for column in INTERVAL_COLUMNS for bound in ("low", "high")),
     "bootstrap_resamples", "bootstrap_skipped",
     "calib_degenerate", "zero_grad_share", "flag_threshold",
