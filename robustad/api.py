@@ -52,6 +52,8 @@ def bench(
     defense: Values = "none",
     bpda: str = "auto",
     eot: int | None = None,
+    flag: Values = "entropy",
+    flag_fpr: float = 0.05,
     device: str = "cpu",
     threads: int | None = None,
     batch_size: int = 8,
@@ -101,7 +103,7 @@ def bench(
         weights=weights, resolutions=resolution, detectors=detector, surrogates=surrogate,
         attacks=with_noise_control(attack) if noise_control else attack, eps=eps, calibrators=calib,
         calib_fraction=calib_fraction, options=options or [], precision=precision, round_8bit=round_8bit,
-        defenses=defense, bpda=bpda, eot=eot,
+        defenses=defense, bpda=bpda, eot=eot, flags=flag, flag_fpr=flag_fpr,
     )
     registry = get_registry()
     cells = build_cells(request, registry)

@@ -93,6 +93,10 @@ def bench(
     bpda: str = typer.Option("auto", help="Gradients through a non-differentiable defense: auto (identity), "
                                          "identity, or off (the naive attacker)."),
     eot: int = typer.Option(None, help="EOT draws per gradient step through a randomized defense [default: 8]."),
+    flag: str = typer.Option("entropy", help="Attack flag(s), comma-separated: entropy, squeeze, consistency; "
+                                            "one row per flag."),
+    flag_fpr: float = typer.Option(0.05, help="False-flag rate on the clean calib images that sets each flag's "
+                                              "threshold."),
     device: str = typer.Option("cpu", help="torch device: cpu or cuda."),
     threads: int = typer.Option(None, help="torch CPU threads (default: the machine's cores); recorded per row."),
     batch_size: int = typer.Option(8, help="Images per forward/attack batch (rows do not depend on it)."),
@@ -119,7 +123,8 @@ def bench(
         dataset=dataset, data_root=data_root, category=category, shots=shots, seeds=seeds, backbone=backbone,
         weights=weights, resolution=resolution, detector=detector, surrogate=surrogate, attack=attack,
         noise_control=noise_control, eps=eps, calib=calib, calib_fraction=calib_fraction, options=opt,
-        precision=precision, round_8bit=round_8bit, defense=defense, bpda=bpda, eot=eot, device=device,
+        precision=precision, round_8bit=round_8bit, defense=defense, bpda=bpda, eot=eot, flag=flag, flag_fpr=flag_fpr,
+        device=device,
         threads=threads, batch_size=batch_size, resamples=resamples, pixel_metrics=pixel_metrics, out=out,
         save_scores=save_scores, save_examples=save_examples, examples_dir=examples_dir, executor=executor,
         ray_address=ray_address, console=console,

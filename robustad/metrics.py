@@ -267,14 +267,22 @@ def flag_auroc(clean_probs: object, adv_probs: object) -> float:
 
     Both arrays are the same eval images in the same order; 0.5 means the entropy flag is useless.
     """
-    from sklearn.metrics import roc_auc_score
 
     clean = check_values(clean_probs, "flag_auroc", name="clean_probs", probabilities=True)
     adv = check_values(adv_probs, "flag_auroc", name="adv_probs", probabilities=True)
+    return statistic_auroc(binary_entropy(clean), binary_entropy(adv))
+
+
+def statistic_auroc(clean_values: object, adv_values: object) -> float:
+    """AUROC of any flag statistic at telling adversarial eval images (positive) from their clean versions."""
+    from sklearn.metrics import roc_auc_score
+
+    clean = check_values(clean_values, "flag_auroc", name="clean values")
+    adv = check_values(adv_values, "flag_auroc", name="adv values")
     if adv.size != clean.size:
-        raise RobustadError(f"flag_auroc: clean_probs has {clean.size} entries but adv_probs has {adv.size}")
+        raise RobustadError(f"flag_auroc: clean values has {clean.size} entries but adv values has {adv.size}")
     is_adversarial = np.concatenate([np.zeros(clean.size), np.ones(adv.size)])
-    return float(roc_auc_score(is_adversarial, np.concatenate([binary_entropy(clean), binary_entropy(adv)])))
+    return float(roc_auc_score(is_adversarial, np.concatenate([clean, adv])))
 
 
 # ---------------------------------------------------------------------------------------------- evasion
@@ -290,7 +298,19 @@ def flag_threshold(calib_probs: object, quantile: float = FLAG_QUANTILE) -> floa
     if isinstance(quantile, bool) or not isinstance(quantile, (int, float)) or not 0.0 <= quantile <= 1.0:
         raise RobustadError(f"flag_threshold: quantile must be a number in [0, 1], got {quantile!r}")
     entropies = binary_entropy(check_values(calib_probs, "flag_threshold", name="calib_probs", probabilities=True))
-    return float(np.quantile(entropies, quantile, method=FLAG_PERCENTILE_METHOD))
+    return _higher_quantile(entropies, quantile)
+
+
+def statistic_threshold(calib_values: object, fpr: float) -> float:
+    """The value above which any flag statistic flags an image: its ``1 - fpr`` quantile (numpy ``higher``) over
+    the clean calib images, so that the strict rule value > threshold flags at most a share ``fpr`` of them."""
+    if isinstance(fpr, bool) or not isinstance(fpr, (int, float)) or not 0.0 < fpr < 1.0:
+        raise RobustadError(f"flag threshold: fpr must be a number in (0, 1), got {fpr!r}")
+    return _higher_quantile(check_values(calib_values, "flag threshold", name="calib values"), 1.0 - fpr)
+
+
+def _higher_quantile(values: np.ndarray, quantile: float) -> float:
+    return float(np.quantile(values, quantile, method=FLAG_PERCENTILE_METHOD))
 
 
 def flagged(probs: object, threshold: float, context: str = "flagged") -> np.ndarray:
@@ -318,7 +338,13 @@ def evasion_rate(labels: object, adv_probs: object, threshold: float) -> float:
     What a defender who trusts both the decision and the entropy flag loses to the attack.
     """
     y, p = _labels_and("evasion_rate", labels, adv_probs, probabilities=True)
-    return float(np.mean(misclassified(y, p) & ~flagged(p, threshold, "evasion_rate")))
+    return evaded(y, p, flagged(p, threshold, "evasion_rate"))
+
+
+def evaded(labels: np.ndarray, adv_probs: np.ndarray, flags: np.ndarray) -> float:
+    """Share of eval images misclassified after the attack and not flagged by ``flags`` (any flag's per-image
+    decisions; inputs already checked)."""
+    return float(np.mean(misclassified(labels, adv_probs) & ~flags))
 
 
 def decision_rates(labels: object, anomalous: object) -> dict[str, float | None]:
