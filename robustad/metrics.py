@@ -270,6 +270,8 @@ def flag_auroc(clean_probs: object, adv_probs: object) -> float:
 
     clean = check_values(clean_probs, "flag_auroc", name="clean_probs", probabilities=True)
     adv = check_values(adv_probs, "flag_auroc", name="adv_probs", probabilities=True)
+    if adv.size != clean.size:
+        raise RobustadError(f"flag_auroc: clean_probs has {clean.size} entries but adv_probs has {adv.size}")
     return statistic_auroc(binary_entropy(clean), binary_entropy(adv))
 
 
