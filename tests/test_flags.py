@@ -165,3 +165,26 @@ def test_bad_flag_settings_are_one_line_before_any_work(registry, changes, messa
     with pytest.raises(RobustadError) as error:
         build_cells(demo_request(**changes), registry)
     assert message in str(error.value) and "\n" not in str(error.value)
+
+
+def test_the_documented_flag_registers_and_is_the_score_change_under_a_box_blur():
+    import re
+    from pathlib import Path
+
+    from robustad.components import Component
+
+    guide = (Path(__file__).parents[1] / "docs" / "writing-a-plugin.md").read_text()
+    [source] = [b for b in re.findall(r"```python\n(.*?)```", guide, flags=re.DOTALL) if "register_flags" in b]
+    namespace: dict = {"__name__": "robustad_blur", "hookimpl": __import__("robustad").hookimpl}
+    exec(compile(source, "writing-a-plugin.md", "exec"), namespace)  # noqa: S102 - our own documentation
+    flag = Component.from_class("flag", namespace["Blur"], "blur", "robustad-blur").create()
+    images = torch.rand(2, 3, 6, 5, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    weights = torch.rand(3, 6, 5, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+
+    def score(x):
+        return (x * weights).sum(dim=(1, 2, 3))
+
+    blurred = ndimage.uniform_filter(images.numpy(), size=(1, 1, 3, 3), mode="nearest")
+    expected = np.abs(score(images).numpy() - (blurred * weights.numpy()).sum(axis=(1, 2, 3)))
+    values = flag.statistic(FlagView(scores=score(images), images=images, score=score))
+    np.testing.assert_allclose(values.numpy(), expected, rtol=1e-10)
