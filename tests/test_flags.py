@@ -188,3 +188,20 @@ def test_the_documented_flag_registers_and_is_the_score_change_under_a_box_blur(
     expected = np.abs(score(images).numpy() - (blurred * weights.numpy()).sum(axis=(1, 2, 3)))
     values = flag.statistic(FlagView(scores=score(images), images=images, score=score))
     np.testing.assert_allclose(values.numpy(), expected, rtol=1e-10)
+
+
+def test_a_flag_row_does_not_depend_on_the_other_flags_of_the_run(registry, tmp_path):
+    """Each flag is evaluated with its own options, whichever cell of the attack group comes first."""
+    def squeeze_row(flags: str, out: str) -> dict:
+        result = run_local(build_cells(demo_request(flags=flags), registry),
+                           RunSettings(pixel_metrics=False, resamples=0, save_scores=tmp_path / out),
+                           tmp_path / f"{out}.csv", registry, SilentReporter(), lambda cell, row: None)
+        [row] = [row for row in result.written if row["flag"] == "squeeze:bits"]
+        return row
+
+    alone, beside = squeeze_row("squeeze:bits", "alone"), squeeze_row("entropy,squeeze:bits", "beside")
+    assert alone["cell_hash"] == beside["cell_hash"]
+    for column in ("flag_threshold", "flag_auroc", "flag_tpr", "evasion_rate"):
+        assert alone[column] == beside[column], column
+    saved = [pd.read_csv(tmp_path / out / f"{alone['cell_hash']}.csv") for out in ("alone", "beside")]
+    np.testing.assert_array_equal(saved[0].adv_flag.to_numpy(), saved[1].adv_flag.to_numpy())

@@ -123,15 +123,15 @@ def attack_threat_group(cells: list[Cell], stage: CleanStage, surrogate: Fitted 
     reporter.stage(f"{cell.category}: {names} {cell.eps} via {cell.surrogate}", n_eval)
     defense = stage.backbone.defense
     with defense.attacked_with(cell.bpda) if defense is not None else contextlib.nullcontext():
+        flag_cells = {c.flag: c for c in cells}  # each flag with a cell that records its options
         _attack_batches(cell, attacks, outcomes, stage, surrogate, eps, batch_size, reporter, keep, flags,
-                        [spec for spec in dict.fromkeys(c.flag for c in cells)
-                         if reads_images(flags.handle(cell, spec))])
+                        {spec: c for spec, c in flag_cells.items() if reads_images(flags.handle(c, spec))})
     return outcomes
 
 
 def _attack_batches(cell: Cell, attacks: dict[str, _Built], outcomes: dict[str, AttackOutcome], stage: CleanStage,
                     surrogate: Fitted | None, eps: float, batch_size: int, reporter: Reporter,
-                    keep: frozenset[int], flags: Flags, image_flags: list[str]) -> None:
+                    keep: frozenset[int], flags: Flags, image_flags: dict[str, Cell]) -> None:
     """Every attack of the group on every eval batch, members before the attacks that combine them."""
     eval_labels = stage.eval_labels
     for indices, images, clean in stage.eval_batches(batch_size):
@@ -153,9 +153,9 @@ def _attack_batches(cell: Cell, attacks: dict[str, _Built], outcomes: dict[str, 
                                  {attacks[m].spec: results[m] for m in attack.members if m in results}, flags)
                 perturbed = attack.handle.call("perturb", target)
                 results[key] = _checked(perturbed, images, eps, attack.handle.component, cell.round_8bit, stage)
-                for spec in image_flags:
+                for spec, flag_cell in image_flags.items():
                     values = outcome.flags.setdefault(spec, np.zeros(len(eval_labels)))
-                    values[indices] = flags.adversarial(cell, spec, indices, results[key].images)
+                    values[indices] = flags.adversarial(flag_cell, spec, indices, results[key].images)
             except RobustadError as error:
                 outcome.failure = error
                 continue
@@ -176,11 +176,13 @@ def variant(spec: str, cell: Cell) -> str:
 
 @dataclass
 class _Built:
-    """One attack variant of a threat group: its spec, guarded instance and members' variants."""
+    """One attack variant of a threat group: its spec, guarded instance, members' variants, and a cell that uses it
+    (whose options hold those of the flag it evades, if it is flag-aware)."""
 
     spec: str
     handle: Handle
     members: list[str]
+    cell: Cell
 
 
 def _attacks(cells: list[Cell], registry: PluginRegistry, eps: float,
@@ -203,7 +205,7 @@ def _attacks(cells: list[Cell], registry: PluginRegistry, eps: float,
         except RobustadError as error:
             outcome.failure = error
             return key
-        attacks[key] = _Built(spec, handle, members)
+        attacks[key] = _Built(spec, handle, members, cell)
         return key
 
     for cell in cells:
@@ -263,7 +265,7 @@ def _flag_target(attack: _Built, cell: Cell, indices: list[int], flags: Flags, m
     def score(images: torch.Tensor) -> torch.Tensor:
         return score_from_logit(logit(model(images)))
 
-    return flags.for_attack(cell, spec, indices, score, attack.handle.optional("flag_posterior"))
+    return flags.for_attack(attack.cell, spec, indices, score, attack.handle.optional("flag_posterior"))
 
 
 def _checked(perturbed: Any, clean: torch.Tensor, eps: float, component: Component, round_8bit: bool,

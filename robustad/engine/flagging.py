@@ -8,6 +8,7 @@ name, so an image and its attacked version see the same draws and the flag compa
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -99,7 +100,7 @@ class Flags:
         self.posteriors: dict[tuple, Callable[[torch.Tensor], torch.Tensor]] = {}
 
     def handle(self, cell: Cell, spec: str) -> Handle:
-        key = (spec, cell.options_of("flag"))
+        key = _identity(cell, spec)
         if key not in self.handles:
             self.handles[key] = flag_handle(self.registry, cell, spec)
         return self.handles[key]
@@ -110,7 +111,7 @@ class Flags:
 
     def clean(self, cell: Cell, spec: str) -> tuple[np.ndarray, np.ndarray]:
         """An image flag's values on the clean calib and eval images."""
-        key = (spec, cell.options_of("flag"))
+        key = _identity(cell, spec)
         if key not in self.clean_values:
             flag, stage = self.handle(cell, spec), self.stage
             calib, evaluated = np.zeros(len(stage.split.calib)), np.zeros(len(stage.split.eval))
@@ -160,6 +161,11 @@ class Flags:
 
             self.posteriors[spec] = _Smoothed.bind(predict, step)
         return self.posteriors[spec]
+
+
+def _identity(cell: Cell, spec: str) -> tuple[str, str]:
+    """A flag as the cache tells flags apart: its spec and the options the cell gives it."""
+    return spec, json.dumps(cell.component_options("flag", spec), sort_keys=True)
 
 
 class _Smoothed(torch.autograd.Function):
