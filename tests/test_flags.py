@@ -205,3 +205,26 @@ def test_a_flag_row_does_not_depend_on_the_other_flags_of_the_run(registry, tmp_
         assert alone[column] == beside[column], column
     saved = [pd.read_csv(tmp_path / out / f"{alone['cell_hash']}.csv") for out in ("alone", "beside")]
     np.testing.assert_array_equal(saved[0].adv_flag.to_numpy(), saved[1].adv_flag.to_numpy())
+
+
+def test_rows_from_before_flags_read_as_the_entropy_flag_at_five_percent(tmp_path):
+    from robustad.results.frame import load_rows
+    from tests.boards import row, write_board
+
+    old, new = row(seed=0), row(seed=1, flag="squeeze", flag_fpr=0.1)
+    rows = load_rows(write_board(tmp_path / "board.csv", [old, new]), [])
+    assert rows.set_index("seed")[["flag", "flag_fpr"]].to_dict("index") == {
+        "0": {"flag": "entropy", "flag_fpr": "0.05"}, "1": {"flag": "squeeze", "flag_fpr": "0.1"}}
+
+
+@pytest.mark.parametrize("args, names", [
+    (["--flag-fpr", "1.5"], ["--flag-fpr 1.5", "expected a number in (0, 1)"]),
+    (["--flag", "entropy,nosuch"], ["unknown flag 'nosuch'"]),
+])
+def test_bad_flag_options_on_the_command_line_are_one_line_and_exit_2(monkeypatch, capsys, tmp_path, args, names):
+    from tests.boards import run_robustad
+    from tests.test_one_line_errors import one_error_line
+
+    code, _, err = run_robustad(monkeypatch, capsys, "bench", "--attack", "none", "--calib", "platt",
+                                "--resolution", "32", "--out", tmp_path / "board.csv", *args)
+    one_error_line(code, err, *names)
