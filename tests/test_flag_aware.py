@@ -64,3 +64,14 @@ def test_a_flag_aware_attack_needs_a_white_box_surrogate(registry, tmp_path):  #
                        tmp_path / "board.csv", registry, SilentReporter(), lambda cell, row: None)
     [(_, message)] = result.failures
     assert "option flag_aware='squeeze' needs a surrogate whose logit gives the detector's score" in message
+
+
+def test_a_worst_case_can_take_a_flag_aware_member(registry, tmp_path):  # noqa: F811 (the fixture)
+    request = demo_request(attacks="worstcase,pgd", flags="squeeze:bits", options=[
+        "attack.worstcase.members=fgsm+pgd", "attack.pgd.flag_aware=squeeze:bits", "attack.pgd.steps=2"])
+    result = run_local(build_cells(request, registry), RunSettings(pixel_metrics=False, resamples=0),
+                       tmp_path / "board.csv", registry, SilentReporter(), lambda cell, row: None)
+    assert not result.failures
+    rows = {row["attack"]: row for row in result.written}
+    assert rows["pgd"]["flag_aware"] == "squeeze:bits" and "flag_aware" not in rows["worstcase"]
+    assert '"flag.squeeze:bits"' in rows["worstcase"]["options"]

@@ -275,8 +275,11 @@ def _threat(spec: str, eps: list[str], resolve: _Resolver, parents: tuple[str, .
     for value in eps:
         check_settings(attack, attack.call("describe", parse_eps(value)))
     members: list[str] = []
+    flags: list[str] = []  # the flags it or a member evades
     for member in _member_specs(attack):
-        for nested in (*_threat(member, eps, resolve, (*parents, spec)).members, member):
+        threat = _threat(member, eps, resolve, (*parents, spec))
+        flags.extend(threat.flags)
+        for nested in (*threat.members, member):
             if nested not in members:
                 members.append(nested)
     names = [parse_spec(member)[0] for member in members]
@@ -284,7 +287,6 @@ def _threat(spec: str, eps: list[str], resolve: _Resolver, parents: tuple[str, .
     if twice:
         raise RobustadError(f"attack {spec!r}: members {', '.join(twice)} name one attack with two settings; "
                             "keep one")
-    flags = [flag for member in members for flag in _threat(member, eps, resolve, (*parents, spec)).flags]
     aware = attack.optional("flag_aware")
     if aware:
         _flag(resolve, aware, f"attack {spec!r} option flag_aware")
