@@ -78,6 +78,29 @@ def bootstrap_intervals(labels: object, clean_scores: object, clean_probs: objec
     if flagged is not None:
         values["flag_tpr"] = resampled.flag_tpr(counts, flagged)
         values["evasion_rate"] = resampled.evasion_rate(counts, y, adv[1], flagged)
+    return _percentiles(values, resamples, level)
+
+
+def decision_intervals(labels: object, decided: dict[str, np.ndarray], *, resamples: int = 1000, seed: int = 0,
+                       level: float = 0.95) -> Intervals:
+    """Percentile intervals of a calibrator's decision rates, ``<side>_fpr_at_alpha`` and ``<side>_tpr_at_alpha``
+    for each ``side`` (``clean``, ``adv``) of ``decided`` (booleans per eval image), over the same image draws as
+    ``bootstrap_intervals`` with the same seed."""
+    context = "decision_intervals"
+    y = metrics.check_labels(labels, context)
+    _check_settings(resamples, seed, level)
+    counts = resampled.counts_of(draw_indices(y.size, resamples, seed), y.size)
+    values = {}
+    for side, flags in decided.items():
+        array = np.asarray(flags)
+        if array.shape != y.shape or array.dtype != bool:
+            raise RobustadError(f"{context}: {side} decisions must be {y.size} booleans, got {array.dtype} of shape "
+                                f"{array.shape}")
+        values.update({f"{side}_{name}": v for name, v in resampled.decision_rates(counts, y, array).items()})
+    return _percentiles(values, resamples, level)
+
+
+def _percentiles(values: dict[str, np.ndarray], resamples: int, level: float) -> Intervals:
     tails = (50 * (1 - level), 50 * (1 + level))
     bounds, skipped = {}, {}
     for column, per_resample in values.items():

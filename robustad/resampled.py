@@ -88,6 +88,14 @@ def _mean(counts: np.ndarray, per_image: np.ndarray) -> np.ndarray:
     return counts @ per_image / per_image.size
 
 
+def decision_rates(counts: np.ndarray, labels: np.ndarray, decided: np.ndarray) -> dict[str, np.ndarray]:
+    """``fpr_at_alpha`` and ``tpr_at_alpha`` of boolean decisions: the decided share of drawn normal / anomalous
+    images (NaN where a resample drew none of the class)."""
+    normal, anomalous = (labels == 0).astype(np.float64), (labels == 1).astype(np.float64)
+    return {"fpr_at_alpha": _ratio(counts @ (normal * decided), counts @ normal),
+            "tpr_at_alpha": _ratio(counts @ (anomalous * decided), counts @ anomalous)}
+
+
 def brier(counts: np.ndarray, labels: np.ndarray, probs: np.ndarray) -> np.ndarray:
     """Mean (p - label)^2."""
     return _mean(counts, (probs - labels) ** 2)

@@ -13,6 +13,7 @@ from robustad.engine.progress import SilentReporter
 from robustad.engine.request import BenchRequest, build_cells
 from robustad.engine.settings import RunSettings
 from robustad.errors import RobustadError
+from robustad.intervals import decision_intervals
 from robustad.plugins import get_registry
 from tests.test_runner import CountingPlugin
 
@@ -106,7 +107,7 @@ def test_row_rates_match_the_saved_scores(tmp_path):
                            surrogates="score", attacks="fgsm", eps="8/255", calibrators="conformal:0.2,platt",
                            calib_fraction=0.3, options=[])
     result = run_local(build_cells(request, registry),
-                       RunSettings(pixel_metrics=False, resamples=0, save_scores=tmp_path / "scores"),
+                       RunSettings(pixel_metrics=False, resamples=100, save_scores=tmp_path / "scores"),
                        tmp_path / "board.csv", registry, SilentReporter(), lambda cell, row: None)
     rows = {row["calibrator"]: row for row in result.written}
     row = rows["conformal:0.2"]
@@ -119,4 +120,19 @@ def test_row_rates_match_the_saved_scores(tmp_path):
         decided = brute_force_p_values(normal, evaluated[f"{side}_score"].to_numpy()) <= 0.2
         assert row[f"{side}_fpr_at_alpha"] == pytest.approx(decided[labels == 0].mean())
         assert row[f"{side}_tpr_at_alpha"] == pytest.approx(decided[labels == 1].mean())
+        for rate in ("fpr", "tpr"):
+            column = f"{side}_{rate}_at_alpha"
+            assert row[f"{column}_ci_low"] <= row[column] <= row[f"{column}_ci_high"]
     assert "conformal_alpha" not in rows["platt"]
+
+
+def test_decision_rate_intervals_are_percentiles_of_the_redrawn_rates():
+    rng = np.random.default_rng(4)
+    labels = (rng.random(30) < 0.4).astype(int)
+    decided = rng.random(30) < np.where(labels == 1, 0.7, 0.2)
+    result = decision_intervals(labels, {"adv": decided}, resamples=300, seed=9)
+    draws = np.random.default_rng(9).integers(0, 30, size=(300, 30))  # the documented draw
+    for column, cls in (("adv_fpr_at_alpha", 0), ("adv_tpr_at_alpha", 1)):
+        rates = [decided[d][labels[d] == cls].mean() for d in draws if (labels[d] == cls).any()]
+        np.testing.assert_allclose(result.bounds[column], np.percentile(rates, [2.5, 97.5]), rtol=1e-12)
+        assert result.skipped[column] == 300 - len(rates)

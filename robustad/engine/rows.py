@@ -14,7 +14,7 @@ from importlib.metadata import PackageNotFoundError, version
 import numpy as np
 
 from robustad import __version__, metrics
-from robustad.intervals import bootstrap_intervals
+from robustad.intervals import bootstrap_intervals, decision_intervals
 from robustad.records import Cell
 
 PROVENANCE_PACKAGES = {"torch_version": ("torch",), "timm_version": ("timm",),
@@ -57,6 +57,20 @@ def image_columns(labels: np.ndarray, clean_scores: np.ndarray, clean_probs: np.
         for column, (low, high) in intervals.bounds.items():
             row[f"{column}_ci_low"], row[f"{column}_ci_high"] = low, high
         row["bootstrap_skipped"] = max(intervals.skipped.values(), default=0)
+    return row
+
+
+def decision_columns(labels: np.ndarray, alpha: float, decided: dict[str, np.ndarray], *, resamples: int,
+                     seed: int) -> dict:
+    """A calibrator's own decision at ``alpha``: its false- and true-positive rates on each side (``clean``,
+    ``adv``) of ``decided``, with bootstrap intervals over the image draws the other intervals use."""
+    row: dict = {"conformal_alpha": float(alpha)}
+    for side, flags in decided.items():
+        row.update({f"{side}_{k}": v for k, v in metrics.decision_rates(labels, flags).items()})
+    if resamples:
+        intervals = decision_intervals(labels, decided, resamples=resamples, seed=seed).containing(row)
+        for column, (low, high) in intervals.bounds.items():
+            row[f"{column}_ci_low"], row[f"{column}_ci_high"] = low, high
     return row
 
 

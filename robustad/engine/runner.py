@@ -28,7 +28,7 @@ from robustad.engine.grid import group_by_threat_prefix
 from robustad.engine.guard import blame, create, require_finite
 from robustad.engine.handles import Handle
 from robustad.engine.progress import Reporter, SilentReporter
-from robustad.engine.rows import FlagValues, cell_columns, image_columns, provenance
+from robustad.engine.rows import FlagValues, cell_columns, decision_columns, image_columns, provenance
 from robustad.engine.settings import RunSettings
 from robustad.errors import RobustadError, one_line
 from robustad.kit.threat import parse_eps
@@ -192,7 +192,7 @@ class _Group:
         flag = self._flag_values(cell, attacked, (calib_probs, clean_probs, adv_probs))
         row.update(image_columns(labels, clean_scores, clean_probs, flag, adv_scores, adv_probs,
                                  resamples=self.settings.resamples, seed=cell.seed))
-        row.update(self._decision_columns(calibrator, labels, clean_scores, adv_scores))
+        row.update(self._decision_columns(calibrator, cell, labels, clean_scores, adv_scores))
         pixels, pixel_seconds = self.clean_pixels
         row.update(pixels)
         if attacked is not None:
@@ -229,22 +229,21 @@ class _Group:
                                       else attacked.scores), probs))
         return FlagValues(calib, clean, adv, cell.flag_fpr)
 
-    def _decision_columns(self, calibrator: Fitted, labels: np.ndarray, clean_scores: np.ndarray,
+    def _decision_columns(self, calibrator: Fitted, cell: Cell, labels: np.ndarray, clean_scores: np.ndarray,
                           adv_scores: np.ndarray | None) -> dict:
         """A calibrator's own decision at its ``alpha`` (``conformal``): its false- and true-positive rates on the
         clean eval images and on their attacked versions; nothing for calibrators without one."""
         alpha = calibrator.handle.optional("alpha")
         if alpha is None:
             return {}
-        columns: dict = {"conformal_alpha": float(alpha)}
+        decided = {}
         for side, scores in (("clean", clean_scores), ("adv", adv_scores)):
             if scores is not None:
-                decided = np.asarray(calibrator.handle.call("decide", read_only(scores)), dtype=bool).reshape(-1)
-                if decided.shape != scores.shape:
-                    raise RobustadError(f"{calibrator.component.label()} decide() returned {decided.shape[0]} "
+                decided[side] = np.asarray(calibrator.handle.call("decide", read_only(scores)), dtype=bool).reshape(-1)
+                if decided[side].shape != scores.shape:
+                    raise RobustadError(f"{calibrator.component.label()} decide() returned {decided[side].shape[0]} "
                                         f"decisions; expected {scores.shape[0]}")
-                columns.update({f"{side}_{k}": v for k, v in metrics.decision_rates(labels, decided).items()})
-        return columns
+        return decision_columns(labels, alpha, decided, resamples=self.settings.resamples, seed=cell.seed)
 
     def _attack_pixels(self, attack_prefix: tuple, attacked: AttackOutcome) -> tuple[dict, float]:
         """Pixel metrics of one attack prefix's adversarial maps, computed once for all its calibrators."""
