@@ -160,6 +160,8 @@ def test_default_cells_keep_the_keys_they_had_before_flags(registry):
     ({"flags": "squeeze:blur"}, "option squeezer='blur': expected one of median, bits"),
     ({"attacks": "pgd", "options": ["attack.pgd.flag_aware=nosuch"]}, "unknown flag 'nosuch'"),
     ({"options": ["flag.squeeze.bits=4"]}, "--opt names flag 'squeeze', which this run does not use"),
+    ({"attacks": "pgd", "options": ["attack.pgd.flag_aware=entropy", "attack.pgd.flag_posterior=nosuch"]},
+     "unknown calibrator 'nosuch'"),
 ])
 def test_bad_flag_settings_are_one_line_before_any_work(registry, changes, message):
     with pytest.raises(RobustadError) as error:

@@ -9,7 +9,7 @@ name, so an image and its attacked version see the same draws and the flag compa
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 import torch
@@ -23,7 +23,7 @@ from robustad.engine.handles import Handle
 from robustad.engine.identity import image_seed
 from robustad.errors import RobustadError
 from robustad.plugins import PluginRegistry
-from robustad.records import Cell
+from robustad.records import Cell, Sample
 
 ScoreFunction = Callable[[torch.Tensor], torch.Tensor]
 POSTERIOR_FOR_ATTACKS = "platt"
@@ -113,16 +113,22 @@ class Flags:
         """An image flag's values on the clean calib and eval images."""
         key = _identity(cell, spec)
         if key not in self.clean_values:
-            flag, stage = self.handle(cell, spec), self.stage
-            calib, evaluated = np.zeros(len(stage.split.calib)), np.zeros(len(stage.split.eval))
-            for values, samples, batches in ((calib, stage.split.calib, stage.calib_batches(self.batch_size)),
-                                             ((evaluated, stage.split.eval, (
-                                                 (i, x) for i, x, _ in stage.eval_batches(self.batch_size))))):
-                for indices, images in batches:
-                    seeds = flag_seeds(cell, spec, [stage.names[samples[i].path] for i in indices])
-                    values[indices] = of_images(flag, images.to(stage.backbone.device), seeds, self.score)
-            self.clean_values[key] = (calib, evaluated)
+            stage = self.stage
+            evaluated = ((indices, images) for indices, images, _ in stage.eval_batches(self.batch_size))
+            self.clean_values[key] = (self._of_batches(cell, spec, stage.split.calib,
+                                                       stage.calib_batches(self.batch_size)),
+                                      self._of_batches(cell, spec, stage.split.eval, evaluated))
         return self.clean_values[key]
+
+    def _of_batches(self, cell: Cell, spec: str, samples: list[Sample],
+                    batches: Iterable[tuple[list[int], torch.Tensor]]) -> np.ndarray:
+        """An image flag's values on batches of ``samples`` (their indices and images), in sample order."""
+        flag, stage = self.handle(cell, spec), self.stage
+        values = np.zeros(len(samples))
+        for indices, images in batches:
+            seeds = flag_seeds(cell, spec, [stage.names[samples[i].path] for i in indices])
+            values[indices] = of_images(flag, images.to(stage.backbone.device), seeds, self.score)
+        return values
 
     def adversarial(self, cell: Cell, spec: str, indices: list[int], images: torch.Tensor) -> np.ndarray:
         """An image flag's values on attacked eval images (seeded as their clean versions)."""

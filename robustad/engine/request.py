@@ -290,6 +290,7 @@ def _threat(spec: str, eps: list[str], resolve: _Resolver, parents: tuple[str, .
     aware = attack.optional("flag_aware")
     if aware:
         _flag(resolve, aware, f"attack {spec!r} option flag_aware")
+        resolve.create("calibrator", str(attack.optional("flag_posterior")))  # the posterior it evades through
         flags.append(aware)
     return Threat(needs_surrogate=bool(attack.optional("needs_surrogate")), members=tuple(members),
                   flags=tuple(dict.fromkeys(flags)))
