@@ -75,3 +75,31 @@ def test_a_worst_case_can_take_a_flag_aware_member(registry, tmp_path):  # noqa:
     rows = {row["attack"]: row for row in result.written}
     assert rows["pgd"]["flag_aware"] == "squeeze:bits" and "flag_aware" not in rows["worstcase"]
     assert '"flag.squeeze:bits"' in rows["worstcase"]["options"]
+
+
+def test_a_posterior_is_differentiated_by_its_central_difference():
+    """Forward: the calibrator's own values; backward: (p(s + h) - p(s - h)) / 2h, close to the analytic slope of
+    a smooth fit (Platt's a p (1 - p)) and non-zero across the steps of a step fit."""
+    import numpy as np
+    from scipy.special import expit
+
+    from robustad.engine.flagging import _Smoothed
+
+    scores = torch.linspace(-2, 2, 9, dtype=torch.float64, requires_grad=True)
+    platt = _Smoothed.bind(lambda s: expit(1.5 * s + 0.2), 1e-4)
+    probs = platt(scores)
+    np.testing.assert_allclose(probs.detach().numpy(), expit(1.5 * scores.detach().numpy() + 0.2), rtol=0)
+    (slope,) = torch.autograd.grad(probs.sum(), scores)
+    p = probs.detach().numpy()
+    np.testing.assert_allclose(slope.numpy(), 1.5 * p * (1 - p), rtol=1e-6)
+    step = _Smoothed.bind(lambda s: (s > 0.05).astype(float), 0.5)
+    (slope,) = torch.autograd.grad(step(scores).sum(), scores)
+    assert slope.numpy()[4] == 1.0 and slope.numpy()[0] == 0.0  # a step within reach of 0 shows; -2 is too far
+
+
+def test_an_entropy_aware_attack_runs_through_its_posterior(registry, tmp_path):  # noqa: F811 (the fixture)
+    request = demo_request(attacks="pgd", options=["attack.pgd.flag_aware=entropy", "attack.pgd.steps=3"])
+    result = run_local(build_cells(request, registry), RunSettings(pixel_metrics=False, resamples=0),
+                       tmp_path / "board.csv", registry, SilentReporter(), lambda cell, row: None)
+    [row] = result.written
+    assert row["flag_aware"] == "entropy" and row["flag"] == "entropy" and 0 <= row["flag_tpr"] <= 1
