@@ -79,8 +79,12 @@ class PGD:
     primary_option = "steps"  # what pgd:VALUE sets
     description = "PGD: signed steps of alpha_ratio*eps from a per-image random start; keeps each image's best iterate"
 
+    later_options = ("flag_aware", "flag_posterior")  # recorded only when set: older pgd cells keep their keys
+
     def __init__(self, *, steps: int = 10, alpha_ratio: float = 0.25, random_start: bool = True,
-                 restarts: int = 1, loss: str = "ce") -> None:
+                 restarts: int = 1, loss: str = "ce", flag_aware: str = "", flag_posterior: str = "platt") -> None:
+        """``flag_aware``: a flag spec to evade as well (docs/protocol.md section 4); ``flag_posterior``: the
+        calibrator whose posterior a flag that reads probabilities is differentiated through."""
         kit.check_positive(self.name, steps=steps, alpha_ratio=alpha_ratio, restarts=restarts)
         if restarts > 1 and not random_start:
             raise RobustadError(f"pgd option restarts={restarts} needs random_start=true: without a random start "
@@ -90,13 +94,14 @@ class PGD:
         self.random_start = random_start
         self.restarts = restarts
         self.loss = kit.check_loss(self.name, loss)
+        self.flag_aware, self.flag_posterior = flag_aware or None, flag_posterior
 
     def perturb(self, target: AttackTarget) -> torch.Tensor:
         return kit.best_of_runs(target, self.name, self.restarts, self._run)
 
     def describe(self, eps: float) -> dict:
         return {"steps": self.steps, "alpha": self.alpha_ratio * eps, "random_start": self.random_start,
-                "restarts": self.restarts, "loss": self.loss}
+                "restarts": self.restarts, "loss": self.loss, **_flag_setting(self.flag_aware)}
 
     def _run(self, target: AttackTarget, labels: torch.Tensor, generators: list, best: kit.BestCandidate) -> None:
         """One run from a random start (or the clean images); every iterate is offered to ``best``."""
@@ -105,10 +110,9 @@ class PGD:
         current = kit.project(clean + kit.uniform_in_ball(target, generators), clean, eps) \
             if self.random_start else clean
         for _ in range(self.steps):
-            _, z, gradient = kit.loss_and_gradient(target, current, labels, self.loss)
-            best.offer(current, kit.real_scores(target, current, z))
+            _, gradient = kit.judged_gradient(target, current, labels, self.loss, best)
             current = kit.project(current + alpha * gradient.sign(), clean, eps)
-        best.offer(current, _final_scores(target, current, labels, self.loss))
+        kit.judge_final(target, current, labels, self.loss, best)
 
 
 class APGD:
@@ -121,17 +125,23 @@ class APGD:
     momentum = 0.75
     rho = 0.75  # a step size is kept while at least this share of the steps since the last checkpoint raised the loss
 
-    def __init__(self, *, steps: int = 100, restarts: int = 1, loss: str = "ce") -> None:
+    later_options = ("flag_aware", "flag_posterior")  # recorded only when set: older apgd cells keep their keys
+
+    def __init__(self, *, steps: int = 100, restarts: int = 1, loss: str = "ce", flag_aware: str = "",
+                 flag_posterior: str = "platt") -> None:
+        """``flag_aware`` and ``flag_posterior`` as for ``pgd``."""
         kit.check_positive(self.name, steps=steps, restarts=restarts)
         self.steps = steps
         self.restarts = restarts
         self.loss = kit.check_loss(self.name, loss)
+        self.flag_aware, self.flag_posterior = flag_aware or None, flag_posterior
 
     def perturb(self, target: AttackTarget) -> torch.Tensor:
         return kit.best_of_runs(target, self.name, self.restarts, self._run)
 
     def describe(self, eps: float) -> dict:
-        return {"steps": self.steps, "random_start": True, "restarts": self.restarts, "loss": self.loss}
+        return {"steps": self.steps, "random_start": True, "restarts": self.restarts, "loss": self.loss,
+                **_flag_setting(self.flag_aware)}
 
     def _run(self, target: AttackTarget, labels: torch.Tensor, generators: list, best: kit.BestCandidate) -> None:
         """One run from a random start; every iterate is offered to ``best``."""
@@ -139,8 +149,7 @@ class APGD:
 
         clean, eps = target.images, target.eps
         current = kit.project(clean + kit.uniform_in_ball(target, generators), clean, eps)
-        loss, z, gradient = kit.loss_and_gradient(target, current, labels, self.loss)
-        best.offer(current, kit.real_scores(target, current, z))
+        loss, gradient = kit.judged_gradient(target, current, labels, self.loss, best)
         top, top_loss, top_gradient = current, loss, gradient  # the highest-loss point: where a halving restarts
         previous = current
         step = torch.full((len(labels), 1, 1, 1), 2.0 * eps, dtype=clean.dtype, device=clean.device)
@@ -155,10 +164,9 @@ class APGD:
                                     clean, eps)
             previous, current = current, following
             if iteration == self.steps - 1:  # the last iterate needs its score, not its gradient
-                best.offer(current, _final_scores(target, current, labels, self.loss))
+                kit.judge_final(target, current, labels, self.loss, best)
                 return
-            new_loss, z, gradient = kit.loss_and_gradient(target, current, labels, self.loss)
-            best.offer(current, kit.real_scores(target, current, z))
+            new_loss, gradient = kit.judged_gradient(target, current, labels, self.loss, best)
             rises += (new_loss > loss).float()
             loss = new_loss
             improved = loss > top_loss
@@ -187,12 +195,9 @@ def apgd_checkpoints(steps: int) -> list[int]:
     return sorted({-(-percent * steps // 100) for percent in percents})
 
 
-def _final_scores(target: AttackTarget, images: torch.Tensor, labels: torch.Tensor, loss: str) -> torch.Tensor:
-    """Real scores of a final iterate: one surrogate forward where z gives them, else one detector forward."""
-    if target.score_from_logit is not None:
-        _, z = kit.loss_only(target, images, labels, loss)
-        return target.score_from_logit(z)
-    return target.score(images)
+def _flag_setting(flag_aware: str | None) -> dict:
+    """The row's ``flag_aware`` column: the flag a flag-aware attack evades (absent for a plain attack)."""
+    return {} if flag_aware is None else {"flag_aware": flag_aware}
 
 
 @hookimpl

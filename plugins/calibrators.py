@@ -2,6 +2,7 @@
 
 Each is fitted on the clean calib scores only and then applied to clean and adversarial eval scores. After ``fit``,
 ``degenerate`` says whether the fit ran to a bound and gives 0/1 probabilities (only ``temperature`` can).
+``conformal`` also makes a decision with an error guarantee: ``alpha`` and ``decide`` (docs/protocol.md section 5).
 scipy and scikit-learn are imported where they are used, so that listing plugins stays fast.
 """
 
@@ -206,9 +207,58 @@ class Uncalibrated:
         return np.clip((s - self.low) / (self.high - self.low), 0.0, 1.0)
 
 
+class Conformal:
+    """Split-conformal p-values against the clean calib normal scores (Vovk et al. 2005; Bates et al. 2023):
+    p(s) = (1 + #{calib normal scores >= s}) / (n + 1). On exchangeable clean normal images P(p <= alpha) <= alpha,
+    so the decision p <= ``alpha`` has a false-positive rate of at most ``alpha``; ``bh`` decides by
+    Benjamini-Hochberg adjusted p-values over the scored set instead (false discovery rate at most ``alpha``).
+    ``predict`` gives 1 - p: a conformal confidence, not a calibrated probability."""
+
+    name = "conformal"
+    primary_option = "alpha"  # what conformal:VALUE sets
+    description = ("split-conformal p-values against the calib normal scores; anomalous at p <= alpha "
+                   "(bh=true: Benjamini-Hochberg over the scored set); predict gives 1 - p")
+    degenerate = False  # nothing is fitted to a bound
+
+    def __init__(self, *, alpha: float = 0.1, bh: bool = False) -> None:
+        if not 0.0 < alpha < 1.0:
+            raise RobustadError(f"calibrator {self.name!r} option alpha={alpha!r}: expected a number in (0, 1)")
+        self.alpha = alpha
+        self.bh = bh
+        self.normal: np.ndarray | None = None
+
+    def fit(self, scores: np.ndarray, labels: np.ndarray) -> Conformal:
+        """Keep the sorted scores of the normal calib images (the anomalous ones are not used)."""
+        s, y = _fit_inputs(self.name, scores, labels, both_classes=False)
+        if not (y == 0).any():
+            raise RobustadError(f"calibrator {self.name!r}: the {y.size} calib images are all anomalous; "
+                                "p-values need normal calib images")
+        self.normal = np.sort(s[y == 0])
+        return self
+
+    def p_values(self, scores: np.ndarray) -> np.ndarray:
+        """(1 + #{calib normal scores >= s}) / (n + 1) per score: small when s is above most normal scores."""
+        s = _predict_input(self.name, scores, self.normal is not None)
+        at_or_above = self.normal.size - np.searchsorted(self.normal, s, side="left")
+        return (1.0 + at_or_above) / (self.normal.size + 1.0)
+
+    def predict(self, scores: np.ndarray) -> np.ndarray:
+        return 1.0 - self.p_values(scores)
+
+    def decide(self, scores: np.ndarray) -> np.ndarray:
+        """True where the image is declared anomalous: p <= alpha, or BH-adjusted p <= alpha over ``scores``."""
+        p = self.p_values(scores)
+        if self.bh:
+            from scipy.stats import false_discovery_control
+
+            p = false_discovery_control(p, method="bh")
+        return p <= self.alpha
+
+
 @hookimpl
 def register_calibrators(register):
     register(Platt)
     register(Isotonic)
     register(Temperature)
     register(Uncalibrated)
+    register(Conformal)

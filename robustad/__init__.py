@@ -19,6 +19,9 @@ from robustad.contracts import (
     Dataset,
     Defense,
     Detector,
+    Flag,
+    FlagTarget,
+    FlagView,
     Perturbed,
     Surrogate,
 )
@@ -34,7 +37,8 @@ except PackageNotFoundError:  # running from a source tree that is not installed
 __all__ = [
     "hookimpl", "RobustadError",
     "Sample", "CategoryData", "Features", "DetectorOutput",
-    "Dataset", "Defense", "Backbone", "Detector", "Surrogate", "Attack", "Calibrator", "AttackTarget", "Perturbed",
+    "Dataset", "Defense", "Backbone", "Detector", "Surrogate", "Attack", "Calibrator", "Flag", "FlagView",
+    "AttackTarget", "FlagTarget", "Perturbed",
     "ATTACK_SETTINGS", "parse_spec",
     "kit", "metrics", "bench", "BenchResult",
     "__version__",

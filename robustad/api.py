@@ -53,6 +53,8 @@ def bench(
     bpda: str = "auto",
     eot: int | None = None,
     chunk: int | None = None,
+    flag: Values = "entropy",
+    flag_fpr: float = 0.05,
     device: str = "cpu",
     threads: int | None = None,
     batch_size: int = 8,
@@ -103,6 +105,7 @@ def bench(
         attacks=with_noise_control(attack) if noise_control else attack, eps=eps, calibrators=calib,
         calib_fraction=calib_fraction, options=options or [], precision=precision, round_8bit=round_8bit,
         defenses=defense, bpda=bpda, eot=eot, chunk=default_chunk(device) if chunk is None else chunk,
+        flags=flag, flag_fpr=flag_fpr,
     )
     registry = get_registry()
     cells = build_cells(request, registry)

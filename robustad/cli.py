@@ -95,6 +95,10 @@ def bench(
     eot: int = typer.Option(None, help="EOT draws per gradient step through a randomized defense [default: 8]."),
     chunk: int = typer.Option(None, help="Images per model call, consecutive in sample order; part of the cell "
                                          "(batched kernels change the last bits) [default: 1 on cpu, 16 on cuda]."),
+    flag: str = typer.Option("entropy", help="Attack flag(s), comma-separated: entropy, squeeze, consistency; "
+                                            "one row per flag."),
+    flag_fpr: float = typer.Option(0.05, help="False-flag rate on the clean calib images that sets each flag's "
+                                              "threshold."),
     device: str = typer.Option("cpu", help="torch device: cpu or cuda."),
     threads: int = typer.Option(None, help="torch CPU threads (default: OMP_NUM_THREADS when set, else the cores "
                                            "this process may use); recorded per row."),
@@ -122,7 +126,8 @@ def bench(
         dataset=dataset, data_root=data_root, category=category, shots=shots, seeds=seeds, backbone=backbone,
         weights=weights, resolution=resolution, detector=detector, surrogate=surrogate, attack=attack,
         noise_control=noise_control, eps=eps, calib=calib, calib_fraction=calib_fraction, options=opt,
-        precision=precision, round_8bit=round_8bit, defense=defense, bpda=bpda, eot=eot, chunk=chunk, device=device,
+        precision=precision, round_8bit=round_8bit, defense=defense, bpda=bpda, eot=eot, chunk=chunk, flag=flag,
+        flag_fpr=flag_fpr, device=device,
         threads=threads, batch_size=batch_size, resamples=resamples, pixel_metrics=pixel_metrics, out=out,
         save_scores=save_scores, save_examples=save_examples, examples_dir=examples_dir, executor=executor,
         ray_address=ray_address, console=console,

@@ -9,7 +9,7 @@ import typing
 from dataclasses import dataclass
 from typing import Any
 
-from robustad.contracts import CONTRACTS, missing_members
+from robustad.contracts import CONTRACTS, FLAG_READS, missing_members
 from robustad.errors import RobustadError
 from robustad.records import NO_ATTACK, NO_SURROGATE
 
@@ -96,6 +96,9 @@ class Component:
         if missing:
             raise TypeError(f"{kind} {name!r} lacks {', '.join(missing)} "
                             f"(see robustad.contracts.{CONTRACTS[kind].__name__})")
+        if kind == "flag" and getattr(obj, "reads", None) not in FLAG_READS:
+            raise TypeError(f"flag {name!r} reads {getattr(obj, 'reads', None)!r}; expected one of "
+                            f"{', '.join(FLAG_READS)}")
         open_options = obj.__init__ is not object.__init__ and any(
             p.kind is inspect.Parameter.VAR_KEYWORD for p in inspect.signature(obj.__init__).parameters.values())
         options = tuple(o for o in _options_of(obj) if o.name not in RUNTIME_KEYWORDS.get(kind, ()))

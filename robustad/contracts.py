@@ -127,7 +127,9 @@ class Calibrator(Protocol):
     """``cls(**options)``: maps raw scores to P(anomalous), fitted on clean calib scores only.
 
     Optional attribute read after ``fit``: ``degenerate`` (True when the fit ran to a bound and gives 0/1
-    probabilities; recorded in the row).
+    probabilities; recorded in the row). A calibrator that makes its own decision with an error rate (``conformal``)
+    sets ``alpha`` (a number in (0, 1); default None: no decision) and defines ``decide(scores) -> bool array``
+    (True: anomalous); the row then records its false- and true-positive rates, clean and attacked.
     """
 
     name: ClassVar[str]
@@ -160,7 +162,51 @@ class Defense(Protocol):
         """Images in [0,1] ``(B, 3, H, W)`` -> defended images of the same shape in [0,1]."""
 
 
-ATTACK_SETTINGS = ("steps", "alpha", "random_start", "restarts", "loss", "queries", "members")
+class Flag(Protocol):
+    """``cls(**options)``: a per-image statistic that should be high on attacked images (docs/protocol.md section 6).
+
+    The engine thresholds it at the ``--flag-fpr`` quantile of its values on the clean calib images (fitting on
+    calib only), so a flag is just its statistic. ``reads``: ``probabilities`` (a function of the calibrated
+    posterior ``view.probs``; computed per calibrator) or ``images`` (of the detector on ``view.images`` through
+    ``view.score``; computed once per attack, whatever the calibrator). ``statistic`` should be differentiable in
+    ``view.images`` (a non-differentiable step written straight-through, BPDA) so flag-aware attacks can descend it.
+    """
+
+    name: ClassVar[str]
+    description: ClassVar[str]
+    reads: str
+
+    def statistic(self, view: FlagView) -> torch.Tensor:
+        """One value per image ``(B,)``: higher means more likely attacked."""
+
+
+FLAG_READS = ("probabilities", "images")
+"""What a flag's ``reads`` may declare."""
+
+
+@dataclass
+class FlagView:
+    """What a flag sees of one batch: for ``reads="probabilities"`` the detector scores and the calibrated
+    posterior; for ``reads="images"`` the images, their detector scores and the differentiable score function."""
+
+    scores: torch.Tensor  # (B,) detector scores of the images
+    probs: torch.Tensor | None = None  # (B,) calibrated P(anomalous), for reads="probabilities"
+    images: torch.Tensor | None = None  # (B, 3, H, W) in [0,1], for reads="images"
+    score: Callable[[torch.Tensor], torch.Tensor] | None = None  # images -> detector scores (B,), differentiable
+    seeds: Sequence[int] = ()  # one per image: draw random numbers with ``generator`` (the same for an image's
+    # clean and attacked versions)
+
+    def generator(self, index: int) -> torch.Generator:
+        """A torch generator seeded for image ``index``."""
+        import torch
+
+        device = self.images.device if self.images is not None else self.scores.device
+        generator = torch.Generator(device=device)
+        generator.manual_seed(int(self.seeds[index]))
+        return generator
+
+
+ATTACK_SETTINGS = ("steps", "alpha", "random_start", "restarts", "loss", "queries", "members", "flag_aware")
 """Keys an attack's ``describe`` may return; each is a leaderboard column."""
 
 
@@ -184,6 +230,8 @@ class AttackTarget:
     score: Callable[[torch.Tensor], torch.Tensor]  # the detector's real image scores (B,), no gradient (a forward)
     score_from_logit: Callable[[torch.Tensor], torch.Tensor] | None = None  # z -> real score, where z gives it
     member: Callable[[str], Perturbed] | None = None  # a member attack's result on this batch (see ``Attack``)
+    flag: FlagTarget | None = None  # the flag a flag-aware attack must keep below its threshold
+
 
     def generator(self, index: int) -> torch.Generator:
         """A torch generator on the images' device seeded for image ``index``: random draws that do not depend
@@ -195,9 +243,19 @@ class AttackTarget:
         return generator
 
 
+@dataclass
+class FlagTarget:
+    """The flag a flag-aware attack evades: its statistic of images (differentiable, computed through the
+    surrogate's logit, which gives the detector's scores) and the threshold above which an image is flagged."""
+
+    spec: str
+    statistic: Callable[[torch.Tensor], torch.Tensor]  # images (B, 3, H, W) -> (B,)
+    threshold: float
+
+
 CONTRACTS: dict[str, type] = {
     "dataset": Dataset, "backbone": Backbone, "detector": Detector,
-    "surrogate": Surrogate, "attack": Attack, "calibrator": Calibrator, "defense": Defense,
+    "surrogate": Surrogate, "attack": Attack, "calibrator": Calibrator, "defense": Defense, "flag": Flag,
 }
 
 

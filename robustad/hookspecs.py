@@ -79,3 +79,12 @@ def register_defenses(register):
         ``differentiable``, ``randomized`` and ``transform(images, generator) -> images``; optionally ``samples``
         and ``aggregate`` (how a randomized defense's scores over draws are combined).
     """
+
+
+@hookspec
+def register_flags(register):
+    """Register attack-flag classes (per-image statistics that should be high on attacked images).
+
+    :param register: call ``register(cls)``; ``cls(**options)`` follows ``robustad.contracts.Flag``: ``reads``
+        (``probabilities`` or ``images``) and ``statistic(view: FlagView) -> (B,)``; the engine fits its threshold.
+    """

@@ -49,12 +49,14 @@ def draw_indices(n: int, resamples: int, seed: int) -> np.ndarray:
 
 
 def bootstrap_intervals(labels: object, clean_scores: object, clean_probs: object, adv_scores: object = None,
-                        adv_probs: object = None, *, flag_threshold: float | None = None, resamples: int = 1000,
+                        adv_probs: object = None, *, flag_threshold: float | None = None,
+                        flag_values: tuple[np.ndarray, np.ndarray] | None = None, resamples: int = 1000,
                         seed: int = 0, level: float = 0.95) -> Intervals:
     """Percentile intervals at ``level`` for the ``clean_*`` image metrics and, given adversarial scores and
     probabilities of the same images in the same order, the ``adv_*`` ones and ``flag_auroc``; ``flag_tpr`` and
     ``evasion_rate`` also need the entropy ``flag_threshold`` (``metrics.flag_threshold`` of the clean calib
-    probabilities). Columns that cannot be computed from the arguments are absent."""
+    probabilities). ``flag_values``, the (clean, adversarial) values of another flag statistic, replaces the
+    entropy: ``flag_threshold`` is then that flag's. Columns that cannot be computed from the arguments are absent."""
     context = "bootstrap_intervals"
     y = metrics.check_labels(labels, context)
     _check_settings(resamples, seed, level)
@@ -62,16 +64,43 @@ def bootstrap_intervals(labels: object, clean_scores: object, clean_probs: objec
     if (adv_scores is None) != (adv_probs is None):
         raise RobustadError(f"{context}: pass both adv_scores and adv_probs, or neither")
     adv = None if adv_probs is None else _scores_and_probs(context, "adv", adv_scores, adv_probs, y.size)
-    flagged = None if adv is None or flag_threshold is None else metrics.flagged(adv[1], flag_threshold, context)
+    if flag_values is not None:
+        flag_values = tuple(metrics.check_values(v, context, name="flag values", length=y.size) for v in flag_values)
+    flagged = None if adv is None or flag_threshold is None else metrics.flagged(adv[1], flag_threshold, context) \
+        if flag_values is None else flag_values[1] > flag_threshold
 
     counts = resampled.counts_of(draw_indices(y.size, resamples, seed), y.size)
     values = {f"clean_{name}": v for name, v in resampled.image_metrics(counts, y, *clean).items()}
     if adv is not None:
         values.update({f"adv_{name}": v for name, v in resampled.image_metrics(counts, y, *adv).items()})
-        values["flag_auroc"] = resampled.flag_auroc(counts, clean[1], adv[1])
+        values["flag_auroc"] = resampled.flag_auroc(counts, clean[1], adv[1]) if flag_values is None \
+            else resampled.statistic_auroc(counts, *flag_values)
     if flagged is not None:
         values["flag_tpr"] = resampled.flag_tpr(counts, flagged)
         values["evasion_rate"] = resampled.evasion_rate(counts, y, adv[1], flagged)
+    return _percentiles(values, resamples, level)
+
+
+def decision_intervals(labels: object, decided: dict[str, np.ndarray], *, resamples: int = 1000, seed: int = 0,
+                       level: float = 0.95) -> Intervals:
+    """Percentile intervals of a calibrator's decision rates, ``<side>_fpr_at_alpha`` and ``<side>_tpr_at_alpha``
+    for each ``side`` (``clean``, ``adv``) of ``decided`` (booleans per eval image), over the same image draws as
+    ``bootstrap_intervals`` with the same seed."""
+    context = "decision_intervals"
+    y = metrics.check_labels(labels, context)
+    _check_settings(resamples, seed, level)
+    counts = resampled.counts_of(draw_indices(y.size, resamples, seed), y.size)
+    values = {}
+    for side, flags in decided.items():
+        array = np.asarray(flags)
+        if array.shape != y.shape or array.dtype != bool:
+            raise RobustadError(f"{context}: {side} decisions must be {y.size} booleans, got {array.dtype} of shape "
+                                f"{array.shape}")
+        values.update({f"{side}_{name}": v for name, v in resampled.decision_rates(counts, y, array).items()})
+    return _percentiles(values, resamples, level)
+
+
+def _percentiles(values: dict[str, np.ndarray], resamples: int, level: float) -> Intervals:
     tails = (50 * (1 - level), 50 * (1 + level))
     bounds, skipped = {}, {}
     for column, per_resample in values.items():

@@ -27,6 +27,8 @@ RANKING_METRICS = ("auroc", "ap", "f1_max")
 """The image metrics that read the raw scores: a calibrator cannot change them (``image_metrics``)."""
 ATTACK_METRICS = ("flag_auroc", "flag_tpr", "evasion_rate")
 """Metrics that compare the adversarial eval images with their clean versions: one column each."""
+DECISION_RATES = ("fpr_at_alpha", "tpr_at_alpha")
+"""Rates of a calibrator's own decision at its ``alpha`` (``conformal``), each a ``clean_*`` and an ``adv_*`` column."""
 
 DECISION_THRESHOLD = 0.5
 ECE_BINS = 15
@@ -265,14 +267,24 @@ def flag_auroc(clean_probs: object, adv_probs: object) -> float:
 
     Both arrays are the same eval images in the same order; 0.5 means the entropy flag is useless.
     """
-    from sklearn.metrics import roc_auc_score
 
     clean = check_values(clean_probs, "flag_auroc", name="clean_probs", probabilities=True)
     adv = check_values(adv_probs, "flag_auroc", name="adv_probs", probabilities=True)
     if adv.size != clean.size:
         raise RobustadError(f"flag_auroc: clean_probs has {clean.size} entries but adv_probs has {adv.size}")
+    return statistic_auroc(binary_entropy(clean), binary_entropy(adv))
+
+
+def statistic_auroc(clean_values: object, adv_values: object) -> float:
+    """AUROC of any flag statistic at telling adversarial eval images (positive) from their clean versions."""
+    from sklearn.metrics import roc_auc_score
+
+    clean = check_values(clean_values, "flag_auroc", name="clean values")
+    adv = check_values(adv_values, "flag_auroc", name="adv values")
+    if adv.size != clean.size:
+        raise RobustadError(f"flag_auroc: clean values has {clean.size} entries but adv values has {adv.size}")
     is_adversarial = np.concatenate([np.zeros(clean.size), np.ones(adv.size)])
-    return float(roc_auc_score(is_adversarial, np.concatenate([binary_entropy(clean), binary_entropy(adv)])))
+    return float(roc_auc_score(is_adversarial, np.concatenate([clean, adv])))
 
 
 # ---------------------------------------------------------------------------------------------- evasion
@@ -288,7 +300,19 @@ def flag_threshold(calib_probs: object, quantile: float = FLAG_QUANTILE) -> floa
     if isinstance(quantile, bool) or not isinstance(quantile, (int, float)) or not 0.0 <= quantile <= 1.0:
         raise RobustadError(f"flag_threshold: quantile must be a number in [0, 1], got {quantile!r}")
     entropies = binary_entropy(check_values(calib_probs, "flag_threshold", name="calib_probs", probabilities=True))
-    return float(np.quantile(entropies, quantile, method=FLAG_PERCENTILE_METHOD))
+    return _higher_quantile(entropies, quantile)
+
+
+def statistic_threshold(calib_values: object, fpr: float) -> float:
+    """The value above which any flag statistic flags an image: its ``1 - fpr`` quantile (numpy ``higher``) over
+    the clean calib images, so that the strict rule value > threshold flags at most a share ``fpr`` of them."""
+    if isinstance(fpr, bool) or not isinstance(fpr, (int, float)) or not 0.0 < fpr < 1.0:
+        raise RobustadError(f"flag threshold: fpr must be a number in (0, 1), got {fpr!r}")
+    return _higher_quantile(check_values(calib_values, "flag threshold", name="calib values"), 1.0 - fpr)
+
+
+def _higher_quantile(values: np.ndarray, quantile: float) -> float:
+    return float(np.quantile(values, quantile, method=FLAG_PERCENTILE_METHOD))
 
 
 def flagged(probs: object, threshold: float, context: str = "flagged") -> np.ndarray:
@@ -316,7 +340,25 @@ def evasion_rate(labels: object, adv_probs: object, threshold: float) -> float:
     What a defender who trusts both the decision and the entropy flag loses to the attack.
     """
     y, p = _labels_and("evasion_rate", labels, adv_probs, probabilities=True)
-    return float(np.mean(misclassified(y, p) & ~flagged(p, threshold, "evasion_rate")))
+    return evaded(y, p, flagged(p, threshold, "evasion_rate"))
+
+
+def evaded(labels: np.ndarray, adv_probs: np.ndarray, flags: np.ndarray) -> float:
+    """Share of eval images misclassified after the attack and not flagged by ``flags`` (any flag's per-image
+    decisions; inputs already checked)."""
+    return float(np.mean(misclassified(labels, adv_probs) & ~flags))
+
+
+def decision_rates(labels: object, anomalous: object) -> dict[str, float | None]:
+    """``fpr_at_alpha``: share of normal images decided anomalous; ``tpr_at_alpha``: share of anomalous ones
+    (a calibrator's own decision, e.g. conformal p <= alpha); None for a class the labels do not hold."""
+    y = check_labels(labels, "decision_rates")
+    decided = np.asarray(anomalous)
+    if decided.shape != y.shape or decided.dtype != bool:
+        raise RobustadError(f"decision_rates: expected {y.size} booleans, got {decided.dtype} of shape "
+                            f"{decided.shape}")
+    return {"fpr_at_alpha": float(decided[y == 0].mean()) if (y == 0).any() else None,
+            "tpr_at_alpha": float(decided[y == 1].mean()) if (y == 1).any() else None}
 
 
 def image_metrics(labels: object, scores: object, probs: object) -> dict[str, float | None]:

@@ -77,7 +77,7 @@ STAGES = (SPLIT, MODEL, THREAT, ATTACK, CALIBRATION)
 """What a cell field decides, in the order work is shared: cells agreeing on every field (and option) of the
 stages up to one share its work (docs/protocol.md section 8)."""
 STAGE_OPTION_KINDS = {SPLIT: ("dataset",), MODEL: ("backbone", "detector", "defense"), THREAT: ("surrogate",),
-                      ATTACK: ("attack",), CALIBRATION: ("calibrator",)}
+                      ATTACK: ("attack",), CALIBRATION: ("calibrator", "flag")}
 FIRST_PROTOCOL = PROTOCOL_VERSION = 1
 """Bumped when a change alters what a cell computes (docs/choices.md lists each bump); enters the key from 2 on."""
 
@@ -106,9 +106,10 @@ class Cell:
     backbone (``none``), ``bpda`` how attacks differentiate through it (``none``: its own gradient, ``identity``,
     ``off``) and ``eot_samples`` their EOT draws per gradient step; ``chunk`` how many images of one size each
     model call holds (consecutive in sample order: batched kernels change the last bits with the batch, so the
-    chunk is part of the experiment and the batch size is not); ``attack`` the attack plugin's name, its
-    settings in ``options``: canonical JSON of the resolved options, defaults included, of every component the
-    cell uses, keyed ``kind.name``.
+    chunk is part of the experiment and the batch size is not); ``flag`` the attack flag whose ``flag_*`` and
+    ``evasion_rate`` columns the row holds (a spec, like ``calibrator``), thresholded at ``flag_fpr`` false flags
+    on the clean calib images; ``attack`` the attack plugin's name, its settings in ``options``: canonical JSON of
+    the resolved options, defaults included, of every component the cell uses, keyed ``kind.name``.
     """
 
     dataset: str = axis(SPLIT)
@@ -134,6 +135,8 @@ class Cell:
     bpda: str = axis(THREAT, "none", since=2)
     eot_samples: int = axis(THREAT, 1, since=2)
     chunk: int = axis(MODEL, 1, since=2)
+    flag: str = axis(CALIBRATION, "entropy", since=2)
+    flag_fpr: float = axis(CALIBRATION, 0.05, since=2)
 
     @property
     def key(self) -> str:

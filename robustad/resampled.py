@@ -88,6 +88,14 @@ def _mean(counts: np.ndarray, per_image: np.ndarray) -> np.ndarray:
     return counts @ per_image / per_image.size
 
 
+def decision_rates(counts: np.ndarray, labels: np.ndarray, decided: np.ndarray) -> dict[str, np.ndarray]:
+    """``fpr_at_alpha`` and ``tpr_at_alpha`` of boolean decisions: the decided share of drawn normal / anomalous
+    images (NaN where a resample drew none of the class)."""
+    normal, anomalous = (labels == 0).astype(np.float64), (labels == 1).astype(np.float64)
+    return {"fpr_at_alpha": _ratio(counts @ (normal * decided), counts @ normal),
+            "tpr_at_alpha": _ratio(counts @ (anomalous * decided), counts @ anomalous)}
+
+
 def brier(counts: np.ndarray, labels: np.ndarray, probs: np.ndarray) -> np.ndarray:
     """Mean (p - label)^2."""
     return _mean(counts, (probs - labels) ** 2)
@@ -115,9 +123,14 @@ def image_metrics(counts: np.ndarray, labels: np.ndarray, scores: np.ndarray,
 
 def flag_auroc(counts: np.ndarray, clean_probs: np.ndarray, adv_probs: np.ndarray) -> np.ndarray:
     """AUROC of H(p), adversarial versions against clean ones; a drawn image brings both (pairs stay together)."""
-    entropies = np.concatenate([metrics.binary_entropy(clean_probs), metrics.binary_entropy(adv_probs)])
-    is_adversarial = np.repeat([0, 1], clean_probs.size)
-    return _auroc(*_class_counts(np.hstack([counts, counts]), is_adversarial, entropies))
+    return statistic_auroc(counts, metrics.binary_entropy(clean_probs), metrics.binary_entropy(adv_probs))
+
+
+def statistic_auroc(counts: np.ndarray, clean_values: np.ndarray, adv_values: np.ndarray) -> np.ndarray:
+    """AUROC of any flag statistic, adversarial versions against clean ones, pairs kept together."""
+    is_adversarial = np.repeat([0, 1], clean_values.size)
+    return _auroc(*_class_counts(np.hstack([counts, counts]), is_adversarial,
+                                 np.concatenate([clean_values, adv_values])))
 
 
 def flag_tpr(counts: np.ndarray, flagged: np.ndarray) -> np.ndarray:

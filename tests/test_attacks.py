@@ -437,8 +437,9 @@ def test_registry_lists_the_attacks_with_their_options():
     options = {name: [o.name for o in attacks[name].options] for name in attacks}
     assert options["noise"] == ["distribution"]
     assert options["fgsm"] == ["loss"]
-    assert options["pgd"] == ["steps", "alpha_ratio", "random_start", "restarts", "loss"]
-    assert options["apgd"] == ["steps", "restarts", "loss"]
+    assert options["pgd"] == ["steps", "alpha_ratio", "random_start", "restarts", "loss", "flag_aware",
+                              "flag_posterior"]
+    assert options["apgd"] == ["steps", "restarts", "loss", "flag_aware", "flag_posterior"]
     assert options["square"] == ["queries", "loss", "p_init", "restarts"]
     assert options["worstcase"] == ["members", "clean"]
     assert options["torchattacks"][0] == "attack"

@@ -27,7 +27,7 @@ def test_registered_through_the_entry_point():
     registry = PluginRegistry()
     registry.load_entry_points({"calibrators"})
     components = registry.components("calibrator")
-    assert sorted(components) == ["isotonic", "none", "platt", "temperature"]
+    assert sorted(components) == ["conformal", "isotonic", "none", "platt", "temperature"]
     assert {c.plugin for c in components.values()} == {"calibrators"}
 
 

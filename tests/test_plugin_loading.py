@@ -236,4 +236,5 @@ def test_an_entry_point_named_like_a_built_in_one_is_refused_without_hiding_it(t
     assert broken["plugin"] == "calibrators" and "already taken" in broken["error"]
     assert broken["distribution"] != "robustad"
     calibrators = {c["name"]: c["distribution"] for c in found["components"] if c["kind"] == "calibrator"}
-    assert calibrators == {"platt": "robustad", "isotonic": "robustad", "temperature": "robustad", "none": "robustad"}
+    assert calibrators == {"platt": "robustad", "isotonic": "robustad", "temperature": "robustad", "none": "robustad",
+                           "conformal": "robustad"}

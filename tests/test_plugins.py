@@ -99,6 +99,14 @@ def test_hook_register_defenses(third_party):
     assert torch.equal(defense.transform(images, None), torch.full_like(images, 0.75))
 
 
+def test_hook_register_flags(third_party):
+    from robustad import FlagView
+
+    flag = third_party_registry().get("flag", "bright").create()
+    images = torch.full((2, 3, 2, 2), 0.25)
+    assert flag.statistic(FlagView(scores=torch.zeros(2), images=images)).tolist() == [0.25, 0.25]
+
+
 def test_plugin_hooks_have_tests():
     """Every hookspec has a ``test_hook_<name>`` in this module (datasette's meta-test)."""
     specs = {name for name in dir(hookspecs) if name.startswith("register_")}

@@ -20,14 +20,16 @@ import numpy as np
 import torch
 
 from robustad.components import Component, parse_spec
-from robustad.contracts import AttackTarget, Perturbed
+from robustad.contracts import AttackTarget, FlagTarget, Perturbed
 from robustad.engine.clean import CleanStage
 from robustad.engine.defended import EOT_DRAWS, draw
+from robustad.engine.flagging import Flags, reads_images
 from robustad.engine.guard import ComponentError, blame, require_finite
 from robustad.engine.handles import Handle, check_settings
 from robustad.engine.identity import image_seed
 from robustad.engine.progress import Reporter
 from robustad.errors import RobustadError
+from robustad.kit.attacking import logit
 from robustad.kit.threat import parse_eps, round_to_8bit, two_logit
 from robustad.plugins import PluginRegistry
 from robustad.records import Cell, DetectorOutput
@@ -124,14 +126,17 @@ class AttackOutcome:
     failure: RobustadError | None = None
     kept: dict[int, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
     """(clean, adversarial) images of the eval indices the run keeps (``bench --save-examples``)."""
+    flags: dict[str, np.ndarray] = field(default_factory=dict)
+    """Values of each flag that reads images on the adversarial eval images, by flag spec."""
 
 
 def attack_threat_group(cells: list[Cell], stage: CleanStage, surrogate: Fitted | None, registry: PluginRegistry,
-                        batch_size: int, reporter: Reporter, keep: frozenset[int] = frozenset()
+                        batch_size: int, reporter: Reporter, flags: Flags, keep: frozenset[int] = frozenset()
                         ) -> dict[str, AttackOutcome]:
     """Run every attack (and member) of cells sharing a threat prefix, keyed by ``variant``; a failing attack (at
     build time, in ``describe``/``members`` or while it runs) fails alone, with the attacks that combine it. The
-    clean and adversarial images of the eval indices in ``keep`` are kept in each outcome."""
+    clean and adversarial images of the eval indices in ``keep`` are kept in each outcome, and the cells' flags
+    that read images are evaluated on every adversarial batch."""
     cell = cells[0]
     eps = parse_eps(cell.eps)
     n_eval = len(stage.split.eval)
@@ -140,13 +145,15 @@ def attack_threat_group(cells: list[Cell], stage: CleanStage, surrogate: Fitted 
     reporter.stage(f"{cell.category}: {names} {cell.eps} via {cell.surrogate}", n_eval)
     defense = stage.backbone.defense
     with defense.attacked_with(cell.bpda) if defense is not None else contextlib.nullcontext():
-        _attack_batches(cell, attacks, outcomes, stage, surrogate, eps, batch_size, reporter, keep)
+        flag_cells = {c.flag: c for c in cells}  # each flag with a cell that records its options
+        _attack_batches(cell, attacks, outcomes, stage, surrogate, eps, batch_size, reporter, keep, flags,
+                        {spec: c for spec, c in flag_cells.items() if reads_images(flags.handle(c, spec))})
     return outcomes
 
 
 def _attack_batches(cell: Cell, attacks: dict[str, _Built], outcomes: dict[str, AttackOutcome], stage: CleanStage,
                     surrogate: Fitted | None, eps: float, batch_size: int, reporter: Reporter,
-                    keep: frozenset[int]) -> None:
+                    keep: frozenset[int], flags: Flags, image_flags: dict[str, Cell]) -> None:
     """Every attack of the group on every eval batch, members before the attacks that combine them. With chunks of
     more than one image, each call gets one chunk: what an attack does with its batch (a subset it keeps working
     on) then depends on the chunk alone; with chunks of one, the whole batch, each image evaluated alone."""
@@ -168,9 +175,12 @@ def _attack_batches(cell: Cell, attacks: dict[str, _Built], outcomes: dict[str, 
             started = time.perf_counter()
             try:
                 target = _target(attack, images, labels, eps, cell, indices, stage, z_model, z_for, outcome,
-                                 {attacks[m].spec: results[m] for m in attack.members if m in results})
+                                 {attacks[m].spec: results[m] for m in attack.members if m in results}, flags)
                 perturbed = attack.handle.call("perturb", target)
                 results[key] = _checked(perturbed, images, eps, attack.handle.component, cell.round_8bit, stage)
+                for spec, flag_cell in image_flags.items():
+                    values = outcome.flags.setdefault(spec, np.zeros(len(eval_labels)))
+                    values[indices] = flags.adversarial(flag_cell, spec, indices, results[key].images)
             except RobustadError as error:
                 outcome.failure = error
                 continue
@@ -191,11 +201,13 @@ def variant(spec: str, cell: Cell) -> str:
 
 @dataclass
 class _Built:
-    """One attack variant of a threat group: its spec, guarded instance and members' variants."""
+    """One attack variant of a threat group: its spec, guarded instance, members' variants, and a cell that uses it
+    (whose options hold those of the flag it evades, if it is flag-aware)."""
 
     spec: str
     handle: Handle
     members: list[str]
+    cell: Cell
 
 
 def _attacks(cells: list[Cell], registry: PluginRegistry, eps: float,
@@ -218,7 +230,7 @@ def _attacks(cells: list[Cell], registry: PluginRegistry, eps: float,
         except RobustadError as error:
             outcome.failure = error
             return key
-        attacks[key] = _Built(spec, handle, members)
+        attacks[key] = _Built(spec, handle, members, cell)
         return key
 
     for cell in cells:
@@ -248,7 +260,7 @@ def _logit_models(surrogate: Fitted, clean: DetectorOutput) -> Callable[[slice |
 def _target(attack: _Built, images: torch.Tensor, labels: torch.Tensor, eps: float, cell: Cell,
             indices: list[int], stage: CleanStage, z_model: LogitModel | None,
             z_for: Callable[[slice | None], LogitModel] | None, outcome: AttackOutcome,
-            results: dict[str, Perturbed]) -> AttackTarget:
+            results: dict[str, Perturbed], flags: Flags) -> AttackTarget:
     """The AttackTarget of one attack on one batch. Everything in it is the attack's own copy: an attack that
     writes into its images or its members' results cannot change another attack's row."""
     needs_surrogate = bool(attack.handle.optional("needs_surrogate"))
@@ -269,12 +281,30 @@ def _target(attack: _Built, images: torch.Tensor, labels: torch.Tensor, eps: flo
     use_model = needs_surrogate and z_model is not None
     defense = stage.backbone.defense
     exact = use_model and (defense is None or not defense.randomized)  # z gives the real score only then
+    model = ChunkedLogits(z_for, outcome.gradients, cell.eot_samples, cell.chunk, len(indices)) if use_model else None
+    score_from_logit = getattr(z_model, "score_of", None) if exact else None
     return AttackTarget(
-        images=images.clone(), labels=labels.clone(), eps=eps, seeds=seeds,
-        model=ChunkedLogits(z_for, outcome.gradients, cell.eot_samples, cell.chunk, len(indices))
-        if use_model else None,
-        score=score, score_from_logit=getattr(z_model, "score_of", None) if exact else None, member=member,
+        images=images.clone(), labels=labels.clone(), eps=eps, seeds=seeds, model=model, score=score,
+        score_from_logit=score_from_logit, member=member,
+        flag=_flag_target(attack, cell, indices, flags, model, score_from_logit),
     )
+
+
+def _flag_target(attack: _Built, cell: Cell, indices: list[int], flags: Flags, model: torch.nn.Module | None,
+                 score_from_logit: Callable | None) -> FlagTarget | None:
+    """The flag a flag-aware attack evades, differentiable through the surrogate's logit; such an attack needs a
+    logit that gives the detector's real score (a white-box surrogate), so that its flag is the rows' flag."""
+    spec = attack.handle.optional("flag_aware")
+    if not spec:
+        return None
+    if model is None or score_from_logit is None:
+        raise RobustadError(f"attack {attack.spec!r} option flag_aware={spec!r} needs a surrogate whose logit gives "
+                            f"the detector's score (white-box, e.g. score); got {cell.surrogate!r}")
+
+    def score(images: torch.Tensor) -> torch.Tensor:
+        return score_from_logit(logit(model(images)))
+
+    return flags.for_attack(attack.cell, spec, indices, score, attack.handle.optional("flag_posterior"))
 
 
 def _checked(perturbed: Any, clean: torch.Tensor, eps: float, component: Component, round_8bit: bool,

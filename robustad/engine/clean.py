@@ -97,6 +97,11 @@ class CleanStage:
                                     masks)
             yield indices, torch.stack([item.image for item in batch]), output
 
+    def calib_batches(self, batch_size: int) -> Iterator[tuple[list[int], torch.Tensor]]:
+        """Calib images batched by size, decoded again (only flags that read images need them)."""
+        for batch in batches(prepared(self.split.calib, self._preprocess, prefetch=self.prefetch), batch_size):
+            yield [item.index for item in batch], torch.stack([item.image for item in batch])
+
     def score(self, images: torch.Tensor) -> DetectorOutput:
         """The detector's output on a batch of images, without gradient."""
         return self.forward(images)[1]

@@ -29,6 +29,7 @@ class Threat:
 
     needs_surrogate: bool = True
     members: tuple[str, ...] = ()
+    flags: tuple[str, ...] = ()  # flag specs the attack or a member evades (``flag_aware``)
 
 
 Resolve = Callable[[str, str], dict]  # (kind, spec) -> that component's options, defaults included
@@ -53,6 +54,8 @@ def expand(
     resolve: Resolve,
     defenses: dict[str, Adaptive] = NO_DEFENSE_ADAPTIVE,
     chunk: int = 1,
+    flags: tuple[str, ...] = ("entropy",),
+    flag_fpr: float = 0.05,
 ) -> list[Cell]:
     """The cross product, in an order where cells sharing a prefix are adjacent.
 
@@ -62,7 +65,9 @@ def expand(
     ``--attack none`` gives clean-only cells, and an attack that needs no surrogate (the noise control) one cell
     per eps, both with surrogate ``none``. Each cell's options are the resolved options of every component it
     uses, a combined attack's members included, so that equal experiments share a key and a changed default
-    changes it.
+    changes it. Each flag is a cell of its own (the rows' flag columns are in long format); the cells of one
+    attack that differ only in their flag share every stage's work. A flag without options (``entropy``) adds
+    nothing to the options, so the cells of today's default keep the keys they had before flags were a kind.
     """
     threats = []
     for attack, threat in attacks.items():
@@ -77,12 +82,15 @@ def expand(
         for (category, data), k, seed, backbone, resolution, detector, defense in itertools.product(
             categories.items(), shots, seeds, backbones, resolutions, detectors, defenses
         ):
-            for (surrogate, attack, e), calibrator in itertools.product(threats, calibrators):
+            for (surrogate, attack, e), calibrator, flag in itertools.product(threats, calibrators, flags):
                 used = [("dataset", dataset), ("backbone", backbone), ("detector", detector),
                         ("calibrator", calibrator)]
                 if surrogate != NO_SURROGATE:
                     used.append(("surrogate", surrogate))
                 resolved = {f"{kind}.{spec}": resolve(kind, spec) for kind, spec in used}
+                flag_options = {f"flag.{spec}": resolve("flag", spec)
+                                for spec in (flag, *(attacks[attack].flags if attack != NO_ATTACK else ()))}
+                resolved.update({key: value for key, value in flag_options.items() if value})  # keys stay as before
                 if defense != NO_DEFENSE:
                     resolved[f"defense.{parse_spec(defense)[0]}"] = resolve("defense", defense)
                 if attack != NO_ATTACK:
@@ -94,7 +102,8 @@ def expand(
                                   parse_spec(attack)[0], e, calibrator, calib_fraction, precision,
                                   round_8bit and attack != NO_ATTACK, options, *data,
                                   defense=parse_spec(defense)[0], bpda=adaptive.bpda,
-                                  eot_samples=adaptive.eot_samples, chunk=chunk))
+                                  eot_samples=adaptive.eot_samples, chunk=chunk, flag=flag,
+                                  flag_fpr=flag_fpr))
     return cells
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from robustad.api import Values
 from robustad.components import KINDS, Component, parse_spec
+from robustad.contracts import FLAG_READS
 from robustad.engine.defended import BPDA_CHOICES, resolved_bpda, resolved_eot
 from robustad.engine.grid import Adaptive, Threat, expand
 from robustad.engine.guard import blame
@@ -67,6 +68,8 @@ class BenchRequest:
     bpda: str = "auto"
     eot: int | None = None
     chunk: int = 1
+    flags: Values = "entropy"
+    flag_fpr: float = 0.05
 
 
 def with_noise_control(attacks: Values) -> list[str]:
@@ -132,7 +135,8 @@ def parse_options(given: list[str] | dict[str, Any], registry: PluginRegistry) -
 
 class _Resolver:
     """The options of a component spec: its defaults, then ``--opt`` for its name, then for the exact spec,
-    then the spec's ``:argument``."""
+    then the spec's ``:argument``. An option the class lists in ``later_options`` (added after cells with it were
+    recorded) is left out while at its default, so those cells keep their keys (as a cell field with ``since``)."""
 
     def __init__(self, registry: PluginRegistry, given: dict[tuple[str, str], dict]) -> None:
         self.registry = registry
@@ -149,6 +153,10 @@ class _Resolver:
         if spec != name:
             options.update(self.given.get((kind, spec), {}))
         options.update(component.spec_options(argument))
+        defaults = {o.name: o.default for o in component.options}
+        for later in getattr(component.cls, "later_options", ()):
+            if later in options and options[later] == defaults.get(later):
+                del options[later]
         return json.loads(json.dumps(options, default=str))  # what the cell records is what the cell gets
 
     def create(self, kind: str, spec: str, *args: Any) -> Any:
@@ -194,6 +202,7 @@ def build_cells(request: BenchRequest, registry: PluginRegistry) -> list[Cell]:
         for spec in names["surrogate"]:
             resolve.create("surrogate", spec)  # cheap as well: fitted only when its cells run
     defenses = _defenses(request, resolve)
+    names["flag"] = _flags(request, resolve)
     names["defense"] = [n for spec in defenses if spec != NO_DEFENSE for n in (spec, parse_spec(spec)[0])]
     shots = list(dict.fromkeys(canonical_shots(k) for k in split_list(request.shots, "shots")))
     seeds = _integers(request.seeds, "seeds", 0, MAX_SEED)
@@ -205,7 +214,7 @@ def build_cells(request: BenchRequest, registry: PluginRegistry) -> list[Cell]:
         detectors=names["detector"], surrogates=names["surrogate"], attacks=attacks, eps=eps,
         calibrators=names["calibrator"], calib_fraction=float(request.calib_fraction),
         precision=request.precision, round_8bit=request.round_8bit, resolve=resolve, defenses=defenses,
-        chunk=_chunk(request.chunk),
+        chunk=_chunk(request.chunk), flags=tuple(names["flag"]), flag_fpr=float(request.flag_fpr),
     )
     return list({cell.key: cell for cell in cells}.values())  # pgd and pgd:10 are one experiment
 
@@ -236,6 +245,25 @@ def _defenses(request: BenchRequest, resolve: _Resolver) -> dict[str, Adaptive]:
     return found
 
 
+def _flags(request: BenchRequest, resolve: _Resolver) -> list[str]:
+    """The flag specs, each built once (a bad name or option is one line now), and the false-flag rate."""
+    fpr = request.flag_fpr
+    if isinstance(fpr, bool) or not isinstance(fpr, (int, float)) or not 0 < fpr < 1:
+        raise RobustadError(f"--flag-fpr {fpr!r}: expected a number in (0, 1), e.g. 0.05")
+    specs = split_list(request.flags, "flag")
+    for spec in specs:
+        _flag(resolve, spec, "--flag")
+    return specs
+
+
+def _flag(resolve: _Resolver, spec: str, what: str) -> None:
+    """A flag spec built once, with a ``reads`` the engine knows."""
+    flag = resolve.handle("flag", spec)
+    if flag.instance.reads not in FLAG_READS:
+        raise RobustadError(f"{what} {spec!r}: {flag.component.label()} reads {flag.instance.reads!r}; expected "
+                            f"one of {', '.join(FLAG_READS)}")
+
+
 def _threats(specs: list[str], eps: list[str], resolve: _Resolver) -> dict[str, Threat]:
     """Each attack spec's Threat, building every attack once to check its options, its ``describe`` keys and its
     members before any work starts."""
@@ -255,8 +283,11 @@ def _threat(spec: str, eps: list[str], resolve: _Resolver, parents: tuple[str, .
     for value in eps:
         check_settings(attack, attack.call("describe", parse_eps(value)))
     members: list[str] = []
+    flags: list[str] = []  # the flags it or a member evades
     for member in _member_specs(attack):
-        for nested in (*_threat(member, eps, resolve, (*parents, spec)).members, member):
+        threat = _threat(member, eps, resolve, (*parents, spec))
+        flags.extend(threat.flags)
+        for nested in (*threat.members, member):
             if nested not in members:
                 members.append(nested)
     names = [parse_spec(member)[0] for member in members]
@@ -264,7 +295,13 @@ def _threat(spec: str, eps: list[str], resolve: _Resolver, parents: tuple[str, .
     if twice:
         raise RobustadError(f"attack {spec!r}: members {', '.join(twice)} name one attack with two settings; "
                             "keep one")
-    return Threat(needs_surrogate=bool(attack.optional("needs_surrogate")), members=tuple(members))
+    aware = attack.optional("flag_aware")
+    if aware:
+        _flag(resolve, aware, f"attack {spec!r} option flag_aware")
+        resolve.create("calibrator", str(attack.optional("flag_posterior")))  # the posterior it evades through
+        flags.append(aware)
+    return Threat(needs_surrogate=bool(attack.optional("needs_surrogate")), members=tuple(members),
+                  flags=tuple(dict.fromkeys(flags)))
 
 
 def _member_specs(attack: Handle) -> list[str]:
@@ -337,6 +374,8 @@ def _check_options_used(given: dict[tuple[str, str], dict], datasets: dict, name
                         attacks: dict[str, Threat]) -> None:
     """An ``--opt`` for a component this run does not use is a mistake (a typo, or a forgotten name)."""
     attack_specs = {s for a, t in attacks.items() if a != NO_ATTACK for s in (a, *t.members)}
+    flag_specs = set(names["flag"]) | {f for a, t in attacks.items() if a != NO_ATTACK for f in t.flags}
+    names = {**names, "flag": sorted(flag_specs | {parse_spec(f)[0] for f in flag_specs})}
     in_use = {"dataset": set(datasets), **{kind: set(specs) for kind, specs in names.items()},
               "attack": attack_specs | {parse_spec(a)[0] for a in attack_specs}}
     if not any(t.needs_surrogate for a, t in attacks.items() if a != NO_ATTACK):

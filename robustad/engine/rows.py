@@ -6,6 +6,7 @@ the clean and attack stages computed once per prefix.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import lru_cache
 from importlib.metadata import PackageNotFoundError, version
@@ -13,35 +14,63 @@ from importlib.metadata import PackageNotFoundError, version
 import numpy as np
 
 from robustad import __version__, metrics
-from robustad.intervals import bootstrap_intervals
+from robustad.intervals import bootstrap_intervals, decision_intervals
 from robustad.records import Cell
 
 PROVENANCE_PACKAGES = {"torch_version": ("torch",), "timm_version": ("timm",),
                        "faiss_version": ("faiss-cpu", "faiss-gpu", "faiss")}
 
 
-def image_columns(labels: np.ndarray, clean_scores: np.ndarray, clean_probs: np.ndarray, calib_probs: np.ndarray,
+@dataclass(frozen=True)
+class FlagValues:
+    """One flag's statistic on the calib, clean eval and attacked eval images (None without an attack), and the
+    false-flag rate on calib that sets its threshold."""
+
+    calib: np.ndarray
+    clean: np.ndarray
+    adv: np.ndarray | None
+    fpr: float
+
+
+def image_columns(labels: np.ndarray, clean_scores: np.ndarray, clean_probs: np.ndarray, flag: FlagValues,
                   adv_scores: np.ndarray | None, adv_probs: np.ndarray | None, *, resamples: int,
                   seed: int) -> dict:
-    """Every image metric, clean and adversarial, the entropy flag and evasion, each with its bootstrap interval.
+    """Every image metric, clean and adversarial, the cell's flag and evasion, each with its bootstrap interval.
 
-    The flag threshold is the 95th percentile of the entropy of the clean calib probabilities (5 % false flags).
+    The flag threshold is the ``1 - fpr`` quantile of the flag's values on the clean calib images (at most a share
+    ``fpr`` of false flags there; for the entropy at 0.05 the 95th percentile, as before flags were a kind).
     """
-    threshold = metrics.flag_threshold(calib_probs)
+    threshold = metrics.statistic_threshold(flag.calib, flag.fpr)
     row: dict = {f"clean_{k}": v for k, v in metrics.image_metrics(labels, clean_scores, clean_probs).items()}
     row["flag_threshold"] = threshold
-    if adv_scores is not None and adv_probs is not None:
+    attacked = adv_scores is not None and adv_probs is not None
+    if attacked:
+        flagged = flag.adv > threshold
         row.update({f"adv_{k}": v for k, v in metrics.image_metrics(labels, adv_scores, adv_probs).items()})
-        row.update(flag_auroc=metrics.flag_auroc(clean_probs, adv_probs),
-                   flag_tpr=metrics.flag_tpr(adv_probs, threshold),
-                   evasion_rate=metrics.evasion_rate(labels, adv_probs, threshold))
+        row.update(flag_auroc=metrics.statistic_auroc(flag.clean, flag.adv), flag_tpr=float(flagged.mean()),
+                   evasion_rate=metrics.evaded(labels, adv_probs, flagged))
     row["bootstrap_resamples"] = resamples
     if resamples:
         intervals = bootstrap_intervals(labels, clean_scores, clean_probs, adv_scores, adv_probs,
-                                        flag_threshold=threshold, resamples=resamples, seed=seed).containing(row)
+                                        flag_threshold=threshold, flag_values=(flag.clean, flag.adv) if attacked
+                                        else None, resamples=resamples, seed=seed).containing(row)
         for column, (low, high) in intervals.bounds.items():
             row[f"{column}_ci_low"], row[f"{column}_ci_high"] = low, high
         row["bootstrap_skipped"] = max(intervals.skipped.values(), default=0)
+    return row
+
+
+def decision_columns(labels: np.ndarray, alpha: float, decided: dict[str, np.ndarray], *, resamples: int,
+                     seed: int) -> dict:
+    """A calibrator's own decision at ``alpha``: its false- and true-positive rates on each side (``clean``,
+    ``adv``) of ``decided``, with bootstrap intervals over the image draws the other intervals use."""
+    row: dict = {"conformal_alpha": float(alpha)}
+    for side, flags in decided.items():
+        row.update({f"{side}_{k}": v for k, v in metrics.decision_rates(labels, flags).items()})
+    if resamples:
+        intervals = decision_intervals(labels, decided, resamples=resamples, seed=seed).containing(row)
+        for column, (low, high) in intervals.bounds.items():
+            row[f"{column}_ci_low"], row[f"{column}_ci_high"] = low, high
     return row
 
 

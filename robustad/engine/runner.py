@@ -23,11 +23,12 @@ from robustad.contracts import Calibrator, Surrogate
 from robustad.engine import examples
 from robustad.engine.attacking import AttackOutcome, attack_threat_group, variant
 from robustad.engine.clean import CleanStage, run_clean_stage
+from robustad.engine.flagging import Flags, of_probabilities, reads_images
 from robustad.engine.grid import group_by_threat_prefix
 from robustad.engine.guard import blame, create, require_finite
 from robustad.engine.handles import Handle
 from robustad.engine.progress import Reporter, SilentReporter
-from robustad.engine.rows import cell_columns, image_columns, provenance
+from robustad.engine.rows import FlagValues, cell_columns, decision_columns, image_columns, provenance
 from robustad.engine.settings import RunSettings
 from robustad.errors import RobustadError, one_line
 from robustad.kit.threat import parse_eps
@@ -94,6 +95,7 @@ class _Group:
         self.surrogates: dict[tuple, Fitted] = {}
         self.calibrators: dict[tuple, Fitted] = {}
         self.pixels: dict[tuple, tuple[dict, float]] = {}  # by attack prefix: adversarial maps differ by eps
+        self.flags = Flags(stage, registry, settings.batch_size)
         self.clean_pixels = self._pixel_metrics("clean", [s.distances for s in stage.eval])
 
     def attack(self, cells: list[Cell]) -> dict[str, AttackOutcome] | RobustadError:
@@ -106,7 +108,7 @@ class _Group:
         keep = frozenset(examples.chosen(self.stage, self.settings.save_examples))
         try:
             return attack_threat_group(cells, self.stage, surrogate, self.registry, self.settings.batch_size,
-                                       self.reporter, keep)
+                                       self.reporter, self.flags, keep)
         except RobustadError as error:
             return error
 
@@ -187,8 +189,10 @@ class _Group:
         if defense is not None:  # what the defense declared, recorded so the audit can check it against the rows
             row.update(defense_differentiable=defense.differentiable, defense_randomized=defense.randomized,
                        defense_samples=defense.samples)
-        row.update(image_columns(labels, clean_scores, clean_probs, calib_probs, adv_scores, adv_probs,
+        flag = self._flag_values(cell, attacked, (calib_probs, clean_probs, adv_probs))
+        row.update(image_columns(labels, clean_scores, clean_probs, flag, adv_scores, adv_probs,
                                  resamples=self.settings.resamples, seed=cell.seed))
+        row.update(self._decision_columns(calibrator, cell, labels, clean_scores, adv_scores))
         pixels, pixel_seconds = self.clean_pixels
         row.update(pixels)
         if attacked is not None:
@@ -205,10 +209,41 @@ class _Group:
                           parse_eps(cell.eps))
         if self.settings.save_scores is not None:
             _save_scores(self.settings.save_scores / f"{cell.key}.csv", stage, calib_probs, clean_probs,
-                         adv_scores, adv_probs)
+                         adv_scores, adv_probs, flag)
         row.update(t_pixel_s=pixel_seconds, t_calib_metrics_s=time.perf_counter() - started)
         row.update(provenance(self.settings.device, torch.get_num_threads()))
         return row
+
+    def _flag_values(self, cell: Cell, attacked: AttackOutcome | None,
+                     probs: tuple[np.ndarray, np.ndarray, np.ndarray | None]) -> FlagValues:
+        """The cell's flag on calib, clean eval and attacked eval images: from the calibrated probabilities, or
+        (a flag that reads images) the values the clean and attack stages computed once."""
+        flag = self.flags.handle(cell, cell.flag)
+        if reads_images(flag):
+            calib, clean = self.flags.clean(cell, cell.flag)
+            adv = None if attacked is None else attacked.flags[cell.flag]
+        else:
+            stage = self.stage
+            calib, clean, adv = (None if p is None else of_probabilities(flag, scores, p) for scores, p in
+                                 zip((stage.calib_scores, stage.eval_scores, None if attacked is None
+                                      else attacked.scores), probs))
+        return FlagValues(calib, clean, adv, cell.flag_fpr)
+
+    def _decision_columns(self, calibrator: Fitted, cell: Cell, labels: np.ndarray, clean_scores: np.ndarray,
+                          adv_scores: np.ndarray | None) -> dict:
+        """A calibrator's own decision at its ``alpha`` (``conformal``): its false- and true-positive rates on the
+        clean eval images and on their attacked versions; nothing for calibrators without one."""
+        alpha = calibrator.handle.optional("alpha")
+        if alpha is None:
+            return {}
+        decided = {}
+        for side, scores in (("clean", clean_scores), ("adv", adv_scores)):
+            if scores is not None:
+                decided[side] = np.asarray(calibrator.handle.call("decide", read_only(scores)), dtype=bool).reshape(-1)
+                if decided[side].shape != scores.shape:
+                    raise RobustadError(f"{calibrator.component.label()} decide() returned {decided[side].shape[0]} "
+                                        f"decisions; expected {scores.shape[0]}")
+        return decision_columns(labels, alpha, decided, resamples=self.settings.resamples, seed=cell.seed)
 
     def _attack_pixels(self, attack_prefix: tuple, attacked: AttackOutcome) -> tuple[dict, float]:
         """Pixel metrics of one attack prefix's adversarial maps, computed once for all its calibrators."""
@@ -237,8 +272,9 @@ def read_only(values: np.ndarray) -> np.ndarray:
 
 
 def _save_scores(path: Path, stage: CleanStage, calib_probs: np.ndarray, clean_probs: np.ndarray,
-                 adv_scores: np.ndarray | None, adv_probs: np.ndarray | None) -> None:
-    """Per-image scores of one cell: clean for every test image, adversarial for every eval image."""
+                 adv_scores: np.ndarray | None, adv_probs: np.ndarray | None, flag: FlagValues) -> None:
+    """Per-image scores and flag values of one cell: clean for every test image, adversarial for every eval
+    image."""
     split = stage.split
     samples = split.calib + split.eval
     n_calib = len(split.calib)
@@ -253,6 +289,8 @@ def _save_scores(path: Path, stage: CleanStage, calib_probs: np.ndarray, clean_p
                                                                                              np.nan)]),
         "adv_prob": np.concatenate([missing, adv_probs if adv_probs is not None else np.full(len(split.eval),
                                                                                           np.nan)]),
+        "clean_flag": np.concatenate([flag.calib, flag.clean]),
+        "adv_flag": np.concatenate([missing, flag.adv if flag.adv is not None else np.full(len(split.eval), np.nan)]),
     })
     path.parent.mkdir(parents=True, exist_ok=True)
     frame.to_csv(path, index=False)

@@ -100,6 +100,32 @@ def loss_and_gradient(target: AttackTarget, images: torch.Tensor, labels: torch.
     return values.detach(), logit(logits).detach(), gradient.detach()
 
 
+def flag_aware_gradient(target: AttackTarget, images: torch.Tensor, labels: torch.Tensor, loss: str,
+                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-image loss, logit z, the selective gradient and the flag's values (one forward of the model and one of
+    the flag, one backward). Selective (Bryniarski et al. 2022): an image its flag catches (value at or above the
+    threshold) steps down the flag's gradient, any other up the attack loss's, so that the sign step of each image
+    follows one objective and neither scale swamps the other."""
+    import torch
+
+    with torch.enable_grad():
+        images = images.detach().requires_grad_(True)
+        logits = target.model(images)
+        values = objective(logits, labels, loss)
+        flag = target.flag.statistic(images).to(values.dtype)
+        caught = flag.detach() >= target.flag.threshold
+        (gradient,) = torch.autograd.grad(torch.where(caught, -flag, values).sum(), images)
+    return values.detach(), logit(logits).detach(), gradient.detach(), flag.detach()
+
+
+def flag_values(target: AttackTarget, images: torch.Tensor) -> torch.Tensor:
+    """The flag's values of images without gradient (judging a final iterate)."""
+    import torch
+
+    with torch.no_grad():
+        return target.flag.statistic(images).detach()
+
+
 def loss_only(target: AttackTarget, images: torch.Tensor, labels: torch.Tensor, loss: str,
               ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-image loss and anomaly logit z without gradient (one forward)."""
@@ -116,6 +142,39 @@ def real_scores(target: AttackTarget, images: torch.Tensor, z: torch.Tensor | No
     if z is not None and target.score_from_logit is not None:
         return target.score_from_logit(z)
     return target.score(images)
+
+
+def judged_gradient(target: AttackTarget, images: torch.Tensor, labels: torch.Tensor, loss: str,
+                    best: BestCandidate) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-image loss and the gradient to step along at ``images``, offering them to ``best``: against the
+    target's flag (a flag-aware attack) the selective gradient, judged by whether they evade both."""
+    if target.flag is None:
+        values, z, gradient = loss_and_gradient(target, images, labels, loss)
+        best.offer(images, real_scores(target, images, z))
+        return values, gradient
+    values, z, gradient, flag = flag_aware_gradient(target, images, labels, loss)
+    best.offer(images, real_scores(target, images, z), flag > target.flag.threshold, crossed(labels, z))
+    return values, gradient
+
+
+def judge_final(target: AttackTarget, images: torch.Tensor, labels: torch.Tensor, loss: str,
+                best: BestCandidate) -> None:
+    """Offer a final iterate (no gradient needed): its real scores from one surrogate forward where z gives them,
+    else one detector forward; against a flag, with its flag values."""
+    if target.flag is not None:
+        _, z = loss_only(target, images, labels, loss)
+        best.offer(images, real_scores(target, images, z), flag_values(target, images) > target.flag.threshold,
+                   crossed(labels, z))
+    elif target.score_from_logit is not None:
+        _, z = loss_only(target, images, labels, loss)
+        best.offer(images, target.score_from_logit(z))
+    else:
+        best.offer(images, target.score(images))
+
+
+def crossed(labels: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """Per image: whether the surrogate's logit z is on the wrong side of its decision boundary z = 0."""
+    return direction(labels).to(z.device) * z > 0
 
 
 def uniform_in_ball(target: AttackTarget, generators: list[torch.Generator]) -> torch.Tensor:
@@ -141,25 +200,36 @@ def generators(target: AttackTarget) -> list[torch.Generator]:
 
 class BestCandidate:
     """Per image, the candidate with the most adversarial real score seen so far: the highest for a normal image,
-    the lowest for an anomalous one. Ties keep the earlier candidate; a NaN score never wins."""
+    the lowest for an anomalous one. Ties keep the earlier candidate; a NaN score never wins.
+
+    Against a flag (``offer`` with ``flagged`` and ``crossed``) candidates rank first by whether they evade both,
+    the decision (``crossed``) and the flag, then by whether they evade the flag, then by score."""
 
     def __init__(self, labels: torch.Tensor) -> None:
         self.sign = direction(labels).cpu().double()
         self.images: torch.Tensor | None = None
         self.scores: torch.Tensor | None = None
+        self.levels: torch.Tensor | None = None
 
-    def offer(self, images: torch.Tensor, scores: torch.Tensor | np.ndarray) -> None:
-        """Consider one candidate per image with their real scores ``(B,)``."""
+    def offer(self, images: torch.Tensor, scores: torch.Tensor | np.ndarray, flagged: torch.Tensor | None = None,
+              crossed: torch.Tensor | None = None) -> None:
+        """Consider one candidate per image with their real scores ``(B,)`` (and, against a flag, whether each is
+        flagged and whether it crossed the decision boundary)."""
         import torch
 
         key = self._key(torch.as_tensor(as_numpy(scores), dtype=torch.float64).reshape(-1))
+        level = torch.zeros_like(key)
+        if flagged is not None:
+            unflagged = ~torch.as_tensor(as_numpy(flagged)).reshape(-1).bool()
+            level = unflagged.double() + (unflagged & torch.as_tensor(as_numpy(crossed)).reshape(-1).bool()).double()
         images = images.detach()
         if self.images is None:
-            self.images, self.scores = images.clone(), key
+            self.images, self.scores, self.levels = images.clone(), key, level
             return
-        better = key > self.scores
+        better = (level > self.levels) | ((level == self.levels) & (key > self.scores))
         self.images = torch.where(better.to(images.device).view(-1, 1, 1, 1), images, self.images)
         self.scores = torch.where(better, key, self.scores)
+        self.levels = torch.where(better, level, self.levels)
 
     def _key(self, scores: torch.Tensor) -> torch.Tensor:
         import torch

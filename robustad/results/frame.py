@@ -24,6 +24,7 @@ from robustad.records import (
     SPLIT,
     STAGE_OPTION_KINDS,
     THREAT,
+    Cell,
     fields_with,
 )
 from robustad.results.leaderboard import LeaderboardWarning, read_rows
@@ -31,6 +32,7 @@ from robustad.results.leaderboard import LeaderboardWarning, read_rows
 MODEL_IDENTITY = fields_with("config", "replicate", stages=(SPLIT, MODEL, THREAT))
 """Rows agreeing on these score the same images the same way (``round_8bit`` included: it decides which images
 are scored); they differ only in the perturbation and the calibrator."""
+FLAG_DEFAULTS = {name: str(Cell.__dataclass_fields__[name].default) for name in ("flag", "flag_fpr")}
 MODEL_OPTION_KINDS = (*STAGE_OPTION_KINDS[SPLIT], *STAGE_OPTION_KINDS[MODEL])
 PERTURBATION = fields_with("perturbation")
 NOISE_COLUMNS = ("adv_auroc", "adv_auroc_ci_low", "adv_auroc_ci_high")
@@ -49,6 +51,8 @@ def load_rows(path: Path, where: list[str]) -> pd.DataFrame:
         raise RobustadError(f"leaderboard {path} has no rows; run `robustad bench` first")
     frame = pd.DataFrame(rows)
     frame["protocol"] = frame["protocol"].replace("", str(FIRST_PROTOCOL))  # rows from before the column
+    for name, default in FLAG_DEFAULTS.items():  # rows from before flags were a kind measured the entropy flag
+        frame[name] = frame[name].replace("", default)
     repeated = frame["cell_hash"].duplicated()
     if repeated.any():
         warnings.warn(f"{path}: {int(repeated.sum())} row(s) repeat the key of an earlier row (copied by hand?); "

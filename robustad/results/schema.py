@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from robustad.contracts import ATTACK_SETTINGS
-from robustad.metrics import ATTACK_METRICS, IMAGE_METRICS, PIXEL_METRICS
+from robustad.metrics import ATTACK_METRICS, DECISION_RATES, IMAGE_METRICS, PIXEL_METRICS
 from robustad.records import CELL_FIELDS
 
 LEGACY_MARK = "data_sha"
 """Rows without it were written before keys covered the images' content (records.Cell.legacy_key)."""
 TIMINGS = ("t_split_s", "t_fit_s", "t_clean_s", "t_pixel_s", "t_surrogate_s", "t_attack_s", "t_calib_metrics_s")
-INTERVAL_COLUMNS = (*(f"{side}_{m}" for side in ("clean", "adv") for m in IMAGE_METRICS), *ATTACK_METRICS)
+INTERVAL_COLUMNS = (*(f"{side}_{m}" for side in ("clean", "adv") for m in IMAGE_METRICS), *ATTACK_METRICS,
+                    *(f"{side}_{m}" for side in ("clean", "adv") for m in DECISION_RATES))
 """Columns that come with a bootstrap interval ``<column>_ci_low`` / ``<column>_ci_high``."""
 
 COLUMNS = (
@@ -21,6 +22,7 @@ COLUMNS = (
     *(f"clean_{m}" for m in IMAGE_METRICS + PIXEL_METRICS),
     *(f"adv_{m}" for m in IMAGE_METRICS + PIXEL_METRICS),
     *ATTACK_METRICS,
+    "conformal_alpha", *(f"{side}_{m}" for side in ("clean", "adv") for m in DECISION_RATES),
     *(f"{column}_ci_{bound}" for column in INTERVAL_COLUMNS for bound in ("low", "high")),
     "bootstrap_resamples", "bootstrap_skipped",
     "calib_degenerate", "zero_grad_share", "flag_threshold",
