@@ -20,3 +20,6 @@ NOISY=(--defense gaussian,smoothing --opt defense.gaussian.samples=4 --opt defen
 # 2. Non-adaptive: no BPDA through jpeg and bitdepth, one draw per step through the noise.
 .venv/bin/robustad bench "${COMMON[@]}" --defense jpeg,bitdepth --attack fgsm,pgd --bpda off
 .venv/bin/robustad bench "${COMMON[@]}" "${NOISY[@]}" --attack fgsm,pgd --eot 1
+# 3. Gradient-free against the randomized defenses: Square (20 queries) sees the defended score itself, so it
+#    tells whether EOT gradients, not the defense, are what holds.
+.venv/bin/robustad bench "${COMMON[@]}" "${NOISY[@]}" --attack square --eot 4 --opt attack.square.queries=20

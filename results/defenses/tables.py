@@ -73,14 +73,14 @@ def section(rows: pd.DataFrame) -> str:
     n_eval = int(numeric(rows, "n_eval").iloc[0])
     text = [
         f"Real MVTec AD bottle images, `efficientnet_lite0` at 224 px, 1-shot, seed 0, white-box (`score` "
-        f"surrogate), {n_eval} eval images; every number is a row of `results/defenses/leaderboard.csv`, made at "
-        f"commit {commit} by `results/defenses/run.sh` with 1 torch thread and turned into this table by "
+        f"surrogate), {n_eval} eval images; every number is a row of `results/defenses/leaderboard.csv`, made "
+        f"by `results/defenses/run.sh` with 1 torch thread at commits {commit}, and turned into this table by "
         "`results/defenses/tables.py`. Brackets are 95 % bootstrap intervals over eval images. *Adaptive*: the "
         "lowest adversarial AUROC over the attacks run through the defense the engine's way (BPDA identity "
         "through `jpeg` and `bitdepth`, exact gradients through `median` and `blur`, EOT 4 through `gaussian` "
         "and `smoothing`, both with 4 samples per score), the attack that reached it named; deterministic "
-        "defenses face fgsm, pgd, square (20 queries) and their per-image worst case, randomized ones fgsm and "
-        "pgd. *Naive*: the same gradient attacks without BPDA (`--bpda off`) or with one draw per step "
+        "defenses face fgsm, pgd, square (20 queries) and their per-image worst case, randomized ones fgsm, "
+        "pgd and square. *Naive*: the same gradient attacks without BPDA (`--bpda off`) or with one draw per step "
         "(`--eot 1`). *n/a*: not run yet (`results/defenses/run.sh` fills it).",
         "",
         *defense_table(rows),
