@@ -28,7 +28,7 @@ cell = runpy.run_path(str(HERE.parent / "bottle" / "tables.py"))["cell"]  # mean
 def load(path: Path = LEADERBOARD) -> pd.DataFrame:
     rows = pd.DataFrame(read_rows(path))
     for column in rows.columns:
-        if column.startswith(("clean_", "adv_", "flag_", "evasion_")) or column in ("seed", "n_eval",
+        if column.startswith(("clean_", "adv_", "flag_tpr", "flag_auroc", "evasion_")) or column in ("seed", "n_eval",
                                                                                     "conformal_alpha"):
             rows[column] = numeric(rows, column)
     return rows[rows["attack"] == "pgd"]
