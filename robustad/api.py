@@ -44,6 +44,7 @@ def bench(
     attack: Values = "fgsm,pgd",
     noise_control: bool = True,
     eps: Values = "2/255,8/255",
+    norm: str = "linf",
     calib: Values = "platt,isotonic,temperature:platt,none",
     calib_fraction: float = 0.3,
     options: list[str] | dict[str, Any] | None = None,
@@ -105,7 +106,7 @@ def bench(
         attacks=with_noise_control(attack) if noise_control else attack, eps=eps, calibrators=calib,
         calib_fraction=calib_fraction, options=options or [], precision=precision, round_8bit=round_8bit,
         defenses=defense, bpda=bpda, eot=eot, chunk=default_chunk(device) if chunk is None else chunk,
-        flags=flag, flag_fpr=flag_fpr,
+        flags=flag, flag_fpr=flag_fpr, norm=norm,
     )
     registry = get_registry()
     cells = build_cells(request, registry)

@@ -108,8 +108,10 @@ class Cell:
     model call holds (consecutive in sample order: batched kernels change the last bits with the batch, so the
     chunk is part of the experiment and the batch size is not); ``flag`` the attack flag whose ``flag_*`` and
     ``evasion_rate`` columns the row holds (a spec, like ``calibrator``), thresholded at ``flag_fpr`` false flags
-    on the clean calib images; ``attack`` the attack plugin's name, its settings in ``options``: canonical JSON of
-    the resolved options, defaults included, of every component the cell uses, keyed ``kind.name``.
+    on the clean calib images; ``norm`` the ball ``eps`` measures (``linf``, or ``l2``: the L2 norm of the
+    perturbation of the [0,1] resized image; a config, not a perturbation, so that L2 and L-inf rows are never
+    compared; clean-only cells keep ``linf``); ``attack`` the attack plugin's name, its settings in ``options``:
+    canonical JSON of the resolved options, defaults included, of every component the cell uses, keyed ``kind.name``.
     """
 
     dataset: str = axis(SPLIT)
@@ -137,6 +139,7 @@ class Cell:
     chunk: int = axis(MODEL, 1, since=2)
     flag: str = axis(CALIBRATION, "entropy", since=2)
     flag_fpr: float = axis(CALIBRATION, 0.05, since=2)
+    norm: str = axis(THREAT, "linf", since=2)
 
     @property
     def key(self) -> str:

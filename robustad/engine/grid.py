@@ -56,6 +56,7 @@ def expand(
     chunk: int = 1,
     flags: tuple[str, ...] = ("entropy",),
     flag_fpr: float = 0.05,
+    norm: str = "linf",
 ) -> list[Cell]:
     """The cross product, in an order where cells sharing a prefix are adjacent.
 
@@ -68,6 +69,7 @@ def expand(
     changes it. Each flag is a cell of its own (the rows' flag columns are in long format); the cells of one
     attack that differ only in their flag share every stage's work. A flag without options (``entropy``) adds
     nothing to the options, so the cells of today's default keep the keys they had before flags were a kind.
+    ``norm`` is the attacked cells' ball; clean-only cells keep ``linf`` (nothing is attacked), and so their keys.
     """
     threats = []
     for attack, threat in attacks.items():
@@ -103,7 +105,7 @@ def expand(
                                   round_8bit and attack != NO_ATTACK, options, *data,
                                   defense=parse_spec(defense)[0], bpda=adaptive.bpda,
                                   eot_samples=adaptive.eot_samples, chunk=chunk, flag=flag,
-                                  flag_fpr=flag_fpr))
+                                  flag_fpr=flag_fpr, norm=norm if attack != NO_ATTACK else "linf"))
     return cells
 
 

@@ -17,7 +17,8 @@ from robustad.errors import RobustadError, one_line
 from robustad.results.leaderboard import row_text
 
 OPTIONAL_MEMBERS: dict[str, dict[str, Any]] = {
-    "attack": {"needs_surrogate": True, "members": None, "flag_aware": None, "flag_posterior": None},
+    "attack": {"norms": ("linf",), "needs_surrogate": True, "members": None, "flag_aware": None,
+               "flag_posterior": None},
     "calibrator": {"degenerate": False, "alpha": None},
     "surrogate": {"white_box": False},
     "defense": {"samples": 1, "aggregate": "mean"},

@@ -200,13 +200,13 @@ class _Group:
             pixel_seconds += adv_seconds
             surrogate = None if cell.surrogate == NO_SURROGATE else self._surrogate(cell)
             row.update(attacked.settings)
-            row.update(adv_pixels, eps_value=parse_eps(cell.eps),
+            row.update(adv_pixels, eps_value=parse_eps(cell.eps, cell.norm),
                        white_box=None if surrogate is None else bool(surrogate.handle.optional("white_box")),
                        zero_grad_share=attacked.gradients.share, t_attack_s=attacked.seconds,
                        t_surrogate_s=0.0 if surrogate is None else surrogate.seconds)
         if attacked is not None and self.settings.save_examples:
             examples.save(self.settings.examples_dir, cell, stage, attacked.kept, attacked.distances, attacked.scores,
-                          parse_eps(cell.eps))
+                          parse_eps(cell.eps, cell.norm))
         if self.settings.save_scores is not None:
             _save_scores(self.settings.save_scores / f"{cell.key}.csv", stage, calib_probs, clean_probs,
                          adv_scores, adv_probs, flag)
