@@ -110,9 +110,8 @@ class Attack(Protocol):
     Optional class attributes read by the engine: ``norms`` (the balls it can attack in, default ``("linf",)``:
     an attack that does not declare ``"l2"`` is refused under ``--norm l2``), ``needs_surrogate`` (default True;
     False for controls such as random noise, whose cells take no surrogate) and ``members(self) -> list[str]``
-    (attack specs this attack
-    combines, e.g. a worst case; the engine computes them first on the same batch and hands them over through
-    ``target.member``).
+    (attack specs this attack combines, e.g. a worst case; the engine computes them first on the same batch and
+    hands them over through ``target.member``).
     """
 
     name: ClassVar[str]
