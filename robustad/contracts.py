@@ -151,7 +151,9 @@ class Defense(Protocol):
     the identity on the backward pass). ``randomized``: ``transform`` draws from ``generator`` (else it is given
     None); the engine then scores an image as the ``aggregate`` (``mean`` or ``median``, optional attribute,
     default ``mean``) of ``samples`` draws (optional attribute, default 1), and gradient attacks average their
-    logit over EOT draws.
+    logit over EOT draws. Optional ``certified_sigma`` (default None): a randomized defense whose ``transform``
+    adds N(0, sigma^2) noise and nothing else, aggregated by the median, sets it to sigma; the engine then
+    certifies its scores (``--cert-radius``, docs/protocol.md section 10).
     """
 
     name: ClassVar[str]

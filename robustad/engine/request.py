@@ -18,7 +18,7 @@ from typing import Any
 from robustad.api import Values
 from robustad.components import KINDS, Component, parse_spec
 from robustad.contracts import FLAG_READS
-from robustad.engine.defended import BPDA_CHOICES, resolved_bpda, resolved_eot
+from robustad.engine.defended import BPDA_CHOICES, certified_sigma, resolved_bpda, resolved_eot
 from robustad.engine.grid import Adaptive, Threat, expand
 from robustad.engine.guard import blame
 from robustad.engine.handles import Handle, check_settings
@@ -29,7 +29,7 @@ from robustad.errors import RobustadError
 from robustad.kit.threat import L2, LINF, canonical_eps, check_norm, parse_eps
 from robustad.kit.weights import weights_identity
 from robustad.plugins import PluginRegistry
-from robustad.records import NO_ATTACK, NO_DEFENSE, NOISE_CONTROL, CategoryData, Cell
+from robustad.records import CERT_ALPHA, NO_ATTACK, NO_DEFENSE, NOISE_CONTROL, CategoryData, Cell
 from robustad.results.leaderboard import check_one_line
 
 MAX_RESOLUTION = 4096
@@ -71,6 +71,8 @@ class BenchRequest:
     flags: Values = "entropy"
     flag_fpr: float = 0.05
     norm: str = LINF
+    cert_radii: Values = ""
+    cert_alpha: float = CERT_ALPHA
 
 
 def with_noise_control(attacks: Values) -> list[str]:
@@ -204,6 +206,7 @@ def build_cells(request: BenchRequest, registry: PluginRegistry) -> list[Cell]:
         for spec in names["surrogate"]:
             resolve.create("surrogate", spec)  # cheap as well: fitted only when its cells run
     defenses = _defenses(request, resolve)
+    cert_radii = _cert_radii(request, defenses)
     names["flag"] = _flags(request, resolve)
     names["defense"] = [n for spec in defenses if spec != NO_DEFENSE for n in (spec, parse_spec(spec)[0])]
     shots = list(dict.fromkeys(canonical_shots(k) for k in split_list(request.shots, "shots")))
@@ -217,6 +220,7 @@ def build_cells(request: BenchRequest, registry: PluginRegistry) -> list[Cell]:
         calibrators=names["calibrator"], calib_fraction=float(request.calib_fraction),
         precision=request.precision, round_8bit=request.round_8bit, resolve=resolve, defenses=defenses,
         chunk=_chunk(request.chunk), flags=tuple(names["flag"]), flag_fpr=float(request.flag_fpr), norm=norm,
+        cert_radii=cert_radii, cert_alpha=float(request.cert_alpha),
     )
     return list({cell.key: cell for cell in cells}.values())  # pgd and pgd:10 are one experiment
 
@@ -229,6 +233,21 @@ def _norm(request: BenchRequest) -> str:
         raise RobustadError("--round-8bit with --norm l2: rounding to the 8-bit grid can leave the L2 ball; "
                             "expected --norm linf, or no --round-8bit")
     return norm
+
+
+def _cert_radii(request: BenchRequest, defenses: dict[str, Adaptive]) -> tuple[str, ...]:
+    """``--cert-radius`` as canonical L2 radii (none when empty), checked with ``--cert-alpha``; a radius needs a
+    defense whose median scores can be certified (``certified_sigma``: ``smoothing``)."""
+    alpha = request.cert_alpha
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 < alpha < 1:
+        raise RobustadError(f"--cert-alpha {alpha!r}: expected a number in (0, 1), e.g. 0.001")
+    if not _items(request.cert_radii):
+        return ()
+    radii = tuple(dict.fromkeys(canonical_eps(value, L2) for value in split_list(request.cert_radii, "cert-radius")))
+    if not any(adaptive.certified for adaptive in defenses.values()):
+        raise RobustadError(f"--cert-radius {','.join(radii)}: no defense of --defense {','.join(defenses)} can be "
+                            "certified; expected a median-smoothing defense, e.g. --defense smoothing")
+    return radii
 
 
 def _chunk(value: object) -> int:
@@ -253,7 +272,8 @@ def _defenses(request: BenchRequest, resolve: _Resolver) -> dict[str, Adaptive]:
         defense = resolve.handle("defense", spec)
         randomized = bool(defense.instance.randomized)
         found[spec] = Adaptive(bpda=resolved_bpda(request.bpda, bool(defense.instance.differentiable)),
-                               eot_samples=resolved_eot(request.eot, randomized))
+                               eot_samples=resolved_eot(request.eot, randomized),
+                               certified=certified_sigma(defense) is not None)
     return found
 
 

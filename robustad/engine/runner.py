@@ -28,7 +28,14 @@ from robustad.engine.grid import group_by_threat_prefix
 from robustad.engine.guard import blame, create, require_finite
 from robustad.engine.handles import Handle
 from robustad.engine.progress import Reporter, SilentReporter
-from robustad.engine.rows import FlagValues, cell_columns, decision_columns, image_columns, provenance
+from robustad.engine.rows import (
+    FlagValues,
+    cell_columns,
+    certificate_columns,
+    decision_columns,
+    image_columns,
+    provenance,
+)
 from robustad.engine.settings import RunSettings
 from robustad.errors import RobustadError, one_line
 from robustad.kit.threat import parse_eps
@@ -189,6 +196,9 @@ class _Group:
         if defense is not None:  # what the defense declared, recorded so the audit can check it against the rows
             row.update(defense_differentiable=defense.differentiable, defense_randomized=defense.randomized,
                        defense_samples=defense.samples)
+        if cell.cert_radius:
+            row.update(certificate_columns(labels, stage.eval_draws, defense.certified_sigma,
+                                           parse_eps(cell.cert_radius, "l2"), cell.cert_alpha))
         flag = self._flag_values(cell, attacked, (calib_probs, clean_probs, adv_probs))
         row.update(image_columns(labels, clean_scores, clean_probs, flag, adv_scores, adv_probs,
                                  resamples=self.settings.resamples, seed=cell.seed))
