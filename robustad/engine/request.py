@@ -26,7 +26,7 @@ from robustad.engine.identity import data_id, data_sha
 from robustad.engine.settings import MAX_CHUNK, PRECISIONS
 from robustad.engine.splits import MAX_SEED, canonical_shots, make_split, parse_shots
 from robustad.errors import RobustadError
-from robustad.kit.threat import L2, LINF, canonical_eps, check_norm, parse_eps
+from robustad.kit.threat import L2, LINF, MAX_L2_EPS, canonical_eps, check_norm, parse_eps
 from robustad.kit.weights import weights_identity
 from robustad.plugins import PluginRegistry
 from robustad.records import CERT_ALPHA, NO_ATTACK, NO_DEFENSE, NOISE_CONTROL, CategoryData, Cell
@@ -243,11 +243,19 @@ def _cert_radii(request: BenchRequest, defenses: dict[str, Adaptive]) -> tuple[s
         raise RobustadError(f"--cert-alpha {alpha!r}: expected a number in (0, 1), e.g. 0.001")
     if not _items(request.cert_radii):
         return ()
-    radii = tuple(dict.fromkeys(canonical_eps(value, L2) for value in split_list(request.cert_radii, "cert-radius")))
+    radii = tuple(dict.fromkeys(_radius(value) for value in split_list(request.cert_radii, "cert-radius")))
     if not any(adaptive.certified for adaptive in defenses.values()):
         raise RobustadError(f"--cert-radius {','.join(radii)}: no defense of --defense {','.join(defenses)} can be "
                             "certified; expected a median-smoothing defense, e.g. --defense smoothing")
     return radii
+
+
+def _radius(text: str) -> str:
+    """One ``--cert-radius`` value as a canonical L2 radius."""
+    try:
+        return canonical_eps(text, L2)
+    except RobustadError:
+        raise RobustadError(f"--cert-radius {text!r}: expected an L2 radius in (0, {MAX_L2_EPS}], e.g. 0.5") from None
 
 
 def _chunk(value: object) -> int:
