@@ -198,3 +198,19 @@ def test_l2_attacked_cells_record_the_norm_and_clean_cells_keep_linf(data):
     linf = built(data, attacks="pgd", eps="2/255")
     assert [c.key for c in linf] == [c.key for c in built(data, attacks="pgd", eps="2/255", norm="linf")]
     assert not {c.key for c in linf} & {c.key for c in found}
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--norm", "l1"], "--norm 'l1': expected one of linf, l2"),
+    (["--norm", "l2", "--round-8bit"], "--round-8bit with --norm l2"),
+    (["--cert-radius", "0.5"], "--cert-radius 1/2: no defense of --defense none can be certified"),
+    (["--cert-alpha", "0"], "--cert-alpha 0.0: expected a number in (0, 1)"),
+])
+def test_on_the_command_line_l2_and_certificate_mistakes_are_one_line(tmp_path, monkeypatch, capsys, args, message):
+    from tests.boards import run_robustad
+
+    code, out, err = run_robustad(monkeypatch, capsys, "bench", *args, "--attack", "none", "--out",
+                                  tmp_path / "out.csv")
+    assert code == 2 and "Traceback" not in err and err.count("\n") == 1, err
+    assert err.startswith("robustad: error: ") and message in err, err
+    assert not (tmp_path / "out.csv").exists()
