@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from robustad.errors import RobustadError
 from robustad.hookspecs import hookimpl
 from robustad.kit import attacking as kit
+from robustad.kit.threat import L2, NORMS  # every attack here works in both balls
 
 if TYPE_CHECKING:
     import torch
@@ -22,7 +23,6 @@ if TYPE_CHECKING:
     from robustad.contracts import AttackTarget
 
 NOISE_DISTRIBUTIONS = ("sign", "uniform")
-NORMS = ("linf", "l2")  # every attack here works in both balls
 
 
 class Noise:
@@ -53,7 +53,7 @@ class Noise:
             shape, device = tuple(target.images.shape[1:]), target.images.device
             signs = torch.stack([kit.random_signs(shape, g, device) for g in generators])
             signs = signs.to(target.images.dtype)
-            delta = kit.on_sphere(signs, target.eps) if target.norm == "l2" else target.eps * signs
+            delta = kit.on_sphere(signs, target.eps) if target.norm == L2 else target.eps * signs
         return kit.project(target.images + delta, target.images, target.eps, target.norm)
 
     def describe(self, eps: float) -> dict:

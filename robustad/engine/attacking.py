@@ -30,7 +30,7 @@ from robustad.engine.identity import image_seed
 from robustad.engine.progress import Reporter
 from robustad.errors import RobustadError
 from robustad.kit.attacking import logit
-from robustad.kit.threat import distance, parse_eps, round_to_8bit, two_logit
+from robustad.kit.threat import L2, LINF, distance, parse_eps, round_to_8bit, two_logit
 from robustad.plugins import PluginRegistry
 from robustad.records import Cell, DetectorOutput
 
@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 LogitModel = Callable[[torch.Tensor], torch.Tensor]
 
 BALL_TOLERANCE = 1e-6  # absolute; for L2 radii, which may exceed 1, relative as well
-NORM_NAMES = {"linf": "L-inf", "l2": "L2"}
+NORM_NAMES = {LINF: "L-inf", L2: "L2"}
 
 
 class ZeroGradients:
@@ -320,7 +320,7 @@ def _checked(perturbed: Any, clean: torch.Tensor, eps: float, component: Compone
     images = images.detach()
     require_finite(images, component, "adversarial images")
     found = distance(images, clean, cell.norm)
-    tolerance = BALL_TOLERANCE * (1 + eps) if cell.norm == "l2" else BALL_TOLERANCE
+    tolerance = BALL_TOLERANCE * (1 + eps) if cell.norm == L2 else BALL_TOLERANCE
     if found > eps + tolerance or float(images.min()) < 0 or float(images.max()) > 1:
         raise ComponentError(f"{component.label()} broke the threat model: {NORM_NAMES[cell.norm]} distance "
                              f"{found:.6f} > eps {eps:.6f} or pixels outside [0,1]")
