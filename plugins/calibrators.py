@@ -1,7 +1,8 @@
 """Calibrators (docs/protocol.md section 5): map a raw detector score s to p = P(anomalous | s).
 
 Each is fitted on the clean calib scores only and then applied to clean and adversarial eval scores. After ``fit``,
-``degenerate`` says whether the fit ran to a bound and gives 0/1 probabilities (only ``temperature`` can).
+``degenerate`` says whether the fit ran to a bound and gives 0/1 probabilities (``temperature``), or whether too
+few normal calib images leave no p-value at or below ``alpha`` (``conformal``).
 ``conformal`` also makes a decision with an error guarantee: ``alpha`` and ``decide`` (docs/protocol.md section 5).
 scipy and scikit-learn are imported where they are used, so that listing plugins stays fast.
 """
@@ -218,14 +219,13 @@ class Conformal:
     primary_option = "alpha"  # what conformal:VALUE sets
     description = ("split-conformal p-values against the calib normal scores; anomalous at p <= alpha "
                    "(bh=true: Benjamini-Hochberg over the scored set); predict gives 1 - p")
-    degenerate = False  # nothing is fitted to a bound
-
     def __init__(self, *, alpha: float = 0.1, bh: bool = False) -> None:
         if not 0.0 < alpha < 1.0:
             raise RobustadError(f"calibrator {self.name!r} option alpha={alpha!r}: expected a number in (0, 1)")
         self.alpha = alpha
         self.bh = bh
         self.normal: np.ndarray | None = None
+        self.degenerate = False
 
     def fit(self, scores: np.ndarray, labels: np.ndarray) -> Conformal:
         """Keep the sorted scores of the normal calib images (the anomalous ones are not used)."""
@@ -234,6 +234,13 @@ class Conformal:
             raise RobustadError(f"calibrator {self.name!r}: the {y.size} calib images are all anomalous; "
                                 "p-values need normal calib images")
         self.normal = np.sort(s[y == 0])
+        smallest = 1.0 / (self.normal.size + 1.0)
+        self.degenerate = smallest > self.alpha
+        if self.degenerate:
+            warnings.warn(f"calibrator {self.name!r}: with {self.normal.size} normal calib images the smallest p-value "
+                          f"is 1/{self.normal.size + 1} = {smallest:.3f} > alpha {self.alpha:g}, so no image can be "
+                          f"declared anomalous; it takes at least {int(np.ceil(1.0 / self.alpha)) - 1} normal calib "
+                          "images (more calib, or a larger alpha)", UserWarning, stacklevel=2)
         return self
 
     def p_values(self, scores: np.ndarray) -> np.ndarray:

@@ -136,3 +136,20 @@ def test_decision_rate_intervals_are_percentiles_of_the_redrawn_rates():
         rates = [decided[d][labels[d] == cls].mean() for d in draws if (labels[d] == cls).any()]
         np.testing.assert_allclose(result.bounds[column], np.percentile(rates, [2.5, 97.5]), rtol=1e-12)
         assert result.skipped[column] == 300 - len(rates)
+
+
+@pytest.mark.parametrize("normal, alpha, degenerate", [(5, 0.1, True), (8, 0.1, True), (9, 0.1, False),
+                                                       (3, 0.2, True), (4, 0.2, False)])
+def test_too_few_normal_calib_images_for_alpha_is_degenerate_and_said(normal, alpha, degenerate):
+    """The smallest p-value is 1 / (n + 1): above alpha, no image can be declared anomalous, however high its
+    score (bottle's 1-shot split keeps 6 normal calib images, so alpha 0.1 can never decide)."""
+    scores = np.concatenate([np.arange(normal, dtype=float), [100.0]])
+    labels = np.array([0] * normal + [1])
+    conformal = Conformal(alpha=alpha)
+    if degenerate:
+        with pytest.warns(UserWarning, match=f"smallest p-value is 1/{normal + 1}"):
+            conformal.fit(scores, labels)
+    else:
+        conformal.fit(scores, labels)
+    assert conformal.degenerate == degenerate == (1 / (normal + 1) > alpha)
+    assert bool(conformal.decide(np.array([1e9]))[0]) == (not degenerate)

@@ -1,0 +1,105 @@
+"""The README's flag and conformal tables, generated from the committed leaderboard beside this script.
+
+Run ``.venv/bin/python results/flags/tables.py`` to print the section; ``tests/test_readme_numbers.py`` checks that
+README.md holds exactly this text. The leaderboard is filled by ``results/flags/run.sh``.
+"""
+
+from __future__ import annotations
+
+import math
+import runpy
+from pathlib import Path
+
+import pandas as pd
+
+from robustad.results.frame import numeric
+from robustad.results.leaderboard import read_rows
+
+HERE = Path(__file__).resolve().parent
+LEADERBOARD = HERE / "leaderboard.csv"
+COMMIT = HERE / "commit.txt"
+FLAGS = ["entropy", "squeeze", "consistency"]
+EPS = ["2/255", "8/255"]
+ALPHAS = ["conformal:0.1", "conformal:0.2"]
+NORMAL_EVAL = 14  # bottle's 20 normal test images less the 6 of every 1-shot split's calib (as results/bottle)
+cell = runpy.run_path(str(HERE.parent / "bottle" / "tables.py"))["cell"]  # mean +- std [mean interval], as there
+
+
+def load(path: Path = LEADERBOARD) -> pd.DataFrame:
+    rows = pd.DataFrame(read_rows(path))
+    for column in rows.columns:
+        if column.startswith(("clean_", "adv_", "flag_", "evasion_")) or column in ("seed", "n_eval",
+                                                                                    "conformal_alpha"):
+            rows[column] = numeric(rows, column)
+    return rows[rows["attack"] == "pgd"]
+
+
+def seeds_of(rows: pd.DataFrame) -> str:
+    seeds = sorted(int(s) for s in rows["seed"].unique())
+    return f"{seeds[0]}-{seeds[-1]}" if seeds == list(range(seeds[0], seeds[-1] + 1)) and len(seeds) > 1 \
+        else ", ".join(map(str, seeds))
+
+
+def flag_table(rows: pd.DataFrame) -> list[str]:
+    """Per flag and eps: flag TPR and evasion rate under PGD and under PGD aware of that flag (Platt rows)."""
+    platt = rows[rows["calibrator"] == "platt"]
+    lines = ["| flag | eps | PGD: flag TPR | PGD: evasion | aware PGD: flag TPR | aware PGD: evasion | "
+             "aware PGD: adv AUROC | seeds (aware) |", "|" + " --- |" * 8]
+    for flag in FLAGS:
+        own = platt[platt["flag"] == flag]
+        for eps in EPS:
+            plain = own[(own["eps"] == eps) & (own["flag_aware"] == "")]
+            aware = own[(own["eps"] == eps) & (own["flag_aware"] == flag)]
+            values = [cell(plain, "flag_tpr"), cell(plain, "evasion_rate"), cell(aware, "flag_tpr"),
+                      cell(aware, "evasion_rate"), cell(aware, "adv_auroc"),
+                      seeds_of(aware) if len(aware) else "none"]
+            lines.append(f"| {flag} | {eps} | " + " | ".join(values) + " |")
+    return lines
+
+
+def conformal_table(rows: pd.DataFrame) -> list[str]:
+    """Per alpha: clean FPR and TPR at alpha (mean over seeds, with the binomial bound on the pooled normal eval
+    images), and the FPR under PGD at each eps."""
+    plain = rows[(rows["flag"] == "entropy") & (rows["flag_aware"] == "")]
+    lines = ["| alpha | degenerate splits | clean FPR (bound) | clean TPR | " + " | ".join(
+        f"PGD {eps} FPR" for eps in EPS) + " |", "|" + " --- |" * (4 + len(EPS))]
+    for spec in ALPHAS:
+        own = plain[plain["calibrator"] == spec]
+        if own.empty:
+            continue
+        alpha = float(spec.partition(":")[2])
+        first = own[own["eps"] == EPS[0]]
+        normal = NORMAL_EVAL * len(first)
+        bound = alpha + 2 * math.sqrt(alpha * (1 - alpha) / normal)
+        fpr = first["clean_fpr_at_alpha"].mean()
+        values = [f"{int((first['calib_degenerate'] == 'True').sum())} of {len(first)}",
+                  f"{fpr:.3f} (≤ {bound:.3f}, {normal} normal images)", cell(first, "clean_tpr_at_alpha")]
+        values += [cell(own[own["eps"] == eps], "adv_fpr_at_alpha") for eps in EPS]
+        lines.append(f"| {alpha:g} | " + " | ".join(values) + " |")
+    return lines
+
+
+def section(rows: pd.DataFrame) -> str:
+    commit = COMMIT.read_text().strip() if COMMIT.exists() else "unknown"
+    text = [
+        f"Real MVTec AD bottle images, `efficientnet_lite0` at 224 px, 1-shot, seeds {seeds_of(rows)}, "
+        f"{int(rows['n_eval'].iloc[0])} eval images, white-box PGD-10 (`score` surrogate); every number comes from "
+        f"rows of `results/flags/leaderboard.csv`, made at commit {commit} by `results/flags/run.sh` with 1 torch "
+        "thread and turned into these tables by `results/flags/tables.py`. Mean ± standard deviation over seeds, "
+        "the mean 95 % bootstrap interval in brackets. Each flag's threshold gives at most 5 % false flags on the "
+        "clean calib images; *evasion*: attacked eval images misclassified (Platt p on the wrong side of 0.5) and "
+        "not flagged, over all eval images. *Aware PGD*: PGD with `flag_aware=<that flag>`.",
+        "",
+        *flag_table(rows),
+        "",
+        "**Conformal decisions** (p <= alpha against the clean calib normal scores; PGD rows as above): the clean "
+        "FPR is averaged over seeds and compared with alpha plus two binomial standard errors of the pooled normal "
+        "eval images; *degenerate*: splits whose normal calib images are too few for any p-value to reach alpha.",
+        "",
+        *conformal_table(rows),
+    ]
+    return "\n".join(text)
+
+
+if __name__ == "__main__":
+    print(section(load()))
