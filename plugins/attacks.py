@@ -1,4 +1,6 @@
-"""robustad's own L-inf attacks: the ``noise`` control, ``fgsm``, ``pgd`` and ``apgd`` (Croce & Hein 2020).
+"""robustad's own attacks, in the L-inf or the L2 ball (``target.norm``): the ``noise`` control, ``fgsm``, ``pgd`` and
+``apgd`` (Croce & Hein 2020). Under L2 a signed step becomes a step along g / ||g||_2 and the projection the one
+onto the L2 ball intersected with [0,1].
 
 All work on ``target.model``'s two logits ``[-z/2, z/2]`` with the ground-truth labels (normal images pushed towards
 "anomalous", anomalous ones towards "normal"), draw every random number from the image's own generator (a result
@@ -13,6 +15,7 @@ from typing import TYPE_CHECKING
 from robustad.errors import RobustadError
 from robustad.hookspecs import hookimpl
 from robustad.kit import attacking as kit
+from robustad.kit.threat import L2, NORMS  # every attack here works in both balls
 
 if TYPE_CHECKING:
     import torch
@@ -23,12 +26,15 @@ NOISE_DISTRIBUTIONS = ("sign", "uniform")
 
 
 class Noise:
-    """The control: a random perturbation of the same L-inf size, no model involved."""
+    """The control: a random perturbation of the same size, no model involved. Under L2, ``sign`` is a random
+    sign per pixel scaled to L2 norm eps (a random vertex of the cube, on the sphere) and ``uniform`` is uniform in
+    the L2 ball."""
 
     name = "noise"
     primary_option = "distribution"  # what noise:VALUE sets
     description = "control: random +-eps per pixel (distribution=sign) or uniform in the eps ball, seeded per image"
     needs_surrogate = False
+    norms = NORMS
 
     def __init__(self, *, distribution: str = "sign") -> None:
         if distribution not in NOISE_DISTRIBUTIONS:
@@ -46,19 +52,22 @@ class Noise:
         else:
             shape, device = tuple(target.images.shape[1:]), target.images.device
             signs = torch.stack([kit.random_signs(shape, g, device) for g in generators])
-            delta = target.eps * signs.to(target.images.dtype)
-        return kit.project(target.images + delta, target.images, target.eps)
+            signs = signs.to(target.images.dtype)
+            delta = kit.on_sphere(signs, target.eps) if target.norm == L2 else target.eps * signs
+        return kit.project(target.images + delta, target.images, target.eps, target.norm)
 
     def describe(self, eps: float) -> dict:
         return {"steps": 0, "random_start": True, "restarts": 1}
 
 
 class FGSM:
-    """One signed-gradient step of size eps from the clean image (Goodfellow et al. 2015)."""
+    """One steepest-ascent step of size eps from the clean image: signed for L-inf (Goodfellow et al. 2015), along
+    g / ||g||_2 for L2 (the fast gradient method)."""
 
     name = "fgsm"
     primary_option = "loss"  # what fgsm:VALUE sets
-    description = "FGSM: one signed-gradient step of size eps on the loss (ce or margin)"
+    description = "FGSM: one signed-gradient step of size eps on the loss (ce or margin); g/||g|| under L2"
+    norms = NORMS
 
     def __init__(self, *, loss: str = "ce") -> None:
         self.loss = kit.check_loss(self.name, loss)
@@ -66,7 +75,8 @@ class FGSM:
     def perturb(self, target: AttackTarget) -> torch.Tensor:
         labels = kit.check_target(target, self.name)
         _, _, gradient = kit.loss_and_gradient(target, target.images, labels, self.loss)
-        return kit.project(target.images + target.eps * gradient.sign(), target.images, target.eps)
+        step = kit.steepest(gradient, target.eps, target.norm)
+        return kit.project(target.images + step, target.images, target.eps, target.norm)
 
     def describe(self, eps: float) -> dict:
         return {"steps": 1, "alpha": eps, "random_start": False, "restarts": 1, "loss": self.loss}
@@ -78,6 +88,7 @@ class PGD:
     name = "pgd"
     primary_option = "steps"  # what pgd:VALUE sets
     description = "PGD: signed steps of alpha_ratio*eps from a per-image random start; keeps each image's best iterate"
+    norms = NORMS
 
     later_options = ("flag_aware", "flag_posterior")  # recorded only when set: older pgd cells keep their keys
 
@@ -105,23 +116,25 @@ class PGD:
 
     def _run(self, target: AttackTarget, labels: torch.Tensor, generators: list, best: kit.BestCandidate) -> None:
         """One run from a random start (or the clean images); every iterate is offered to ``best``."""
-        clean, eps = target.images, target.eps
+        clean, eps, norm = target.images, target.eps, target.norm
         alpha = self.alpha_ratio * eps
-        current = kit.project(clean + kit.uniform_in_ball(target, generators), clean, eps) \
+        current = kit.project(clean + kit.uniform_in_ball(target, generators), clean, eps, norm) \
             if self.random_start else clean
         for _ in range(self.steps):
             _, gradient = kit.judged_gradient(target, current, labels, self.loss, best)
-            current = kit.project(current + alpha * gradient.sign(), clean, eps)
+            current = kit.project(current + kit.steepest(gradient, alpha, norm), clean, eps, norm)
         kit.judge_final(target, current, labels, self.loss, best)
 
 
 class APGD:
-    """Auto-PGD (Croce & Hein 2020): signed steps with momentum 0.75 from a step size of 2 eps that halves at
-    checkpoints where the loss stopped improving, restarting from the best point; best iterate kept."""
+    """Auto-PGD (Croce & Hein 2020): signed steps (L2: along g / ||g||_2, as APGD-L2) with momentum 0.75 from a step
+    size of 2 eps that halves at checkpoints where the loss stopped improving, restarting from the best point; best
+    iterate kept."""
 
     name = "apgd"
     primary_option = "steps"  # what apgd:VALUE sets
     description = "Auto-PGD (Croce & Hein 2020), loss ce or margin; keeps each image's best iterate"
+    norms = NORMS
     momentum = 0.75
     rho = 0.75  # a step size is kept while at least this share of the steps since the last checkpoint raised the loss
 
@@ -147,8 +160,8 @@ class APGD:
         """One run from a random start; every iterate is offered to ``best``."""
         import torch
 
-        clean, eps = target.images, target.eps
-        current = kit.project(clean + kit.uniform_in_ball(target, generators), clean, eps)
+        clean, eps, norm = target.images, target.eps, target.norm
+        current = kit.project(clean + kit.uniform_in_ball(target, generators), clean, eps, norm)
         loss, gradient = kit.judged_gradient(target, current, labels, self.loss, best)
         top, top_loss, top_gradient = current, loss, gradient  # the highest-loss point: where a halving restarts
         previous = current
@@ -158,10 +171,10 @@ class APGD:
         halved_last = torch.ones(len(labels), dtype=torch.bool, device=clean.device)
         top_loss_at_last_checkpoint = top_loss.clone()
         for iteration in range(self.steps):
-            moved = kit.project(current + step * gradient.sign(), clean, eps)
+            moved = kit.project(current + kit.steepest(gradient, step, norm), clean, eps, norm)
             weight = self.momentum if iteration > 0 else 1.0
             following = kit.project(current + weight * (moved - current) + (1 - weight) * (current - previous),
-                                    clean, eps)
+                                    clean, eps, norm)
             previous, current = current, following
             if iteration == self.steps - 1:  # the last iterate needs its score, not its gradient
                 kit.judge_final(target, current, labels, self.loss, best)

@@ -34,6 +34,7 @@ class Square:
     name = "square"
     primary_option = "queries"  # what square:VALUE sets
     description = "Square attack (Andriushchenko et al. 2020): gradient-free random search, queries per image"
+    norms = ("linf",)  # Square-L2 (its own window updates on the sphere) is not implemented: refused under L2
 
     def __init__(self, *, queries: int = 100, loss: str = "margin", p_init: float = 0.8, restarts: int = 1) -> None:
         kit.check_positive(self.name, queries=queries, restarts=restarts)

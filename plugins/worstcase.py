@@ -33,6 +33,7 @@ class WorstCase:
     primary_option = "members"  # what worstcase:VALUE sets
     description = "per-image worst case of member attacks on the detector's real score (members=noise+fgsm+...)"
     needs_surrogate = True
+    norms = ("linf", "l2")  # it only picks among its members' results; each member's norms are checked itself
 
     def __init__(self, *, members: str = "noise+fgsm+pgd+apgd+square", clean: bool = False) -> None:
         specs = [spec.strip() for spec in str(members).split("+")]

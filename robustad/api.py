@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from robustad.records import CERT_ALPHA
+
 if TYPE_CHECKING:  # imported when called, so that ``import robustad`` in a plugin stays light
     import pandas as pd
     from rich.console import Console
@@ -44,6 +46,9 @@ def bench(
     attack: Values = "fgsm,pgd",
     noise_control: bool = True,
     eps: Values = "2/255,8/255",
+    norm: str = "linf",
+    cert_radius: Values = "",
+    cert_alpha: float = CERT_ALPHA,
     calib: Values = "platt,isotonic,temperature:platt,none",
     calib_fraction: float = 0.3,
     options: list[str] | dict[str, Any] | None = None,
@@ -105,7 +110,7 @@ def bench(
         attacks=with_noise_control(attack) if noise_control else attack, eps=eps, calibrators=calib,
         calib_fraction=calib_fraction, options=options or [], precision=precision, round_8bit=round_8bit,
         defenses=defense, bpda=bpda, eot=eot, chunk=default_chunk(device) if chunk is None else chunk,
-        flags=flag, flag_fpr=flag_fpr,
+        flags=flag, flag_fpr=flag_fpr, norm=norm, cert_radii=cert_radius, cert_alpha=cert_alpha,
     )
     registry = get_registry()
     cells = build_cells(request, registry)

@@ -81,7 +81,13 @@ def bench(
     surrogate: str = typer.Option("linear,score", help="Surrogate plugin(s), comma-separated."),
     attack: str = typer.Option("fgsm,pgd", help="Attack plugin(s), e.g. fgsm,pgd:20,apgd,square,worstcase or none."),
     noise_control: bool = typer.Option(True, help="Add the noise control (attack 'noise') to every attack grid."),
-    eps: str = typer.Option("2/255,8/255", help="L-inf budgets in [0,1] pixel units, e.g. 1/255,2/255."),
+    eps: str = typer.Option("2/255,8/255", help="Budgets in [0,1] pixel units of the --norm ball, e.g. 1/255,2/255 "
+                                                "(L-inf) or 0.25,0.5 (L2)."),
+    norm: str = typer.Option("linf", help="Threat model of the attacks: linf, or l2 (eps the L2 norm of the "
+                                          "perturbation of the [0,1] resized image)."),
+    cert_radius: str = typer.Option("", help="L2 radii at which to certify a median-smoothing defense, e.g. "
+                                             "0.25,0.5,1.0: one clean-only row per radius with cert_auroc."),
+    cert_alpha: float = typer.Option(0.001, help="Probability that a certified bound fails, per bound and image."),
     calib: str = typer.Option("platt,isotonic,temperature:platt,none",
                               help="Calibrator plugin(s), comma-separated (temperature:platt: T fitted on Platt's "
                                    "smoothed targets, finite on separable calib scores)."),
@@ -125,7 +131,8 @@ def bench(
     result = run(
         dataset=dataset, data_root=data_root, category=category, shots=shots, seeds=seeds, backbone=backbone,
         weights=weights, resolution=resolution, detector=detector, surrogate=surrogate, attack=attack,
-        noise_control=noise_control, eps=eps, calib=calib, calib_fraction=calib_fraction, options=opt,
+        noise_control=noise_control, eps=eps, norm=norm, cert_radius=cert_radius, cert_alpha=cert_alpha, calib=calib,
+        calib_fraction=calib_fraction, options=opt,
         precision=precision, round_8bit=round_8bit, defense=defense, bpda=bpda, eot=eot, chunk=chunk, flag=flag,
         flag_fpr=flag_fpr, device=device,
         threads=threads, batch_size=batch_size, resamples=resamples, pixel_metrics=pixel_metrics, out=out,

@@ -70,6 +70,7 @@ NO_ATTACK = "none"  # the attack of clean-only cells
 NOISE_CONTROL = "noise"  # the attack every attack grid gets beside it as its control
 NO_DEFENSE = "none"  # the defense of undefended cells
 NO_SURROGATE = "none"  # the surrogate of cells whose attack needs none (clean-only cells, the noise control)
+CERT_ALPHA = 0.001  # the default probability that a certified bound fails (per bound and image)
 
 
 SPLIT, MODEL, THREAT, ATTACK, CALIBRATION = "split", "model", "threat", "attack", "calibration"
@@ -108,8 +109,13 @@ class Cell:
     model call holds (consecutive in sample order: batched kernels change the last bits with the batch, so the
     chunk is part of the experiment and the batch size is not); ``flag`` the attack flag whose ``flag_*`` and
     ``evasion_rate`` columns the row holds (a spec, like ``calibrator``), thresholded at ``flag_fpr`` false flags
-    on the clean calib images; ``attack`` the attack plugin's name, its settings in ``options``: canonical JSON of
-    the resolved options, defaults included, of every component the cell uses, keyed ``kind.name``.
+    on the clean calib images; ``norm`` the ball ``eps`` measures (``linf``, or ``l2``: the L2 norm of the
+    perturbation of the [0,1] resized image; a config, not a perturbation, so that L2 and L-inf rows are never
+    compared; clean-only cells keep ``linf``); ``cert_radius`` the L2 radius (canonical, ``""``: none) at which a
+    clean-only cell of a certified defense holds the certified AUROC, each bound failing with probability at most
+    ``cert_alpha`` (a long format: one cell per radius); ``attack`` the attack plugin's name, its settings in
+    ``options``: canonical JSON of the resolved options, defaults included, of every component the cell uses,
+    keyed ``kind.name``.
     """
 
     dataset: str = axis(SPLIT)
@@ -137,6 +143,9 @@ class Cell:
     chunk: int = axis(MODEL, 1, since=2)
     flag: str = axis(CALIBRATION, "entropy", since=2)
     flag_fpr: float = axis(CALIBRATION, 0.05, since=2)
+    norm: str = axis(THREAT, "linf", since=2)
+    cert_radius: str = axis(CALIBRATION, "", since=2)
+    cert_alpha: float = axis(CALIBRATION, CERT_ALPHA, since=2)
 
     @property
     def key(self) -> str:

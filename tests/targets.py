@@ -51,7 +51,7 @@ def images_and_labels(count: int = 4, size: int = 16, seed: int = 0) -> tuple[to
 
 def make_target(z_model: torch.nn.Module | None, images: torch.Tensor, labels: torch.Tensor, *, eps: float = EPS,
                 seeds: list[int] | None = None, score: Callable | None = None, white_box: bool = True,
-                member: Callable | None = None) -> AttackTarget:
+                member: Callable | None = None, norm: str = "linf") -> AttackTarget:
     """A target whose real detector score is ``score`` (default: z itself; ``white_box`` then also gives
     ``score_from_logit``, the identity); seeds default to 100, 101, ..."""
     model = None if z_model is None else two_logits(z_model)
@@ -63,4 +63,5 @@ def make_target(z_model: torch.nn.Module | None, images: torch.Tensor, labels: t
     return AttackTarget(images=images, labels=labels, eps=eps,
                         seeds=seeds if seeds is not None else [100 + i for i in range(len(labels))],
                         model=model, score=score or z_score,
-                        score_from_logit=(lambda z: z) if white_box and score is None else None, member=member)
+                        score_from_logit=(lambda z: z) if white_box and score is None else None, member=member,
+                        norm=norm)

@@ -74,7 +74,7 @@ def test_a_passing_leaderboard_passes_and_every_check_compared_something():
     # attack cells; gradient-free vs gradient: square at 2 eps; no randomized defense
     assert {r.check: r.compared for r in results} == {
         "worst-case-eps": 1, "white-box-vs-transfer": 2, "attack-vs-noise": 8, "gradient-masking": 6,
-        "gradient-free-beats-gradient": 2, "randomized-defense-eot": 0}
+        "gradient-free-beats-gradient": 2, "randomized-defense-eot": 0, "certified-vs-attack": 0}
 
 
 @pytest.mark.parametrize("changes, check, numbers", [
@@ -132,7 +132,7 @@ def test_tolerance_and_masking_threshold():
 def test_undefined_values_are_not_compared_and_text_in_a_number_column_is_an_error():
     undefined = {("noise", "none", "8/255"): {"adv_auroc": None}, ("pgd", "linear", "8/255"): {"adv_auroc": 0.93}}
     assert audit(board(*rows_of(undefined))) == []
-    assert [r.compared for r in run_checks(board())] == [0] * 6
+    assert [r.compared for r in run_checks(board())] == [0] * 7
     with pytest.raises(RobustadError, match="adv_auroc: 'high' is not a number"):
         audit(board(*rows_of({("pgd", "linear", "8/255"): {"adv_auroc": "high"}})))
 
@@ -164,3 +164,52 @@ def test_cli_header_only_leaderboard_is_one_line_and_exit_2(tmp_path, monkeypatc
     code, out, err = run_robustad(monkeypatch, capsys, "audit", path)
     assert (code, out) == (2, "")
     assert err == f"robustad: error: leaderboard {path} has no rows; run `robustad bench` first\n"
+
+
+def smoothed(**values: object) -> dict[str, str]:
+    """A row of the smoothing defense (sigma 0.25, 100 draws) on the base model."""
+    return row(defense="smoothing", defense_randomized=True, eot_samples=8,
+               options='{"defense.smoothing": {"samples": 100, "sigma": 0.25}}', **values)
+
+
+def certified_board(cert_at_half: float, attack_at_half: float, calibrators=("platt", "none")) -> list[dict]:
+    """Certified rows at L2 radii 1/4 and 1/2 beside L2 attacks (noise and pgd) at eps 1/4 and 1/2 on the same
+    smoothed detector, and an L-inf pgd row and another sigma's attack that must not be compared."""
+    rows = []
+    for calibrator in calibrators:
+        rows += [smoothed(attack="none", surrogate="none", eps="", cert_radius="1/4", cert_auroc=0.70,
+                          cert_alpha=0.001, calibrator=calibrator),
+                 smoothed(attack="none", surrogate="none", eps="", cert_radius="1/2", cert_auroc=cert_at_half,
+                          cert_alpha=0.001, calibrator=calibrator),
+                 smoothed(attack="noise", surrogate="none", eps="1/4", norm="l2", adv_auroc=0.90,
+                          calibrator=calibrator),
+                 smoothed(attack="pgd", eps="1/4", norm="l2", adv_auroc=0.75, zero_grad_share=0.1,
+                          calibrator=calibrator),
+                 smoothed(attack="pgd", eps="1/2", norm="l2", adv_auroc=attack_at_half, zero_grad_share=0.1,
+                          calibrator=calibrator),
+                 smoothed(attack="pgd", eps="8/255", adv_auroc=0.10, zero_grad_share=0.1, calibrator=calibrator),
+                 row(defense="smoothing", defense_randomized=True, eot_samples=8, attack="pgd", eps="1/2",
+                     norm="l2", adv_auroc=0.05, zero_grad_share=0.1, calibrator=calibrator,
+                     options='{"defense.smoothing": {"samples": 100, "sigma": 0.5}}')]
+    return rows
+
+
+def test_a_certified_auroc_above_an_l2_attack_on_the_same_smoothed_detector_is_flagged():
+    results = {r.check: r for r in run_checks(board(*certified_board(0.60, 0.65)))}
+    # radius 1/4: pgd at 1/4 (0.75) is the lowest within it; radius 1/2: pgd at 1/2 (0.65); L-inf rows, rows of
+    # another sigma and the other calibrators are never compared
+    assert results["certified-vs-attack"].compared == 2 and results["certified-vs-attack"].violations == []
+    [violation] = [v for v in audit(board(*certified_board(0.60, 0.55, ("platt", "none", "isotonic"))))
+                   if v.check == "certified-vs-attack"]
+    assert ("cert_auroc 0.600000 at L2 radius 1/2 (cert_alpha 0.001) > adv_auroc 0.550000 of pgd via score at "
+            "L2 eps 1/2: an unsound certificate or a broken attack") in violation.detail
+    assert "seed=0" in violation.where and "\n" not in violation.line()
+
+
+def test_a_certificate_is_compared_with_every_attack_inside_its_radius():
+    rows = certified_board(0.60, 0.65)
+    rows[3] = {**rows[3], "adv_auroc": "0.50"}  # pgd at 1/4 below both certificates: 1/4 lies inside 1/2 too
+    found = [v.detail for v in audit(board(*rows)) if v.check == "certified-vs-attack"]
+    assert len(found) == 2 and all("adv_auroc 0.500000 of pgd via score at L2 eps 1/4" in d for d in found)
+    assert {d.split(" (cert_alpha")[0] for d in found} == {"cert_auroc 0.700000 at L2 radius 1/4",
+                                                          "cert_auroc 0.600000 at L2 radius 1/2"}

@@ -3,8 +3,8 @@
 The attacks of a threat prefix run together, batch by batch, so an attack that combines others (a worst case)
 gets its members' results on the same batch without keeping every adversarial image of the eval set in memory.
 The engine, not the attack, enforces the threat model: it evaluates the surrogate in the cell's chunks (gradients
-then do not depend on the batch), counts zero input gradients, refuses outputs outside the eps ball, outside
-[0,1] or non-finite, optionally rounds to the 8-bit grid, and scores with the unchanged detector.
+then do not depend on the batch), counts zero input gradients, refuses outputs outside the cell's eps ball (L-inf
+or L2), outside [0,1] or non-finite, optionally rounds to the 8-bit grid, and scores with the unchanged detector.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from robustad.engine.identity import image_seed
 from robustad.engine.progress import Reporter
 from robustad.errors import RobustadError
 from robustad.kit.attacking import logit
-from robustad.kit.threat import parse_eps, round_to_8bit, two_logit
+from robustad.kit.threat import L2, LINF, distance, parse_eps, round_to_8bit, two_logit
 from robustad.plugins import PluginRegistry
 from robustad.records import Cell, DetectorOutput
 
@@ -39,7 +39,8 @@ if TYPE_CHECKING:
 
 LogitModel = Callable[[torch.Tensor], torch.Tensor]
 
-BALL_TOLERANCE = 1e-6
+BALL_TOLERANCE = 1e-6  # absolute; for L2 radii, which may exceed 1, relative as well
+NORM_NAMES = {LINF: "L-inf", L2: "L2"}
 
 
 class ZeroGradients:
@@ -138,7 +139,7 @@ def attack_threat_group(cells: list[Cell], stage: CleanStage, surrogate: Fitted 
     clean and adversarial images of the eval indices in ``keep`` are kept in each outcome, and the cells' flags
     that read images are evaluated on every adversarial batch."""
     cell = cells[0]
-    eps = parse_eps(cell.eps)
+    eps = parse_eps(cell.eps, cell.norm)
     n_eval = len(stage.split.eval)
     attacks, outcomes = _attacks(cells, registry, eps, n_eval)
     names = ", ".join(dict.fromkeys(attack.spec for attack in attacks.values()))
@@ -177,7 +178,7 @@ def _attack_batches(cell: Cell, attacks: dict[str, _Built], outcomes: dict[str, 
                 target = _target(attack, images, labels, eps, cell, indices, stage, z_model, z_for, outcome,
                                  {attacks[m].spec: results[m] for m in attack.members if m in results}, flags)
                 perturbed = attack.handle.call("perturb", target)
-                results[key] = _checked(perturbed, images, eps, attack.handle.component, cell.round_8bit, stage)
+                results[key] = _checked(perturbed, images, eps, attack.handle.component, cell, stage)
                 for spec, flag_cell in image_flags.items():
                     values = outcome.flags.setdefault(spec, np.zeros(len(eval_labels)))
                     values[indices] = flags.adversarial(flag_cell, spec, indices, results[key].images)
@@ -286,7 +287,7 @@ def _target(attack: _Built, images: torch.Tensor, labels: torch.Tensor, eps: flo
     return AttackTarget(
         images=images.clone(), labels=labels.clone(), eps=eps, seeds=seeds, model=model, score=score,
         score_from_logit=score_from_logit, member=member,
-        flag=_flag_target(attack, cell, indices, flags, model, score_from_logit),
+        flag=_flag_target(attack, cell, indices, flags, model, score_from_logit), norm=cell.norm,
     )
 
 
@@ -307,20 +308,23 @@ def _flag_target(attack: _Built, cell: Cell, indices: list[int], flags: Flags, m
     return flags.for_attack(attack.cell, spec, indices, score, attack.handle.optional("flag_posterior"))
 
 
-def _checked(perturbed: Any, clean: torch.Tensor, eps: float, component: Component, round_8bit: bool,
+def _checked(perturbed: Any, clean: torch.Tensor, eps: float, component: Component, cell: Cell,
              stage: CleanStage) -> Perturbed:
-    """The attack's result inside the threat model, scored (unless it came with its detector output)."""
+    """The attack's result inside the threat model of the cell (its ``norm`` ball of radius ``eps``, [0,1]),
+    scored (unless it came with its detector output). ``round_8bit`` is L-inf only (the request refuses it under
+    L2), where rounding within the reach of eps keeps the ball."""
     images, output = (perturbed.images, perturbed.output) if isinstance(perturbed, Perturbed) else (perturbed, None)
     if not isinstance(images, torch.Tensor) or tuple(images.shape) != tuple(clean.shape):
         shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
         raise ComponentError(f"{component.label()} returned {shape}; expected images of shape {tuple(clean.shape)}")
     images = images.detach()
     require_finite(images, component, "adversarial images")
-    distance = float((images - clean).abs().max()) if images.numel() else 0.0
-    if distance > eps + BALL_TOLERANCE or float(images.min()) < 0 or float(images.max()) > 1:
-        raise ComponentError(f"{component.label()} broke the threat model: L-inf distance {distance:.6f} "
-                             f"> eps {eps:.6f} or pixels outside [0,1]")
-    if output is None and round_8bit:
+    found = distance(images, clean, cell.norm)
+    tolerance = BALL_TOLERANCE * (1 + eps) if cell.norm == L2 else BALL_TOLERANCE
+    if found > eps + tolerance or float(images.min()) < 0 or float(images.max()) > 1:
+        raise ComponentError(f"{component.label()} broke the threat model: {NORM_NAMES[cell.norm]} distance "
+                             f"{found:.6f} > eps {eps:.6f} or pixels outside [0,1]")
+    if output is None and cell.round_8bit:
         images = round_to_8bit(images, clean, eps)
     scored = stage.score(images)
     if output is not None and not _same_scores(output, scored):

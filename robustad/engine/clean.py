@@ -45,6 +45,7 @@ class Scored:
     distances: np.ndarray  # (h, w) patch distances
     mask: np.ndarray | None  # (h, w) foreground kept by the detector, or None
     size: tuple[int, int]  # (height, width) of the original image
+    draws: np.ndarray | None = None  # behind a certified defense: the score of each of its draws (samples,)
 
 
 @dataclass
@@ -80,6 +81,13 @@ class CleanStage:
     def eval_scores(self) -> np.ndarray:
         return np.array([s.score for s in self.eval])
 
+    @property
+    def eval_draws(self) -> np.ndarray | None:
+        """Each eval image's score under each draw of a certified defense ``(n_eval, samples)``; else None."""
+        if not self.eval or self.eval[0].draws is None:
+            return None
+        return np.stack([s.draws for s in self.eval])
+
     def reference_hash(self) -> str:
         return names_hash(self.split.reference, self.names)
 
@@ -110,15 +118,20 @@ class CleanStage:
         """Features and detector output of a batch, without gradient; non-finite scores refused. Behind a
         randomized defense the scores are its ``aggregate`` over its ``samples`` draws, the patch distances their
         mean, the features and masks those of the first draw."""
+        features, output, _ = self.forward_draws(images)
+        return features, output
+
+    def forward_draws(self, images: torch.Tensor) -> tuple[Features, DetectorOutput, np.ndarray]:
+        """``forward`` with the score of every draw, ``(samples, B)`` (one row without a randomized defense)."""
         defense = self.backbone.defense
         draws = [self._forward_once(images, index) for index in range(defense.samples if defense else 1)]
         features, first = draws[0]
+        scores = np.stack([np.asarray(output.scores, dtype=np.float64).reshape(-1) for _, output in draws])
         if len(draws) == 1:
-            return features, first
-        scores = np.stack([output.scores for _, output in draws])
+            return features, first, scores
         combined = np.median(scores, axis=0) if defense.aggregate == "median" else scores.mean(axis=0)
         distances = np.mean([np.asarray(output.patch_distances) for _, output in draws], axis=0)
-        return features, DetectorOutput(combined, distances, first.masks, first.extra)
+        return features, DetectorOutput(combined, distances, first.masks, first.extra), scores
 
     def _forward_once(self, images: torch.Tensor, index: int) -> tuple[Features, DetectorOutput]:
         """Backbone and detector chunk by chunk (``GuardedBackbone``: a row depends on the chunk, not the batch)."""
@@ -218,11 +231,12 @@ def _score_all(stage: CleanStage, samples: list[Sample], settings: RunSettings, 
     cached = 0
     size = chunk_aligned(settings.batch_size, stage.backbone.chunk)
     for batch in batches(prepared(samples, stage._preprocess, prefetch=stage.prefetch), size):
-        batch_features, output = stage.forward(torch.stack([item.image for item in batch]))
+        batch_features, output, draws = stage.forward_draws(torch.stack([item.image for item in batch]))
+        certified = stage.backbone.defense is not None and stage.backbone.defense.certified_sigma is not None
         for row, item in enumerate(batch):
             mask = None if output.masks is None else np.asarray(output.masks[row], dtype=bool)
             scored[item.index] = Scored(float(output.scores[row]), np.asarray(output.patch_distances[row]), mask,
-                                        item.size)
+                                        item.size, draws[:, row].copy() if certified else None)
             if keep_features:
                 features[item.index] = Features(batch_features.patch_tokens[row:row + 1].cpu(),
                                                 batch_features.global_token[row:row + 1].cpu())

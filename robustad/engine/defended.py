@@ -48,6 +48,7 @@ class DefenseStep:
         self.differentiable = bool(getattr(handle.instance, "differentiable"))
         self.samples = int(handle.optional("samples")) if self.randomized else 1
         self.aggregate = str(handle.optional("aggregate"))
+        self.certified_sigma = certified_sigma(handle)
 
     def __call__(self, image: torch.Tensor) -> torch.Tensor:
         generator = self._generator(image) if self.randomized else None
@@ -81,6 +82,17 @@ class DefenseStep:
         generator = torch.Generator(device=image.device)
         generator.manual_seed(int.from_bytes(content.digest()[:8], "big") >> 1)
         return generator
+
+
+def certified_sigma(handle: Handle) -> float | None:
+    """The sigma a defense's median scores can be certified for: its ``certified_sigma`` where it is randomized,
+    aggregates by the median and declares a number > 0; None otherwise."""
+    sigma = handle.optional("certified_sigma")
+    if sigma is None or not handle.instance.randomized or handle.optional("aggregate") != "median":
+        return None
+    if isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or not 0 < sigma < float("inf"):
+        raise ComponentError(f"{handle.component.label()} declares certified_sigma={sigma!r}; expected a number > 0")
+    return float(sigma)
 
 
 def resolved_bpda(requested: str, differentiable: bool) -> str:

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from robustad.components import parse_spec
-from robustad.records import NO_ATTACK, NO_DEFENSE, NO_SURROGATE, Cell
+from robustad.records import CERT_ALPHA, NO_ATTACK, NO_DEFENSE, NO_SURROGATE, Cell
 
 
 @dataclass(frozen=True)
@@ -17,6 +17,7 @@ class Adaptive:
 
     bpda: str = "none"
     eot_samples: int = 1
+    certified: bool = False  # its median scores can be certified (``certified_sigma``)
 
 
 NO_DEFENSE_ADAPTIVE = {"none": Adaptive()}
@@ -56,6 +57,9 @@ def expand(
     chunk: int = 1,
     flags: tuple[str, ...] = ("entropy",),
     flag_fpr: float = 0.05,
+    norm: str = "linf",
+    cert_radii: tuple[str, ...] = (),
+    cert_alpha: float = CERT_ALPHA,
 ) -> list[Cell]:
     """The cross product, in an order where cells sharing a prefix are adjacent.
 
@@ -68,6 +72,9 @@ def expand(
     changes it. Each flag is a cell of its own (the rows' flag columns are in long format); the cells of one
     attack that differ only in their flag share every stage's work. A flag without options (``entropy``) adds
     nothing to the options, so the cells of today's default keep the keys they had before flags were a kind.
+    ``norm`` is the attacked cells' ball; clean-only cells keep ``linf`` (nothing is attacked), and so their keys.
+    Each radius of ``cert_radii`` adds, for each certified defense, a clean-only cell holding the certificate at
+    that radius (``cert_radius``, ``cert_alpha``), whatever the attacks.
     """
     threats = []
     for attack, threat in attacks.items():
@@ -82,7 +89,11 @@ def expand(
         for (category, data), k, seed, backbone, resolution, detector, defense in itertools.product(
             categories.items(), shots, seeds, backbones, resolutions, detectors, defenses
         ):
-            for (surrogate, attack, e), calibrator, flag in itertools.product(threats, calibrators, flags):
+            certifying = [(NO_SURROGATE, NO_ATTACK, "", radius) for radius in cert_radii
+                          if defenses[defense].certified]
+            plain = [(*threat, "") for threat in threats]
+            for (surrogate, attack, e, radius), calibrator, flag in itertools.product(plain + certifying,
+                                                                                       calibrators, flags):
                 used = [("dataset", dataset), ("backbone", backbone), ("detector", detector),
                         ("calibrator", calibrator)]
                 if surrogate != NO_SURROGATE:
@@ -103,7 +114,8 @@ def expand(
                                   round_8bit and attack != NO_ATTACK, options, *data,
                                   defense=parse_spec(defense)[0], bpda=adaptive.bpda,
                                   eot_samples=adaptive.eot_samples, chunk=chunk, flag=flag,
-                                  flag_fpr=flag_fpr))
+                                  flag_fpr=flag_fpr, norm=norm if attack != NO_ATTACK else "linf",
+                                  cert_radius=radius, cert_alpha=cert_alpha if radius else CERT_ALPHA))
     return cells
 
 

@@ -17,10 +17,11 @@ from robustad.errors import RobustadError, one_line
 from robustad.results.leaderboard import row_text
 
 OPTIONAL_MEMBERS: dict[str, dict[str, Any]] = {
-    "attack": {"needs_surrogate": True, "members": None, "flag_aware": None, "flag_posterior": None},
+    "attack": {"norms": ("linf",), "needs_surrogate": True, "members": None, "flag_aware": None,
+               "flag_posterior": None},
     "calibrator": {"degenerate": False, "alpha": None},
     "surrogate": {"white_box": False},
-    "defense": {"samples": 1, "aggregate": "mean"},
+    "defense": {"samples": 1, "aggregate": "mean", "certified_sigma": None},
 }
 """Members a plugin may leave out, per kind, with the value the engine assumes then (``None``: no such method)."""
 

@@ -18,7 +18,7 @@ from typing import Any
 from robustad.api import Values
 from robustad.components import KINDS, Component, parse_spec
 from robustad.contracts import FLAG_READS
-from robustad.engine.defended import BPDA_CHOICES, resolved_bpda, resolved_eot
+from robustad.engine.defended import BPDA_CHOICES, certified_sigma, resolved_bpda, resolved_eot
 from robustad.engine.grid import Adaptive, Threat, expand
 from robustad.engine.guard import blame
 from robustad.engine.handles import Handle, check_settings
@@ -26,10 +26,10 @@ from robustad.engine.identity import data_id, data_sha
 from robustad.engine.settings import MAX_CHUNK, PRECISIONS
 from robustad.engine.splits import MAX_SEED, canonical_shots, make_split, parse_shots
 from robustad.errors import RobustadError
-from robustad.kit.threat import canonical_eps, parse_eps
+from robustad.kit.threat import L2, LINF, MAX_L2_EPS, canonical_eps, check_norm, parse_eps
 from robustad.kit.weights import weights_identity
 from robustad.plugins import PluginRegistry
-from robustad.records import NO_ATTACK, NO_DEFENSE, NOISE_CONTROL, CategoryData, Cell
+from robustad.records import CERT_ALPHA, NO_ATTACK, NO_DEFENSE, NOISE_CONTROL, CategoryData, Cell
 from robustad.results.leaderboard import check_one_line
 
 MAX_RESOLUTION = 4096
@@ -70,6 +70,9 @@ class BenchRequest:
     chunk: int = 1
     flags: Values = "entropy"
     flag_fpr: float = 0.05
+    norm: str = LINF
+    cert_radii: Values = ""
+    cert_alpha: float = CERT_ALPHA
 
 
 def with_noise_control(attacks: Values) -> list[str]:
@@ -196,12 +199,14 @@ def build_cells(request: BenchRequest, registry: PluginRegistry) -> list[Cell]:
     resolutions = _integers(request.resolutions, "resolution", 1, MAX_RESOLUTION)
     _check_patch_sizes(resolutions, names["backbone"], resolve)
     attack_specs = split_list(request.attacks, "attack")
-    eps = list(dict.fromkeys(canonical_eps(value) for value in split_list(request.eps, "eps")))
-    attacks = _threats(attack_specs, eps, resolve)
+    norm = _norm(request)
+    eps = list(dict.fromkeys(canonical_eps(value, norm) for value in split_list(request.eps, "eps")))
+    attacks = _threats(attack_specs, eps, resolve, norm)
     if any(t.needs_surrogate for a, t in attacks.items() if a != NO_ATTACK):
         for spec in names["surrogate"]:
             resolve.create("surrogate", spec)  # cheap as well: fitted only when its cells run
     defenses = _defenses(request, resolve)
+    cert_radii = _cert_radii(request, defenses)
     names["flag"] = _flags(request, resolve)
     names["defense"] = [n for spec in defenses if spec != NO_DEFENSE for n in (spec, parse_spec(spec)[0])]
     shots = list(dict.fromkeys(canonical_shots(k) for k in split_list(request.shots, "shots")))
@@ -214,9 +219,43 @@ def build_cells(request: BenchRequest, registry: PluginRegistry) -> list[Cell]:
         detectors=names["detector"], surrogates=names["surrogate"], attacks=attacks, eps=eps,
         calibrators=names["calibrator"], calib_fraction=float(request.calib_fraction),
         precision=request.precision, round_8bit=request.round_8bit, resolve=resolve, defenses=defenses,
-        chunk=_chunk(request.chunk), flags=tuple(names["flag"]), flag_fpr=float(request.flag_fpr),
+        chunk=_chunk(request.chunk), flags=tuple(names["flag"]), flag_fpr=float(request.flag_fpr), norm=norm,
+        cert_radii=cert_radii, cert_alpha=float(request.cert_alpha),
     )
     return list({cell.key: cell for cell in cells}.values())  # pgd and pgd:10 are one experiment
+
+
+def _norm(request: BenchRequest) -> str:
+    """``--norm`` checked; ``--round-8bit`` is refused under L2, where rounding each pixel to the grid can leave the
+    ball (docs/choices.md)."""
+    norm = check_norm(request.norm)
+    if norm == L2 and request.round_8bit:
+        raise RobustadError("--round-8bit with --norm l2: rounding to the 8-bit grid can leave the L2 ball; "
+                            "expected --norm linf, or no --round-8bit")
+    return norm
+
+
+def _cert_radii(request: BenchRequest, defenses: dict[str, Adaptive]) -> tuple[str, ...]:
+    """``--cert-radius`` as canonical L2 radii (none when empty), checked with ``--cert-alpha``; a radius needs a
+    defense whose median scores can be certified (``certified_sigma``: ``smoothing``)."""
+    alpha = request.cert_alpha
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 < alpha < 1:
+        raise RobustadError(f"--cert-alpha {alpha!r}: expected a number in (0, 1), e.g. 0.001")
+    if not _items(request.cert_radii):
+        return ()
+    radii = tuple(dict.fromkeys(_radius(value) for value in split_list(request.cert_radii, "cert-radius")))
+    if not any(adaptive.certified for adaptive in defenses.values()):
+        raise RobustadError(f"--cert-radius {','.join(radii)}: no defense of --defense {','.join(defenses)} can be "
+                            "certified; expected a median-smoothing defense, e.g. --defense smoothing")
+    return radii
+
+
+def _radius(text: str) -> str:
+    """One ``--cert-radius`` value as a canonical L2 radius."""
+    try:
+        return canonical_eps(text, L2)
+    except RobustadError:
+        raise RobustadError(f"--cert-radius {text!r}: expected an L2 radius in (0, {MAX_L2_EPS}], e.g. 0.5") from None
 
 
 def _chunk(value: object) -> int:
@@ -241,7 +280,8 @@ def _defenses(request: BenchRequest, resolve: _Resolver) -> dict[str, Adaptive]:
         defense = resolve.handle("defense", spec)
         randomized = bool(defense.instance.randomized)
         found[spec] = Adaptive(bpda=resolved_bpda(request.bpda, bool(defense.instance.differentiable)),
-                               eot_samples=resolved_eot(request.eot, randomized))
+                               eot_samples=resolved_eot(request.eot, randomized),
+                               certified=certified_sigma(defense) is not None)
     return found
 
 
@@ -264,28 +304,33 @@ def _flag(resolve: _Resolver, spec: str, what: str) -> None:
                             f"one of {', '.join(FLAG_READS)}")
 
 
-def _threats(specs: list[str], eps: list[str], resolve: _Resolver) -> dict[str, Threat]:
-    """Each attack spec's Threat, building every attack once to check its options, its ``describe`` keys and its
-    members before any work starts."""
+def _threats(specs: list[str], eps: list[str], resolve: _Resolver, norm: str = LINF) -> dict[str, Threat]:
+    """Each attack spec's Threat, building every attack once to check its options, its norms, its ``describe``
+    keys and its members before any work starts."""
     threats: dict[str, Threat] = {}
     for spec in specs:
-        threats[spec] = Threat() if spec == NO_ATTACK else _threat(spec, eps, resolve, ())
+        threats[spec] = Threat() if spec == NO_ATTACK else _threat(spec, eps, resolve, (), norm)
     return threats
 
 
-def _threat(spec: str, eps: list[str], resolve: _Resolver, parents: tuple[str, ...]) -> Threat:
+def _threat(spec: str, eps: list[str], resolve: _Resolver, parents: tuple[str, ...], norm: str = LINF) -> Threat:
     if spec == NO_ATTACK or spec in parents:
         raise RobustadError(f"attack {parents[-1]!r} cannot combine {spec!r}: expected attacks other than itself "
                             f"and {NO_ATTACK!r}")
     if len(parents) > MAX_MEMBER_DEPTH:
         raise RobustadError(f"attack {spec!r}: members nested deeper than {MAX_MEMBER_DEPTH} levels")
     attack = resolve.handle("attack", spec)
+    norms = attack.optional("norms")
+    norms = (norms,) if isinstance(norms, str) else tuple(norms)
+    if norm not in norms:
+        raise RobustadError(f"attack {spec!r} does not support --norm {norm}: {attack.component.label()} declares "
+                            f"norms {', '.join(norms)}; expected one that lists {norm!r}")
     for value in eps:
-        check_settings(attack, attack.call("describe", parse_eps(value)))
+        check_settings(attack, attack.call("describe", parse_eps(value, norm)))
     members: list[str] = []
     flags: list[str] = []  # the flags it or a member evades
     for member in _member_specs(attack):
-        threat = _threat(member, eps, resolve, (*parents, spec))
+        threat = _threat(member, eps, resolve, (*parents, spec), norm)
         flags.extend(threat.flags)
         for nested in (*threat.members, member):
             if nested not in members:

@@ -14,6 +14,7 @@ from importlib.metadata import PackageNotFoundError, version
 import numpy as np
 
 from robustad import __version__, metrics
+from robustad.certify import certified_auroc, median_bounds
 from robustad.intervals import bootstrap_intervals, decision_intervals
 from robustad.records import Cell
 
@@ -72,6 +73,16 @@ def decision_columns(labels: np.ndarray, alpha: float, decided: dict[str, np.nda
         for column, (low, high) in intervals.bounds.items():
             row[f"{column}_ci_low"], row[f"{column}_ci_high"] = low, high
     return row
+
+
+def certificate_columns(labels: np.ndarray, draws: np.ndarray, sigma: float, radius: float, alpha: float) -> dict:
+    """The certified AUROC of median smoothing at L2 ``radius`` from each eval image's scores under the defense's
+    draws ``(n_eval, samples)`` (docs/protocol.md section 10), with the share of images whose bound is infinite
+    (too few draws for ``alpha``)."""
+    lower, upper = median_bounds(draws, sigma, radius, alpha)
+    worst = np.where(np.asarray(labels) == 1, lower, upper)
+    return {"cert_auroc": certified_auroc(labels, lower, upper), "cert_sigma": float(sigma),
+            "cert_infinite": float(np.mean(np.isinf(worst)))}
 
 
 def cell_columns(cell: Cell) -> dict:

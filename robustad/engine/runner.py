@@ -28,7 +28,14 @@ from robustad.engine.grid import group_by_threat_prefix
 from robustad.engine.guard import blame, create, require_finite
 from robustad.engine.handles import Handle
 from robustad.engine.progress import Reporter, SilentReporter
-from robustad.engine.rows import FlagValues, cell_columns, decision_columns, image_columns, provenance
+from robustad.engine.rows import (
+    FlagValues,
+    cell_columns,
+    certificate_columns,
+    decision_columns,
+    image_columns,
+    provenance,
+)
 from robustad.engine.settings import RunSettings
 from robustad.errors import RobustadError, one_line
 from robustad.kit.threat import parse_eps
@@ -189,6 +196,9 @@ class _Group:
         if defense is not None:  # what the defense declared, recorded so the audit can check it against the rows
             row.update(defense_differentiable=defense.differentiable, defense_randomized=defense.randomized,
                        defense_samples=defense.samples)
+        if cell.cert_radius:
+            row.update(certificate_columns(labels, stage.eval_draws, defense.certified_sigma,
+                                           parse_eps(cell.cert_radius, "l2"), cell.cert_alpha))
         flag = self._flag_values(cell, attacked, (calib_probs, clean_probs, adv_probs))
         row.update(image_columns(labels, clean_scores, clean_probs, flag, adv_scores, adv_probs,
                                  resamples=self.settings.resamples, seed=cell.seed))
@@ -200,13 +210,13 @@ class _Group:
             pixel_seconds += adv_seconds
             surrogate = None if cell.surrogate == NO_SURROGATE else self._surrogate(cell)
             row.update(attacked.settings)
-            row.update(adv_pixels, eps_value=parse_eps(cell.eps),
+            row.update(adv_pixels, eps_value=parse_eps(cell.eps, cell.norm),
                        white_box=None if surrogate is None else bool(surrogate.handle.optional("white_box")),
                        zero_grad_share=attacked.gradients.share, t_attack_s=attacked.seconds,
                        t_surrogate_s=0.0 if surrogate is None else surrogate.seconds)
         if attacked is not None and self.settings.save_examples:
             examples.save(self.settings.examples_dir, cell, stage, attacked.kept, attacked.distances, attacked.scores,
-                          parse_eps(cell.eps))
+                          parse_eps(cell.eps, cell.norm))
         if self.settings.save_scores is not None:
             _save_scores(self.settings.save_scores / f"{cell.key}.csv", stage, calib_probs, clean_probs,
                          adv_scores, adv_probs, flag)

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from robustad.errors import RobustadError
+from robustad.kit.threat import L2, LINF
 
 if TYPE_CHECKING:
     import torch
@@ -49,8 +50,12 @@ def check_target(target: AttackTarget, attack: str) -> torch.Tensor:
     """The labels as an int64 tensor on the images' device, after checking eps, images, labels and seeds."""
     import torch
 
-    if not 0 < target.eps <= 1:
+    if target.norm == LINF and not 0 < target.eps <= 1:
         raise RobustadError(f"{attack}: eps={target.eps} is outside (0, 1]; eps is in [0,1] pixel units, e.g. 8/255")
+    if target.norm == L2 and not target.eps > 0:
+        raise RobustadError(f"{attack}: L2 eps={target.eps}; expected a number > 0")
+    if target.norm not in (LINF, L2):
+        raise RobustadError(f"{attack}: norm {target.norm!r}; expected {LINF} or {L2}")
     images = target.images
     if images.ndim != 4 or images.shape[1] != 3:
         raise RobustadError(f"{attack}: images of shape {tuple(images.shape)}; expected (B, 3, H, W)")
@@ -178,12 +183,37 @@ def crossed(labels: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
 
 
 def uniform_in_ball(target: AttackTarget, generators: list[torch.Generator]) -> torch.Tensor:
-    """A perturbation uniform in [-eps, eps] per pixel, each image's drawn from its own generator."""
+    """A perturbation uniform in the target's eps ball, each image's drawn from its own generator: uniform in
+    [-eps, eps] per pixel for L-inf; for L2 a Gaussian direction scaled to radius eps * u^(1/d), u uniform in
+    [0, 1] and d the pixels of an image (the uniform law on the d-ball)."""
     import torch
 
     shape = target.images.shape[1:]
+    if target.norm == L2:
+        draws = []
+        for g in generators:
+            gaussian = torch.randn(shape, generator=g, device=target.images.device, dtype=torch.float64)
+            radius = float(torch.rand((), generator=g, device=target.images.device, dtype=torch.float64))
+            draws.append(gaussian / gaussian.norm() * target.eps * radius ** (1 / gaussian.numel()))
+        return torch.stack(draws).to(target.images.dtype)
     draws = [torch.rand(shape, generator=g, device=target.images.device) for g in generators]
     return (2 * torch.stack(draws) - 1).to(target.images.dtype) * target.eps
+
+
+def on_sphere(directions: torch.Tensor, eps: float) -> torch.Tensor:
+    """Each image's ``directions`` scaled to L2 norm ``eps`` (a zero direction stays zero)."""
+    import torch
+
+    norms = directions.double().flatten(1).norm(dim=1).view(-1, *(1,) * (directions.ndim - 1))
+    return (directions.double() * eps / torch.where(norms > 0, norms, torch.ones_like(norms))).to(directions.dtype)
+
+
+def steepest(gradient: torch.Tensor, size: float | torch.Tensor, norm: str) -> torch.Tensor:
+    """The steepest-ascent step of ``size`` in ``norm`` along ``gradient``: ``size * sign(g)`` for L-inf (Goodfellow
+    et al. 2015), ``size * g / ||g||_2`` per image for L2 (the fast gradient method; a zero gradient gives no step)."""
+    if norm == L2:
+        return on_sphere(gradient, 1.0) * size
+    return size * gradient.sign()
 
 
 def random_signs(shape: tuple[int, ...], generator: torch.Generator, device: torch.device) -> torch.Tensor:
@@ -254,8 +284,9 @@ def as_numpy(values: object) -> np.ndarray:
     return values.detach().cpu().numpy() if hasattr(values, "detach") else np.asarray(values)
 
 
-def project(adversarial: torch.Tensor, clean: torch.Tensor, eps: float) -> torch.Tensor:
-    """Clip onto the L-inf ball of radius ``eps`` around ``clean``, intersected with [0,1] (``threat.project``)."""
-    from robustad.kit.threat import project as clip
+def project(adversarial: torch.Tensor, clean: torch.Tensor, eps: float, norm: str = LINF) -> torch.Tensor:
+    """The nearest point of the ``norm`` ball of radius ``eps`` around ``clean``, intersected with [0,1]
+    (``threat.project``)."""
+    from robustad.kit.threat import project as nearest
 
-    return clip(adversarial, clean, eps)
+    return nearest(adversarial, clean, eps, norm)

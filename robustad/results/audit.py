@@ -14,11 +14,14 @@ from itertools import pairwise
 import pandas as pd
 
 from robustad.errors import RobustadError
+from robustad.records import NO_ATTACK
 from robustad.results.frame import (
     MODEL_IDENTITY,
     MODEL_OPTION_KINDS,
+    SCORED_MODEL,
     attack_names,
     describe,
+    fractions,
     is_attack,
     key,
     numeric,
@@ -71,7 +74,8 @@ def run_checks(rows: pd.DataFrame, *, tolerance: float = TOLERANCE,
     unique = one_per_calibrator(rows).assign(_auroc=lambda frame: numeric(frame, "adv_auroc"))
     return [_worst_case_weakens_with_eps(unique, tolerance), _white_box_weaker_than_transfer(unique, tolerance),
             _attack_weaker_than_noise(unique, tolerance), _gradient_masking(unique, zero_grad_threshold),
-            _gradient_free_beats_gradient(unique, tolerance), _randomized_defense_without_eot(unique)]
+            _gradient_free_beats_gradient(unique, tolerance), _randomized_defense_without_eot(unique),
+            _certificate_above_attack(unique, tolerance)]
 
 
 def _worst_case_weakens_with_eps(rows: pd.DataFrame, tolerance: float) -> CheckResult:
@@ -169,6 +173,33 @@ def _randomized_defense_without_eot(rows: pd.DataFrame) -> CheckResult:
                    f"{row['defense']} used eot_samples {int(row['_eot'])}; expected more than 1 draw per step",
             _where(row)))
     return CheckResult(check, len(part), found)
+
+
+def _certificate_above_attack(rows: pd.DataFrame, tolerance: float) -> CheckResult:
+    """A certified AUROC at L2 radius r bounds the smoothed detector's AUROC under every L2 perturbation of norm at
+    most r from below, so an L2 attack (or noise) of eps <= r on the same smoothed detector must not reach a lower
+    AUROC: if one does, the certificate is unsound or the attack broke its ball. One comparison per certified row,
+    against the lowest such AUROC."""
+    check, compared, found = "certified-vs-attack", 0, []
+    certified = rows.assign(_cert=numeric(rows, "cert_auroc"), _radius=fractions(rows, "cert_radius"))
+    certified = certified.dropna(subset=["_cert", "_radius"])
+    attacked = rows[(attack_names(rows) != NO_ATTACK) & (attack_names(rows) != "") & (text(rows, "norm") == "l2")]
+    attacked = attacked.assign(_eps=numeric(attacked, "eps_value")).dropna(subset=["_auroc", "_eps"])
+    detector = key(attacked, SCORED_MODEL, MODEL_OPTION_KINDS)
+    for index, row in certified.iterrows():
+        same = attacked[(detector == key(certified.loc[[index]], SCORED_MODEL, MODEL_OPTION_KINDS).iloc[0])
+                        & (attacked["_eps"] <= row["_radius"] * (1 + 1e-12))]
+        if same.empty:
+            continue
+        compared += 1
+        lowest = same.loc[same["_auroc"].idxmin()]
+        if row["_cert"] > lowest["_auroc"] + tolerance:
+            found.append(Violation(
+                check, f"cert_auroc {row['_cert']:.6f} at L2 radius {row['cert_radius']} (cert_alpha "
+                       f"{row['cert_alpha']}) > adv_auroc {lowest['_auroc']:.6f} of {lowest['attack']} via "
+                       f"{lowest['surrogate']} at L2 eps {lowest['eps']}: an unsound certificate or a broken attack",
+                _where(row)))
+    return CheckResult(check, compared, found)
 
 
 def _where(row: pd.Series) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import warnings
+from fractions import Fraction
 from pathlib import Path
 
 import pandas as pd
@@ -35,6 +36,11 @@ are scored); they differ only in the perturbation and the calibrator."""
 FLAG_DEFAULTS = {name: str(Cell.__dataclass_fields__[name].default) for name in ("flag", "flag_fpr")}
 MODEL_OPTION_KINDS = (*STAGE_OPTION_KINDS[SPLIT], *STAGE_OPTION_KINDS[MODEL])
 PERTURBATION = fields_with("perturbation")
+CERTIFICATE = ("cert_radius", "cert_alpha")
+"""What a certified row's ``cert_auroc`` depends on beside the model: rows differing in them are different rows."""
+SCORED_MODEL = fields_with("config", "replicate", stages=(SPLIT, MODEL))
+"""Rows agreeing on these (and the options of ``MODEL_OPTION_KINDS``) score with the same (defended) detector,
+whatever their threat model: a certified row (clean-only) and the attacked rows of that detector."""
 NOISE_COLUMNS = ("adv_auroc", "adv_auroc_ci_low", "adv_auroc_ci_high")
 _SEP = "\x1f"
 
@@ -93,6 +99,18 @@ def numeric(rows: pd.DataFrame, column: str) -> pd.Series:
     return values.astype(float)
 
 
+def fractions(rows: pd.DataFrame, column: str) -> pd.Series:
+    """A column of canonical radii (``1/2``, ``0.3``) as floats: empty cells are NaN; other text is an error."""
+    def value(cell: str) -> float:
+        try:
+            return float(Fraction(cell)) if cell.strip() else float("nan")
+        except (ValueError, ZeroDivisionError):
+            raise RobustadError(f"column {column}: {cell!r} is not a number (expected a fraction like 1/2, a "
+                                "decimal or an empty cell)") from None
+
+    return text(rows, column).map(value).astype(float)
+
+
 def attack_names(rows: pd.DataFrame) -> pd.Series:
     """The plugin name of each row's attack spec: ``pgd:20`` -> ``pgd``, ``torchattacks:MIFGSM`` -> ``torchattacks``."""
     return text(rows, "attack").map(lambda spec: parse_spec(spec)[0] if spec else "")
@@ -134,7 +152,7 @@ def model_key(rows: pd.DataFrame) -> pd.Series:
 def one_per_calibrator(rows: pd.DataFrame) -> pd.DataFrame:
     """The first of the rows that differ only in the calibrator: AUROC and the gradient statistics do not depend on
     it (it maps scores monotonically after the attack), so comparing every calibrator repeats one comparison."""
-    cell = key(rows, (*MODEL_IDENTITY, *PERTURBATION), (*MODEL_OPTION_KINDS, "surrogate", "attack"))
+    cell = key(rows, (*MODEL_IDENTITY, *PERTURBATION, *CERTIFICATE), (*MODEL_OPTION_KINDS, "surrogate", "attack"))
     return rows[~cell.duplicated()]
 
 

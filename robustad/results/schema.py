@@ -23,6 +23,7 @@ COLUMNS = (
     *(f"adv_{m}" for m in IMAGE_METRICS + PIXEL_METRICS),
     *ATTACK_METRICS,
     "conformal_alpha", *(f"{side}_{m}" for side in ("clean", "adv") for m in DECISION_RATES),
+    "cert_auroc", "cert_sigma", "cert_infinite",
     *(f"{column}_ci_{bound}" for column in INTERVAL_COLUMNS for bound in ("low", "high")),
     "bootstrap_resamples", "bootstrap_skipped",
     "calib_degenerate", "zero_grad_share", "flag_threshold",
