@@ -21,7 +21,7 @@ from robustad.components import Component, parse_spec
 from robustad.contracts import Detector
 from robustad.engine.batches import PREFETCH, Item, batches, chunk_aligned, prepared
 from robustad.engine.defended import DefenseStep, draw
-from robustad.engine.guard import GuardedBackbone, blame, create, require_finite
+from robustad.engine.guard import GuardedBackbone, blame, create, joined_features, require_finite
 from robustad.engine.handles import Handle
 from robustad.engine.identity import names_hash, relative_names
 from robustad.engine.progress import Reporter
@@ -153,12 +153,10 @@ class CleanStage:
 
 def joined(parts: list[tuple[Features, DetectorOutput]]) -> tuple[Features, DetectorOutput]:
     """The features and detector outputs of consecutive chunks as those of one batch."""
-    features = [f for f, _ in parts]
     outputs = [o for _, o in parts]
     masks = None if outputs[0].masks is None else np.concatenate([np.asarray(o.masks) for o in outputs])
     extra = {key: [v for o in outputs for v in o.extra.get(key, ())] for key in outputs[0].extra}
-    return (Features(torch.cat([f.patch_tokens for f in features]), torch.cat([f.global_token for f in features]),
-                     {name: torch.cat([f.layers[name] for f in features]) for name in features[0].layers}),
+    return (joined_features([f for f, _ in parts]),
             DetectorOutput(np.concatenate([np.asarray(o.scores) for o in outputs]),
                            np.concatenate([np.asarray(o.patch_distances) for o in outputs]), masks, extra))
 

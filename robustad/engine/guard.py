@@ -103,16 +103,16 @@ class GuardedBackbone:
                 chunk = torch.cat([self.defense(chunk[row:row + 1]) for row in range(chunk.shape[0])])
             with blame(self.component), self._autocast():
                 each.append(self.backbone(chunk, layers=names) if names else self.backbone(chunk))
-        tokens = torch.cat([f.patch_tokens for f in each]).float()
-        global_token = torch.cat([f.global_token for f in each]).float()
-        require_finite(tokens, self.component, "patch tokens")
-        require_finite(global_token, self.component, "global token")
-        maps = {}
         for name in names:
             if any(name not in f.layers for f in each):
                 raise ComponentError(f"{self.component.label()} returned no layer {name!r} when asked for it")
-            maps[name] = torch.cat([f.layers[name] for f in each]).float()
-            require_finite(maps[name], self.component, f"layer {name}")
+        joined = joined_features(each, names)
+        tokens, global_token = joined.patch_tokens.float(), joined.global_token.float()
+        require_finite(tokens, self.component, "patch tokens")
+        require_finite(global_token, self.component, "global token")
+        maps = {name: layer.float() for name, layer in joined.layers.items()}
+        for name, layer in maps.items():
+            require_finite(layer, self.component, f"layer {name}")
         return Features(patch_tokens=tokens, global_token=global_token, layers=maps)
 
     def _autocast(self) -> contextlib.AbstractContextManager:
@@ -122,6 +122,15 @@ class GuardedBackbone:
             return contextlib.nullcontext()
         device_type = torch.device(self.device).type
         return torch.autocast(device_type, dtype=getattr(torch, AUTOCAST_DTYPES[self.precision]))
+
+
+def joined_features(parts: Sequence[Features], layers: Sequence[str] | None = None) -> Features:
+    """The features of consecutive chunks as those of one batch: ``layers`` (default: the first part's) joined too."""
+    import torch
+
+    names = parts[0].layers if layers is None else layers
+    return Features(torch.cat([f.patch_tokens for f in parts]), torch.cat([f.global_token for f in parts]),
+                    {name: torch.cat([f.layers[name] for f in parts]) for name in names})
 
 
 def check_precision(precision: str, device: str) -> str | None:
