@@ -100,6 +100,21 @@ def decision_intervals(labels: object, decided: dict[str, np.ndarray], *, resamp
     return _percentiles(values, resamples, level)
 
 
+def certificate_intervals(labels: object, worst: np.ndarray, *, resamples: int = 1000, seed: int = 0,
+                          level: float = 0.95) -> Intervals:
+    """The percentile interval of ``cert_auroc``, the AUROC of each eval image's worst certified bound ``worst``
+    (the lower bound of an anomalous image, the upper bound of a normal one; infinite bounds allowed), over the same
+    image draws as ``bootstrap_intervals`` with the same seed. The bounds stay fixed per image: the interval is the
+    spread over which images are drawn, not over the bounds' own failure probability (that is ``cert_alpha``)."""
+    from scipy.stats import rankdata
+
+    y = metrics.check_labels(labels, "certificate_intervals")
+    _check_settings(resamples, seed, level)
+    counts = resampled.counts_of(draw_indices(y.size, resamples, seed), y.size)
+    ranks = rankdata(np.asarray(worst, dtype=np.float64))  # ranks: infinite bounds order like any other value
+    return _percentiles({"cert_auroc": resampled.ranking_metrics(counts, y, ranks)["auroc"]}, resamples, level)
+
+
 def _percentiles(values: dict[str, np.ndarray], resamples: int, level: float) -> Intervals:
     tails = (50 * (1 - level), 50 * (1 + level))
     bounds, skipped = {}, {}

@@ -15,7 +15,7 @@ import numpy as np
 
 from robustad import __version__, metrics
 from robustad.certify import certified_auroc, median_bounds
-from robustad.intervals import bootstrap_intervals, decision_intervals
+from robustad.intervals import bootstrap_intervals, certificate_intervals, decision_intervals
 from robustad.records import Cell
 
 PROVENANCE_PACKAGES = {"torch_version": ("torch",), "timm_version": ("timm",),
@@ -75,14 +75,19 @@ def decision_columns(labels: np.ndarray, alpha: float, decided: dict[str, np.nda
     return row
 
 
-def certificate_columns(labels: np.ndarray, draws: np.ndarray, sigma: float, radius: float, alpha: float) -> dict:
+def certificate_columns(labels: np.ndarray, draws: np.ndarray, sigma: float, radius: float, alpha: float, *,
+                        resamples: int, seed: int) -> dict:
     """The certified AUROC of median smoothing at L2 ``radius`` from each eval image's scores under the defense's
-    draws ``(n_eval, samples)`` (docs/protocol.md section 10), with the share of images whose bound is infinite
-    (too few draws for ``alpha``)."""
+    draws ``(n_eval, samples)`` (docs/protocol.md section 10), with its bootstrap interval over the eval images and
+    the share of images whose bound is infinite (too few draws for ``alpha``)."""
     lower, upper = median_bounds(draws, sigma, radius, alpha)
     worst = np.where(np.asarray(labels) == 1, lower, upper)
-    return {"cert_auroc": certified_auroc(labels, lower, upper), "cert_sigma": float(sigma),
-            "cert_infinite": float(np.mean(np.isinf(worst)))}
+    row = {"cert_auroc": certified_auroc(labels, lower, upper), "cert_sigma": float(sigma),
+           "cert_infinite": float(np.mean(np.isinf(worst)))}
+    if resamples:
+        intervals = certificate_intervals(labels, worst, resamples=resamples, seed=seed).containing(row)
+        row["cert_auroc_ci_low"], row["cert_auroc_ci_high"] = intervals.bounds["cert_auroc"]
+    return row
 
 
 def cell_columns(cell: Cell) -> dict:

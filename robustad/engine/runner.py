@@ -198,7 +198,8 @@ class _Group:
                        defense_samples=defense.samples)
         if cell.cert_radius:
             row.update(certificate_columns(labels, stage.eval_draws, defense.certified_sigma,
-                                           parse_eps(cell.cert_radius, "l2"), cell.cert_alpha))
+                                           parse_eps(cell.cert_radius, "l2"), cell.cert_alpha,
+                                           resamples=self.settings.resamples, seed=cell.seed))
         flag = self._flag_values(cell, attacked, (calib_probs, clean_probs, adv_probs))
         row.update(image_columns(labels, clean_scores, clean_probs, flag, adv_scores, adv_probs,
                                  resamples=self.settings.resamples, seed=cell.seed))
