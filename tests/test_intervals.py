@@ -11,7 +11,7 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 
 from robustad import metrics, resampled
 from robustad.errors import RobustadError
-from robustad.intervals import Intervals, bootstrap_intervals, draw_indices
+from robustad.intervals import Intervals, bootstrap_intervals, certificate_intervals, draw_indices
 
 
 def synthetic_eval(n: int, seed: int) -> dict[str, np.ndarray]:
@@ -203,6 +203,19 @@ def test_leaderboard_intervals_hold_the_point_estimate():
     for column, (low, high) in final.bounds.items():
         assert low <= row[column] <= high, column
     assert final.bounds["clean_ece"] == (row["clean_ece"], raw.bounds["clean_ece"][1])
+
+
+def test_certificate_interval_matches_sklearn_on_the_same_draws_with_infinite_bounds():
+    rng = np.random.default_rng(3)
+    labels = np.array([0, 1] * 15)
+    worst = np.round(rng.normal(size=30) + labels, 1)
+    worst[[0, 4]] = np.inf  # normal images whose upper bound is vacuous
+    worst[[1]] = -np.inf  # an anomalous image whose lower bound is vacuous
+    finite = np.clip(worst, -1e300, 1e300)  # sklearn refuses infinities; the order is what matters
+    values = [roc_auc_score(labels[rows], finite[rows]) for rows in draw_indices(30, 300, 7)
+              if 0 < labels[rows].sum() < 30]
+    low, high = certificate_intervals(labels, worst, resamples=300, seed=7).bounds["cert_auroc"]
+    assert (low, high) == pytest.approx(tuple(np.percentile(values, [2.5, 97.5])))
 
 
 @pytest.mark.parametrize(("kwargs", "message"), [

@@ -80,7 +80,7 @@ def conformal_table(rows: pd.DataFrame) -> list[str]:
 
 
 def section(rows: pd.DataFrame) -> str:
-    commit = COMMIT.read_text().strip() if COMMIT.exists() else "unknown"
+    commit = "; ".join(COMMIT.read_text().split("\n")).strip("; ") if COMMIT.exists() else "unknown"  # a line a run
     text = [
         f"Real MVTec AD bottle images, `efficientnet_lite0` at 224 px, 1-shot, seeds {seeds_of(rows)}, "
         f"{int(rows['n_eval'].iloc[0])} eval images, white-box PGD-10 (`score` surrogate); every number comes from "
