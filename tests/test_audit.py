@@ -213,3 +213,14 @@ def test_a_certificate_is_compared_with_every_attack_inside_its_radius():
     assert len(found) == 2 and all("adv_auroc 0.500000 of pgd via score at L2 eps 1/4" in d for d in found)
     assert {d.split(" (cert_alpha")[0] for d in found} == {"cert_auroc 0.700000 at L2 radius 1/4",
                                                           "cert_auroc 0.600000 at L2 radius 1/2"}
+
+
+def test_certificates_from_many_draws_are_compared_with_attacks_through_few_draws_of_the_same_sigma():
+    few_draws = '{"defense.smoothing": {"samples": 4, "sigma": 0.25}}'
+    rows = [r if r["attack"] == "none" else {**r, "options": r["options"].replace('"samples": 100', '"samples": 4')}
+            for r in certified_board(0.60, 0.55)]
+    assert sum(r["options"] == few_draws for r in rows) == 8
+    # the sigma-0.5 attack (adv_auroc 0.05) stays another detector; one violation for both calibrators, as above
+    [violation] = [v for v in audit(board(*rows)) if v.check == "certified-vs-attack"]
+    assert "cert_auroc 0.600000 at L2 radius 1/2" in violation.detail
+    assert "adv_auroc 0.550000 of pgd via score at L2 eps 1/2" in violation.detail

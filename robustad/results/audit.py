@@ -33,6 +33,8 @@ from robustad.results.frame import (
 TOLERANCE = 1e-9
 ZERO_GRAD_THRESHOLD = 0.5
 WORST_CASE = "worstcase"
+SMOOTHING_DRAWS = ("defense:samples",)
+"""How many draws estimate a smoothed score: certified and attacked rows of one smoothed detector may differ in it."""
 
 
 @dataclass(frozen=True)
@@ -179,15 +181,18 @@ def _certificate_above_attack(rows: pd.DataFrame, tolerance: float) -> CheckResu
     """A certified AUROC at L2 radius r bounds the smoothed detector's AUROC under every L2 perturbation of norm at
     most r from below, so an L2 attack (or noise) of eps <= r on the same smoothed detector must not reach a lower
     AUROC: if one does, the certificate is unsound or the attack broke its ball. One comparison per certified row,
-    against the lowest such AUROC."""
+    against the lowest such AUROC. The defense's ``samples`` option is left out of the pairing: it sets how many
+    draws estimate the same smoothed score (a certificate wants many, an EOT attack affords few), so the check
+    compares two estimates of one detector and holds up to their Monte Carlo error."""
     check, compared, found = "certified-vs-attack", 0, []
     certified = rows.assign(_cert=numeric(rows, "cert_auroc"), _radius=fractions(rows, "cert_radius"))
     certified = certified.dropna(subset=["_cert", "_radius"])
     attacked = rows[(attack_names(rows) != NO_ATTACK) & (attack_names(rows) != "") & (text(rows, "norm") == "l2")]
     attacked = attacked.assign(_eps=numeric(attacked, "eps_value")).dropna(subset=["_auroc", "_eps"])
-    detector = key(attacked, SCORED_MODEL, MODEL_OPTION_KINDS)
+    detector = key(attacked, SCORED_MODEL, MODEL_OPTION_KINDS, ignore=SMOOTHING_DRAWS)
+    certified_detector = key(certified, SCORED_MODEL, MODEL_OPTION_KINDS, ignore=SMOOTHING_DRAWS)
     for index, row in certified.iterrows():
-        same = attacked[(detector == key(certified.loc[[index]], SCORED_MODEL, MODEL_OPTION_KINDS).iloc[0])
+        same = attacked[(detector == certified_detector[index])
                         & (attacked["_eps"] <= row["_radius"] * (1 + 1e-12))]
         if same.empty:
             continue

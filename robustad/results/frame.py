@@ -121,8 +121,15 @@ def is_attack(rows: pd.DataFrame) -> pd.Series:
     return ~attack_names(rows).isin([NOISE_CONTROL, NO_ATTACK, ""])
 
 
-def options_key(rows: pd.DataFrame, *kinds: str) -> pd.Series:
-    """Canonical JSON of the options of the given component kinds, per row."""
+def options_key(rows: pd.DataFrame, *kinds: str, ignore: tuple[str, ...] = ()) -> pd.Series:
+    """Canonical JSON of the options of the given component kinds, per row, less the options named in ``ignore``
+    as ``kind:option`` (``defense:samples``: any defense's option ``samples``)."""
+    def kept(component: str, values: object) -> object:
+        kind = component.split(".")[0]
+        if not isinstance(values, dict):
+            return values
+        return {name: value for name, value in values.items() if f"{kind}:{name}" not in ignore}
+
     def chosen(options: str) -> str:
         try:
             parsed = json.loads(options or "{}")
@@ -130,14 +137,17 @@ def options_key(rows: pd.DataFrame, *kinds: str) -> pd.Series:
             parsed = None
         if not isinstance(parsed, dict):
             raise RobustadError(f"leaderboard column options: {options!r} is not the JSON object robustad writes")
-        return json.dumps({k: v for k, v in parsed.items() if k.split(".")[0] in kinds}, sort_keys=True)
+        return json.dumps({k: kept(k, v) for k, v in parsed.items() if k.split(".")[0] in kinds}, sort_keys=True)
 
     return text(rows, "options").map(chosen)
 
 
-def key(rows: pd.DataFrame, columns: tuple[str, ...] | list[str], option_kinds: tuple[str, ...] = ()) -> pd.Series:
-    """One text key per row from the given columns and the options of the given kinds."""
-    parts = [text(rows, c) for c in columns] + ([options_key(rows, *option_kinds)] if option_kinds else [])
+def key(rows: pd.DataFrame, columns: tuple[str, ...] | list[str], option_kinds: tuple[str, ...] = (), *,
+        ignore: tuple[str, ...] = ()) -> pd.Series:
+    """One text key per row from the given columns and the options of the given kinds (less ``ignore``, as in
+    ``options_key``)."""
+    parts = [text(rows, c) for c in columns] + ([options_key(rows, *option_kinds, ignore=ignore)]
+                                                if option_kinds else [])
     joined = pd.Series("", index=rows.index, dtype=object)
     for part in parts:
         joined = joined + _SEP + part
