@@ -224,3 +224,21 @@ def test_certificates_from_many_draws_are_compared_with_attacks_through_few_draw
     [violation] = [v for v in audit(board(*rows)) if v.check == "certified-vs-attack"]
     assert "cert_auroc 0.600000 at L2 radius 1/2" in violation.detail
     assert "adv_auroc 0.550000 of pgd via score at L2 eps 1/2" in violation.detail
+
+
+@pytest.mark.parametrize(("attack_draws", "cert", "flagged"), [
+    ("4", 0.62, False),  # 0.62 <= 0.58 + (0.90 - 0.85): within the head start of 100 draws over 4
+    ("4", 0.64, True),  # beyond it
+    ("100", 0.60, True),  # equal draws: strict, no head start
+])
+def test_fewer_draws_on_the_attacked_side_give_the_certificate_its_clean_head_start(attack_draws, cert, flagged):
+    options = '{{"defense.smoothing": {{"samples": {}, "sigma": 0.25}}}}'
+    smoothing = {"defense": "smoothing", "defense_randomized": True, "eot_samples": 8}
+    rows = [row(**smoothing, attack="none", surrogate="none", eps="", cert_radius="1/2", cert_auroc=cert,
+                cert_alpha=0.001, clean_auroc=0.90, defense_samples=100, options=options.format(100)),
+            row(**smoothing, attack="pgd", eps="1/2", norm="l2", adv_auroc=0.58, clean_auroc=0.85, zero_grad_share=0.1,
+                defense_samples=attack_draws, options=options.format(attack_draws))]
+    found = [v.detail for v in audit(board(*rows)) if v.check == "certified-vs-attack"]
+    assert bool(found) == flagged
+    if flagged and attack_draws == "4":
+        assert "adv_auroc 0.580000 + 0.050000 clean head start of more draws of pgd" in found[0]

@@ -143,3 +143,41 @@ def test_site_fails_with_one_line_on_bad_examples(tmp_path, monkeypatch, capsys,
                                   "--out", tmp_path / "site")
     assert (code, out) == (2, "") and err.count("\n") == 1 and err.startswith("robustad: error: ")
     assert message.format(examples=examples, file=file) in err
+
+
+CERTIFIED = Path(__file__).resolve().parents[1] / "results" / "certified" / "leaderboard.csv"
+
+
+def test_l2_rows_are_a_threat_model_of_their_own_and_plot_beside_the_certificate(tmp_path):
+    rows = load_rows(CERTIFIED, [])
+    lines = ranking(rows)
+    l2 = rows[rows["norm"] == "l2"]
+    assert set(lines["threat"]) == {"white-box, L2", "any, L2"}
+    assert set(lines["eps"]) == set(l2.loc[l2["attack"] == "pgd", "eps"])
+    build_site(rows, tmp_path / "site")
+    pages = {p.name: p.read_text() for p in (tmp_path / "site" / "entries").glob("*.html")}
+    with_certificate = [name for name, page in pages.items() if "and the certified AUROC against the radius" in page]
+    attacked = with_entries(rows)
+    attacked = attacked[attacked["attack"] == "pgd"]
+    # both sigmas' attacked entries (4 draws) and certified entries (100 draws) draw the certificate
+    assert len(with_certificate) == 2 * attacked["options"].nunique() == 4
+    assert all((tmp_path / "site" / "entries" / name.removesuffix(".html") / "robustness-mvtec-l2.png").is_file()
+               for name in with_certificate)
+
+
+def test_the_l2_figure_draws_radii_in_l2_units_and_the_mean_certificate():
+    from robustad.results.figures import draw_metric_vs_eps
+
+    rows = load_rows(CERTIFIED, [])
+    sigma = rows["options"].str.contains('"sigma": 0.25')
+    certified = rows[sigma & (rows["cert_auroc"] != "")]
+    attacked = rows[sigma & (rows["attack"] == "pgd")]
+    figure = draw_metric_vs_eps(attacked, "auroc", norm="l2", certified=certified)
+    lines = {line.get_label(): line for line in figure.axes[0].lines}
+    [label] = [name for name in lines if name.startswith("certified")]
+    assert label == "certified (100 draws, alpha 0.001)"
+    expected = certified.assign(cert=certified["cert_auroc"].astype(float)).groupby("cert_radius")["cert"].mean()
+    x, y = lines[label].get_data()
+    assert list(x) == [0.25, 0.5, 1.0]
+    assert list(y) == pytest.approx([expected["1/4"], expected["1/2"], expected["1"]])
+    assert list(lines["pgd / score"].get_data()[0]) == [0.25, 0.5, 1.0]

@@ -29,8 +29,14 @@ def with_entries(rows: pd.DataFrame) -> pd.DataFrame:
     noise control)."""
     ids = key(rows, ENTRY, MODEL_OPTION_KINDS).map(lambda k: "e" + hashlib.sha256(k.encode()).hexdigest()[:10])
     white = text(rows, "white_box").map({"True": "white-box", "False": "transfer"}).fillna("")
+    return rows.assign(entry=ids, threat=(white + threat_suffix(rows)).where(white != "", ""))
+
+
+def threat_suffix(rows: pd.DataFrame) -> pd.Series:
+    """``, 8-bit`` for rows rounded to 8 bits and ``, L2`` for the L2 ball: the threat models beside the default
+    (L-inf, float images), which the table never ranks together with it."""
     rounded = text(rows, "round_8bit").map(lambda v: ", 8-bit" if v == "True" else "")
-    return rows.assign(entry=ids, threat=(white + rounded).where(white != "", ""))
+    return rounded + text(rows, "norm").map(lambda v: ", L2" if v == "l2" else "")
 
 
 def entry_settings(rows: pd.DataFrame) -> dict[str, str]:
@@ -88,16 +94,14 @@ def _worst_lines(rows: pd.DataFrame, entry: str, dataset: str, category: str) ->
     attacked = rows[is_attack(rows)]
     if attacked.empty:
         return []
-    white = attacked.groupby(text(attacked, "surrogate"))["threat"].first().str.replace(", 8-bit", "")
+    white = attacked.groupby(text(attacked, "surrogate"))["threat"].first().str.split(",").str[0]
     summary = aggregate(rows, RANK_METRICS)
     summary = summary[is_attack(summary)]
-    summary = summary.assign(threat=text(summary, "surrogate").map(white).fillna("") + text(
-        summary, "round_8bit").map(lambda v: ", 8-bit" if v == "True" else ""))
+    suffix = threat_suffix(summary)
+    summary = summary.assign(threat=text(summary, "surrogate").map(white).fillna("") + suffix)
     lines = []
     groups = [(t, summary[summary["threat"] == t]) for t in dict.fromkeys(summary["threat"])]
-    for rounded in dict.fromkeys(summary["round_8bit"]):
-        suffix = ", 8-bit" if rounded == "True" else ""
-        groups.append((ANY_THREAT + suffix, summary[summary["round_8bit"] == rounded]))
+    groups += [(ANY_THREAT + s, summary[suffix == s]) for s in dict.fromkeys(suffix)]
     for threat, group in groups:
         for (eps, calibrator), same in group.groupby(["eps", "calibrator"], sort=False):
             lines.append({"entry": entry, "dataset": dataset, "category": category, "threat": threat, "eps": eps,

@@ -1,5 +1,6 @@
 """The site's and the report's figures: robustness curves (a metric against eps, intervals as bands, the noise
-control dashed), reliability diagrams and entropy histograms, clean against attacked."""
+control dashed; under L2 the certified AUROC against the radius beside them), reliability diagrams and entropy
+histograms, clean against attacked."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from robustad import metrics  # noqa: E402
 from robustad.components import parse_spec  # noqa: E402
 from robustad.records import NO_ATTACK, NOISE_CONTROL  # noqa: E402
 from robustad.results.aggregate import mean_if_complete  # noqa: E402
-from robustad.results.frame import attack_names, numeric, text  # noqa: E402
+from robustad.results.frame import attack_names, fractions, numeric, text  # noqa: E402
 
 
 def eps_curves(rows: pd.DataFrame, metric: str) -> pd.DataFrame:
@@ -33,31 +34,57 @@ def eps_curves(rows: pd.DataFrame, metric: str) -> pd.DataFrame:
     return frame.groupby(["attack", "surrogate", "eps_value"]).agg(mean_if_complete).reset_index()
 
 
-def draw_metric_vs_eps(rows: pd.DataFrame, metric: str) -> plt.Figure | None:
+def certified_curve(rows: pd.DataFrame) -> pd.DataFrame:
+    """Per L2 radius: the mean ``cert_auroc`` and the mean of its 95 % interval bounds over the certified rows (as
+    ``eps_curves``), with the draws and ``cert_alpha`` they were certified with."""
+    frame = pd.DataFrame({
+        "radius": fractions(rows, "cert_radius"), "mean": numeric(rows, "cert_auroc"),
+        "ci_low": numeric(rows, "cert_auroc_ci_low"), "ci_high": numeric(rows, "cert_auroc_ci_high"),
+        "draws": text(rows, "defense_samples").str.replace(".0", "", regex=False),
+        "cert_alpha": text(rows, "cert_alpha"),
+    }).dropna(subset=["radius", "mean"])
+    if frame.empty:
+        return frame
+    return frame.groupby(["draws", "cert_alpha", "radius"]).agg(mean_if_complete).reset_index()
+
+
+def draw_metric_vs_eps(rows: pd.DataFrame, metric: str, *, norm: str = "linf",
+                       certified: pd.DataFrame | None = None) -> plt.Figure | None:
     """Adversarial ``metric`` against eps, one line per attack and surrogate with its 95 % interval as a band, the
-    noise control dashed black, the clean level dotted grey, the legend outside the data; None without attacked
-    rows."""
+    noise control dashed black, the clean level dotted grey, the legend outside the data; eps in 1/255 under
+    L-inf, in L2 units under ``norm="l2"``, where the ``certified`` rows' certified AUROC joins them (green, its
+    interval as a band) against the radius. None when there is nothing to draw."""
     curves = eps_curves(rows, metric)
-    if curves.empty:
+    certificate = certified_curve(certified) if certified is not None and metric == "auroc" else pd.DataFrame()
+    if curves.empty and certificate.empty:
         return None
+    scale = 255 if norm == "linf" else 1
     fig, ax = plt.subplots(figsize=(7, 3.6))
-    for (attack, surrogate), curve in curves.groupby(["attack", "surrogate"]):
-        x = curve["eps_value"] * 255
+    bands = []
+    for (attack, surrogate), curve in curves.groupby(["attack", "surrogate"]) if len(curves) else ():
         if parse_spec(attack)[0] == NOISE_CONTROL:
             style = {"color": "black", "linestyle": "--", "marker": "s", "label": f"{attack} control"}
         else:
             style = {"marker": "o", "label": f"{attack} / {surrogate}"}
-        (line,) = ax.plot(x, curve["mean"], **style)
+        bands.append((curve["eps_value"] * scale, curve, ax.plot(curve["eps_value"] * scale, curve["mean"],
+                                                                 **style)[0]))
+    for (draws, alpha), curve in certificate.groupby(["draws", "cert_alpha"]) if len(certificate) else ():
+        label = f"certified ({draws} draws, alpha {alpha})" if draws else f"certified (alpha {alpha})"
+        bands.append((curve["radius"], curve, ax.plot(curve["radius"], curve["mean"], color="tab:green",
+                                                      marker="^", label=label)[0]))
+    for x, curve, line in bands:
         bounded = curve.dropna(subset=["ci_low", "ci_high"])
         if len(bounded):
-            ax.fill_between(bounded["eps_value"] * 255, bounded["ci_low"], bounded["ci_high"],
+            ax.fill_between(x[bounded.index], bounded["ci_low"], bounded["ci_high"],
                             color=line.get_color(), alpha=0.15, linewidth=0, label="_nolegend_")
     clean = mean_if_complete(numeric(rows[attack_names(rows) != NO_ATTACK], f"clean_{metric}"))
     if not np.isnan(clean):
         ax.axhline(clean, linestyle=":", color="gray", label="clean")
-    ax.set_xlabel("eps (x 1/255)")
+    what = "eps (x 1/255)" if norm == "linf" else "L2 eps or certified radius ([0,1] pixels)"
+    ax.set_xlabel(what)
     ax.set_ylabel(f"eval image {metric.upper()}")
-    ax.set_title(f"adversarial {metric.upper()} against eps (bands: 95 % interval)", fontsize="medium")
+    ball = "" if norm == "linf" else "L2 "
+    ax.set_title(f"adversarial {metric.upper()} against {ball}eps (bands: 95 % interval)", fontsize="medium")
     ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
     return fig
 

@@ -19,11 +19,20 @@ import pandas as pd
 from robustad import __version__
 from robustad.errors import RobustadError
 from robustad.outputs import check_folder
+from robustad.records import NO_ATTACK
 from robustad.results.aggregate import beside_published
-from robustad.results.entries import ANY_THREAT, FILTERS, entry_name, entry_settings, ranking, with_entries
+from robustad.results.entries import (
+    ANY_THREAT,
+    ENTRY,
+    FILTERS,
+    entry_name,
+    entry_settings,
+    ranking,
+    with_entries,
+)
 from robustad.results.examples import gallery
 from robustad.results.figures import draw_entropy, draw_metric_vs_eps, draw_reliability, save
-from robustad.results.frame import numeric, text
+from robustad.results.frame import MODEL_OPTION_KINDS, SMOOTHING_DRAWS, attack_names, key, numeric, text
 from robustad.results.schema import INTERVAL_COLUMNS
 
 VERSIONS = ("robustad_version", "torch_version", "timm_version", "faiss_version", "weights_id", "device",
@@ -72,8 +81,11 @@ def build_site(rows: pd.DataFrame, out: Path, *, scores: pd.DataFrame | None = N
         **common, title=title, heading=title, root="", lines=_records(lines), columns=[
             {"key": k, "label": label} for k, label in COLUMNS], filters=_filters(lines)))
     (out / "entries").mkdir(exist_ok=True)
+    family = key(rows, ENTRY, MODEL_OPTION_KINDS, ignore=SMOOTHING_DRAWS)
     for entry, own in rows.groupby("entry", sort=False):
-        _write_card(env, out / "entries", entry, names[entry], own, lines, scores, examples, published, common)
+        relatives = rows[family == family[own.index[0]]]
+        _write_card(env, out / "entries", entry, names[entry], own, relatives, lines, scores, examples, published,
+                    common)
     return page
 
 
@@ -111,15 +123,18 @@ def _records(frame: pd.DataFrame) -> list[dict]:
 
 
 def _defaults(lines: pd.DataFrame) -> dict[str, str]:
-    """The filters' first choices: the first dataset and category, any threat model, the largest eps and ``platt``
-    (or the first calibrator), so that each entry shows once."""
+    """The filters' first choices: the first dataset and category, any threat model, the largest eps of that threat
+    model (an L2 eps is not comparable with an L-inf one) and ``platt`` (or the first calibrator), so that each
+    entry shows once."""
     def first(name: str, preferred: str) -> str:
         return preferred if (lines[name] == preferred).any() else lines[name].iloc[0]
 
-    sized = lines["eps_value"].notna().any()
-    largest = lines.loc[lines["eps_value"].idxmax(), "eps"] if sized else lines["eps"].iloc[0]
+    threat = first("threat", ANY_THREAT)
+    same = lines[lines["threat"] == threat]
+    sized = same["eps_value"].notna().any()
+    largest = same.loc[same["eps_value"].idxmax(), "eps"] if sized else same["eps"].iloc[0]
     return {"dataset": lines["dataset"].iloc[0], "category": lines["category"].iloc[0],
-            "threat": first("threat", ANY_THREAT), "eps": largest, "calibrator": first("calibrator", "platt")}
+            "threat": threat, "eps": largest, "calibrator": first("calibrator", "platt")}
 
 
 def _filters(lines: pd.DataFrame) -> list[tuple[str, list[dict]]]:
@@ -132,7 +147,7 @@ def _filters(lines: pd.DataFrame) -> list[tuple[str, list[dict]]]:
 
 
 def _write_card(env: jinja2.Environment, folder: Path, entry: str, name: str, rows: pd.DataFrame,
-                lines: pd.DataFrame, scores: pd.DataFrame | None, examples: Path | None,
+                relatives: pd.DataFrame, lines: pd.DataFrame, scores: pd.DataFrame | None, examples: Path | None,
                 published: pd.DataFrame | None, common: dict) -> None:
     assets = folder / entry
     assets.mkdir(exist_ok=True)
@@ -140,7 +155,7 @@ def _write_card(env: jinja2.Environment, folder: Path, entry: str, name: str, ro
     chosen = _defaults(own)["calibrator"] if len(own) else ""
     categories = own[(own["calibrator"] == chosen) & own["threat"].str.startswith(ANY_THREAT)] if len(own) else own
     settings = {**entry_settings(rows), "datasets": ", ".join(dict.fromkeys(text(rows, "dataset")))}
-    figures = _figures(rows, scores, assets)
+    figures = _figures(rows, relatives, scores, assets)
     reference = beside_published(rows, published) if published is not None else pd.DataFrame()
     if not reference.empty:
         reference = reference[reference["our_categories"] > 0]
@@ -156,16 +171,30 @@ def _write_card(env: jinja2.Environment, folder: Path, entry: str, name: str, ro
         gallery=gallery(rows, examples, assets / "gallery", f"{entry}/gallery") if examples is not None else []))
 
 
-def _figures(rows: pd.DataFrame, scores: pd.DataFrame | None, assets: Path) -> list[tuple[Path, str]]:
-    """Robustness curves per dataset and rounding, then (with scores) reliability diagrams and entropy."""
+def _figures(rows: pd.DataFrame, relatives: pd.DataFrame, scores: pd.DataFrame | None,
+             assets: Path) -> list[tuple[Path, str]]:
+    """Robustness curves per dataset and rounding (L-inf), then per dataset under L2 with the certified AUROC, then
+    (with scores) reliability diagrams and entropy. The L2 figure draws on the entry's ``relatives``: the rows of the
+    same smoothed detector whatever its number of draws (``frame.SMOOTHING_DRAWS``), so a certificate from many
+    draws stands beside the attacks through few."""
     figures = []
-    for (dataset, rounded), part in rows.groupby([text(rows, "dataset"), text(rows, "round_8bit")], sort=False):
+    linf = rows[text(rows, "norm") != "l2"]
+    for (dataset, rounded), part in linf.groupby([text(linf, "dataset"), text(linf, "round_8bit")], sort=False):
         figure = draw_metric_vs_eps(part, "auroc")
         if figure is None:
             continue
         suffix = "-8bit" if rounded == "True" else ""
         caption = f"{dataset}{', rounded to 8 bits' if suffix else ''}: AUROC against eps, one line per attack"
         figures.append((save(figure, assets / f"robustness-{_slug(dataset)}{suffix}.png"), caption))
+    for dataset, part in relatives.groupby(text(relatives, "dataset"), sort=False):
+        attacked = part[(text(part, "norm") == "l2") & (attack_names(part) != NO_ATTACK)]
+        certified = part[numeric(part, "cert_auroc").notna()]
+        figure = draw_metric_vs_eps(attacked, "auroc", norm="l2", certified=certified)
+        if figure is None:
+            continue
+        caption = (f"{dataset}: AUROC against L2 eps, one line per attack"
+                   + (", and the certified AUROC against the radius" if len(certified) else ""))
+        figures.append((save(figure, assets / f"robustness-{_slug(dataset)}-l2.png"), caption))
     if scores is not None and not scores.empty:
         own = scores[scores["cell_hash"].isin(set(rows["cell_hash"]))]
         if not own.empty:
