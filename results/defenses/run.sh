@@ -1,25 +1,40 @@
 #!/usr/bin/env bash
 # The defense runs behind the README's defense table: real MVTec AD bottle images, efficientnet_lite0 at 224 px,
-# 1-shot, seed 0, white-box (score surrogate) through every built-in defense, adaptive (BPDA identity, EOT 4) and
+# 1-shot, white-box (score surrogate) through every built-in defense, adaptive (BPDA identity, EOT 4) and
 # non-adaptive (BPDA off, EOT 1). A reduced grid: this 2-core machine cannot run the full suite x 6 defenses x 3
 # seeds in a session (about 10 CPU-minutes per defense and seed undefended, 4-8x that behind randomized ones).
-# Rows already in the leaderboard are skipped. Usage: ROBUSTAD_TEST_DATA=/path/to/mvtec_ad bash results/defenses/run.sh
+# Seeds from $SEEDS (default 0); the parts to run as arguments (default all): deterministic randomized naive
+# gradient_free. Rows already in the leaderboard are skipped; results/defenses/commit.txt gets a line per run.
+# Usage: ROBUSTAD_TEST_DATA=/path/to/mvtec_ad [SEEDS=0,1,2] bash results/defenses/run.sh [part...]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 DATA="${ROBUSTAD_TEST_DATA:?set ROBUSTAD_TEST_DATA to a folder in the MVTec AD layout holding bottle/}"
 OUT=results/defenses/leaderboard.csv
-git rev-parse --short HEAD > results/defenses/commit.txt
+git rev-parse --short HEAD >> results/defenses/commit.txt
 COMMON=(--dataset mvtec --data-root "$DATA" --category bottle --backbone efficientnet_lite0 --resolution 224
-        --shots 1 --seeds 0 --threads 1 --surrogate score --calib platt --eps 2/255,8/255 --out "$OUT")
+        --shots 1 --seeds "${SEEDS:-0}" --threads 1 --surrogate score --calib platt --eps 2/255,8/255 --out "$OUT")
 NOISY=(--defense gaussian,smoothing --opt defense.gaussian.samples=4 --opt defense.smoothing.samples=4)
 
-# 1. Adaptive: BPDA through jpeg and bitdepth, exact gradients through median and blur, EOT 4 through the noise.
-.venv/bin/robustad bench "${COMMON[@]}" --defense none,jpeg,bitdepth,median,blur --attack fgsm,pgd,square,worstcase \
-    --opt attack.worstcase.members=noise+fgsm+pgd+square --opt attack.square.queries=20
-.venv/bin/robustad bench "${COMMON[@]}" "${NOISY[@]}" --attack fgsm,pgd --eot 4
-# 2. Non-adaptive: no BPDA through jpeg and bitdepth, one draw per step through the noise.
-.venv/bin/robustad bench "${COMMON[@]}" --defense jpeg,bitdepth --attack fgsm,pgd --bpda off
-.venv/bin/robustad bench "${COMMON[@]}" "${NOISY[@]}" --attack fgsm,pgd --eot 1
-# 3. Gradient-free against the randomized defenses: Square (20 queries) sees the defended score itself, so it
-#    tells whether EOT gradients, not the defense, are what holds.
-.venv/bin/robustad bench "${COMMON[@]}" "${NOISY[@]}" --attack square --eot 4 --opt attack.square.queries=20
+deterministic() {  # adaptive: BPDA through jpeg and bitdepth, exact gradients through median and blur
+    .venv/bin/robustad bench "${COMMON[@]}" --defense none,jpeg,bitdepth,median,blur \
+        --attack fgsm,pgd,square,worstcase --opt attack.worstcase.members=noise+fgsm+pgd+square \
+        --opt attack.square.queries=20
+}
+randomized() {  # adaptive: EOT 4 through the noise
+    .venv/bin/robustad bench "${COMMON[@]}" "${NOISY[@]}" --attack fgsm,pgd --eot 4
+}
+naive() {  # no BPDA through jpeg and bitdepth, one draw per step through the noise
+    .venv/bin/robustad bench "${COMMON[@]}" --defense jpeg,bitdepth --attack fgsm,pgd --bpda off
+    .venv/bin/robustad bench "${COMMON[@]}" "${NOISY[@]}" --attack fgsm,pgd --eot 1
+}
+gradient_free() {  # Square (20 queries) sees the defended score itself: is it EOT, or the defense, that holds?
+    .venv/bin/robustad bench "${COMMON[@]}" "${NOISY[@]}" --attack square --eot 4 --opt attack.square.queries=20
+}
+parts=("$@")
+[ ${#parts[@]} -gt 0 ] || parts=(deterministic randomized naive gradient_free)
+for part in "${parts[@]}"; do
+    case "$part" in
+        deterministic|randomized|naive|gradient_free) "$part" ;;
+        *) echo "usage: $0 [deterministic|randomized|naive|gradient_free ...]" >&2; exit 2 ;;
+    esac
+done
