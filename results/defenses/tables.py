@@ -6,6 +6,7 @@ that README.md holds exactly this text. The leaderboard is filled by ``results/d
 
 from __future__ import annotations
 
+import runpy
 from pathlib import Path
 
 import pandas as pd
@@ -19,26 +20,36 @@ COMMIT = HERE / "commit.txt"
 DEFENSES = ["none", "jpeg", "bitdepth", "median", "blur", "gaussian", "smoothing"]
 EPS = ["2/255", "8/255"]
 GRADIENT = ["fgsm", "pgd"]
+cell = runpy.run_path(str(HERE.parent / "bottle" / "tables.py"))["cell"]  # mean +- std [mean interval], as there
 
 
 def load(path: Path = LEADERBOARD) -> pd.DataFrame:
     rows = pd.DataFrame(read_rows(path))
     for column in rows.columns:
-        if column.startswith(("clean_", "adv_")) or column in ("eot_samples",):
+        if column.startswith(("clean_", "adv_")) or column in ("eot_samples", "seed"):
             rows[column] = numeric(rows, column)
     return rows
 
 
-def interval(row: pd.Series, metric: str) -> str:
-    return f"{row[metric]:.3f} [{row[f'{metric}_ci_low']:.2f}, {row[f'{metric}_ci_high']:.2f}]"
+def seeds_of(rows: pd.DataFrame) -> str:
+    seeds = sorted(int(s) for s in rows["seed"].unique())
+    return f"{seeds[0]}-{seeds[-1]}" if len(seeds) > 1 and seeds == list(range(seeds[0], seeds[-1] + 1)) \
+        else ", ".join(map(str, seeds))
+
+
+def complete_seeds(rows: pd.DataFrame) -> pd.DataFrame:
+    """The rows of the seeds that hold as many rows as the fullest seed: a seed still running stays out."""
+    counts = rows.groupby("seed").size()
+    return rows[rows["seed"].map(counts) == counts.max()] if len(rows) else rows
 
 
 def worst(rows: pd.DataFrame) -> str:
-    """The lowest adversarial AUROC among the rows, with its interval and the attack that reached it."""
+    """The attack with the lowest adversarial AUROC averaged over its seeds: its AUROC (``cell``) and its name."""
     if rows.empty:
         return "n/a"
-    row = rows.loc[rows["adv_auroc"].idxmin()]
-    return f"{interval(row, 'adv_auroc')} {row['attack']}"
+    means = rows.groupby("attack")["adv_auroc"].mean()
+    attack = means.idxmin()
+    return f"{cell(rows[rows['attack'] == attack], 'adv_auroc')} {attack}"
 
 
 def adaptive(rows: pd.DataFrame) -> pd.Series:
@@ -48,17 +59,16 @@ def adaptive(rows: pd.DataFrame) -> pd.Series:
 
 
 def defense_table(rows: pd.DataFrame) -> list[str]:
-    header = ("| defense | clean AUROC | noise 8/255 | " + " | ".join(f"adaptive {e}" for e in EPS) + " | "
+    header = ("| defense | seeds | clean AUROC | noise 8/255 | " + " | ".join(f"adaptive {e}" for e in EPS) + " | "
               + " | ".join(f"naive {e}" for e in EPS) + " |")
-    lines = [header, "|" + " --- |" * (3 + 2 * len(EPS))]
-    attacked = rows[~rows["attack"].isin(["noise", "none"])]
+    lines = [header, "|" + " --- |" * (4 + 2 * len(EPS))]
     for defense in DEFENSES:
-        own = rows[rows["defense"] == defense]
+        own = complete_seeds(rows[rows["defense"] == defense])
         if own.empty:
             continue
         noise = own[(own["attack"] == "noise") & (own["eps"] == "8/255")]
-        cells = [interval(own.iloc[0], "clean_auroc"), interval(noise.iloc[0], "adv_auroc") if len(noise) else "n/a"]
-        mine = attacked[attacked["defense"] == defense]
+        cells = [seeds_of(own), cell(own.drop_duplicates("seed"), "clean_auroc"), cell(noise, "adv_auroc")]
+        mine = own[~own["attack"].isin(["noise", "none"])]
         for eps in EPS:
             cells.append(worst(mine[adaptive(mine) & (mine["eps"] == eps)]))
         for eps in EPS:
@@ -69,14 +79,15 @@ def defense_table(rows: pd.DataFrame) -> list[str]:
 
 
 def section(rows: pd.DataFrame) -> str:
-    commit = COMMIT.read_text().strip() if COMMIT.exists() else "unknown"
+    commit = "; ".join(COMMIT.read_text().split("\n")).strip("; ") if COMMIT.exists() else "unknown"  # a line a run
     n_eval = int(numeric(rows, "n_eval").iloc[0])
     text = [
-        f"Real MVTec AD bottle images, `efficientnet_lite0` at 224 px, 1-shot, seed 0, white-box (`score` "
+        f"Real MVTec AD bottle images, `efficientnet_lite0` at 224 px, 1-shot, white-box (`score` "
         f"surrogate), {n_eval} eval images; every number is a row of `results/defenses/leaderboard.csv`, made "
         f"by `results/defenses/run.sh` with 1 torch thread at commits {commit}, and turned into this table by "
-        "`results/defenses/tables.py`. Brackets are 95 % bootstrap intervals over eval images. *Adaptive*: the "
-        "lowest adversarial AUROC over the attacks run through the defense the engine's way (BPDA identity "
+        "`results/defenses/tables.py`. One row: its value and 95 % bootstrap interval over eval images; several seeds "
+        "(the *seeds* column): mean ± standard deviation over them, the mean interval in brackets. *Adaptive*: the "
+        "lowest mean adversarial AUROC over the attacks run through the defense the engine's way (BPDA identity "
         "through `jpeg` and `bitdepth`, exact gradients through `median` and `blur`, EOT 4 through `gaussian` "
         "and `smoothing`, both with 4 samples per score), the attack that reached it named; deterministic "
         "defenses face fgsm, pgd, square (20 queries) and their per-image worst case, randomized ones fgsm, "
