@@ -33,23 +33,25 @@ def load(path: Path = LEADERBOARD) -> pd.DataFrame:
 
 def seeds_of(rows: pd.DataFrame) -> str:
     seeds = sorted(int(s) for s in rows["seed"].unique())
-    return f"{seeds[0]}-{seeds[-1]}" if len(seeds) > 1 and seeds == list(range(seeds[0], seeds[-1] + 1)) \
-        else ", ".join(map(str, seeds))
+    if len(seeds) > 1 and seeds == list(range(seeds[0], seeds[-1] + 1)):
+        return f"{seeds[0]}-{seeds[-1]}"
+    return ", ".join(map(str, seeds))
 
 
-def complete_seeds(rows: pd.DataFrame) -> pd.DataFrame:
-    """The rows of the seeds that hold as many rows as the fullest seed: a seed still running stays out."""
-    counts = rows.groupby("seed").size()
-    return rows[rows["seed"].map(counts) == counts.max()] if len(rows) else rows
+def seed_note(rows: pd.DataFrame, seeds: str) -> str:
+    """`` (seed 0)`` where the rows come from fewer seeds than the defense's (a run not finished), else nothing."""
+    if rows.empty or seeds_of(rows) == seeds:
+        return ""
+    return f" (seed{'s' if rows['seed'].nunique() > 1 else ''} {seeds_of(rows)})"
 
 
-def worst(rows: pd.DataFrame) -> str:
-    """The attack with the lowest adversarial AUROC averaged over its seeds: its AUROC (``cell``) and its name."""
+def worst(rows: pd.DataFrame, seeds: str) -> str:
+    """The attack with the lowest adversarial AUROC averaged over the seeds it ran on: that AUROC and its name."""
     if rows.empty:
         return "n/a"
-    means = rows.groupby("attack")["adv_auroc"].mean()
-    attack = means.idxmin()
-    return f"{cell(rows[rows['attack'] == attack], 'adv_auroc')} {attack}"
+    attack = rows.groupby("attack")["adv_auroc"].mean().idxmin()
+    chosen = rows[rows["attack"] == attack]
+    return f"{cell(chosen, 'adv_auroc')} {attack}{seed_note(chosen, seeds)}"
 
 
 def adaptive(rows: pd.DataFrame) -> pd.Series:
@@ -63,17 +65,19 @@ def defense_table(rows: pd.DataFrame) -> list[str]:
               + " | ".join(f"naive {e}" for e in EPS) + " |")
     lines = [header, "|" + " --- |" * (4 + 2 * len(EPS))]
     for defense in DEFENSES:
-        own = complete_seeds(rows[rows["defense"] == defense])
+        own = rows[rows["defense"] == defense]
         if own.empty:
             continue
+        seeds = seeds_of(own)
         noise = own[(own["attack"] == "noise") & (own["eps"] == "8/255")]
-        cells = [seeds_of(own), cell(own.drop_duplicates("seed"), "clean_auroc"), cell(noise, "adv_auroc")]
-        mine = own[~own["attack"].isin(["noise", "none"])]
+        clean = own.drop_duplicates("seed")
+        cells = [seeds, cell(clean, "clean_auroc"), cell(noise, "adv_auroc") + seed_note(noise, seeds)]
+        attacked = own[~own["attack"].isin(["noise", "none"])]
         for eps in EPS:
-            cells.append(worst(mine[adaptive(mine) & (mine["eps"] == eps)]))
+            cells.append(worst(attacked[adaptive(attacked) & (attacked["eps"] == eps)], seeds))
         for eps in EPS:
-            naive = mine[~adaptive(mine) & (mine["eps"] == eps) & mine["attack"].isin(GRADIENT)]
-            cells.append(worst(naive) if defense not in ("none", "median", "blur") else "same")
+            naive = attacked[~adaptive(attacked) & (attacked["eps"] == eps) & attacked["attack"].isin(GRADIENT)]
+            cells.append(worst(naive, seeds) if defense not in ("none", "median", "blur") else "same")
         lines.append(f"| {defense} | " + " | ".join(cells) + " |")
     return lines
 
@@ -86,8 +90,8 @@ def section(rows: pd.DataFrame) -> str:
         f"surrogate), {n_eval} eval images; every number is a row of `results/defenses/leaderboard.csv`, made "
         f"by `results/defenses/run.sh` with 1 torch thread at commits {commit}, and turned into this table by "
         "`results/defenses/tables.py`. One row: its value and 95 % bootstrap interval over eval images; several seeds "
-        "(the *seeds* column): mean ± standard deviation over them, the mean interval in brackets. *Adaptive*: the "
-        "lowest mean adversarial AUROC over the attacks run through the defense the engine's way (BPDA identity "
+        "(the *seeds* column): mean ± standard deviation over them, the mean interval in brackets, the seeds named where a cell "
+        "has fewer. *Adaptive*: the lowest mean adversarial AUROC over the attacks run through the defense the engine's way (BPDA identity "
         "through `jpeg` and `bitdepth`, exact gradients through `median` and `blur`, EOT 4 through `gaussian` "
         "and `smoothing`, both with 4 samples per score), the attack that reached it named; deterministic "
         "defenses face fgsm, pgd, square (20 queries) and their per-image worst case, randomized ones fgsm, "
