@@ -90,12 +90,14 @@ def section(rows: pd.DataFrame) -> str:
         f"surrogate), {n_eval} eval images; every number is a row of `results/defenses/leaderboard.csv`, made "
         f"by `results/defenses/run.sh` with 1 torch thread at commits {commit}, and turned into this table by "
         "`results/defenses/tables.py`. One row: its value and 95 % bootstrap interval over eval images; several seeds "
-        "(the *seeds* column): mean ± standard deviation over them, the mean interval in brackets, the seeds named where a cell "
-        "has fewer. *Adaptive*: the lowest mean adversarial AUROC over the attacks run through the defense the engine's way (BPDA identity "
+        "(the *seeds* column): mean ± standard deviation over them, the mean interval in brackets, the seeds "
+        "named where a cell has fewer. *Adaptive*: the lowest mean adversarial AUROC over the attacks run through "
+        "the defense the engine's way (BPDA identity "
         "through `jpeg` and `bitdepth`, exact gradients through `median` and `blur`, EOT 4 through `gaussian` "
         "and `smoothing`, both with 4 samples per score), the attack that reached it named; deterministic "
         "defenses face fgsm, pgd, square (20 queries) and their per-image worst case, randomized ones fgsm, "
-        "pgd and square. *Naive*: the same gradient attacks without BPDA (`--bpda off`) or with one draw per step "
+        "pgd and square; apgd (20 steps) runs where PGD leaves something (jpeg, bitdepth, gaussian, smoothing). "
+        "*Naive*: the same gradient attacks without BPDA (`--bpda off`) or with one draw per step "
         "(`--eot 1`). *n/a*: not run yet (`results/defenses/run.sh` fills it).",
         "",
         *defense_table(rows),
