@@ -299,6 +299,7 @@ def main() -> None:
         code = 130
     if code == 130:
         print("robustad: interrupted; finished rows are in the leaderboard", file=sys.stderr)
+        interrupts.exit_now(130)
     sys.exit(code if isinstance(code, int) else 0)
 
 

@@ -9,6 +9,7 @@ row they are landing and the CLI still exits with 130. Remembering it also tells
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import threading
@@ -30,6 +31,14 @@ def settle() -> None:
     default handler while shutting down, kill the process before it reports 130 (SIGTERM still ends it)."""
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def exit_now(code: int) -> None:
+    """End an interrupted process with ``code`` at once, its streams flushed: a Ctrl-C still arriving while Python
+    shuts down could otherwise end it by SIGINT instead (the rows are on disk already, each landed row fsynced)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def requested() -> bool:
