@@ -26,9 +26,9 @@ def install() -> None:
 
 
 def settle() -> None:
-    """The process is only exiting now: a further Ctrl-C is ignored, so that it can neither turn the exit (atexit
-    handlers, torch's and weakref finalizers among them) into a traceback nor, once Python has restored the
-    default handler while shutting down, kill the process before it reports 130 (SIGTERM still ends it)."""
+    """The process is only exiting now: a further Ctrl-C is ignored, so that it cannot turn the exit (atexit
+    handlers, torch's and weakref finalizers among them) into a traceback (SIGTERM still ends it); an interrupted
+    run then leaves through ``exit_now``, which no late Ctrl-C can turn into a death by SIGINT."""
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, signal.SIG_IGN)
 

@@ -44,6 +44,14 @@ def cell(rows: pd.DataFrame, metric: str) -> str:
             f"[{mean_if_complete(low):.2f}, {mean_if_complete(high):.2f}]")
 
 
+def seeds_of(rows: pd.DataFrame) -> str:
+    """The rows' seeds as the tables name them: ``0-2`` for a run of consecutive seeds, else ``0, 2``."""
+    seeds = sorted(int(s) for s in rows["seed"].unique())
+    if len(seeds) > 1 and seeds == list(range(seeds[0], seeds[-1] + 1)):
+        return f"{seeds[0]}-{seeds[-1]}"
+    return ", ".join(map(str, seeds))
+
+
 def suite_table(rows: pd.DataFrame) -> list[str]:
     """Adversarial AUROC of every attack, seed 0, Platt (calibrators do not change AUROC)."""
     chosen = rows[(rows["seed"] == 0) & (rows["calibrator"] == "platt")]

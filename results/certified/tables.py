@@ -21,7 +21,8 @@ LEADERBOARD = HERE / "leaderboard.csv"
 COMMIT = HERE / "commit.txt"
 SIGMAS = [0.25, 0.5]
 RADII = ["1/4", "1/2", "1"]
-cell = runpy.run_path(str(HERE.parent / "bottle" / "tables.py"))["cell"]  # mean +- std [mean interval], as there
+SHARED = runpy.run_path(str(HERE.parent / "bottle" / "tables.py"))
+cell, seeds_of = SHARED["cell"], SHARED["seeds_of"]  # mean +- std [mean interval]; "0-2", as there
 
 
 def load(path: Path = LEADERBOARD) -> pd.DataFrame:
@@ -31,12 +32,6 @@ def load(path: Path = LEADERBOARD) -> pd.DataFrame:
             rows[column] = numeric(rows, column)
     smoothing = rows["options"].map(lambda options: json.loads(options).get("defense.smoothing", {}))
     return rows.assign(sigma=smoothing.map(lambda o: o.get("sigma")), draws=smoothing.map(lambda o: o.get("samples")))
-
-
-def seeds_of(rows: pd.DataFrame) -> str:
-    seeds = sorted(int(s) for s in rows["seed"].unique())
-    return f"{seeds[0]}-{seeds[-1]}" if len(seeds) > 1 and seeds == list(range(seeds[0], seeds[-1] + 1)) \
-        else ", ".join(map(str, seeds))
 
 
 def mean_gap(certified: pd.DataFrame, attacked: pd.DataFrame) -> str:

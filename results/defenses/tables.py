@@ -20,7 +20,8 @@ COMMIT = HERE / "commit.txt"
 DEFENSES = ["none", "jpeg", "bitdepth", "median", "blur", "gaussian", "smoothing"]
 EPS = ["2/255", "8/255"]
 GRADIENT = ["fgsm", "pgd"]
-cell = runpy.run_path(str(HERE.parent / "bottle" / "tables.py"))["cell"]  # mean +- std [mean interval], as there
+SHARED = runpy.run_path(str(HERE.parent / "bottle" / "tables.py"))
+cell, seeds_of = SHARED["cell"], SHARED["seeds_of"]  # mean +- std [mean interval]; "0-2", as there
 
 
 def load(path: Path = LEADERBOARD) -> pd.DataFrame:
@@ -31,18 +32,12 @@ def load(path: Path = LEADERBOARD) -> pd.DataFrame:
     return rows
 
 
-def seeds_of(rows: pd.DataFrame) -> str:
-    seeds = sorted(int(s) for s in rows["seed"].unique())
-    if len(seeds) > 1 and seeds == list(range(seeds[0], seeds[-1] + 1)):
-        return f"{seeds[0]}-{seeds[-1]}"
-    return ", ".join(map(str, seeds))
-
-
 def seed_note(rows: pd.DataFrame, seeds: str) -> str:
     """`` (seed 0)`` where the rows come from fewer seeds than the defense's (a run not finished), else nothing."""
-    if rows.empty or seeds_of(rows) == seeds:
+    own = "" if rows.empty else seeds_of(rows)
+    if own in ("", seeds):
         return ""
-    return f" (seed{'s' if rows['seed'].nunique() > 1 else ''} {seeds_of(rows)})"
+    return f" (seed{'s' if rows['seed'].nunique() > 1 else ''} {own})"
 
 
 def worst(rows: pd.DataFrame, seeds: str) -> str:
@@ -83,7 +78,7 @@ def defense_table(rows: pd.DataFrame) -> list[str]:
 
 
 def section(rows: pd.DataFrame) -> str:
-    commit = "; ".join(COMMIT.read_text().split("\n")).strip("; ") if COMMIT.exists() else "unknown"  # a line a run
+    commit = "; ".join(filter(None, COMMIT.read_text().splitlines())) if COMMIT.exists() else "unknown"  # a line a run
     n_eval = int(numeric(rows, "n_eval").iloc[0])
     text = [
         f"Real MVTec AD bottle images, `efficientnet_lite0` at 224 px, 1-shot, white-box (`score` "

@@ -22,7 +22,8 @@ FLAGS = ["entropy", "squeeze", "consistency"]
 EPS = ["2/255", "8/255"]
 ALPHAS = ["conformal:0.1", "conformal:0.2"]
 NORMAL_EVAL = 14  # bottle's 20 normal test images less the 6 of every 1-shot split's calib (as results/bottle)
-cell = runpy.run_path(str(HERE.parent / "bottle" / "tables.py"))["cell"]  # mean +- std [mean interval], as there
+SHARED = runpy.run_path(str(HERE.parent / "bottle" / "tables.py"))
+cell, seeds_of = SHARED["cell"], SHARED["seeds_of"]  # mean +- std [mean interval]; "0-2", as there
 
 
 def load(path: Path = LEADERBOARD) -> pd.DataFrame:
@@ -32,12 +33,6 @@ def load(path: Path = LEADERBOARD) -> pd.DataFrame:
                                                                                     "conformal_alpha"):
             rows[column] = numeric(rows, column)
     return rows[rows["attack"] == "pgd"]
-
-
-def seeds_of(rows: pd.DataFrame) -> str:
-    seeds = sorted(int(s) for s in rows["seed"].unique())
-    return f"{seeds[0]}-{seeds[-1]}" if seeds == list(range(seeds[0], seeds[-1] + 1)) and len(seeds) > 1 \
-        else ", ".join(map(str, seeds))
 
 
 def flag_table(rows: pd.DataFrame) -> list[str]:
