@@ -17,6 +17,7 @@ from PIL import Image
 
 from robustad.errors import RobustadError
 from robustad.hookspecs import hookimpl
+from robustad.kit import options
 from robustad.kit.backbone_checks import device_of
 from robustad.records import DetectorOutput, Features
 
@@ -158,8 +159,7 @@ class AnomalyDINO:
         check_morphology(mask_morphology)
         if augment not in ("agnostic", "none"):
             raise RobustadError(f"anomalydino: augment={augment!r}; expected agnostic (8 rotations) or none")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise RobustadError(f"anomalydino: batch_size={batch_size!r}; expected a positive integer")
+        options.integer("anomalydino", "batch_size", batch_size, 1)
 
     def preprocess(self, image: Image.Image) -> torch.Tensor:
         """(3, H, W) in [0, 1]: short edge = resolution (PIL bicubic on uint8 RGB), top-left crop to the patch grid."""

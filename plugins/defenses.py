@@ -11,20 +11,10 @@ from typing import TYPE_CHECKING
 
 from robustad.errors import RobustadError
 from robustad.hookspecs import hookimpl
+from robustad.kit import options
 
 if TYPE_CHECKING:
     import torch
-
-
-def _positive(name: str, value: float) -> None:
-    if not value > 0 or not math.isfinite(value):
-        raise RobustadError(f"option {name}={value!r}: expected a finite number > 0")
-
-
-def _integer_in(name: str, value: int, low: int, high: int | None = None) -> None:
-    if value < low or (high is not None and value > high):
-        bounds = f">= {low}" if high is None else f"from {low} to {high}"
-        raise RobustadError(f"option {name}={value!r}: expected an integer {bounds}")
 
 
 class JPEG:
@@ -37,7 +27,7 @@ class JPEG:
     randomized = False
 
     def __init__(self, *, quality: int = 75) -> None:
-        _integer_in("quality", quality, 1, 100)
+        options.integer(self.name, "quality", quality, 1, 100)
         self.quality = quality
 
     def transform(self, images: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
@@ -60,7 +50,7 @@ class BitDepth:
     randomized = False
 
     def __init__(self, *, bits: int = 4) -> None:
-        _integer_in("bits", bits, 1, 8)
+        options.integer(self.name, "bits", bits, 1, 8)
         self.levels = 2 ** bits - 1
 
     def transform(self, images: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
@@ -101,7 +91,7 @@ class Blur:
     randomized = False
 
     def __init__(self, *, sigma: float = 1.0) -> None:
-        _positive("sigma", sigma)
+        options.positive(self.name, "sigma", sigma)
         self.sigma = sigma
 
     def transform(self, images: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
@@ -123,8 +113,8 @@ class GaussianNoise:
     aggregate = "mean"
 
     def __init__(self, *, sigma: float = 0.05, samples: int = 8) -> None:
-        _positive("sigma", sigma)
-        _integer_in("samples", samples, 1)
+        options.positive(self.name, "sigma", sigma)
+        options.integer(self.name, "samples", samples, 1)
         self.sigma, self.samples = sigma, samples
 
     def transform(self, images: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:

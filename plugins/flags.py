@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from robustad.errors import RobustadError
 from robustad.hookspecs import hookimpl
+from robustad.kit import options
 
 if TYPE_CHECKING:
     import torch
@@ -47,11 +48,9 @@ class Squeeze:
         if squeezer not in SQUEEZERS:
             raise RobustadError(f"flag {self.name!r} option squeezer={squeezer!r}: expected one of "
                                 f"{', '.join(SQUEEZERS)}")
-        if size < 2:
-            raise RobustadError(f"flag {self.name!r} option size={size}: expected an integer >= 2")
-        if not 1 <= bits <= 7:
-            raise RobustadError(f"flag {self.name!r} option bits={bits}: expected an integer from 1 to 7")
-        self.squeezer, self.size, self.bits = squeezer, size, bits
+        self.squeezer = squeezer
+        self.size = options.integer(f"flag {self.name!r}", "size", size, 2)
+        self.bits = options.integer(f"flag {self.name!r}", "bits", bits, 1, 7)
 
     def squeeze(self, images: torch.Tensor) -> torch.Tensor:
         """The squeezed images; bit-depth rounding passes the gradient straight through (BPDA)."""
@@ -74,11 +73,8 @@ class Consistency:
     reads = "images"
 
     def __init__(self, *, draws: int = 8, sigma: float = 0.02) -> None:
-        if draws < 2:
-            raise RobustadError(f"flag {self.name!r} option draws={draws}: expected an integer >= 2")
-        if not 0 < sigma <= 1:
-            raise RobustadError(f"flag {self.name!r} option sigma={sigma}: expected a number in (0, 1]")
-        self.draws, self.sigma = draws, sigma
+        self.draws = options.integer(f"flag {self.name!r}", "draws", draws, 2)
+        self.sigma = options.fraction(f"flag {self.name!r}", "sigma", sigma)
 
     def statistic(self, view: FlagView) -> torch.Tensor:
         import torch

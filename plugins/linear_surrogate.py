@@ -8,7 +8,6 @@ torch and sklearn are imported on first use, so listing plugins stays fast.
 
 from __future__ import annotations
 
-import math
 from functools import cache
 from typing import TYPE_CHECKING
 
@@ -16,6 +15,7 @@ import numpy as np
 
 from robustad.errors import RobustadError
 from robustad.hookspecs import hookimpl
+from robustad.kit import options
 from robustad.records import DetectorOutput, Features
 
 if TYPE_CHECKING:
@@ -74,13 +74,8 @@ class LinearSurrogate:
     white_box = False
 
     def __init__(self, *, C: float = 1.0, max_iter: int = 1000) -> None:
-        if not (isinstance(C, (int, float)) and math.isfinite(C) and C > 0):
-            raise RobustadError(f"linear surrogate: C={C!r}; expected a positive finite number (inverse "
-                                "regularisation strength)")
-        if isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 1:
-            raise RobustadError(f"linear surrogate: max_iter={max_iter!r}; expected a positive integer")
-        self.C = C
-        self.max_iter = max_iter
+        self.C = options.positive("linear surrogate", "C", C)  # inverse regularisation strength
+        self.max_iter = options.integer("linear surrogate", "max_iter", max_iter, 1)
         self.model: torch.nn.Module | None = None
 
     def fit(self, backbone: torch.nn.Module, detector: object, features: list[Features], labels: np.ndarray,

@@ -20,6 +20,7 @@ import numpy as np
 
 from robustad.errors import RobustadError
 from robustad.hookspecs import hookimpl
+from robustad.kit import options
 from robustad.kit.backbone_checks import check_layers, check_resolution, device_of
 from robustad.records import DetectorOutput, Features
 
@@ -171,19 +172,13 @@ class PatchCore:
     def __init__(self, backbone: torch.nn.Module, resolution: int, seed: int = 0, *, layers: str = "layer2,layer3",
                  coreset_ratio: float = 0.1, num_neighbors: int = 9, batch_size: int = 8) -> None:
         self.layers = check_layers(backbone, parse_layers(layers), "patchcore")
-        if not isinstance(coreset_ratio, (int, float)) or not 0 < coreset_ratio <= 1:
-            raise RobustadError(f"patchcore: coreset_ratio={coreset_ratio!r}; expected a number in (0, 1]")
-        if not isinstance(num_neighbors, int) or num_neighbors < 1:
-            raise RobustadError(f"patchcore: num_neighbors={num_neighbors!r}; expected a positive integer")
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise RobustadError(f"patchcore: batch_size={batch_size!r}; expected a positive integer")
+        self.coreset_ratio = options.fraction("patchcore", "coreset_ratio", coreset_ratio)
+        self.num_neighbors = options.integer("patchcore", "num_neighbors", num_neighbors, 1)
+        self.batch_size = options.integer("patchcore", "batch_size", batch_size, 1)
         check_resolution(resolution, backbone, "patchcore")
         self.backbone = backbone
         self.resolution = resolution
         self.seed = int(seed)
-        self.coreset_ratio = float(coreset_ratio)
-        self.num_neighbors = num_neighbors
-        self.batch_size = batch_size
         self.memory_bank_size = 0
         self._bank: torch.Tensor | None = None  # (M, C) on the backbone's device
 

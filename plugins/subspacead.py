@@ -21,6 +21,7 @@ from PIL import Image
 
 from robustad.errors import RobustadError
 from robustad.hookspecs import hookimpl
+from robustad.kit import options
 from robustad.kit.backbone_checks import check_layers, check_resolution, device_of
 from robustad.records import DetectorOutput, Features
 
@@ -117,19 +118,14 @@ class SubspaceAD:
                  batch_size: int = 8) -> None:
         chosen = parse_layers(layers)
         self.layers = auto_layers(backbone) if chosen is None else check_layers(backbone, chosen, "subspacead")
-        if not isinstance(explained_variance, (int, float)) or not 0 < explained_variance <= 1:
-            raise RobustadError(f"subspacead: explained_variance={explained_variance!r}; expected a number in (0, 1]")
-        if not isinstance(augmentations, int) or augmentations < 0:
-            raise RobustadError(f"subspacead: augmentations={augmentations!r}; expected a non-negative integer")
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise RobustadError(f"subspacead: batch_size={batch_size!r}; expected a positive integer")
+        self.explained_variance = options.fraction("subspacead", "explained_variance", explained_variance)
+        augmentations = options.integer("subspacead", "augmentations", augmentations, 0)
+        self.batch_size = options.integer("subspacead", "batch_size", batch_size, 1)
         check_resolution(resolution, backbone, "subspacead")
         self.backbone = backbone
         self.resolution = resolution
         self.seed = int(seed)
-        self.explained_variance = float(explained_variance)
         self.augmentations = 0 if category in UNAUGMENTED_CATEGORIES else augmentations
-        self.batch_size = batch_size
         self.memory_bank_size = 0
         self._subspace: tuple[torch.Tensor, torch.Tensor] | None = None  # mean (C,), directions (C, k), float64
 

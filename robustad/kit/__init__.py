@@ -1,1 +1,2 @@
-"""Helpers for plugin authors: image loading, dataset layouts, weights files, the threat model, backbone checks."""
+"""Helpers for plugin authors: image loading, dataset layouts, weights files, the threat model, backbone checks,
+option checks."""

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from robustad.errors import RobustadError
+from robustad.kit import options
 from robustad.kit.threat import L2, LINF
 
 if TYPE_CHECKING:
@@ -37,13 +38,13 @@ def dlr_refusal(what: str, remedy: str = "use loss=ce or loss=margin") -> str:
             f"logit, so it needs at least 3 classes, and robustad's model has two logits [-z/2, z/2]; {remedy}")
 
 
-def check_positive(attack: str, **options: float) -> None:
+def check_positive(attack: str, **values: float) -> None:
     """Refuse an option that must be positive (an int >= 1 for integers)."""
-    for option, value in options.items():
-        if isinstance(value, int) and not isinstance(value, bool) and value < 1:
-            raise RobustadError(f"{attack} option {option}={value}: expected an integer >= 1")
-        if not value > 0:
-            raise RobustadError(f"{attack} option {option}={value}: expected a number > 0")
+    for option, value in values.items():
+        if isinstance(value, int) and not isinstance(value, bool):
+            options.integer(attack, option, value, 1)
+        else:
+            options.positive(attack, option, value)
 
 
 def check_target(target: AttackTarget, attack: str) -> torch.Tensor:
