@@ -152,3 +152,21 @@ def test_a_row_copied_by_hand_counts_once(tmp_path, monkeypatch, capsys):
         assert list(aggregate(load_rows(path, []))["clean_auroc_mean"]) == [pytest.approx(0.7)]
     code, out, err = run_robustad(monkeypatch, capsys, "leaderboard", path)
     assert code == 0 and "repeat the key of an earlier row" in err
+
+
+def test_rows_from_before_a_column_meet_the_rows_that_record_its_default(tmp_path):
+    """A leaderboard grown over releases: the noise control written before ``chunk``, ``norm`` and ``cert_alpha``
+    were columns (empty cells) is the control of an attack written after (``1``, ``linf``, ``0.001``)."""
+    from robustad.results.entries import with_entries
+    from robustad.results.frame import load_rows, model_key
+
+    newer = {"protocol": "1", "defense": "none", "bpda": "none", "eot_samples": "1", "chunk": "1", "flag": "entropy",
+             "flag_fpr": "0.05", "norm": "linf", "cert_alpha": "0.001", "white_box": "True"}
+    attack = row(attack="pgd", adv_auroc=0.3, **newer)
+    control = row(attack="noise", surrogate="none", adv_auroc=0.9)
+    rows = load_rows(write_board(tmp_path / "board.csv", [attack, control]), [])
+    assert model_key(rows).nunique() == 1 and with_entries(rows)["entry"].nunique() == 1
+    summary = aggregate(rows)
+    assert only_line(summary, attack="pgd")["noise_adv_auroc_mean"] == 0.9
+    other = row(attack="noise", surrogate="none", adv_auroc=0.9, chunk="8")  # a value that is not the default
+    assert model_key(load_rows(write_board(tmp_path / "other.csv", [attack, other]), [])).nunique() == 2

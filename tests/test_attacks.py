@@ -281,7 +281,8 @@ def test_margin_still_moves_where_the_ce_gradient_underflows(label):
 
 @pytest.mark.parametrize(("options", "expected"), [
     ({"steps": 0}, "steps=0: expected an integer >= 1"), ({"restarts": 0}, "restarts=0"),
-    ({"alpha_ratio": 0.0}, "alpha_ratio=0.0: expected a finite number > 0"), ({"loss": "hinge"}, "expected one of ce, margin"),
+    ({"alpha_ratio": 0.0}, "alpha_ratio=0.0: expected a finite number > 0"),
+    ({"loss": "hinge"}, "expected one of ce, margin"),
     ({"restarts": 2, "random_start": False}, "restarts=2 needs random_start=true"),
 ])
 def test_pgd_rejects_bad_options(options, expected):

@@ -38,6 +38,24 @@ def test_eps_curves_average_values_and_bounds_per_attack_and_eps():
     assert curves.loc[("noise", 2 / 255), "mean"] == 0.85
 
 
+def test_the_naive_and_the_adaptive_attacker_are_lines_of_their_own():
+    """One entry holds the rows of a defense attacked with BPDA and without, with EOT 4 and with 1: averaging them
+    would draw a line that no attacker reached."""
+    deterministic = [row(defense="jpeg", bpda=bpda, adv_auroc=value) for bpda, value in (("identity", 0.1),
+                                                                                          ("off", 0.9))]
+    randomized = [row(defense="gaussian", defense_randomized="True", defense_samples="4.0", eot_samples=eot,
+                      adv_auroc=value) for eot, value in ((4, 0.2), (1, 0.6))]
+    noise = row(attack="noise", surrogate="none", defense="gaussian", defense_randomized="True",
+                defense_samples="4.0", adv_auroc=0.95)
+    curves = eps_curves(board(*deterministic, *randomized, noise), "auroc")
+    pgd = curves[curves["attack"] == "pgd"]
+    assert dict(zip(pgd["variant"], pgd["mean"])) == {"": 0.1, "no BPDA": 0.9, "4 draws, EOT 4": 0.2,
+                                                      "4 draws, EOT 1": 0.6}
+    assert curves.loc[curves["attack"] == "noise", "variant"].tolist() == [""]
+    labels = draw_metric_vs_eps(board(*randomized), "auroc").axes[0].get_legend_handles_labels()[1]
+    assert labels == ["pgd / score (4 draws, EOT 1)", "pgd / score (4 draws, EOT 4)"]
+
+
 def test_figure_has_interval_bands_and_the_noise_control_dashed_with_the_legend_outside():
     figure = draw_metric_vs_eps(curve_rows(), "auroc")
     ax = figure.axes[0]

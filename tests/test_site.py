@@ -180,4 +180,4 @@ def test_the_l2_figure_draws_radii_in_l2_units_and_the_mean_certificate():
     x, y = lines[label].get_data()
     assert list(x) == [0.25, 0.5, 1.0]
     assert list(y) == pytest.approx([expected["1/4"], expected["1/2"], expected["1"]])
-    assert list(lines["pgd / score"].get_data()[0]) == [0.25, 0.5, 1.0]
+    assert list(lines["pgd / score (4 draws, EOT 4)"].get_data()[0]) == [0.25, 0.5, 1.0]

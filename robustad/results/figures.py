@@ -21,17 +21,35 @@ from robustad.results.frame import attack_names, fractions, numeric, text  # noq
 
 
 def eps_curves(rows: pd.DataFrame, metric: str) -> pd.DataFrame:
-    """Per attack, surrogate and eps: the mean ``adv_<metric>`` and the mean of its 95 % interval bounds over the
-    rows (defined only when every row has it, as in ``aggregate``). Clean-only rows are left out."""
+    """Per attack, surrogate, ``attack_variant`` and eps: the mean ``adv_<metric>`` and the mean of its 95 %
+    interval bounds over the rows (defined only when every row has it, as in ``aggregate``). Clean-only rows are
+    left out."""
     attacked = rows[attack_names(rows) != NO_ATTACK]
     frame = pd.DataFrame({
         "attack": text(attacked, "attack"), "surrogate": text(attacked, "surrogate"),
+        "variant": attack_variant(attacked),
         "eps_value": numeric(attacked, "eps_value"), "mean": numeric(attacked, f"adv_{metric}"),
         "ci_low": numeric(attacked, f"adv_{metric}_ci_low"), "ci_high": numeric(attacked, f"adv_{metric}_ci_high"),
     }).dropna(subset=["eps_value"])
     if frame.empty:
         return frame
-    return frame.groupby(["attack", "surrogate", "eps_value"]).agg(mean_if_complete).reset_index()
+    return frame.groupby(["attack", "surrogate", "variant", "eps_value"]).agg(mean_if_complete).reset_index()
+
+
+def attack_variant(rows: pd.DataFrame) -> pd.Series:
+    """How a gradient met the defense, where rows of one entry may differ in it: ``no BPDA`` (``--bpda off``), and
+    through a randomized defense its draws per score and EOT draws per step (``4 draws, EOT 4``); empty otherwise
+    and for the noise control, which takes no gradient."""
+    bpda = text(rows, "bpda").map(lambda value: "no BPDA" if value == "off" else "")
+    eot = "EOT " + text(rows, "eot_samples")
+    draws = (_draws(rows) + " draws, " + eot).where(text(rows, "defense_randomized") == "True", "")
+    variant = [", ".join(part for part in parts if part) for parts in zip(bpda, draws)]
+    return pd.Series(variant, index=rows.index, dtype=object).where(attack_names(rows) != NOISE_CONTROL, "")
+
+
+def _draws(rows: pd.DataFrame) -> pd.Series:
+    """``defense_samples`` as an integer's text (a float column in pandas: ``4.0``)."""
+    return text(rows, "defense_samples").str.replace(r"\.0$", "", regex=True)
 
 
 def certified_curve(rows: pd.DataFrame) -> pd.DataFrame:
@@ -40,7 +58,7 @@ def certified_curve(rows: pd.DataFrame) -> pd.DataFrame:
     frame = pd.DataFrame({
         "radius": fractions(rows, "cert_radius"), "mean": numeric(rows, "cert_auroc"),
         "ci_low": numeric(rows, "cert_auroc_ci_low"), "ci_high": numeric(rows, "cert_auroc_ci_high"),
-        "draws": text(rows, "defense_samples").str.replace(".0", "", regex=False),
+        "draws": _draws(rows),
         "cert_alpha": text(rows, "cert_alpha"),
     }).dropna(subset=["radius", "mean"])
     if frame.empty:
@@ -61,11 +79,12 @@ def draw_metric_vs_eps(rows: pd.DataFrame, metric: str, *, norm: str = "linf",
     scale = 255 if norm == "linf" else 1
     fig, ax = plt.subplots(figsize=(7, 3.6))
     bands = []
-    for (attack, surrogate), curve in curves.groupby(["attack", "surrogate"]) if len(curves) else ():
+    for (attack, surrogate, variant), curve in (curves.groupby(["attack", "surrogate", "variant"]) if len(curves)
+                                                else ()):
         if parse_spec(attack)[0] == NOISE_CONTROL:
             style = {"color": "black", "linestyle": "--", "marker": "s", "label": f"{attack} control"}
         else:
-            style = {"marker": "o", "label": f"{attack} / {surrogate}"}
+            style = {"marker": "o", "label": f"{attack} / {surrogate}" + (f" ({variant})" if variant else "")}
         bands.append((curve["eps_value"] * scale, curve, ax.plot(curve["eps_value"] * scale, curve["mean"],
                                                                  **style)[0]))
     for (draws, alpha), curve in certificate.groupby(["draws", "cert_alpha"]) if len(certificate) else ():

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import warnings
+from dataclasses import fields
 from fractions import Fraction
 from pathlib import Path
 
@@ -28,12 +29,15 @@ from robustad.records import (
     Cell,
     fields_with,
 )
-from robustad.results.leaderboard import LeaderboardWarning, read_rows
+from robustad.results.leaderboard import LeaderboardWarning, read_rows, row_text
 
 MODEL_IDENTITY = fields_with("config", "replicate", stages=(SPLIT, MODEL, THREAT))
 """Rows agreeing on these score the same images the same way (``round_8bit`` included: it decides which images
 are scored); they differ only in the perturbation and the calibrator."""
-FLAG_DEFAULTS = {name: str(Cell.__dataclass_fields__[name].default) for name in ("flag", "flag_fpr")}
+LATER_DEFAULTS = {**{f.name: row_text(f.name, f.default) for f in fields(Cell)
+                    if f.metadata["since"] > 1 and f.metadata["role"] != "key"}, "protocol": str(FIRST_PROTOCOL)}
+"""What an empty cell of a field added after the first release means: the value that rows written before its
+column existed ran with (the field's default; for ``protocol`` the first one)."""
 MODEL_OPTION_KINDS = (*STAGE_OPTION_KINDS[SPLIT], *STAGE_OPTION_KINDS[MODEL])
 PERTURBATION = fields_with("perturbation")
 CERTIFICATE = ("cert_radius", "cert_alpha")
@@ -59,8 +63,7 @@ def load_rows(path: Path, where: list[str]) -> pd.DataFrame:
     if not rows:
         raise RobustadError(f"leaderboard {path} has no rows; run `robustad bench` first")
     frame = pd.DataFrame(rows)
-    frame["protocol"] = frame["protocol"].replace("", str(FIRST_PROTOCOL))  # rows from before the column
-    for name, default in FLAG_DEFAULTS.items():  # rows from before flags were a kind measured the entropy flag
+    for name, default in LATER_DEFAULTS.items():  # so that older rows group and compare with newer ones
         frame[name] = frame[name].replace("", default)
     repeated = frame["cell_hash"].duplicated()
     if repeated.any():
