@@ -4,8 +4,8 @@
 # non-adaptive (BPDA off, EOT 1). A reduced grid: this 2-core machine cannot run the full suite x 6 defenses x 3
 # seeds in a session (about 10 CPU-minutes per defense and seed undefended, 4-8x that behind randomized ones).
 # Seeds from $SEEDS (default 0); the parts to run as arguments (default all): deterministic randomized naive
-# gradient_free apgd apgd_randomized. Rows already in the leaderboard are skipped; results/defenses/commit.txt gets
-# a line per run.
+# gradient_free apgd apgd_randomized worstcase_randomized. Rows already in the leaderboard are skipped;
+# results/defenses/commit.txt gets a line per run.
 # Usage: ROBUSTAD_TEST_DATA=/path/to/mvtec_ad [SEEDS=0,1,2] bash results/defenses/run.sh [part...]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -37,11 +37,16 @@ apgd() {  # Auto-PGD (20 steps) where PGD-10 leaves something: none, median and 
 apgd_randomized() {  # the same through the noise with EOT 4: about an hour a seed here
     .venv/bin/robustad bench "${COMMON[@]}" "${NOISY[@]}" --attack apgd:20 --eot 4
 }
+worstcase_randomized() {  # the deterministic part's per-image worst case through the noise (EOT 4): an hour a seed
+    .venv/bin/robustad bench "${COMMON[@]}" "${NOISY[@]}" --attack worstcase --eot 4 \
+        --opt attack.worstcase.members=noise+fgsm+pgd+square --opt attack.square.queries=20
+}
 parts=("$@")
-[ ${#parts[@]} -gt 0 ] || parts=(deterministic randomized naive gradient_free apgd apgd_randomized)
+[ ${#parts[@]} -gt 0 ] || parts=(deterministic randomized naive gradient_free apgd apgd_randomized worstcase_randomized)
 for part in "${parts[@]}"; do
     case "$part" in
-        deterministic|randomized|naive|gradient_free|apgd|apgd_randomized) "$part" ;;
-        *) echo "usage: $0 [deterministic|randomized|naive|gradient_free|apgd|apgd_randomized ...]" >&2; exit 2 ;;
+        deterministic|randomized|naive|gradient_free|apgd|apgd_randomized|worstcase_randomized) "$part" ;;
+        *) echo "usage: $0 [deterministic|randomized|naive|gradient_free|apgd|apgd_randomized|worstcase_randomized ...]" >&2
+           exit 2 ;;
     esac
 done
