@@ -89,9 +89,9 @@ def section(rows: pd.DataFrame) -> str:
         "named where a cell has fewer. *Adaptive*: the lowest mean adversarial AUROC over the attacks run through "
         "the defense the engine's way (BPDA identity "
         "through `jpeg` and `bitdepth`, exact gradients through `median` and `blur`, EOT 4 through `gaussian` "
-        "and `smoothing`, both with 4 samples per score), the attack that reached it named; deterministic "
-        "defenses face fgsm, pgd, square (20 queries) and their per-image worst case, randomized ones fgsm, "
-        "pgd and square; apgd (20 steps) runs where PGD leaves something (jpeg, bitdepth, gaussian, smoothing). "
+        "and `smoothing`, both with 4 samples per score), the attack that reached it named; every defense faces "
+        "fgsm, pgd, square (20 queries) and their per-image worst case (`worstcase` over noise, fgsm, pgd and "
+        "square); apgd (20 steps) runs where PGD leaves something (jpeg, bitdepth, gaussian, smoothing). "
         "*Naive*: the same gradient attacks without BPDA (`--bpda off`) or with one draw per step "
         "(`--eot 1`). *n/a*: not run yet (`results/defenses/run.sh` fills it).",
         "",
