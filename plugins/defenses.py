@@ -68,8 +68,8 @@ class Median:
     randomized = False
 
     def __init__(self, *, kernel: int = 3) -> None:
-        if kernel < 1 or kernel % 2 == 0:
-            raise RobustadError(f"option kernel={kernel!r}: expected an odd integer >= 1")
+        if options.integer(self.name, "kernel", kernel, 1) % 2 == 0:
+            raise RobustadError(f"{self.name} option kernel={kernel!r}: expected an odd integer >= 1")
         self.kernel = kernel
 
     def transform(self, images: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:

@@ -11,6 +11,12 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 DATA="${ROBUSTAD_TEST_DATA:?set ROBUSTAD_TEST_DATA to a folder in the MVTec AD layout holding bottle/}"
 OUT=results/defenses/leaderboard.csv
+PARTS=(deterministic randomized naive gradient_free apgd apgd_randomized worstcase_randomized)
+parts=("$@")
+[ ${#parts[@]} -gt 0 ] || parts=("${PARTS[@]}")
+for part in "${parts[@]}"; do
+    [[ " ${PARTS[*]} " == *" $part "* ]] || { echo "usage: $0 [part...]; parts: ${PARTS[*]}" >&2; exit 2; }
+done
 git rev-parse --short HEAD >> results/defenses/commit.txt
 COMMON=(--dataset mvtec --data-root "$DATA" --category bottle --backbone efficientnet_lite0 --resolution 224
         --shots 1 --seeds "${SEEDS:-0}" --threads 1 --surrogate score --calib platt --eps 2/255,8/255 --out "$OUT")
@@ -41,12 +47,6 @@ worstcase_randomized() {  # the deterministic part's per-image worst case throug
     .venv/bin/robustad bench "${COMMON[@]}" "${NOISY[@]}" --attack worstcase --eot 4 \
         --opt attack.worstcase.members=noise+fgsm+pgd+square --opt attack.square.queries=20
 }
-parts=("$@")
-[ ${#parts[@]} -gt 0 ] || parts=(deterministic randomized naive gradient_free apgd apgd_randomized worstcase_randomized)
 for part in "${parts[@]}"; do
-    case "$part" in
-        deterministic|randomized|naive|gradient_free|apgd|apgd_randomized|worstcase_randomized) "$part" ;;
-        *) echo "usage: $0 [deterministic|randomized|naive|gradient_free|apgd|apgd_randomized|worstcase_randomized ...]" >&2
-           exit 2 ;;
-    esac
+    "$part"
 done
