@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import importlib
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
 from rich.console import Console
 
-from robustad.engine.executors import EXECUTORS, GridResult
+from robustad.declaration import EXECUTORS
+from robustad.engine.executors import GridResult
 from robustad.engine.progress import reporter_for
 from robustad.engine.settings import RunSettings
 from robustad.outputs import check_folder
@@ -41,7 +44,7 @@ def run_bench(cells: list[Cell], settings: RunSettings, out: Path, registry: Plu
                            f"{cell.calibrator}: clean_auroc={_fmt(row.get('clean_auroc'))}{adv}")
 
     with reporter_for(console, len(cells)) as reporter:
-        result = EXECUTORS[settings.executor](cells, settings, out, registry, reporter, on_row)
+        result = executor(settings.executor)(cells, settings, out, registry, reporter, on_row)
     duplicates = f", {result.duplicates} landed by another process first" if result.duplicates else ""
     console.print(f"{len(result.written)} rows written, {result.skipped} cells already done{duplicates}",
                   highlight=False, soft_wrap=True)
@@ -49,6 +52,12 @@ def run_bench(cells: list[Cell], settings: RunSettings, out: Path, registry: Plu
         print_table(console, summary_table(summarise(pd.DataFrame(result.written)),
                                            "this run (mean over categories; ± over seeds)"))
     return result
+
+
+def executor(name: str) -> Callable[..., GridResult]:
+    """The function of executor ``name`` (``robustad.declaration.EXECUTORS``), imported now."""
+    module, _, function = EXECUTORS[name].partition(":")
+    return getattr(importlib.import_module(module), function)
 
 
 def _warn_missing_scores(cells: list[Cell], out: Path, folder: Path) -> None:

@@ -170,7 +170,7 @@ def run_clean_stage(cell: Cell, settings: RunSettings, registry: PluginRegistry,
                   (("dataset", cell.dataset), ("backbone", cell.backbone), ("detector", cell.detector))}
     dataset = Handle.create(components["dataset"], **cell.component_options("dataset", cell.dataset))
     data = dataset.call("load", settings.data_root, cell.category)
-    split = make_split(data, parse_shots(cell.shots), cell.seed, cell.calib_fraction)
+    split = make_split(data, parse_shots(cell.shots), cell.seed, cell.calib_fraction, cell.limit)
     timings["t_split_s"] = time.perf_counter() - started
 
     started = time.perf_counter()

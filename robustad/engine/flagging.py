@@ -26,9 +26,6 @@ from robustad.plugins import PluginRegistry
 from robustad.records import Cell, Sample
 
 ScoreFunction = Callable[[torch.Tensor], torch.Tensor]
-POSTERIOR_FOR_ATTACKS = "platt"
-"""The calibrator whose posterior a flag-aware attack differentiates a ``probabilities`` flag through (the attack
-stage precedes calibration; docs/choices.md)."""
 
 
 def flag_handle(registry: PluginRegistry, cell: Cell, spec: str) -> Handle:
@@ -97,7 +94,7 @@ class Flags:
         self.stage, self.registry, self.batch_size = stage, registry, batch_size
         self.handles: dict[tuple, Handle] = {}
         self.clean_values: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
-        self.posteriors: dict[tuple, Callable[[torch.Tensor], torch.Tensor]] = {}
+        self.posteriors: dict[tuple[str, str], Callable[[torch.Tensor], torch.Tensor]] = {}
 
     def handle(self, cell: Cell, spec: str) -> Handle:
         key = _identity(cell, spec)
@@ -146,27 +143,30 @@ class Flags:
             calib = self.clean(cell, spec)[0]
             return attack_flag(flag, spec, threshold(calib, cell.flag_fpr), flag_seeds(cell, spec, names), score,
                                None)
-        posterior = self._posterior(posterior_spec)
+        posterior = self._posterior(cell, posterior_spec)
         calib_scores = torch.as_tensor(stage.calib_scores, dtype=torch.float64)
         calib = of_probabilities(flag, stage.calib_scores, posterior(calib_scores).numpy())
         return attack_flag(flag, spec, threshold(calib, cell.flag_fpr), (), score, posterior)
 
-    def _posterior(self, spec: str) -> Callable[[torch.Tensor], torch.Tensor]:
+    def _posterior(self, cell: Cell, spec: str) -> Callable[[torch.Tensor], torch.Tensor]:
         """A calibrator fitted on the clean calib scores as a differentiable map of scores: its own values forward,
-        a central difference over a tenth of the calib scores' spread backward (BPDA for a step fit)."""
-        if spec not in self.posteriors:
+        a central difference over a tenth of the calib scores' spread backward (BPDA for a step fit). Its options
+        are those the cell records for it (``--opt`` included), else its spec's."""
+        name, argument = parse_spec(spec)
+        component = self.registry.get("calibrator", name)
+        options = cell.component_options("calibrator", spec) or component.spec_options(argument)
+        key = (spec, json.dumps(options, sort_keys=True))
+        if key not in self.posteriors:
             stage = self.stage
-            name, argument = parse_spec(spec)
-            component = self.registry.get("calibrator", name)
-            calibrator = Handle.create(component, **component.spec_options(argument))
+            calibrator = Handle.create(component, **options)
             calibrator.call("fit", stage.calib_scores.copy(), stage.calib_labels.copy())
             step = 0.1 * float(np.std(stage.calib_scores) or 1.0)
 
             def predict(values: np.ndarray) -> np.ndarray:
                 return np.asarray(calibrator.call("predict", values), dtype=np.float64).reshape(-1)
 
-            self.posteriors[spec] = _Smoothed.bind(predict, step)
-        return self.posteriors[spec]
+            self.posteriors[key] = _Smoothed.bind(predict, step)
+        return self.posteriors[key]
 
 
 def _identity(cell: Cell, spec: str) -> tuple[str, str]:
