@@ -18,11 +18,12 @@ from rich.table import Table
 from typer._click.core import ParameterSource  # typer vendors click
 from typer._click.exceptions import BadParameter, ClickException, NoArgsIsHelpError
 
-from robustad import __version__, interrupts
+from robustad import interrupts
 from robustad.components import KINDS
 from robustad.declaration import GRID, REQUEST_FIELDS, RUN, Request, flag_of
 from robustad.errors import RobustadError, one_line
 from robustad.plugins import get_registry
+from robustad.version import __version__
 
 app = typer.Typer(
     add_completion=False,
@@ -87,7 +88,7 @@ def bench(ctx: typer.Context, config: Path | None, dry_run: bool, **values: obje
     if dry_run:
         from robustad.dryrun import print_plan
 
-        print_plan(request, console)
+        print_plan(request)
         return
     from robustad.api import run
 

@@ -6,7 +6,7 @@ by model-prefix group with what the leaderboard already holds and the model pass
 
 from __future__ import annotations
 
-from rich.console import Console
+import sys
 
 from robustad.declaration import Request
 from robustad.engine.grid import describe, group_by_model_prefix, group_by_threat_prefix
@@ -16,21 +16,23 @@ from robustad.records import NO_ATTACK, Cell
 from robustad.results.leaderboard import Leaderboard
 
 
-def print_plan(request: Request, console: Console) -> None:
+def print_plan(request: Request) -> None:
     """The cells of ``request`` by group, each marked done or to do, and the passes the pending ones need."""
-    found = plan(request, get_registry())
-    board = Leaderboard(request.out)
-    done = {cell.key for cell in found.cells if board.holds(cell.key, cell.legacy_key)}
+    found = plan(request, get_registry(), sizes_only=True)
+    keys = {id(cell): cell.key for cell in found.cells}  # a key is a hash of every field: made once here
+    board = Leaderboard(request.out) if request.out.exists() else None
+    done = set() if board is None else {keys[id(c)] for c in found.cells if board.holds(keys[id(c)], c.legacy_key)}
     groups = group_by_model_prefix(found.cells)
-    say = lambda text: console.print(text, highlight=False, soft_wrap=True, markup=False)  # noqa: E731
+    lines: list[str] = []
+    say = lines.append
     say(f"{len(found.cells)} cells in {len(groups)} groups -> {request.out}: {len(done)} already done, "
         f"{len(found.cells) - len(done)} to compute")
     totals = {"clean": [0, 0], "attack": [0, 0]}
     for number, group in enumerate(groups, 1):
-        pending = [cell for cell in group if cell.key not in done]
+        pending = [cell for cell in group if keys[id(cell)] not in done]
         say(f"group {number}: {len(group)} cells, {len(pending)} to compute")
         for cell in group:
-            say(f"  {'done' if cell.key in done else 'todo'}  {describe(cell)}")
+            say(f"  {'done' if keys[id(cell)] in done else 'todo'}  {describe(cell, keys[id(cell)])}")
         if pending:
             for stage, (forward, backward) in passes(found, pending).items():
                 totals[stage][0] += forward
@@ -38,22 +40,24 @@ def print_plan(request: Request, console: Console) -> None:
                 say(f"  {stage} stage: {forward} forward, {backward} backward passes")
     say("model passes to compute: " + "; ".join(f"{stage} {f} forward, {b} backward"
                                                  for stage, (f, b) in totals.items()))
+    sys.stdout.write("\n".join(lines) + "\n")
 
 
 def passes(found: Plan, cells: list[Cell]) -> dict[str, tuple[int, int]]:
     """Model passes (forward, backward; one image each) of one group's pending cells: the clean stage scores the
     reference, calib and eval images once (each draw of a randomized defense apart), and each attack of each
     threat prefix attacks the eval images as its declared settings say (``Threat.passes``)."""
-    split = found.split_of(cells[0])
-    draws = _draws(cells[0])
-    clean = (len(split.reference) + len(split.calib) + len(split.eval)) * draws
+    first = cells[0]
+    reference, calib, evaluation = found.sizes[(first.dataset, first.category, first.shots, first.seed)]
+    draws = _draws(first)
+    clean = (reference + calib + evaluation) * draws
     forward = backward = 0
     for threat_cells in group_by_threat_prefix(cells):
         for spec in _attacks(found, threat_cells):
             threat = found.threats[spec]
             f, b = threat.passes(threat_cells[0].eot_samples)
-            forward += f * len(split.eval) * draws
-            backward += b * len(split.eval)
+            forward += f * evaluation * draws
+            backward += b * evaluation
     return {"clean": (clean, 0), "attack": (forward, backward)}
 
 

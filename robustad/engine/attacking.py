@@ -35,7 +35,7 @@ from robustad.plugins import PluginRegistry
 from robustad.records import Cell, DetectorOutput
 
 if TYPE_CHECKING:
-    from robustad.engine.runner import Fitted
+    from robustad.engine.fitted import Fitted
 
 LogitModel = Callable[[torch.Tensor], torch.Tensor]
 

@@ -129,11 +129,11 @@ def expand(
     return cells
 
 
-def describe(cell: Cell) -> str:
-    """A cell in words, for progress lines, failures and dry runs."""
+def describe(cell: Cell, key: str | None = None) -> str:
+    """A cell in words, for progress lines, failures and dry runs (``key``: its key, when known already)."""
     threat = "clean" if not cell.eps else f"{cell.attack} {cell.eps} via {cell.surrogate}"
     return (f"{cell.dataset}/{cell.category} k={cell.shots} seed={cell.seed} {cell.backbone}@{cell.resolution} "
-            f"{threat} {cell.calibrator} (cell {cell.key})")
+            f"{threat} {cell.calibrator} (cell {key or cell.key})")
 
 
 def group_by_model_prefix(cells: list[Cell]) -> list[list[Cell]]:

@@ -24,7 +24,7 @@ from robustad.engine.guard import blame
 from robustad.engine.handles import Handle, check_settings
 from robustad.engine.identity import data_id, data_sha
 from robustad.engine.settings import default_chunk
-from robustad.engine.splits import MAX_SEED, canonical_shots, make_split, parse_shots
+from robustad.engine.splits import MAX_SEED, canonical_shots, make_split, parse_shots, split_sizes
 from robustad.errors import RobustadError
 from robustad.kit.threat import L2, LINF, MAX_L2_EPS, canonical_eps, parse_eps
 from robustad.kit.weights import weights_identity
@@ -105,11 +105,17 @@ class _Resolver:
     def __init__(self, registry: PluginRegistry, given: dict[tuple[str, str], dict]) -> None:
         self.registry = registry
         self.given = given
+        self.resolved: dict[tuple[str, str], str] = {}  # a grid asks for each spec once per cell
 
     def component(self, kind: str, spec: str) -> Component:
         return self.registry.get(kind, parse_spec(spec)[0])
 
     def __call__(self, kind: str, spec: str) -> dict:
+        if (kind, spec) not in self.resolved:
+            self.resolved[(kind, spec)] = json.dumps(self._options(kind, spec), default=str)
+        return json.loads(self.resolved[(kind, spec)])  # what the cell records is what the cell gets
+
+    def _options(self, kind: str, spec: str) -> dict[str, Any]:
         name, argument = parse_spec(spec)
         component = self.component(kind, spec)
         options: dict[str, Any] = {o.name: o.default for o in component.options}
@@ -121,7 +127,7 @@ class _Resolver:
         for later in getattr(component.cls, "later_options", ()):
             if later in options and options[later] == defaults.get(later):
                 del options[later]
-        return json.loads(json.dumps(options, default=str))  # what the cell records is what the cell gets
+        return options
 
     def changed(self, kind: str, spec: str) -> bool:
         """Whether ``--opt`` sets an option of this spec (by its name or by the exact spec)."""
@@ -142,17 +148,24 @@ class _Resolver:
             component.check_options(self(kind, spec))
 
 
+SplitKey = tuple[str, str, str, int]  # dataset, category, shots, seed
+
+
 @dataclass(frozen=True)
 class Plan:
-    """What a request computes: its canonical cells, each attack spec's Threat, and every cell's split (by
-    dataset, category, shots, seed), made once here where the data was loaded to be checked."""
+    """What a request computes: its canonical cells, each attack spec's Threat, every category's data and every
+    cell's split, loaded and made once here, where they are checked (``sizes_only``: only the split sizes)."""
 
     cells: list[Cell]
     threats: dict[str, Threat]
-    splits: dict[tuple[str, str, str, int], Split]
+    sizes: dict[SplitKey, tuple[int, int, int]]  # reference, calib and eval images
+    data: dict[tuple[str, str], CategoryData]
+    splits: dict[SplitKey, Split]
 
-    def split_of(self, cell: Cell) -> Split:
-        return self.splits[(cell.dataset, cell.category, cell.shots, cell.seed)]
+    def loaded(self, cell: Cell) -> tuple[CategoryData, Split] | None:
+        """The cell's data and split, when this plan made them."""
+        key = (cell.dataset, cell.category, cell.shots, cell.seed)
+        return (self.data[key[:2]], self.splits[key]) if key in self.splits else None
 
 
 def build_cells(request: Request, registry: PluginRegistry) -> list[Cell]:
@@ -160,8 +173,10 @@ def build_cells(request: Request, registry: PluginRegistry) -> list[Cell]:
     return plan(request, registry).cells
 
 
-def plan(request: Request, registry: PluginRegistry) -> Plan:
-    """Validate every name and value, then expand the cross product into canonical cells."""
+def plan(request: Request, registry: PluginRegistry, sizes_only: bool = False) -> Plan:
+    """Validate every name and value, then expand the cross product into canonical cells. ``sizes_only`` (a dry
+    run) counts each split's images instead of drawing them, and so leaves unchecked that calib and eval both
+    hold normal and anomalous images."""
     given = parse_options(request.options, registry)
     resolve = _Resolver(registry, given)
     names = {
@@ -191,8 +206,8 @@ def plan(request: Request, registry: PluginRegistry) -> Plan:
     names["defense"] = [n for spec in defenses if spec != NO_DEFENSE for n in (spec, parse_spec(spec)[0])]
     shots = list(dict.fromkeys(canonical_shots(k) for k in split_list(request.shots, "shots")))
     seeds = _integers(request.seeds, "seeds", 0, MAX_SEED)
-    splits: dict[tuple[str, str, str, int], Split] = {}
-    datasets = _datasets(request, resolve, shots, seeds, splits)
+    made = Plan([], {}, {}, {}, {})
+    datasets = _datasets(request, resolve, shots, seeds, made, sizes_only)
     _check_options_used(given, datasets, names, attacks)
     chunk = default_chunk(request.device) if request.chunk is None else request.chunk
     cells = expand(
@@ -204,8 +219,9 @@ def plan(request: Request, registry: PluginRegistry) -> Plan:
                    precision=request.precision, round_8bit=request.round_8bit, chunk=chunk,
                    flag_fpr=request.flag_fpr, norm=norm, cert_alpha=request.cert_alpha, limit=request.limit),
     )
-    unique = list({cell.key: cell for cell in cells}.values())  # pgd and pgd:10 are one experiment
-    return Plan(unique, attacks, splits)
+    made.cells.extend({cell.key: cell for cell in cells}.values())  # pgd and pgd:10 are one experiment
+    made.threats.update(attacks)
+    return made
 
 
 def _norm(request: Request) -> str:
@@ -357,8 +373,8 @@ def _check_patch_sizes(resolutions: list[int], backbones: list[str], resolve: _R
                                         f"expected an integer >= {patch}")
 
 
-def _datasets(request: Request, resolve: _Resolver, shots: list[str], seeds: list[int],
-              splits: dict[tuple[str, str, str, int], Split]) -> dict[str, dict[str, tuple[str, str]]]:
+def _datasets(request: Request, resolve: _Resolver, shots: list[str], seeds: list[int], into: Plan,
+              sizes_only: bool) -> dict[str, dict[str, tuple[str, str]]]:
     """Each dataset's wanted categories with the digest of their images (read now: a missing category, image or
     mask is one line before any work starts), and every cell's split made once, so that too few training images for
     k and the seed, or too few test images to calibrate, fail now too."""
@@ -382,8 +398,14 @@ def _datasets(request: Request, resolve: _Resolver, shots: list[str], seeds: lis
             data = dataset.call("load", request.data_root, category)
             _check_readable(data)
             for k, seed in product(shots, seeds):
-                splits[(name, category, k, seed)] = make_split(data, parse_shots(k), seed, request.calib_fraction,
-                                                               request.limit)
+                key = (name, category, k, seed)
+                if sizes_only:
+                    into.sizes[key] = split_sizes(data, parse_shots(k), seed, request.calib_fraction, request.limit)
+                    continue
+                split = into.splits[key] = make_split(data, parse_shots(k), seed, request.calib_fraction,
+                                                       request.limit)
+                into.sizes[key] = (len(split.reference), len(split.calib), len(split.eval))
+            into.data[(name, category)] = data
             found[name][category] = _digests(data)
     return found
 

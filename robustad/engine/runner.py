@@ -18,15 +18,14 @@ import pandas as pd
 import torch
 
 from robustad import metrics
-from robustad.components import Component, parse_spec
-from robustad.contracts import Calibrator, Surrogate
+from robustad.components import parse_spec
 from robustad.engine import examples
 from robustad.engine.attacking import AttackOutcome, attack_threat_group, variant
 from robustad.engine.clean import CleanStage, run_clean_stage
+from robustad.engine.fitted import Fitted
 from robustad.engine.flagging import Flags, of_probabilities, reads_images
 from robustad.engine.grid import group_by_threat_prefix
 from robustad.engine.guard import blame, create, require_finite
-from robustad.engine.handles import Handle
 from robustad.engine.progress import Reporter, SilentReporter
 from robustad.engine.rows import (
     FlagValues,
@@ -57,21 +56,6 @@ class CellOutcome:
     def failed(cls, cell: Cell, error: RobustadError) -> CellOutcome:
         cause = error.__cause__
         return cls(cell, error=one_line(error), unexpected=cause is not None and not isinstance(cause, RobustadError))
-
-
-@dataclass
-class Fitted:
-    """A component fitted once per group (a surrogate or a calibrator), or why it could not be."""
-
-    component: Component
-    instance: Surrogate | Calibrator | None = None
-    seconds: float = 0.0
-    failure: RobustadError | None = None
-
-    @property
-    def handle(self) -> Handle:
-        """The fitted instance behind the guarded door (its optional members read with their defaults)."""
-        return Handle(self.component, self.instance)
 
 
 def run_group(cells: list[Cell], settings: RunSettings, registry: PluginRegistry,

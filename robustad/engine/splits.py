@@ -95,6 +95,19 @@ def limit_eval(evaluation: list[Sample], limit: int, seed: int) -> list[Sample]:
     return sorted_by_path(kept)
 
 
+def split_sizes(data: CategoryData, shots: int | None, seed: int, calib_fraction: float = DEFAULT_CALIB_FRACTION,
+                limit: int = 0) -> tuple[int, int, int]:
+    """How many reference, calib and eval images ``make_split`` gives, without drawing them (nor importing
+    sklearn): calib is ``floor(calib_fraction * n)`` as in ``train_test_split``, eval the rest, at most ``limit``."""
+    try:
+        reference = reference_set(data.train, shots, seed)
+    except RobustadError as exc:
+        raise RobustadError(f"{data.dataset}/{data.category}: {exc}") from None
+    calib = int(calib_fraction * len(data.test))
+    evaluation = len(data.test) - calib
+    return len(reference), calib, min(evaluation, limit) if limit else evaluation
+
+
 def make_split(data: CategoryData, shots: int | None, seed: int,
                calib_fraction: float = DEFAULT_CALIB_FRACTION, limit: int = 0) -> Split:
     """The reference, calib, eval and full test lists one cell of ``data`` sees (``limit``: ``limit_eval``)."""
