@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from robustad.declaration import REQUEST_FIELDS, Request
+from robustad.errors import RobustadError
 
 if TYPE_CHECKING:  # imported when called, so that ``import robustad`` in a plugin stays light
     import pandas as pd
@@ -33,21 +34,24 @@ class BenchResult:
     failures: list[tuple[str, str]] = field(default_factory=list)
 
 
-def bench(*, console: Console | None = None, **values: Any) -> BenchResult:
+def bench(*, console: Console | None = None, plugins: list | None = None, **values: Any) -> BenchResult:
     """Run the cross product of the given lists and append one leaderboard row per cell (see ``robustad bench
     --help`` for each argument). Lists are comma strings or Python lists; ``options`` maps ``kind.name.key`` to a
     value (``{"attack.pgd.steps": 20, "attack.worstcase.members": ["noise", "pgd"]}``) or lists ``--opt`` strings.
 
     ``save_examples`` N > 0 stores PNGs of the first N anomalous eval images of every attacked cell in
     ``examples_dir`` (default: ``<out without .csv>-examples`` beside it) for ``robustad site --examples``.
-    A bad name or value raises ``RobustadError`` before any work; failed cells are in ``failures``.
+    ``plugins`` lists classes and modules that are not installed (a detector defined in a notebook): they are
+    registered for this call only, checked like installed plugins, and each row they touch names them in its
+    ``unpackaged`` column. A bad name or value raises ``RobustadError`` before any work; failed cells are in
+    ``failures``.
     """
-    return run(Request.of(values), console)
+    return run(Request.of(values), console, plugins)
 
 
 bench.__signature__ = inspect.Signature(  # type: ignore[attr-defined]  # help() and IDEs see every argument
     [inspect.Parameter(spec.name, inspect.Parameter.KEYWORD_ONLY, default=spec.default) for spec in REQUEST_FIELDS]
-    + [inspect.Parameter("console", inspect.Parameter.KEYWORD_ONLY, default=None)],
+    + [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None) for name in ("console", "plugins")],
     return_annotation=BenchResult)
 
 
@@ -74,26 +78,33 @@ def settings_of(request: Request) -> RunSettings:
     )
 
 
-def run(request: Request, console: Console | None = None) -> BenchResult:
+def run(request: Request, console: Console | None = None, plugins: list | None = None) -> BenchResult:
     """``bench`` for a request already parsed (the command line's, from its flags and config file)."""
     import pandas as pd
     from rich.console import Console
 
     from robustad.engine.bench import check_outputs, run_bench
     from robustad.engine.guard import check_precision
-    from robustad.engine.request import build_cells
+    from robustad.engine.request import plan
     from robustad.plugins import get_registry
     from robustad.results.leaderboard import Leaderboard, read_rows
+    from robustad.unpackaged import with_objects
 
     settings = settings_of(request)
     out = request.out
     check_outputs(out, settings.save_scores, settings.examples_dir if settings.save_examples else None)
     registry = get_registry()
-    cells = build_cells(request, registry)
+    if plugins:
+        if request.executor != "local":
+            raise RobustadError(f"plugins with --executor {request.executor}: its workers load installed plugins "
+                                "only; expected executor='local', or package the plugin")
+        registry = with_objects(registry, plugins)
+    made = plan(request, registry)
+    cells = made.cells
     slow = check_precision(request.precision, request.device)
     if slow:
         warnings.warn(slow, RuntimeWarning, stacklevel=3)
-    result = run_bench(cells, settings, out, registry, console or Console(quiet=True))
+    result = run_bench(made, settings, out, registry, console or Console(quiet=True))
     board = Leaderboard(out)
     wanted = {cell.key if board.holds(cell.key) else cell.legacy_key for cell in cells
               if board.holds(cell.key, cell.legacy_key)}

@@ -21,7 +21,7 @@ from robustad.engine.request import build_cells
 from robustad.engine.settings import RunSettings
 from robustad.errors import RobustadError
 from robustad.plugins import get_registry
-from robustad.results.leaderboard import Leaderboard, LeaderboardWarning, append_row, read_rows, row_text
+from robustad.results.leaderboard import Leaderboard, LeaderboardWarning, read_rows, row_text
 from tests.test_engine_faults import TinyBackboneComponent, UpAttack
 from tests.test_request import folder_dataset
 
@@ -275,7 +275,7 @@ def test_the_row_text_rule_refuses_what_one_csv_field_on_one_line_cannot_hold():
 
 def test_rows_with_other_separators_in_old_files_are_still_read(tmp_path):
     out = tmp_path / "board.csv"
-    append_row(out, {"cell_hash": "a", "data_sha": "x", "timestamp": "2026-12-04T12:00:00+00:00"})
+    Leaderboard(out).append({"cell_hash": "a", "data_sha": "x", "timestamp": "2026-12-04T12:00:00+00:00"})
     with out.open("a", encoding="utf-8") as handle:  # a hand edit put U+2028 and a form feed inside a cell
         handle.write("b" + ",x\u2028y\x0c" * 3 + "," * (len(read_rows(out)[0]) - 4) + "\n")
     keys = [r["cell_hash"] for r in read_rows(out)]
@@ -287,10 +287,10 @@ def test_a_glob_character_in_the_leaderboard_name_spares_other_writers_files(tmp
     for other in others:
         other.write_text("another writer's migration in progress")
     for name in ("*", "[b]*", "?"):
-        assert append_row(tmp_path / name, {"cell_hash": "a", "data_sha": "x"})
+        assert Leaderboard(tmp_path / name).append({"cell_hash": "a", "data_sha": "x"})
     assert all(other.exists() for other in others)
     (tmp_path / ".*.4321.tmp").write_text("left by a killed writer of '*'")
-    append_row(tmp_path / "*", {"cell_hash": "b", "data_sha": "x"})
+    Leaderboard(tmp_path / "*").append({"cell_hash": "b", "data_sha": "x"})
     assert not (tmp_path / ".*.4321.tmp").exists() and all(other.exists() for other in others)
 
 

@@ -18,7 +18,7 @@ from robustad.declaration import Request
 from robustad.engine.executors import pending
 from robustad.engine.request import build_cells
 from robustad.plugins import get_registry
-from robustad.results.leaderboard import COLUMNS, Leaderboard, LeaderboardWarning, append_row, read_rows
+from robustad.results.leaderboard import COLUMNS, Leaderboard, LeaderboardWarning, read_rows
 
 TIMESTAMP = "2026-12-04T12:00:00+00:00"
 REPO = Path(__file__).resolve().parents[1]
@@ -86,7 +86,7 @@ def test_kill_9_during_appends_at_100000_rows_keeps_every_earlier_row(tmp_path):
     with open(out, "rb+") as handle:  # make sure the last row is cut, as a kill inside a write leaves it
         handle.seek(-7, os.SEEK_END)
         handle.truncate()
-    assert append_row(out, row("after"))
+    assert Leaderboard(out).append(row("after"))
     keys = [r["cell_hash"] for r in read_rows(out)]
     assert keys[:100_000] == [f"k{i}" for i in range(100_000)]
     assert keys[-1] == "after" and len(keys) == len(set(keys))
@@ -123,7 +123,7 @@ def test_an_earlier_versions_file_is_migrated_once_with_every_value_kept(tmp_pat
     [first, *_] = read_rows(out)  # read as it is: the column it lacks is empty, the one it adds kept
     assert first["clean_aupro"] == "" and first["old_metric"] == "old_metric-0" and first["seed"] == "seed-0"
     with pytest.warns(LeaderboardWarning, match="migrated"):
-        assert append_row(out, row("new"))
+        assert Leaderboard(out).append(row("new"))
     assert (tmp_path / "board.csv.before-migration").read_bytes() == original
     rows = read_rows(out)
     assert [r["cell_hash"] for r in rows] == ["old0", "old1", "old2", "new"]
@@ -131,7 +131,7 @@ def test_an_earlier_versions_file_is_migrated_once_with_every_value_kept(tmp_pat
         assert all(migrated[c] == f"{c}-{index}" for c in old_header if c != "cell_hash")
     header = next(csv.reader(out.open()))
     assert tuple(header[: len(COLUMNS)]) == COLUMNS and header[len(COLUMNS):] == ["old_metric"]
-    assert append_row(out, row("newer"))  # once: no second migration
+    assert Leaderboard(out).append(row("newer"))  # once: no second migration
     assert not (tmp_path / "board.csv.before-migration.2").exists()
 
 

@@ -29,12 +29,13 @@ from robustad.engine.settings import RunSettings, machine_cores
 from robustad.engine.splits import make_split, parse_shots
 from robustad.kit.images import load_mask, load_rgb
 from robustad.plugins import PluginRegistry
-from robustad.records import NO_DEFENSE, Cell, DetectorOutput, Features, Sample, Split
+from robustad.records import NO_DEFENSE, CategoryData, Cell, DetectorOutput, Features, Sample, Split
 
 if TYPE_CHECKING:
     from PIL import Image
 
 EVAL_CACHE_BYTES = 1 << 30
+Loaded = tuple[CategoryData, Split]  # a category's data and one cell's split of it
 
 
 @dataclass
@@ -162,15 +163,14 @@ def joined(parts: list[tuple[Features, DetectorOutput]]) -> tuple[Features, Dete
 
 
 def run_clean_stage(cell: Cell, settings: RunSettings, registry: PluginRegistry, reporter: Reporter,
-                    keep_features: bool) -> CleanStage:
-    """Split, fit and score for the model prefix of ``cell``."""
+                    keep_features: bool, loaded: Loaded | None = None) -> CleanStage:
+    """Split, fit and score for the model prefix of ``cell``; ``loaded``: its data and split as the plan made
+    them, so that they are not loaded and drawn again."""
     timings: dict[str, float] = {}
     started = time.perf_counter()
     components = {kind: registry.get(kind, parse_spec(spec)[0]) for kind, spec in
                   (("dataset", cell.dataset), ("backbone", cell.backbone), ("detector", cell.detector))}
-    dataset = Handle.create(components["dataset"], **cell.component_options("dataset", cell.dataset))
-    data = dataset.call("load", settings.data_root, cell.category)
-    split = make_split(data, parse_shots(cell.shots), cell.seed, cell.calib_fraction, cell.limit)
+    data, split = loaded or load(cell, settings, components["dataset"])
     timings["t_split_s"] = time.perf_counter() - started
 
     started = time.perf_counter()
@@ -203,6 +203,13 @@ def run_clean_stage(cell: Cell, settings: RunSettings, registry: PluginRegistry,
         stage.eval_truth = _ground_truth(split.eval, stage.eval)
     stage.timings = timings
     return stage
+
+
+def load(cell: Cell, settings: RunSettings, dataset: Component) -> Loaded:
+    """A cell's category and split, loaded and drawn (where no plan made them: a Ray worker, a test)."""
+    handle = Handle.create(dataset, **cell.component_options("dataset", cell.dataset))
+    data = handle.call("load", settings.data_root, cell.category)
+    return data, make_split(data, parse_shots(cell.shots), cell.seed, cell.calib_fraction, cell.limit)
 
 
 def decoding_ahead(settings: RunSettings) -> int:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from robustad.engine.grid import describe, group_by_model_prefix
 from robustad.engine.progress import Reporter
+from robustad.engine.request import Plan
 from robustad.engine.runner import CellOutcome, run_group
 from robustad.engine.settings import RunSettings
 from robustad.errors import RobustadError, one_line
@@ -75,8 +76,9 @@ def torch_threads(count: int) -> Iterator[None]:
 
 
 def run_local(cells: list[Cell], settings: RunSettings, out: Path, registry: PluginRegistry, reporter: Reporter,
-              on_row: Callable[[Cell, dict], None]) -> GridResult:
-    """In-process executor: prefix group after prefix group, each row appended as its cell finishes."""
+              on_row: Callable[[Cell, dict], None], plan: Plan | None = None) -> GridResult:
+    """In-process executor: prefix group after prefix group, each row appended as its cell finishes; the groups
+    take their data and splits from ``plan`` when given."""
     board = Leaderboard(out)
     todo, skipped = pending(cells, board)
     result = GridResult(skipped=skipped)
@@ -84,7 +86,8 @@ def run_local(cells: list[Cell], settings: RunSettings, out: Path, registry: Plu
         for group in group_by_model_prefix(todo):
             landed: set[str] = set()
             try:
-                for outcome in run_group(group, settings, registry, reporter):
+                loaded = None if plan is None else plan.loaded(group[0])
+                for outcome in run_group(group, settings, registry, reporter, loaded):
                     result.land(board, outcome, on_row)
                     landed.add(outcome.cell.key)
             except BaseException as error:  # a bug in a plugin or in robustad: this group fails, the others run

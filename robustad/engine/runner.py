@@ -21,7 +21,7 @@ from robustad import metrics
 from robustad.components import parse_spec
 from robustad.engine import examples
 from robustad.engine.attacking import AttackOutcome, attack_threat_group, variant
-from robustad.engine.clean import CleanStage, run_clean_stage
+from robustad.engine.clean import CleanStage, Loaded, run_clean_stage
 from robustad.engine.fitted import Fitted
 from robustad.engine.flagging import Flags, of_probabilities, reads_images
 from robustad.engine.grid import group_by_threat_prefix
@@ -40,6 +40,7 @@ from robustad.errors import RobustadError, one_line
 from robustad.kit.threat import parse_eps
 from robustad.plugins import PluginRegistry
 from robustad.records import NO_ATTACK, NO_SURROGATE, Cell, Features
+from robustad.unpackaged import unpackaged_in
 
 
 @dataclass
@@ -59,12 +60,13 @@ class CellOutcome:
 
 
 def run_group(cells: list[Cell], settings: RunSettings, registry: PluginRegistry,
-              reporter: Reporter | None = None) -> Iterator[CellOutcome]:
-    """Yield an outcome for every cell of one model prefix, each as soon as it is finished."""
+              reporter: Reporter | None = None, loaded: Loaded | None = None) -> Iterator[CellOutcome]:
+    """Yield an outcome for every cell of one model prefix, each as soon as it is finished (``loaded``: the
+    group's data and split, when the plan made them)."""
     reporter = reporter or SilentReporter()
     try:
         stage = run_clean_stage(cells[0], settings, registry, reporter,
-                                keep_features=any(c.surrogate != NO_SURROGATE for c in cells))
+                                keep_features=any(c.surrogate != NO_SURROGATE for c in cells), loaded=loaded)
     except RobustadError as error:
         yield from (CellOutcome.failed(cell, error) for cell in cells)
         return
@@ -206,7 +208,8 @@ class _Group:
             _save_scores(self.settings.save_scores / f"{cell.key}.csv", stage, calib_probs, clean_probs,
                          adv_scores, adv_probs, flag)
         row.update(t_pixel_s=pixel_seconds, t_calib_metrics_s=time.perf_counter() - started)
-        row.update(provenance(self.settings.device, torch.get_num_threads()))
+        row.update(provenance(self.settings.device, torch.get_num_threads()),
+                   unpackaged=unpackaged_in(cell, self.registry))
         return row
 
     def _flag_values(self, cell: Cell, attacked: AttackOutcome | None,
