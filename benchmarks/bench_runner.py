@@ -41,9 +41,9 @@ def main() -> None:
     args = parser.parse_args()
     registry = get_registry()
     request = Request(noise_control=False, dataset="demo", data_root=None, category="all", shots="1", seeds=args.seeds,
-                           backbone="efficientnet_lite0", weights="", resolution=args.resolution,
-                           detector="anomalydino", surrogate="linear,score", attack="fgsm,pgd", eps=args.eps,
-                           calib="platt,isotonic,temperature,none", calib_fraction=0.3, options=[])
+                      backbone="efficientnet_lite0", weights="", resolution=args.resolution,
+                      detector="anomalydino", surrogate="linear,score", attack="fgsm,pgd", eps=args.eps,
+                      calib="platt,isotonic,temperature,none", calib_fraction=0.3, options=[])
     cells = build_cells(request, registry)
     with tempfile.TemporaryDirectory() as folder:
         started = time.perf_counter()

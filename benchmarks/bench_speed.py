@@ -106,9 +106,9 @@ def clean_stage_seconds(root: Path, ahead: int, threads: int) -> float:
     from robustad.engine.settings import RunSettings
 
     request = Request(noise_control=False, dataset="mvtec", data_root=root, category="bottle", shots="1", seeds="0",
-                           backbone="efficientnet_lite0", weights="", resolution="224", detector="anomalydino",
-                           surrogate="score", attack="none", eps="8/255", calib="none", calib_fraction=0.3,
-                           options=[])
+                      backbone="efficientnet_lite0", weights="", resolution="224", detector="anomalydino",
+                      surrogate="score", attack="none", eps="8/255", calib="none", calib_fraction=0.3,
+                      options=[])
     [cell] = build_cells(request, get_registry())
     settings = RunSettings(data_root=root, threads=threads, pixel_metrics=False)
     chosen, before = clean.decoding_ahead, torch.get_num_threads()

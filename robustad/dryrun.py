@@ -19,7 +19,7 @@ from robustad.results.leaderboard import Leaderboard
 def print_plan(request: Request) -> None:
     """The cells of ``request`` by group, each marked done or to do, and the passes the pending ones need."""
     found = plan(request, get_registry(), sizes_only=True)
-    keys = {id(cell): cell.key for cell in found.cells}  # a key is a hash of every field: made once here
+    keys = {id(cell): key for cell, key in zip(found.cells, found.keys)}
     board = Leaderboard(request.out) if request.out.exists() else None
     done = set() if board is None else {keys[id(c)] for c in found.cells if board.holds(keys[id(c)], c.legacy_key)}
     groups = group_by_model_prefix(found.cells)

@@ -37,10 +37,10 @@ def registry():
 def request_of(tmp_path):
     root = folder_dataset(tmp_path / "data")
     return Request(noise_control=False, dataset="folder", data_root=root, category="part", shots="1", seeds="0",
-                        backbone="tiny_ok", weights="", resolution="32", detector="anomalydino",
-                        surrogate="score", attack="none", eps="0.5", calib="platt", calib_fraction=0.3,
-                        options=[f"defense.smoothing.samples={SAMPLES}", f"defense.smoothing.sigma={SIGMA}"],
-                        defense="smoothing", cert_radius="0.25,0.5,0.25")
+                   backbone="tiny_ok", weights="", resolution="32", detector="anomalydino",
+                   surrogate="score", attack="none", eps="0.5", calib="platt", calib_fraction=0.3,
+                   options=[f"defense.smoothing.samples={SAMPLES}", f"defense.smoothing.sigma={SIGMA}"],
+                   defense="smoothing", cert_radius="0.25,0.5,0.25")
 
 
 def brute_force_auroc(draws: np.ndarray, labels: np.ndarray, radius: float, alpha: float) -> float:

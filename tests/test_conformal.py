@@ -104,9 +104,9 @@ def test_row_rates_match_the_saved_scores(tmp_path):
     if not registry.pm.has_plugin("counting"):
         registry.add(CountingPlugin(), "counting")
     request = Request(noise_control=False, dataset="demo", data_root=None, category="disc", shots="1", seeds="0",
-                           backbone="counting", weights="", resolution="32", detector="anomalydino",
-                           surrogate="score", attack="fgsm", eps="8/255", calib="conformal:0.2,platt",
-                           calib_fraction=0.3, options=[])
+                      backbone="counting", weights="", resolution="32", detector="anomalydino",
+                      surrogate="score", attack="fgsm", eps="8/255", calib="conformal:0.2,platt",
+                      calib_fraction=0.3, options=[])
     result = run_local(build_cells(request, registry),
                        RunSettings(pixel_metrics=False, resamples=100, save_scores=tmp_path / "scores"),
                        tmp_path / "board.csv", registry, SilentReporter(), lambda cell, row: None)

@@ -19,9 +19,9 @@ def caught(calibrators: str, tmp_path) -> list[str]:
     """The warnings of a small demo run (clean only, at 112 px) with these calibrators."""
     registry = get_registry()
     request = Request(noise_control=False, dataset="demo", data_root=None, category="disc", shots="1", seeds="0",
-                           backbone="efficientnet_lite0", weights="", resolution="112", detector="anomalydino",
-                           surrogate="score", attack="none", eps="8/255", calib=calibrators,
-                           calib_fraction=0.3, options=[])
+                      backbone="efficientnet_lite0", weights="", resolution="112", detector="anomalydino",
+                      surrogate="score", attack="none", eps="8/255", calib=calibrators,
+                      calib_fraction=0.3, options=[])
     with warnings.catch_warnings(record=True) as seen:
         warnings.simplefilter("always")
         run_local(build_cells(request, registry), RunSettings(pixel_metrics=False, resamples=0),

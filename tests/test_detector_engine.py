@@ -25,9 +25,9 @@ def test_worst_case_of_every_attack_and_every_calibrator_run_on_the_detector(tmp
             registry.add(plugin(), name)
     options = [option for option in QUICK if not option.startswith("detector.") or detector in option]
     request = Request(noise_control=False, dataset="demo", data_root=None, category="weave", shots="1", seeds="0",
-                           backbone=BACKBONES[detector], weights="", resolution="32", detector=detector,
-                           surrogate="score", attack="worstcase", eps="8/255",
-                           calib="platt,isotonic,temperature,none", calib_fraction=0.3, options=options)
+                      backbone=BACKBONES[detector], weights="", resolution="32", detector=detector,
+                      surrogate="score", attack="worstcase", eps="8/255",
+                      calib="platt,isotonic,temperature,none", calib_fraction=0.3, options=options)
     result = run_local(build_cells(request, registry), RunSettings(pixel_metrics=True), tmp_path / "board.csv",
                        registry, SilentReporter(), lambda cell, row: None)
     assert sorted(row["calibrator"] for row in result.written) == ["isotonic", "none", "platt", "temperature"]

@@ -237,9 +237,9 @@ def test_engine_gives_patchcore_its_seed_and_layers_and_attacks_it_white_box(tmp
     if not registry.pm.has_plugin("tiny_stages"):
         registry.add(StagesPlugin(), "tiny_stages")
     request = Request(noise_control=False, dataset="demo", data_root=None, category="weave", shots="1", seeds="1",
-                           backbone="tiny_stages", weights="", resolution="32", detector="patchcore",
-                           surrogate="score", attack="pgd", eps="8/255", calib="platt",
-                           calib_fraction=0.3, options=["detector.patchcore.coreset_ratio=0.5"])
+                      backbone="tiny_stages", weights="", resolution="32", detector="patchcore",
+                      surrogate="score", attack="pgd", eps="8/255", calib="platt",
+                      calib_fraction=0.3, options=["detector.patchcore.coreset_ratio=0.5"])
     cells = build_cells(request, registry)
     seen = []
     original = PatchCore.fit

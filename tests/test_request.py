@@ -39,9 +39,9 @@ def folder_dataset(root):
 
 
 REQUEST = Request(noise_control=False, dataset="folder", data_root=None, category="part", shots="1", seeds="0",
-                       backbone="efficientnet_lite0", weights="", resolution="32", detector="anomalydino",
-                       surrogate="linear", attack="fgsm", eps="2/255", calib="platt", calib_fraction=0.3,
-                       options=[])
+                  backbone="efficientnet_lite0", weights="", resolution="32", detector="anomalydino",
+                  surrogate="linear", attack="fgsm", eps="2/255", calib="platt", calib_fraction=0.3,
+                  options=[])
 
 
 def cells(request: Request, **changes):

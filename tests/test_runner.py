@@ -151,9 +151,9 @@ def test_clean_features_are_computed_once_per_image_per_prefix(tmp_path, monkeyp
     if not registry.pm.has_plugin("counting"):
         registry.add(CountingPlugin(), "counting")
     request = Request(noise_control=False, dataset="demo", data_root=None, category="disc", shots="1", seeds="0",
-                           backbone="counting", weights="", resolution="32", detector="anomalydino",
-                           surrogate="score", attack="fgsm,pgd", eps="2/255,8/255",
-                           calib="platt,isotonic,none", calib_fraction=0.3, options=[])
+                      backbone="counting", weights="", resolution="32", detector="anomalydino",
+                      surrogate="score", attack="fgsm,pgd", eps="2/255,8/255",
+                      calib="platt,isotonic,none", calib_fraction=0.3, options=[])
     cells = build_cells(request, registry)
     assert len(cells) == 2 * 2 * 3
     CountingBackbone.seen.update(no_grad=0, grad=0)
@@ -214,9 +214,9 @@ def test_attack_none_gives_clean_only_rows_with_empty_adversarial_columns(tmp_pa
     if not registry.pm.has_plugin("counting"):
         registry.add(CountingPlugin(), "counting")
     request = Request(noise_control=False, dataset="demo", data_root=None, category="weave", shots="1", seeds="0",
-                           backbone="counting", weights="", resolution="32", detector="anomalydino",
-                           surrogate="score", attack="none", eps="8/255", calib="platt,none",
-                           calib_fraction=0.3, options=[])
+                      backbone="counting", weights="", resolution="32", detector="anomalydino",
+                      surrogate="score", attack="none", eps="8/255", calib="platt,none",
+                      calib_fraction=0.3, options=[])
     cells = build_cells(request, registry)
     assert [(c.surrogate, c.eps) for c in cells] == [("none", ""), ("none", "")]
     CountingBackbone.seen.update(no_grad=0, grad=0)
@@ -233,9 +233,9 @@ def test_pixel_metrics_are_filled_for_clean_and_adversarial_eval_images(tmp_path
     if not registry.pm.has_plugin("counting"):
         registry.add(CountingPlugin(), "counting")
     request = Request(noise_control=False, dataset="demo", data_root=None, category="disc", shots="1", seeds="0",
-                           backbone="counting", weights="", resolution="32", detector="anomalydino",
-                           surrogate="score", attack="fgsm", eps="8/255", calib="none",
-                           calib_fraction=0.3, options=[])
+                      backbone="counting", weights="", resolution="32", detector="anomalydino",
+                      surrogate="score", attack="fgsm", eps="8/255", calib="none",
+                      calib_fraction=0.3, options=[])
     result = run_local(build_cells(request, registry), RunSettings(), tmp_path / "board.csv", registry,
                        SilentReporter(), lambda cell, row: None)
     [row] = result.written
@@ -267,9 +267,9 @@ def test_adversarial_pixel_metrics_belong_to_their_own_eps(tmp_path, monkeypatch
 
     def pixel_metrics(eps: str, out: str) -> dict[str, tuple[str, str]]:
         request = Request(noise_control=False, dataset="demo", data_root=None, category="disc", shots="1", seeds="0",
-                               backbone="efficientnet_lite0", weights="", resolution="64", detector="anomalydino",
-                               surrogate="score", attack="fgsm", eps=eps, calib="none", calib_fraction=0.3,
-                               options=[])
+                          backbone="efficientnet_lite0", weights="", resolution="64", detector="anomalydino",
+                          surrogate="score", attack="fgsm", eps=eps, calib="none", calib_fraction=0.3,
+                          options=[])
         result = run_local(build_cells(request, registry), RunSettings(resamples=0, threads=1), tmp_path / out,
                            registry, SilentReporter(), lambda cell, row: None)
         return {row["eps"]: (row["adv_pixel_auroc"], row["adv_aupro"]) for row in result.written

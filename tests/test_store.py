@@ -160,15 +160,15 @@ def test_images_replaced_by_others_of_the_same_size_change_the_key(tmp_path):
     from tests.test_request import REQUEST, folder_dataset
 
     data = folder_dataset(tmp_path / "data")
-    [before] = build_cells(Request(noise_control=False, **{**REQUEST.__dict__, "data_root": data}), get_registry())
+    [before] = build_cells(Request(**{**REQUEST.__dict__, "data_root": data}), get_registry())
     image = data / "part" / "test" / "good" / "000.png"
     replacement = data / "part" / "test" / "good" / "001.png"
     if image.stat().st_size != replacement.stat().st_size:  # same-size content is the point: pad both
         size = max(image.stat().st_size, replacement.stat().st_size)
         for path in (image, replacement):
             path.write_bytes(path.read_bytes().ljust(size, b"\0"))
-        [before] = build_cells(Request(noise_control=False, **{**REQUEST.__dict__, "data_root": data}), get_registry())
+        [before] = build_cells(Request(**{**REQUEST.__dict__, "data_root": data}), get_registry())
     image.write_bytes(replacement.read_bytes())
-    [after] = build_cells(Request(noise_control=False, **{**REQUEST.__dict__, "data_root": data}), get_registry())
+    [after] = build_cells(Request(**{**REQUEST.__dict__, "data_root": data}), get_registry())
     assert after.data_id == before.data_id  # names and sizes alike ...
     assert after.data_sha != before.data_sha and after.key != before.key  # ... and still another experiment

@@ -178,9 +178,9 @@ def test_engine_attacks_subspacead_through_either_surrogate(tmp_path, surrogate)
     if not registry.pm.has_plugin("tiny_blocks"):
         registry.add(BlocksPlugin(), "tiny_blocks")
     request = Request(noise_control=False, dataset="demo", data_root=None, category="weave", shots="1", seeds="0",
-                           backbone="tiny_blocks", weights="", resolution="32", detector="subspacead",
-                           surrogate=surrogate, attack="fgsm", eps="8/255", calib="platt",
-                           calib_fraction=0.3, options=["detector.subspacead.augmentations=2"])
+                      backbone="tiny_blocks", weights="", resolution="32", detector="subspacead",
+                      surrogate=surrogate, attack="fgsm", eps="8/255", calib="platt",
+                      calib_fraction=0.3, options=["detector.subspacead.augmentations=2"])
     result = run_local(build_cells(request, registry), RunSettings(pixel_metrics=False), tmp_path / "board.csv",
                        registry, SilentReporter(), lambda cell, row: None)
     [row] = result.written

@@ -105,15 +105,15 @@ class _Resolver:
     def __init__(self, registry: PluginRegistry, given: dict[tuple[str, str], dict]) -> None:
         self.registry = registry
         self.given = given
-        self.resolved: dict[tuple[str, str], str] = {}  # a grid asks for each spec once per cell
+        self.resolved: dict[tuple[str, str], dict] = {}  # a grid asks for each spec once per cell
 
     def component(self, kind: str, spec: str) -> Component:
         return self.registry.get(kind, parse_spec(spec)[0])
 
     def __call__(self, kind: str, spec: str) -> dict:
-        if (kind, spec) not in self.resolved:
-            self.resolved[(kind, spec)] = json.dumps(self._options(kind, spec), default=str)
-        return json.loads(self.resolved[(kind, spec)])  # what the cell records is what the cell gets
+        if (kind, spec) not in self.resolved:  # what the cell records is what the cell gets: JSON's values
+            self.resolved[(kind, spec)] = json.loads(json.dumps(self._options(kind, spec), default=str))
+        return self.resolved[(kind, spec)]  # shared: callers read it, never change it
 
     def _options(self, kind: str, spec: str) -> dict[str, Any]:
         name, argument = parse_spec(spec)
@@ -157,6 +157,7 @@ class Plan:
     cell's split, loaded and made once here, where they are checked (``sizes_only``: only the split sizes)."""
 
     cells: list[Cell]
+    keys: list[str]  # the cells' keys, in order: each a hash of every field, computed once
     threats: dict[str, Threat]
     sizes: dict[SplitKey, tuple[int, int, int]]  # reference, calib and eval images
     data: dict[tuple[str, str], CategoryData]
@@ -206,7 +207,7 @@ def plan(request: Request, registry: PluginRegistry, sizes_only: bool = False) -
     names["defense"] = [n for spec in defenses if spec != NO_DEFENSE for n in (spec, parse_spec(spec)[0])]
     shots = list(dict.fromkeys(canonical_shots(k) for k in split_list(request.shots, "shots")))
     seeds = _integers(request.seeds, "seeds", 0, MAX_SEED)
-    made = Plan([], {}, {}, {}, {})
+    made = Plan([], [], {}, {}, {}, {})
     datasets = _datasets(request, resolve, shots, seeds, made, sizes_only)
     _check_options_used(given, datasets, names, attacks)
     chunk = default_chunk(request.device) if request.chunk is None else request.chunk
@@ -219,7 +220,9 @@ def plan(request: Request, registry: PluginRegistry, sizes_only: bool = False) -
                    precision=request.precision, round_8bit=request.round_8bit, chunk=chunk,
                    flag_fpr=request.flag_fpr, norm=norm, cert_alpha=request.cert_alpha, limit=request.limit),
     )
-    made.cells.extend({cell.key: cell for cell in cells}.values())  # pgd and pgd:10 are one experiment
+    unique = {cell.key: cell for cell in cells}  # pgd and pgd:10 are one experiment
+    made.cells.extend(unique.values())
+    made.keys.extend(unique)
     made.threats.update(attacks)
     return made
 

@@ -18,14 +18,14 @@ import pandas as pd
 import torch
 
 from robustad import metrics
-from robustad.components import parse_spec
 from robustad.engine import examples
 from robustad.engine.attacking import AttackOutcome, attack_threat_group, variant
 from robustad.engine.clean import CleanStage, Loaded, run_clean_stage
+from robustad.engine.factory import Factory
 from robustad.engine.fitted import Fitted
 from robustad.engine.flagging import Flags, of_probabilities, reads_images
 from robustad.engine.grid import group_by_threat_prefix
-from robustad.engine.guard import blame, create, require_finite
+from robustad.engine.guard import blame, require_finite
 from robustad.engine.progress import Reporter, SilentReporter
 from robustad.engine.rows import (
     FlagValues,
@@ -88,7 +88,8 @@ class _Group:
         self.surrogates: dict[tuple, Fitted] = {}
         self.calibrators: dict[tuple, Fitted] = {}
         self.pixels: dict[tuple, tuple[dict, float]] = {}  # by attack prefix: adversarial maps differ by eps
-        self.flags = Flags(stage, registry, settings.batch_size)
+        self.factory = Factory(registry)
+        self.flags = Flags(stage, self.factory, settings.batch_size)
         self.clean_pixels = self._pixel_metrics("clean", [s.distances for s in stage.eval])
 
     def attack(self, cells: list[Cell]) -> dict[str, AttackOutcome] | RobustadError:
@@ -100,7 +101,7 @@ class _Group:
                 return surrogate.failure
         keep = frozenset(examples.chosen(self.stage, self.settings.save_examples))
         try:
-            return attack_threat_group(cells, self.stage, surrogate, self.registry, self.settings.batch_size,
+            return attack_threat_group(cells, self.stage, surrogate, self.factory, self.settings.batch_size,
                                        self.reporter, self.flags, keep)
         except RobustadError as error:
             return error
@@ -135,13 +136,13 @@ class _Group:
         """The cell's component of ``kind``, created with its options and fitted on calib once per spec and options
         (or the one-line reason it failed), with the seconds that took."""
         spec = getattr(cell, kind)
-        key = (spec, cell.options_of(kind))
+        key = self.factory.key(cell, kind, spec)
         if key not in cache:
-            component = self.registry.get(kind, parse_spec(spec)[0])
+            component = self.factory.component(kind, spec)
             fitted = Fitted(component)
             started = time.perf_counter()
             try:
-                fitted.instance = create(component, **cell.component_options(kind, spec))
+                fitted.instance = self.factory.build(cell, kind, spec).instance
                 with blame(component):
                     fit(fitted.instance)
             except RobustadError as error:
