@@ -15,10 +15,11 @@ from pathlib import Path
 
 import torch
 
+from robustad.declaration import Request
 from robustad.engine.attacking import ChunkedLogits, ZeroGradients, same_model
 from robustad.engine.clean import run_clean_stage
 from robustad.engine.progress import SilentReporter
-from robustad.engine.request import BenchRequest, build_cells
+from robustad.engine.request import build_cells
 from robustad.engine.settings import RunSettings
 from robustad.plugins import get_registry
 
@@ -28,12 +29,12 @@ IMAGES = 8
 REPEATS = 3
 
 
-def request(defense: str, root: Path | None) -> BenchRequest:
-    return BenchRequest(
-        datasets="mvtec" if root else "demo", data_root=root, categories="bottle" if root else "weave", shots="1",
-        seeds="0", backbones="efficientnet_lite0", weights="", resolutions="224", detectors="anomalydino",
-        surrogates="score", attacks="fgsm", eps="8/255", calibrators="platt", calib_fraction=0.3, options=[],
-        defenses=defense)
+def request(defense: str, root: Path | None) -> Request:
+    return Request(noise_control=False,
+        dataset="mvtec" if root else "demo", data_root=root, category="bottle" if root else "weave", shots="1",
+        seeds="0", backbone="efficientnet_lite0", weights="", resolution="224", detector="anomalydino",
+        surrogate="score", attack="fgsm", eps="8/255", calib="platt", calib_fraction=0.3, options=[],
+        defense=defense)
 
 
 def best_of(action, repeats: int = REPEATS) -> float:

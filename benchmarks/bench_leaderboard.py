@@ -14,8 +14,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from robustad.declaration import Request
 from robustad.engine.executors import pending
-from robustad.engine.request import BenchRequest, build_cells
+from robustad.engine.request import build_cells
 from robustad.engine.rows import cell_columns
 from robustad.plugins import get_registry
 from robustad.results.leaderboard import COLUMNS, Leaderboard, read_rows
@@ -59,11 +60,11 @@ def append_cost(folder: Path, count: int, row: dict) -> tuple[float, float, floa
 def grid_bookkeeping(folder: Path, row: dict) -> tuple[int, dict[str, float]]:
     """A 19,872-cell grid on the demo set (2 categories x 3 shots x 23 seeds x 36 threats x 4 calibrators; the
     threats: the noise control at 4 eps, 4 attacks x 4 eps x 2 surrogates), timed stage by stage, no model work."""
-    request = BenchRequest(
-        datasets="demo", data_root=None, categories="all", shots="1,2,3", seeds=",".join(map(str, range(23))),
-        backbones="efficientnet_lite0", weights="", resolutions="224", detectors="anomalydino",
-        surrogates="linear,score", attacks="noise,fgsm,pgd,apgd,square", eps="1/255,2/255,4/255,8/255",
-        calibrators="platt,isotonic,temperature,none", calib_fraction=0.3, options=[])
+    request = Request(noise_control=False,
+        dataset="demo", data_root=None, category="all", shots="1,2,3", seeds=",".join(map(str, range(23))),
+        backbone="efficientnet_lite0", weights="", resolution="224", detector="anomalydino",
+        surrogate="linear,score", attack="noise,fgsm,pgd,apgd,square", eps="1/255,2/255,4/255,8/255",
+        calib="platt,isotonic,temperature,none", calib_fraction=0.3, options=[])
     seconds = {}
     started = time.perf_counter()
     cells = build_cells(request, get_registry())

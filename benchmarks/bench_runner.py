@@ -19,9 +19,10 @@ from pathlib import Path
 
 import torch
 
+from robustad.declaration import Request
 from robustad.engine.executors import run_local
 from robustad.engine.progress import SilentReporter
-from robustad.engine.request import BenchRequest, build_cells
+from robustad.engine.request import build_cells
 from robustad.engine.settings import RunSettings
 from robustad.plugins import get_registry
 
@@ -39,10 +40,10 @@ def main() -> None:
     parser.add_argument("--resolution", default="224")
     args = parser.parse_args()
     registry = get_registry()
-    request = BenchRequest(datasets="demo", data_root=None, categories="all", shots="1", seeds=args.seeds,
-                           backbones="efficientnet_lite0", weights="", resolutions=args.resolution,
-                           detectors="anomalydino", surrogates="linear,score", attacks="fgsm,pgd", eps=args.eps,
-                           calibrators="platt,isotonic,temperature,none", calib_fraction=0.3, options=[])
+    request = Request(noise_control=False, dataset="demo", data_root=None, category="all", shots="1", seeds=args.seeds,
+                      backbone="efficientnet_lite0", weights="", resolution=args.resolution,
+                      detector="anomalydino", surrogate="linear,score", attack="fgsm,pgd", eps=args.eps,
+                      calib="platt,isotonic,temperature,none", calib_fraction=0.3, options=[])
     cells = build_cells(request, registry)
     with tempfile.TemporaryDirectory() as folder:
         started = time.perf_counter()

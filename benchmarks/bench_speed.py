@@ -100,14 +100,15 @@ def clean_stage_seconds(root: Path, ahead: int, threads: int) -> float:
     """Seconds of the clean stage of bottle, efficientnet_lite0 at 224 px, decoding ``ahead`` images ahead (0:
     inline) with torch on ``threads`` threads."""
     import robustad.engine.clean as clean
+    from robustad.declaration import Request
     from robustad.engine.progress import SilentReporter
-    from robustad.engine.request import BenchRequest, build_cells
+    from robustad.engine.request import build_cells
     from robustad.engine.settings import RunSettings
 
-    request = BenchRequest(datasets="mvtec", data_root=root, categories="bottle", shots="1", seeds="0",
-                           backbones="efficientnet_lite0", weights="", resolutions="224", detectors="anomalydino",
-                           surrogates="score", attacks="none", eps="8/255", calibrators="none", calib_fraction=0.3,
-                           options=[])
+    request = Request(noise_control=False, dataset="mvtec", data_root=root, category="bottle", shots="1", seeds="0",
+                      backbone="efficientnet_lite0", weights="", resolution="224", detector="anomalydino",
+                      surrogate="score", attack="none", eps="8/255", calib="none", calib_fraction=0.3,
+                      options=[])
     [cell] = build_cells(request, get_registry())
     settings = RunSettings(data_root=root, threads=threads, pixel_metrics=False)
     chosen, before = clean.decoding_ahead, torch.get_num_threads()

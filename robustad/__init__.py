@@ -6,8 +6,6 @@ dataset layouts, weights files, the threat model, backbone checks) and ``robusta
 metrics). Everything else is internal and may change between versions.
 """
 
-from importlib.metadata import PackageNotFoundError, version
-
 from robustad.api import BenchResult, bench
 from robustad.components import parse_spec
 from robustad.contracts import (
@@ -28,11 +26,7 @@ from robustad.contracts import (
 from robustad.errors import RobustadError
 from robustad.hookspecs import hookimpl
 from robustad.records import CategoryData, DetectorOutput, Features, Sample
-
-try:
-    __version__ = version("robustad")
-except PackageNotFoundError:  # running from a source tree that is not installed
-    __version__ = "0.0.0+unknown"
+from robustad.version import __version__
 
 __all__ = [
     "hookimpl", "RobustadError",

@@ -2,22 +2,28 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import sys
 import warnings
+from collections.abc import Callable
 from pathlib import Path
+from typing import Optional
 
 import typer
 from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
-from typer._click.exceptions import BadParameter, ClickException, NoArgsIsHelpError  # typer vendors click
+from typer._click.core import ParameterSource  # typer vendors click
+from typer._click.exceptions import BadParameter, ClickException, NoArgsIsHelpError
 
-from robustad import __version__, interrupts
+from robustad import interrupts
 from robustad.components import KINDS
+from robustad.declaration import GRID, REQUEST_FIELDS, RUN, Request, flag_of
 from robustad.errors import RobustadError, one_line
 from robustad.plugins import get_registry
+from robustad.version import __version__
 
 app = typer.Typer(
     add_completion=False,
@@ -67,82 +73,61 @@ def plugins(as_json: bool = typer.Option(False, "--json", help="Machine-readable
     console.print(table)
 
 
-@app.command()
-def bench(
-    dataset: str = typer.Option("demo", help="Dataset plugin(s), comma-separated."),
-    data_root: Path = typer.Option(None, help="Dataset root folder (the demo set needs none)."),
-    category: str = typer.Option("all", help="Categories, comma-separated, or 'all' present under the root."),
-    shots: str = typer.Option("1", help="Reference images k, comma-separated; 'all' = full-shot."),
-    seeds: str = typer.Option("0", help="Seeds, comma-separated (the protocol's full grid uses 0,1,2)."),
-    backbone: str = typer.Option("efficientnet_lite0", help="Backbone plugin(s), comma-separated."),
-    weights: str = typer.Option("", help="Weights file for the backbone (default: its own source)."),
-    resolution: str = typer.Option("224", help="Shorter-edge resolution(s); AnomalyDINO uses 448."),
-    detector: str = typer.Option("anomalydino", help="Detector plugin(s), comma-separated."),
-    surrogate: str = typer.Option("linear,score", help="Surrogate plugin(s), comma-separated."),
-    attack: str = typer.Option("fgsm,pgd", help="Attack plugin(s), e.g. fgsm,pgd:20,apgd,square,worstcase or none."),
-    noise_control: bool = typer.Option(True, help="Add the noise control (attack 'noise') to every attack grid."),
-    eps: str = typer.Option("2/255,8/255", help="Budgets in [0,1] pixel units of the --norm ball, e.g. 1/255,2/255 "
-                                                "(L-inf) or 0.25,0.5 (L2)."),
-    norm: str = typer.Option("linf", help="Threat model of the attacks: linf, or l2 (eps the L2 norm of the "
-                                          "perturbation of the [0,1] resized image)."),
-    cert_radius: str = typer.Option("", help="L2 radii at which to certify a median-smoothing defense, e.g. "
-                                             "0.25,0.5,1.0: one clean-only row per radius with cert_auroc."),
-    cert_alpha: float = typer.Option(0.001, help="Probability that a certified bound fails, per bound and image."),
-    calib: str = typer.Option("platt,isotonic,temperature:platt,none",
-                              help="Calibrator plugin(s), comma-separated (temperature:platt: T fitted on Platt's "
-                                   "smoothed targets, finite on separable calib scores)."),
-    calib_fraction: float = typer.Option(0.3, help="Share of the test split used for calibration."),
-    opt: list[str] = typer.Option([], help="Plugin option kind.name.key=value (repeatable)."),
-    precision: str = typer.Option("fp32", help="fp32, bf16 (autocast; kNN stays fp32) or fp16 (GPU only)."),
-    round_8bit: bool = typer.Option(False, help="Round adversarial images to the 8-bit grid before scoring."),
-    defense: str = typer.Option("none", help="Defense plugin(s) in front of the backbone, e.g. jpeg,smoothing."),
-    bpda: str = typer.Option("auto", help="Gradients through a non-differentiable defense: auto (identity), "
-                                         "identity, or off (the naive attacker)."),
-    eot: int = typer.Option(None, help="EOT draws per gradient step through a randomized defense [default: 8]."),
-    chunk: int = typer.Option(None, help="Images per model call, consecutive in sample order; part of the cell "
-                                         "(batched kernels change the last bits) [default: 1 on cpu, 16 on cuda]."),
-    flag: str = typer.Option("entropy", help="Attack flag(s), comma-separated: entropy, squeeze, consistency; "
-                                            "one row per flag."),
-    flag_fpr: float = typer.Option(0.05, help="False-flag rate on the clean calib images that sets each flag's "
-                                              "threshold."),
-    device: str = typer.Option("cpu", help="torch device: cpu or cuda."),
-    threads: int = typer.Option(None, help="torch CPU threads (default: OMP_NUM_THREADS when set, else the cores "
-                                           "this process may use); recorded per row."),
-    batch_size: int = typer.Option(8, help="Images per forward/attack batch (rows do not depend on it)."),
-    resamples: int = typer.Option(1000, help="Bootstrap resamples for the 95 % intervals (0: none)."),
-    pixel_metrics: bool = typer.Option(True, help="Compute pixel AUROC and AU-PRO where masks exist."),
-    out: Path = typer.Option(Path("results/leaderboard.csv"), help="Leaderboard CSV to append to."),
-    save_scores: Path = typer.Option(None, help="Folder for per-image scores of every cell."),
-    save_examples: int = typer.Option(0, help="PNGs of the first N anomalous eval images of every attacked cell, "
-                                              "for robustad site --examples (0: none)."),
-    examples_dir: Path = typer.Option(None, help="Folder for --save-examples (default: <out without .csv>-examples "
-                                                 "beside the leaderboard)."),
-    executor: str = typer.Option("local", help="local: in this process; ray: one Ray task per prefix group "
-                                               "(pip install 'robustad[ray]')."),
-    ray_address: str = typer.Option(None, help="Ray cluster to join: auto, HOST:PORT or ray://HOST:PORT "
-                                               "(default: start a local Ray instance)."),
-) -> None:
+def bench(ctx: typer.Context, config: Path | None, dry_run: bool, **values: object) -> None:
     """Run the cross product of the given lists and append one leaderboard row per cell.
 
     Exit code 1 when some cells failed (one line each on stderr); the other rows land; a rerun does the rest.
+    Options are those of robustad.bench; --config reads them from a TOML file, and options given here override it.
     """
-    from robustad.api import bench as run
+    from robustad.configfile import read_config
 
-    result = run(
-        dataset=dataset, data_root=data_root, category=category, shots=shots, seeds=seeds, backbone=backbone,
-        weights=weights, resolution=resolution, detector=detector, surrogate=surrogate, attack=attack,
-        noise_control=noise_control, eps=eps, norm=norm, cert_radius=cert_radius, cert_alpha=cert_alpha, calib=calib,
-        calib_fraction=calib_fraction, options=opt,
-        precision=precision, round_8bit=round_8bit, defense=defense, bpda=bpda, eot=eot, chunk=chunk, flag=flag,
-        flag_fpr=flag_fpr, device=device,
-        threads=threads, batch_size=batch_size, resamples=resamples, pixel_metrics=pixel_metrics, out=out,
-        save_scores=save_scores, save_examples=save_examples, examples_dir=examples_dir, executor=executor,
-        ray_address=ray_address, console=console,
-    )
+    typed = {name: value for name, value in values.items()
+             if ctx.get_parameter_source(name) is ParameterSource.COMMANDLINE}
+    request = Request.of(typed, name=lambda key: flag_of(FIELDS[key]),
+                         defaults=read_config(config) if config is not None else None)
+    if dry_run:
+        from robustad.dryrun import print_plan
+
+        print_plan(request)
+        return
+    from robustad.api import run
+
+    result = run(request, console=console)
     for _, message in result.failures:
         err_console.print(f"robustad: cell failed: {message}", highlight=False, soft_wrap=True)
     if result.failures:
         raise typer.Exit(1)
+
+
+def _declared_command(function: Callable[..., None]) -> Callable[..., None]:
+    """``function`` with a signature Typer reads as one option per ``Request`` field (its flag, help, default and
+    type), grouped as grid and run settings, beside ``--config`` and ``--dry-run``."""
+    parameters = [
+        inspect.Parameter("ctx", inspect.Parameter.KEYWORD_ONLY, annotation=typer.Context),
+        inspect.Parameter("config", inspect.Parameter.KEYWORD_ONLY, annotation=Optional[Path], default=typer.Option(
+            None, help="TOML file of robustad.bench's keys (options given here override it).")),
+        inspect.Parameter("dry_run", inspect.Parameter.KEYWORD_ONLY, annotation=bool, default=typer.Option(
+            False, "--dry-run", help="Print the cells, their groups, what the leaderboard already holds and the "
+                                     "model passes needed; compute nothing.")),
+    ]
+    for spec in REQUEST_FIELDS:
+        meta = spec.metadata
+        cli = {list: list[str], bool: bool}.get(meta["cli"], Optional[meta["cli"]])
+        default = [] if meta["cli"] is list else spec.default
+        names = [flag_of(spec)] if meta["flag"] else []
+        shown = f" [default: {meta['shown']}]" if meta["shown"] else ""  # as click shows its own, without markup
+        option = typer.Option(default, *names, help=escape(meta["help"] + shown), show_default=not shown,
+                              rich_help_panel=PANELS[meta["role"]])
+        parameters.append(inspect.Parameter(spec.name, inspect.Parameter.KEYWORD_ONLY, annotation=cli,
+                                            default=option))
+    function.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
+    function.__annotations__ = {p.name: p.annotation for p in parameters}
+    return function
+
+
+PANELS = {GRID: "Grid (what each cell is)", RUN: "Run (how and where it is computed)"}
+FIELDS = {spec.name: spec for spec in REQUEST_FIELDS}
+app.command()(_declared_command(bench))
 
 
 @app.command()

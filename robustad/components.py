@@ -54,6 +54,8 @@ class Option:
             if lowered in ("0", "false", "no", "off"):
                 return False
             raise RobustadError(f"option {self.name}={text!r}: expected true or false")
+        if isinstance(value, bool) and self.type is not str:
+            raise RobustadError(f"option {self.name}={value!r}: expected {self.type.__name__}, not a bool")
         try:
             parsed = self.type(text) if isinstance(value, str) or self.type is str else self.type(value)
         except (TypeError, ValueError, OverflowError):

@@ -96,6 +96,10 @@ class PluginRegistry:
         self._distribution[name] = distribution
         self._components = None
 
+    def distribution_of(self, plugin: str) -> str:
+        """The distribution a registered plugin came from."""
+        return self._distribution.get(plugin, "unknown distribution")
+
     def components(self, kind: str) -> dict[str, Component]:
         """All healthy components of one kind, by name."""
         if self._components is None:

@@ -113,9 +113,10 @@ class Cell:
     perturbation of the [0,1] resized image; a config, not a perturbation, so that L2 and L-inf rows are never
     compared; clean-only cells keep ``linf``); ``cert_radius`` the L2 radius (canonical, ``""``: none) at which a
     clean-only cell of a certified defense holds the certified AUROC, each bound failing with probability at most
-    ``cert_alpha`` (a long format: one cell per radius); ``attack`` the attack plugin's name, its settings in
-    ``options``: canonical JSON of the resolved options, defaults included, of every component the cell uses,
-    keyed ``kind.name``.
+    ``cert_alpha`` (a long format: one cell per radius); ``limit`` at most that many eval images (0: all), drawn
+    by the split rule for a smoke run, whose rows are never taken for full ones; ``attack`` the attack plugin's
+    name, its settings in ``options``: canonical JSON of the resolved options, defaults included, of every
+    component the cell uses, keyed ``kind.name``.
     """
 
     dataset: str = axis(SPLIT)
@@ -146,6 +147,7 @@ class Cell:
     norm: str = axis(THREAT, "linf", since=2)
     cert_radius: str = axis(CALIBRATION, "", since=2)
     cert_alpha: float = axis(CALIBRATION, CERT_ALPHA, since=2)
+    limit: int = axis(SPLIT, 0, since=2)
 
     @property
     def key(self) -> str:
@@ -165,10 +167,6 @@ class Cell:
         values = tuple(getattr(self, name) for name in CELL_FIELDS if name != "options"
                        and FIELD_STAGES[name] in upto)
         return (*values, self.options_of(*(kind for s in upto for kind in STAGE_OPTION_KINDS[s])))
-
-    @property
-    def split_prefix(self) -> tuple:
-        return self.prefix(SPLIT)
 
     @property
     def model_prefix(self) -> tuple:

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from robustad import interrupts
-from robustad.engine.request import BenchRequest
+from robustad.declaration import Request
 from robustad.records import Features
 
 TEST_DATA_VARIABLE = "ROBUSTAD_TEST_DATA"  # a folder in the MVTec AD layout that holds bottle/
@@ -103,11 +103,11 @@ def cli():
     return run_cli
 
 
-def bottle_request(**fields: object) -> BenchRequest:
+def bottle_request(**fields: object) -> Request:
     """A request for bottle, efficientnet_lite0, AnomalyDINO, 1-shot, seed 0, 30 % calib, with ``fields`` over it."""
-    defaults: dict = dict(categories="bottle", shots="1", seeds="0", backbones="efficientnet_lite0", weights="",
-                          detectors="anomalydino", calib_fraction=0.3, options=[])
-    return BenchRequest(**{**defaults, **fields})
+    defaults: dict = dict(category="bottle", shots="1", seeds="0", backbone="efficientnet_lite0", weights="",
+                          detector="anomalydino", calib_fraction=0.3, options=[])
+    return Request(noise_control=False, **{**defaults, **fields})
 
 
 @pytest.fixture

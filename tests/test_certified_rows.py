@@ -10,10 +10,11 @@ import pytest
 from scipy.stats import binom, norm
 from sklearn.metrics import roc_auc_score
 
+from robustad.declaration import Request
 from robustad.engine.clean import run_clean_stage
 from robustad.engine.executors import run_local
 from robustad.engine.progress import SilentReporter
-from robustad.engine.request import BenchRequest, build_cells
+from robustad.engine.request import build_cells
 from robustad.engine.settings import RunSettings
 from robustad.errors import RobustadError
 from robustad.plugins import get_registry
@@ -35,11 +36,11 @@ def registry():
 @pytest.fixture
 def request_of(tmp_path):
     root = folder_dataset(tmp_path / "data")
-    return BenchRequest(datasets="folder", data_root=root, categories="part", shots="1", seeds="0",
-                        backbones="tiny_ok", weights="", resolutions="32", detectors="anomalydino",
-                        surrogates="score", attacks="none", eps="0.5", calibrators="platt", calib_fraction=0.3,
-                        options=[f"defense.smoothing.samples={SAMPLES}", f"defense.smoothing.sigma={SIGMA}"],
-                        defenses="smoothing", cert_radii="0.25,0.5,0.25")
+    return Request(noise_control=False, dataset="folder", data_root=root, category="part", shots="1", seeds="0",
+                   backbone="tiny_ok", weights="", resolution="32", detector="anomalydino",
+                   surrogate="score", attack="none", eps="0.5", calib="platt", calib_fraction=0.3,
+                   options=[f"defense.smoothing.samples={SAMPLES}", f"defense.smoothing.sigma={SIGMA}"],
+                   defense="smoothing", cert_radius="0.25,0.5,0.25")
 
 
 def brute_force_auroc(draws: np.ndarray, labels: np.ndarray, radius: float, alpha: float) -> float:
@@ -79,10 +80,10 @@ def test_certified_rows_hold_the_certified_auroc_of_the_draws_the_engine_aggrega
 
 
 @pytest.mark.parametrize("changes, message", [
-    ({"defenses": "gaussian"}, "--cert-radius 1/4,1/2: no defense of --defense gaussian can be certified"),
+    ({"defense": "gaussian"}, "--cert-radius 1/4,1/2: no defense of --defense gaussian can be certified"),
     ({"cert_alpha": 1.5}, "--cert-alpha 1.5: expected a number in (0, 1)"),
-    ({"cert_radii": "0.5,0"}, "--cert-radius '0': expected an L2 radius in (0, 1000]"),
-    ({"cert_radii": "x"}, "--cert-radius 'x'"),
+    ({"cert_radius": "0.5,0"}, "--cert-radius '0': expected an L2 radius in (0, 1000]"),
+    ({"cert_radius": "x"}, "--cert-radius 'x'"),
 ])
 def test_a_certificate_that_cannot_be_made_is_refused_in_one_line(registry, request_of, changes, message):
     with pytest.raises(RobustadError) as error:
@@ -91,5 +92,5 @@ def test_a_certificate_that_cannot_be_made_is_refused_in_one_line(registry, requ
 
 
 def test_without_cert_radius_the_cells_and_keys_are_unchanged(registry, request_of):
-    plain = build_cells(replace(request_of, cert_radii=""), registry)
+    plain = build_cells(replace(request_of, cert_radius=""), registry)
     assert [c.key for c in plain] == [c.key for c in build_cells(request_of, registry) if not c.cert_radius]

@@ -8,9 +8,10 @@ import pandas as pd
 import pytest
 from robustad_plugins.calibrators import Conformal
 
+from robustad.declaration import Request
 from robustad.engine.executors import run_local
 from robustad.engine.progress import SilentReporter
-from robustad.engine.request import BenchRequest, build_cells
+from robustad.engine.request import build_cells
 from robustad.engine.settings import RunSettings
 from robustad.errors import RobustadError
 from robustad.intervals import decision_intervals
@@ -102,10 +103,10 @@ def test_row_rates_match_the_saved_scores(tmp_path):
     registry = get_registry()
     if not registry.pm.has_plugin("counting"):
         registry.add(CountingPlugin(), "counting")
-    request = BenchRequest(datasets="demo", data_root=None, categories="disc", shots="1", seeds="0",
-                           backbones="counting", weights="", resolutions="32", detectors="anomalydino",
-                           surrogates="score", attacks="fgsm", eps="8/255", calibrators="conformal:0.2,platt",
-                           calib_fraction=0.3, options=[])
+    request = Request(noise_control=False, dataset="demo", data_root=None, category="disc", shots="1", seeds="0",
+                      backbone="counting", weights="", resolution="32", detector="anomalydino",
+                      surrogate="score", attack="fgsm", eps="8/255", calib="conformal:0.2,platt",
+                      calib_fraction=0.3, options=[])
     result = run_local(build_cells(request, registry),
                        RunSettings(pixel_metrics=False, resamples=100, save_scores=tmp_path / "scores"),
                        tmp_path / "board.csv", registry, SilentReporter(), lambda cell, row: None)

@@ -10,8 +10,9 @@ from robustad_plugins.defenses import BitDepth, Blur, GaussianNoise, Median, Smo
 from scipy import ndimage
 
 from robustad.components import Component
+from robustad.engine.adaptive import resolved_bpda, resolved_eot
 from robustad.engine.attacking import ChunkedLogits, ZeroGradients, same_model
-from robustad.engine.defended import EOT_DRAWS, DefenseStep, draw, resolved_bpda, resolved_eot
+from robustad.engine.defended import EOT_DRAWS, DefenseStep, draw
 from robustad.engine.guard import ComponentError
 from robustad.engine.handles import Handle
 from robustad.errors import RobustadError
@@ -150,9 +151,10 @@ def test_bad_defense_options_are_one_line(name, options, message):
 
 
 def test_a_grid_attacks_through_a_defense_with_bpda_and_eot_recorded_per_row(tmp_path):
+    from robustad.declaration import Request
     from robustad.engine.executors import run_local
     from robustad.engine.progress import SilentReporter
-    from robustad.engine.request import BenchRequest, build_cells
+    from robustad.engine.request import build_cells
     from robustad.engine.settings import RunSettings
     from robustad.results.leaderboard import read_rows
     from tests.test_engine_faults import FaultyPlugins
@@ -164,11 +166,11 @@ def test_a_grid_attacks_through_a_defense_with_bpda_and_eot_recorded_per_row(tmp
     root = folder_dataset(tmp_path / "data")
 
     def rows(out, **changes):
-        fields = dict(datasets="folder", data_root=root, categories="all", shots="1", seeds="0",
-                      backbones="tiny_ok", weights="", resolutions="32", detectors="anomalydino", surrogates="score",
-                      attacks="noise,fgsm", eps="8/255", calibrators="platt", calib_fraction=0.3,
-                      options=["defense.gaussian.samples=2"], defenses="bitdepth,gaussian")
-        cells = build_cells(BenchRequest(**{**fields, **changes}), registry)
+        fields = dict(dataset="folder", data_root=root, category="all", shots="1", seeds="0",
+                      backbone="tiny_ok", weights="", resolution="32", detector="anomalydino", surrogate="score",
+                      attack="noise,fgsm", eps="8/255", calib="platt", calib_fraction=0.3,
+                      options=["defense.gaussian.samples=2"], defense="bitdepth,gaussian")
+        cells = build_cells(Request(noise_control=False, **{**fields, **changes}), registry)
         result = run_local(cells, RunSettings(data_root=root, pixel_metrics=False, resamples=0), out, registry,
                            SilentReporter(), lambda cell, row: None)
         assert not result.failures, result.failures
@@ -182,7 +184,7 @@ def test_a_grid_attacks_through_a_defense_with_bpda_and_eot_recorded_per_row(tmp
     assert (noisy["bpda"], noisy["eot_samples"], noisy["defense_randomized"], noisy["defense_samples"]) == \
         ("none", "3", "True", "2")
     assert adaptive[("bitdepth", "noise")]["bpda"] == "none"  # a control takes no gradient
-    naive = rows(tmp_path / "naive.csv", bpda="off", defenses="bitdepth", options=[])
+    naive = rows(tmp_path / "naive.csv", bpda="off", defense="bitdepth", options=[])
     assert float(naive[("bitdepth", "fgsm")]["zero_grad_share"]) == 1.0 and naive[("bitdepth", "fgsm")]["bpda"] == "off"
-    undefended = rows(tmp_path / "none.csv", defenses="none", options=[])
+    undefended = rows(tmp_path / "none.csv", defense="none", options=[])
     assert undefended[("none", "fgsm")]["bpda"] == "none" and undefended[("none", "fgsm")]["eot_samples"] == "1"

@@ -7,9 +7,10 @@ import inspect
 import warnings
 
 import robustad
+from robustad.declaration import Request
 from robustad.engine.executors import run_local
 from robustad.engine.progress import SilentReporter
-from robustad.engine.request import BenchRequest, build_cells
+from robustad.engine.request import build_cells
 from robustad.engine.settings import RunSettings
 from robustad.plugins import get_registry
 
@@ -17,10 +18,10 @@ from robustad.plugins import get_registry
 def caught(calibrators: str, tmp_path) -> list[str]:
     """The warnings of a small demo run (clean only, at 112 px) with these calibrators."""
     registry = get_registry()
-    request = BenchRequest(datasets="demo", data_root=None, categories="disc", shots="1", seeds="0",
-                           backbones="efficientnet_lite0", weights="", resolutions="112", detectors="anomalydino",
-                           surrogates="score", attacks="none", eps="8/255", calibrators=calibrators,
-                           calib_fraction=0.3, options=[])
+    request = Request(noise_control=False, dataset="demo", data_root=None, category="disc", shots="1", seeds="0",
+                      backbone="efficientnet_lite0", weights="", resolution="112", detector="anomalydino",
+                      surrogate="score", attack="none", eps="8/255", calib=calibrators,
+                      calib_fraction=0.3, options=[])
     with warnings.catch_warnings(record=True) as seen:
         warnings.simplefilter("always")
         run_local(build_cells(request, registry), RunSettings(pixel_metrics=False, resamples=0),

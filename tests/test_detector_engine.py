@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from robustad.declaration import Request
 from robustad.engine.executors import run_local
 from robustad.engine.progress import SilentReporter
-from robustad.engine.request import BenchRequest, build_cells
+from robustad.engine.request import build_cells
 from robustad.engine.settings import RunSettings
 from robustad.plugins import PluginRegistry, get_registry
 from tests.test_patchcore import StagesPlugin
@@ -23,10 +24,10 @@ def test_worst_case_of_every_attack_and_every_calibrator_run_on_the_detector(tmp
         if not registry.pm.has_plugin(name):
             registry.add(plugin(), name)
     options = [option for option in QUICK if not option.startswith("detector.") or detector in option]
-    request = BenchRequest(datasets="demo", data_root=None, categories="weave", shots="1", seeds="0",
-                           backbones=BACKBONES[detector], weights="", resolutions="32", detectors=detector,
-                           surrogates="score", attacks="worstcase", eps="8/255",
-                           calibrators="platt,isotonic,temperature,none", calib_fraction=0.3, options=options)
+    request = Request(noise_control=False, dataset="demo", data_root=None, category="weave", shots="1", seeds="0",
+                      backbone=BACKBONES[detector], weights="", resolution="32", detector=detector,
+                      surrogate="score", attack="worstcase", eps="8/255",
+                      calib="platt,isotonic,temperature,none", calib_fraction=0.3, options=options)
     result = run_local(build_cells(request, registry), RunSettings(pixel_metrics=True), tmp_path / "board.csv",
                        registry, SilentReporter(), lambda cell, row: None)
     assert sorted(row["calibrator"] for row in result.written) == ["isotonic", "none", "platt", "temperature"]

@@ -62,9 +62,9 @@ def test_run_settings_out_of_bounds_are_refused(field, value, message):
 
 
 @pytest.mark.parametrize("changes, message", [
-    ({"resolutions": "7"}, "--resolution 7: below the patch size of backbone 'efficientnet_lite0'; expected an "
+    ({"resolution": "7"}, "--resolution 7: below the patch size of backbone 'efficientnet_lite0'; expected an "
                            "integer >= 8"),
-    ({"resolutions": "32,1"}, "--resolution 1: below the patch size"),
+    ({"resolution": "32,1"}, "--resolution 1: below the patch size"),
     ({"shots": "100000"}, "folder/part: k=100000 with seed 0 needs normal training images 0..99999 but only 2 exist"),
     ({"shots": "1", "seeds": "0,2"}, "k=1 with seed 2 needs normal training images 2..2 but only 2 exist"),
     ({"seeds": "99999999999999999999"}, "--seeds '99999999999999999999': expected an integer between 0 and "
@@ -82,8 +82,8 @@ def test_run_settings_out_of_bounds_are_refused(field, value, message):
     ({"options": ["surrogate.linear.C=-1"]}, "linear surrogate option C=-1.0: expected a finite number > 0"),
     ({"options": ["surrogate.linear.C=0"]}, "linear surrogate option C=0.0"),
     ({"options": ["surrogate.linear.max_iter=0"]}, "linear surrogate option max_iter=0: expected an integer >= 1"),
-    ({"attacks": "pgd", "options": ["attack.pgd.alpha_ratio=nan"]}, "option alpha_ratio='nan': expected a finite"),
-    ({"attacks": "torchattacks:FGSM", "options": ["attack.torchattacks.eps=1e999"]},
+    ({"attack": "pgd", "options": ["attack.pgd.alpha_ratio=nan"]}, "option alpha_ratio='nan': expected a finite"),
+    ({"attack": "torchattacks:FGSM", "options": ["attack.torchattacks.eps=1e999"]},
      "option value '1e999': expected a finite number"),
     ({"eps": "1e-400"}, "eps '1e-400' is 0 as a float; expected a positive number"),
     ({"eps": "2/255,1/10**400"}, "eps '1/10**400' is not a number"),
@@ -91,8 +91,8 @@ def test_run_settings_out_of_bounds_are_refused(field, value, message):
     ({"weights": "./missing.safetensors"}, "--weights './missing.safetensors': no such file"),
     ({"weights": "/dev/null"}, "--weights '/dev/null': not a regular file"),
     ({"weights": "/tmp"}, "--weights '/tmp': a folder"),
-    ({"chunk": 0}, "--chunk 0: expected an integer from 1 to 256"),
-    ({"chunk": 257}, "--chunk 257: expected an integer from 1 to 256"),
+    ({"chunk": 0}, "--chunk 0: expected an integer between 1 and 256"),
+    ({"chunk": 257}, "--chunk 257: expected an integer between 1 and 256"),
     ({"chunk": 2.5}, "--chunk 2.5: expected an integer"),
     ({"chunk": True}, "--chunk True: expected an integer"),
 ])
@@ -150,7 +150,7 @@ def test_a_non_finite_value_is_allowed_where_the_default_is_one():
     (["bench", "--threads=2.5"], "Invalid value for '--threads': '2.5'"),
     (["bench", "--threads", "0"], "--threads 0: expected an integer between 1 and 1024"),
     (["bench", "--threads", "-2"], "--threads -2"),
-    (["bench", "--chunk", "0"], "--chunk 0: expected an integer from 1 to 256"),
+    (["bench", "--chunk", "0"], "--chunk 0: expected an integer between 1 and 256"),
     (["bench", "--chunk", "x"], "Invalid value for '--chunk': 'x'"),
     (["bench", "--opt", "detector.anomalydino.batch_size=0"], "batch_size=0"),
     (["bench", "--eps", "1e-400"], "eps '1e-400'"),

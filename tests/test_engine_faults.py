@@ -8,9 +8,10 @@ import torch
 from PIL import Image
 
 from robustad import Features, hookimpl
+from robustad.declaration import Request
 from robustad.engine.executors import run_local
 from robustad.engine.progress import SilentReporter
-from robustad.engine.request import BenchRequest, build_cells
+from robustad.engine.request import build_cells
 from robustad.engine.settings import RunSettings
 from robustad.errors import RobustadError
 from robustad.plugins import get_registry
@@ -101,17 +102,17 @@ def registry():
 
 
 def run(registry, root, out, **request):
-    fields = dict(datasets="folder", data_root=root, categories="all", shots="1", seeds="0", backbones="tiny_ok",
-                  weights="", resolutions="32", detectors="anomalydino", surrogates="linear", attacks="up",
-                  eps="8/255", calibrators="platt", calib_fraction=0.3, options=[])
-    cells = build_cells(BenchRequest(**{**fields, **request}), registry)
+    fields = dict(dataset="folder", data_root=root, category="all", shots="1", seeds="0", backbone="tiny_ok",
+                  weights="", resolution="32", detector="anomalydino", surrogate="linear", attack="up",
+                  eps="8/255", calib="platt", calib_fraction=0.3, options=[])
+    cells = build_cells(Request(noise_control=False, **{**fields, **request}), registry)
     return run_local(cells, RunSettings(data_root=root, pixel_metrics=False, resamples=50), out, registry,
                      SilentReporter(), lambda cell, row: None)
 
 
 def test_a_calibrator_raising_in_fit_fails_its_cells_only(registry, tmp_path):
     root = folder_dataset(tmp_path / "data")
-    result = run(registry, root, tmp_path / "board.csv", calibrators="raises_in_fit,platt")
+    result = run(registry, root, tmp_path / "board.csv", calib="raises_in_fit,platt")
     assert [r["calibrator"] for r in read_rows(tmp_path / "board.csv")] == ["platt"]
     [(key, message)] = result.failures
     assert "calibrator 'raises_in_fit' (plugin 'faulty' from robustad-faulty)" in message
@@ -120,11 +121,11 @@ def test_a_calibrator_raising_in_fit_fails_its_cells_only(registry, tmp_path):
 
 def test_non_finite_features_and_pixels_are_refused_naming_the_component(registry, tmp_path):
     root = folder_dataset(tmp_path / "data")
-    result = run(registry, root, tmp_path / "a.csv", backbones="nan_tokens")
+    result = run(registry, root, tmp_path / "a.csv", backbone="nan_tokens")
     assert not (tmp_path / "a.csv").exists() or not read_rows(tmp_path / "a.csv")
     assert "backbone 'nan_tokens' (plugin 'faulty' from robustad-faulty) returned" in result.failures[0][1]
     assert "non-finite" in result.failures[0][1]
-    result = run(registry, root, tmp_path / "b.csv", attacks="nan_pixels,up")
+    result = run(registry, root, tmp_path / "b.csv", attack="nan_pixels,up")
     assert [r["attack"] for r in read_rows(tmp_path / "b.csv")] == ["up"]
     [(_, message)] = result.failures
     assert "attack 'nan_pixels'" in message and "non-finite value(s) in its adversarial images" in message
@@ -166,8 +167,8 @@ def test_a_sixteen_bit_dataset_scores_like_its_eight_bit_copy(registry, tmp_path
             Image.fromarray(grey.astype(np.uint8)).save(path)
         else:
             Image.fromarray(pixels).save(target)
-    run(registry, eight, tmp_path / "eight.csv", attacks="none")
-    run(registry, sixteen, tmp_path / "sixteen.csv", attacks="none")
+    run(registry, eight, tmp_path / "eight.csv", attack="none")
+    run(registry, sixteen, tmp_path / "sixteen.csv", attack="none")
     [a], [b] = read_rows(tmp_path / "eight.csv"), read_rows(tmp_path / "sixteen.csv")
     assert a["clean_auroc"] == b["clean_auroc"] and a["clean_ece"] == b["clean_ece"]
 
@@ -181,10 +182,10 @@ def test_mixed_image_sizes_run_at_any_batch_size(registry, tmp_path):
         write_image(root / "part" / "ground_truth" / "bad" / f"{i:03d}_mask.png", 0, size=size, mask=True)
     rows = {}
     for batch_size in (1, 8):
-        fields = dict(datasets="folder", data_root=root, categories="part", shots="1", seeds="0",
-                      backbones="tiny_ok", weights="", resolutions="32", detectors="anomalydino", surrogates="linear",
-                      attacks="up", eps="8/255", calibrators="platt", calib_fraction=0.3, options=[])
-        cells = build_cells(BenchRequest(**fields), registry)
+        fields = dict(dataset="folder", data_root=root, category="part", shots="1", seeds="0",
+                      backbone="tiny_ok", weights="", resolution="32", detector="anomalydino", surrogate="linear",
+                      attack="up", eps="8/255", calib="platt", calib_fraction=0.3, options=[])
+        cells = build_cells(Request(noise_control=False, **fields), registry)
         out = tmp_path / f"b{batch_size}.csv"
         run_local(cells, RunSettings(data_root=root, batch_size=batch_size, resamples=50), out, registry,
                   SilentReporter(), lambda cell, row: None)
@@ -230,7 +231,7 @@ def test_an_attack_raising_in_perturb_fails_its_cells_only(registry, tmp_path):
     if not registry.pm.has_plugin("raising"):
         registry.add(RaisingPlugin(), "raising", "robustad-raising")
     root = folder_dataset(tmp_path / "data")
-    result = run(registry, root, tmp_path / "board.csv", attacks="raises_in_perturb,up")
+    result = run(registry, root, tmp_path / "board.csv", attack="raises_in_perturb,up")
     assert [r["attack"] for r in read_rows(tmp_path / "board.csv")] == ["up"]
     [(_, message)] = result.failures
     assert "attack 'raises_in_perturb' (plugin 'raising' from robustad-raising): ValueError: the plugin's attack" \
@@ -274,7 +275,7 @@ def test_an_attack_raising_in_its_constructor_is_one_line_before_any_work(regist
         registry.add(RaisingPlugin(), "raising", "robustad-raising")
     root = folder_dataset(tmp_path / "data")
     with pytest.raises(RobustadError) as caught:
-        run(registry, root, tmp_path / "board.csv", attacks="raises_in_init")
+        run(registry, root, tmp_path / "board.csv", attack="raises_in_init")
     message = str(caught.value)
     assert "attack 'raises_in_init' (plugin 'raising' from robustad-raising): ValueError: the plugin's constructor" \
            in message and "\n" not in message

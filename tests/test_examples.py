@@ -9,9 +9,10 @@ import pytest
 from PIL import Image
 from robustad_plugins.demo import Demo
 
+from robustad.declaration import Request
 from robustad.engine.executors import run_local
 from robustad.engine.progress import SilentReporter
-from robustad.engine.request import BenchRequest, build_cells
+from robustad.engine.request import build_cells
 from robustad.engine.settings import RunSettings
 from robustad.engine.splits import make_split, parse_shots
 from robustad.errors import RobustadError
@@ -25,10 +26,10 @@ def test_first_anomalous_eval_images_of_every_attacked_cell(tmp_path, monkeypatc
     registry = get_registry()
     if not registry.pm.has_plugin("counting"):
         registry.add(CountingPlugin(), "counting")
-    request = BenchRequest(datasets="demo", data_root=None, categories="disc", shots="1", seeds="0",
-                           backbones="counting", weights="", resolutions="32", detectors="anomalydino",
-                           surrogates="score", attacks="fgsm", eps="8/255", calibrators="platt,none",
-                           calib_fraction=0.3, options=[])
+    request = Request(noise_control=False, dataset="demo", data_root=None, category="disc", shots="1", seeds="0",
+                      backbone="counting", weights="", resolution="32", detector="anomalydino",
+                      surrogate="score", attack="fgsm", eps="8/255", calib="platt,none",
+                      calib_fraction=0.3, options=[])
     cells = build_cells(request, registry)
     folder = tmp_path / "examples"
     settings = RunSettings(pixel_metrics=False, resamples=0, save_examples=2, examples_dir=folder,

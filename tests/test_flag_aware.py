@@ -49,7 +49,7 @@ def test_plain_attack_crosses_flagged_and_the_flag_aware_one_crosses_unflagged(a
 
 
 def test_rows_record_the_flag_an_attack_evades(registry, tmp_path):  # noqa: F811 (the fixture)
-    request = demo_request(attacks="pgd", flags="squeeze", options=["attack.pgd.flag_aware=squeeze",
+    request = demo_request(attack="pgd", flag="squeeze", options=["attack.pgd.flag_aware=squeeze",
                                                                      "attack.pgd.steps=4"])
     result = run_local(build_cells(request, registry), RunSettings(pixel_metrics=False, resamples=0),
                        tmp_path / "board.csv", registry, SilentReporter(), lambda cell, row: None)
@@ -58,7 +58,7 @@ def test_rows_record_the_flag_an_attack_evades(registry, tmp_path):  # noqa: F81
 
 
 def test_a_flag_aware_attack_needs_a_white_box_surrogate(registry, tmp_path):  # noqa: F811 (the fixture)
-    request = demo_request(attacks="pgd", surrogates="linear", options=["attack.pgd.flag_aware=squeeze",
+    request = demo_request(attack="pgd", surrogate="linear", options=["attack.pgd.flag_aware=squeeze",
                                                                         "attack.pgd.steps=2"])
     result = run_local(build_cells(request, registry), RunSettings(pixel_metrics=False, resamples=0),
                        tmp_path / "board.csv", registry, SilentReporter(), lambda cell, row: None)
@@ -67,7 +67,7 @@ def test_a_flag_aware_attack_needs_a_white_box_surrogate(registry, tmp_path):  #
 
 
 def test_a_worst_case_can_take_a_flag_aware_member(registry, tmp_path):  # noqa: F811 (the fixture)
-    request = demo_request(attacks="worstcase,pgd", flags="squeeze:bits", options=[
+    request = demo_request(attack="worstcase,pgd", flag="squeeze:bits", options=[
         "attack.worstcase.members=fgsm+pgd", "attack.pgd.flag_aware=squeeze:bits", "attack.pgd.steps=2"])
     result = run_local(build_cells(request, registry), RunSettings(pixel_metrics=False, resamples=0),
                        tmp_path / "board.csv", registry, SilentReporter(), lambda cell, row: None)
@@ -98,8 +98,33 @@ def test_a_posterior_is_differentiated_by_its_central_difference():
 
 
 def test_an_entropy_aware_attack_runs_through_its_posterior(registry, tmp_path):  # noqa: F811 (the fixture)
-    request = demo_request(attacks="pgd", options=["attack.pgd.flag_aware=entropy", "attack.pgd.steps=3"])
+    request = demo_request(attack="pgd", options=["attack.pgd.flag_aware=entropy", "attack.pgd.steps=3"])
     result = run_local(build_cells(request, registry), RunSettings(pixel_metrics=False, resamples=0),
                        tmp_path / "board.csv", registry, SilentReporter(), lambda cell, row: None)
     [row] = result.written
     assert row["flag_aware"] == "entropy" and row["flag"] == "entropy" and 0 <= row["flag_tpr"] <= 1
+
+
+def test_an_opt_on_the_posterior_calibrator_reaches_the_calibrator_the_attack_uses(registry, tmp_path,  # noqa: F811
+                                                                                  monkeypatch):
+    import robustad.engine.flagging as flagging
+
+    built = []
+    create = flagging.Handle.create
+
+    def recording(component, *args, **options):
+        handle = create(component, *args, **options)
+        if component.kind == "calibrator" and component.name == "temperature":
+            built.append(handle.instance.targets)
+        return handle
+
+    aware = ["attack.pgd.flag_aware=entropy", "attack.pgd.steps=2", "attack.pgd.flag_posterior=temperature"]
+    request = demo_request(attack="pgd", calib="platt", options=[*aware, "calibrator.temperature.targets=platt"])
+    [cell] = build_cells(request, registry)
+    assert '"calibrator.temperature": {"targets": "platt"}' in cell.options
+    monkeypatch.setattr(flagging.Handle, "create", recording)  # the calibrators built while the cell runs
+    result = run_local([cell], RunSettings(pixel_metrics=False, resamples=0), tmp_path / "board.csv", registry,
+                       SilentReporter(), lambda cell, row: None)
+    assert not result.failures and built == ["platt"]
+    [plain] = build_cells(demo_request(attack="pgd", calib="platt", options=aware), registry)
+    assert "calibrator.temperature" not in plain.options  # without --opt on it the key is as before

@@ -16,20 +16,21 @@ from sklearn.metrics import roc_auc_score
 
 from robustad import metrics
 from robustad.contracts import FlagView
+from robustad.declaration import Request
 from robustad.engine.executors import run_local
 from robustad.engine.progress import SilentReporter
-from robustad.engine.request import BenchRequest, build_cells
+from robustad.engine.request import build_cells
 from robustad.engine.settings import RunSettings
 from robustad.errors import RobustadError
 from robustad.plugins import PluginRegistry, get_registry
 from tests.test_runner import CountingPlugin
 
 
-def demo_request(**changes: object) -> BenchRequest:
-    fields = dict(datasets="demo", data_root=None, categories="disc", shots="1", seeds="0", backbones="counting",
-                  weights="", resolutions="32", detectors="anomalydino", surrogates="score", attacks="fgsm",
-                  eps="8/255", calibrators="platt", calib_fraction=0.3, options=[])
-    return BenchRequest(**{**fields, **changes})
+def demo_request(**changes: object) -> Request:
+    fields = dict(dataset="demo", data_root=None, category="disc", shots="1", seeds="0", backbone="counting",
+                  weights="", resolution="32", detector="anomalydino", surrogate="score", attack="fgsm",
+                  eps="8/255", calib="platt", calib_fraction=0.3, options=[])
+    return Request(noise_control=False, **{**fields, **changes})
 
 
 @pytest.fixture
@@ -108,7 +109,7 @@ def test_a_threshold_flags_at_most_fpr_of_calib(n, fpr):
 
 @pytest.mark.parametrize("fpr", [0.05, 0.2])
 def test_row_flag_columns_match_the_saved_flag_values(registry, tmp_path, fpr):
-    request = demo_request(flags="entropy,squeeze:bits,consistency", flag_fpr=fpr)
+    request = demo_request(flag="entropy,squeeze:bits,consistency", flag_fpr=fpr)
     result = run_local(build_cells(request, registry),
                        RunSettings(pixel_metrics=False, resamples=0, save_scores=tmp_path / "scores"),
                        tmp_path / "board.csv", registry, SilentReporter(), lambda cell, row: None)
@@ -143,24 +144,24 @@ def test_row_flag_columns_match_the_saved_flag_values(registry, tmp_path, fpr):
 
 
 def test_default_cells_keep_the_keys_they_had_before_flags(registry):
-    [cell] = build_cells(demo_request(attacks="pgd"), registry)
+    [cell] = build_cells(demo_request(attack="pgd"), registry)
     options = json.loads(cell.options)
     assert not any(key.startswith("flag.") for key in options)
     assert "flag_aware" not in options["attack.pgd"] and "flag_posterior" not in options["attack.pgd"]
-    [squeeze] = build_cells(demo_request(attacks="pgd", flags="squeeze"), registry)
-    [aware] = build_cells(demo_request(attacks="pgd", options=["attack.pgd.flag_aware=squeeze"]), registry)
+    [squeeze] = build_cells(demo_request(attack="pgd", flag="squeeze"), registry)
+    [aware] = build_cells(demo_request(attack="pgd", options=["attack.pgd.flag_aware=squeeze"]), registry)
     assert len({cell.key, squeeze.key, aware.key}) == 3
     assert json.loads(aware.options)["flag.squeeze"] == {"squeezer": "median", "size": 2, "bits": 5}
 
 
 @pytest.mark.parametrize("changes, message", [
-    ({"flags": "nosuch"}, "unknown flag 'nosuch'"),
+    ({"flag": "nosuch"}, "unknown flag 'nosuch'"),
     ({"flag_fpr": 0.0}, "--flag-fpr 0.0: expected a number in (0, 1)"),
     ({"flag_fpr": 1.0}, "--flag-fpr 1.0: expected a number in (0, 1)"),
-    ({"flags": "squeeze:blur"}, "option squeezer='blur': expected one of median, bits"),
-    ({"attacks": "pgd", "options": ["attack.pgd.flag_aware=nosuch"]}, "unknown flag 'nosuch'"),
+    ({"flag": "squeeze:blur"}, "option squeezer='blur': expected one of median, bits"),
+    ({"attack": "pgd", "options": ["attack.pgd.flag_aware=nosuch"]}, "unknown flag 'nosuch'"),
     ({"options": ["flag.squeeze.bits=4"]}, "--opt names flag 'squeeze', which this run does not use"),
-    ({"attacks": "pgd", "options": ["attack.pgd.flag_aware=entropy", "attack.pgd.flag_posterior=nosuch"]},
+    ({"attack": "pgd", "options": ["attack.pgd.flag_aware=entropy", "attack.pgd.flag_posterior=nosuch"]},
      "unknown calibrator 'nosuch'"),
 ])
 def test_bad_flag_settings_are_one_line_before_any_work(registry, changes, message):
@@ -195,7 +196,7 @@ def test_the_documented_flag_registers_and_is_the_score_change_under_a_box_blur(
 def test_a_flag_row_does_not_depend_on_the_other_flags_of_the_run(registry, tmp_path):
     """Each flag is evaluated with its own options, whichever cell of the attack group comes first."""
     def squeeze_row(flags: str, out: str) -> dict:
-        result = run_local(build_cells(demo_request(flags=flags), registry),
+        result = run_local(build_cells(demo_request(flag=flags), registry),
                            RunSettings(pixel_metrics=False, resamples=0, save_scores=tmp_path / out),
                            tmp_path / f"{out}.csv", registry, SilentReporter(), lambda cell, row: None)
         [row] = [row for row in result.written if row["flag"] == "squeeze:bits"]

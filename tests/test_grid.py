@@ -14,13 +14,15 @@ def resolve(kind, spec):
 
 def grid(**overrides):
     settings = dict(
-        datasets={"demo": {"weave": "d1", "disc": "d2"}}, shots=["1"], seeds=[0, 1], backbones=["b"], weights="",
+        datasets={"demo": {"weave": ("d1", ""), "disc": ("d2", "")}}, shots=["1"], seeds=[0, 1], backbones=["b"],
         resolutions=[64], detectors=["anomalydino"], surrogates=["linear", "score"],
         attacks={"fgsm": Threat(), "pgd": Threat()}, eps=["2/255", "8/255"], calibrators=["platt", "none"],
-        calib_fraction=0.3, precision="fp32", round_8bit=False, resolve=resolve,
+        resolve=resolve,
     )
+    fixed = {"weights": "", "calib_fraction": 0.3, "precision": "fp32", "round_8bit": False}
+    fixed.update({key: overrides.pop(key) for key in list(overrides) if key in fixed})
     settings.update(overrides)
-    return expand(**settings)
+    return expand(**settings, fixed=fixed)
 
 
 def test_cross_product_size_and_unique_keys():
@@ -80,7 +82,7 @@ def test_key_is_stable_and_covers_every_field():
 
 
 def test_data_digest_and_rounding_split_prefixes():
-    a, b = grid(datasets={"demo": {"weave": "d1"}}), grid(datasets={"demo": {"weave": "d9"}})
+    a, b = grid(datasets={"demo": {"weave": ("d1", "")}}), grid(datasets={"demo": {"weave": ("d9", "")}})
     assert {c.key for c in a}.isdisjoint(c.key for c in b)
     rounded = grid(round_8bit=True)
     assert all(c.round_8bit for c in rounded)

@@ -14,13 +14,14 @@ import numpy as np
 import pytest
 
 from robustad import CategoryData, DetectorOutput, Perturbed, hookimpl
+from robustad.declaration import Request
 from robustad.engine.executors import run_local
 from robustad.engine.progress import SilentReporter
-from robustad.engine.request import BenchRequest, build_cells
+from robustad.engine.request import build_cells
 from robustad.engine.settings import RunSettings
 from robustad.errors import RobustadError
 from robustad.plugins import get_registry
-from robustad.results.leaderboard import Leaderboard, LeaderboardWarning, append_row, read_rows, row_text
+from robustad.results.leaderboard import Leaderboard, LeaderboardWarning, read_rows, row_text
 from tests.test_engine_faults import TinyBackboneComponent, UpAttack
 from tests.test_request import folder_dataset
 
@@ -162,11 +163,11 @@ def registry():
     return registry
 
 
-def request(root, **changes) -> BenchRequest:
-    fields = dict(datasets="folder", data_root=root, categories="all", shots="1", seeds="0", backbones="tiny_hostile",
-                  weights="", resolutions="32", detectors="anomalydino", surrogates="linear", attacks="up_h",
-                  eps="8/255", calibrators="platt", calib_fraction=0.3, options=[])
-    return BenchRequest(**{**fields, **changes})
+def request(root, **changes) -> Request:
+    fields = dict(dataset="folder", data_root=root, category="all", shots="1", seeds="0", backbone="tiny_hostile",
+                  weights="", resolution="32", detector="anomalydino", surrogate="linear", attack="up_h",
+                  eps="8/255", calib="platt", calib_fraction=0.3, options=[])
+    return Request(noise_control=False, **{**fields, **changes})
 
 
 def run(registry, root, out, **changes):
@@ -188,11 +189,11 @@ def data(tmp_path):
 def test_a_category_name_with_a_line_break_is_refused_before_work(registry, data, line_break, monkeypatch):
     monkeypatch.setattr(Lines, "BREAK", line_break)
     with pytest.raises(RobustadError, match="category .* holds a line break"):
-        build_cells(request(data, datasets="lines"), registry)
+        build_cells(request(data, dataset="lines"), registry)
 
 
-@pytest.mark.parametrize("field, value", [("attacks", "up_h,u\rp"), ("calibrators", "pl\u2028att"),
-                                          ("categories", "part\x0cx")])
+@pytest.mark.parametrize("field, value", [("attack", "up_h,u\rp"), ("calib", "pl\u2028att"),
+                                          ("category", "part\x0cx")])
 def test_a_list_value_with_a_line_break_is_refused_naming_the_option(registry, data, field, value):
     with pytest.raises(RobustadError, match="holds a line break"):
         build_cells(request(data, **{field: value}), registry)
@@ -205,7 +206,7 @@ def test_a_list_value_with_a_line_break_is_refused_naming_the_option(registry, d
 def test_describe_values_a_row_cannot_hold_are_refused_before_work(registry, data, monkeypatch, settings, message):
     monkeypatch.setattr(Describes, "SETTINGS", settings)
     with pytest.raises(RobustadError, match=message) as error:
-        build_cells(request(data, attacks="describes"), registry)
+        build_cells(request(data, attack="describes"), registry)
     assert "attack 'describes' (plugin 'hostile'" in str(error.value)
 
 
@@ -215,7 +216,7 @@ def test_describe_values_a_row_cannot_hold_are_refused_before_work(registry, dat
 def test_bad_member_lists_are_refused_before_work(registry, data, monkeypatch, members, message):
     monkeypatch.setattr(Describes, "MEMBERS", members)
     with pytest.raises(RobustadError, match=message):
-        build_cells(request(data, attacks="describes"), registry)
+        build_cells(request(data, attack="describes"), registry)
 
 
 @pytest.mark.parametrize("where, error", [("categories", OSError("disk on fire")), ("load", KeyError("part")),
@@ -224,13 +225,13 @@ def test_a_dataset_raising_in_categories_or_load_is_one_line_naming_it(registry,
     monkeypatch.setattr(Raising, "WHERE", where)
     monkeypatch.setattr(Raising, "ERROR", error)
     with pytest.raises(RobustadError, match=r"dataset 'raising' \(plugin 'hostile' from robustad-hostile\)") as got:
-        build_cells(request(data, datasets="raising"), registry)
+        build_cells(request(data, dataset="raising"), registry)
     assert "\n" not in str(got.value) and type(error).__name__ in str(got.value)
 
 
 @pytest.mark.parametrize("stage", ["describe", "members", "init"])
 def test_an_attack_failing_at_build_time_costs_only_its_own_cells(registry, data, tmp_path, monkeypatch, stage):
-    cells = build_cells(request(data, attacks="up_h,describes"), registry)
+    cells = build_cells(request(data, attack="up_h,describes"), registry)
     monkeypatch.setattr(Describes, "RAISE_IN", stage)  # after the checks: as if it failed only at run time
     result = run_local(cells, RunSettings(data_root=data, pixel_metrics=False, resamples=20), tmp_path / "b.csv",
                        registry, SilentReporter(), lambda cell, row: None)
@@ -240,23 +241,23 @@ def test_an_attack_failing_at_build_time_costs_only_its_own_cells(registry, data
 
 
 def test_an_attack_writing_into_its_images_does_not_change_the_rows_beside_it(registry, data, tmp_path):
-    run(registry, data, tmp_path / "alone.csv", attacks="up_h", calibrators="platt")
-    run(registry, data, tmp_path / "beside.csv", attacks="in_place,up_h", calibrators="platt")
+    run(registry, data, tmp_path / "alone.csv", attack="up_h", calib="platt")
+    run(registry, data, tmp_path / "beside.csv", attack="in_place,up_h", calib="platt")
     alone, beside = stable(read_rows(tmp_path / "alone.csv")), stable(read_rows(tmp_path / "beside.csv"))
     assert beside[("up_h", "platt")] == alone[("up_h", "platt")]
     assert float(beside[("in_place", "platt")]["adv_auroc"]) == float(alone[("up_h", "platt")]["adv_auroc"])
 
 
 def test_a_calibrator_writing_into_its_scores_fails_alone_and_changes_nothing_beside_it(registry, data, tmp_path):
-    run(registry, data, tmp_path / "alone.csv", calibrators="platt")
-    result = run(registry, data, tmp_path / "beside.csv", calibrators="sorter,platt")
+    run(registry, data, tmp_path / "alone.csv", calib="platt")
+    result = run(registry, data, tmp_path / "beside.csv", calib="sorter,platt")
     assert stable(read_rows(tmp_path / "beside.csv")) == stable(read_rows(tmp_path / "alone.csv"))
     assert result.failures and all("calibrator 'sorter'" in message for _, message in result.failures)
     assert all("read-only" in message for _, message in result.failures)
 
 
 def test_an_attack_claiming_made_up_scores_is_not_believed(registry, data, tmp_path):
-    result = run(registry, data, tmp_path / "board.csv", attacks="liar,up_h")
+    result = run(registry, data, tmp_path / "board.csv", attack="liar,up_h")
     assert [r["attack"] for r in read_rows(tmp_path / "board.csv")] == ["up_h"]
     [(_, message)] = result.failures
     assert "attack 'liar'" in message and "not the detector's scores" in message
@@ -274,7 +275,7 @@ def test_the_row_text_rule_refuses_what_one_csv_field_on_one_line_cannot_hold():
 
 def test_rows_with_other_separators_in_old_files_are_still_read(tmp_path):
     out = tmp_path / "board.csv"
-    append_row(out, {"cell_hash": "a", "data_sha": "x", "timestamp": "2026-12-04T12:00:00+00:00"})
+    Leaderboard(out).append({"cell_hash": "a", "data_sha": "x", "timestamp": "2026-12-04T12:00:00+00:00"})
     with out.open("a", encoding="utf-8") as handle:  # a hand edit put U+2028 and a form feed inside a cell
         handle.write("b" + ",x\u2028y\x0c" * 3 + "," * (len(read_rows(out)[0]) - 4) + "\n")
     keys = [r["cell_hash"] for r in read_rows(out)]
@@ -286,10 +287,10 @@ def test_a_glob_character_in_the_leaderboard_name_spares_other_writers_files(tmp
     for other in others:
         other.write_text("another writer's migration in progress")
     for name in ("*", "[b]*", "?"):
-        assert append_row(tmp_path / name, {"cell_hash": "a", "data_sha": "x"})
+        assert Leaderboard(tmp_path / name).append({"cell_hash": "a", "data_sha": "x"})
     assert all(other.exists() for other in others)
     (tmp_path / ".*.4321.tmp").write_text("left by a killed writer of '*'")
-    append_row(tmp_path / "*", {"cell_hash": "b", "data_sha": "x"})
+    Leaderboard(tmp_path / "*").append({"cell_hash": "b", "data_sha": "x"})
     assert not (tmp_path / ".*.4321.tmp").exists() and all(other.exists() for other in others)
 
 

@@ -174,12 +174,12 @@ def built(data, **changes) -> list[Cell]:
 
 
 @pytest.mark.parametrize("changes, message", [
-    ({"attacks": "square", "norm": "l2", "eps": "0.5"},
+    ({"attack": "square", "norm": "l2", "eps": "0.5"},
      "attack 'square' does not support --norm l2: attack 'square'"),
-    ({"attacks": "torchattacks:FGSM", "norm": "l2", "eps": "0.5"},
+    ({"attack": "torchattacks:FGSM", "norm": "l2", "eps": "0.5"},
      "attack 'torchattacks:FGSM' does not support --norm l2"),
-    ({"attacks": "worstcase", "norm": "l2", "eps": "0.5"}, "attack 'square' does not support --norm l2"),
-    ({"attacks": "pgd", "norm": "l2", "eps": "0.5", "round_8bit": True},
+    ({"attack": "worstcase", "norm": "l2", "eps": "0.5"}, "attack 'square' does not support --norm l2"),
+    ({"attack": "pgd", "norm": "l2", "eps": "0.5", "round_8bit": True},
      "--round-8bit with --norm l2: rounding to the 8-bit grid can leave the L2 ball"),
     ({"norm": "l1"}, "--norm 'l1': expected one of linf, l2"),
 ])
@@ -190,13 +190,13 @@ def test_what_l2_cannot_run_is_refused_in_one_line(data, changes, message):
 
 
 def test_l2_attacked_cells_record_the_norm_and_clean_cells_keep_linf(data):
-    found = built(data, attacks="none,noise,pgd,apgd,fgsm", norm="l2", eps="0.25,2")
+    found = built(data, attack="none,noise,pgd,apgd,fgsm", norm="l2", eps="0.25,2")
     norms = {(c.attack, c.eps): c.norm for c in found}
     assert norms[("none", "")] == "linf"
     assert {n for (a, _), n in norms.items() if a != "none"} == {"l2"}
     assert {e for (a, e) in norms if a == "pgd"} == {"1/4", "2"}
-    linf = built(data, attacks="pgd", eps="2/255")
-    assert [c.key for c in linf] == [c.key for c in built(data, attacks="pgd", eps="2/255", norm="linf")]
+    linf = built(data, attack="pgd", eps="2/255")
+    assert [c.key for c in linf] == [c.key for c in built(data, attack="pgd", eps="2/255", norm="linf")]
     assert not {c.key for c in linf} & {c.key for c in found}
 
 

@@ -9,7 +9,7 @@ import pytest
 from robustad.errors import RobustadError
 from robustad.results.aggregate import aggregate
 from robustad.results.frame import filter_rows
-from robustad.results.leaderboard import COLUMNS, append_row, finished_keys, read_rows
+from robustad.results.leaderboard import COLUMNS, Leaderboard, read_rows
 
 
 def row(key, **values):
@@ -22,12 +22,12 @@ def row(key, **values):
 def test_append_writes_header_once_and_keeps_every_row(tmp_path):
     out = tmp_path / "sub" / "board.csv"
     for i in range(3):
-        append_row(out, row(f"k{i}", clean_auroc=0.5 + i / 10, adv_auroc=None))
+        Leaderboard(out).append(row(f"k{i}", clean_auroc=0.5 + i / 10, adv_auroc=None))
     with out.open(newline="") as handle:
         lines = list(csv.reader(handle))
     assert lines[0] == list(COLUMNS)
     assert len(lines) == 4
-    assert finished_keys(out) == {"k0", "k1", "k2"}
+    assert {r["cell_hash"] for r in read_rows(out)} == {"k0", "k1", "k2"}
     rows = read_rows(out)
     assert float(rows[2]["clean_auroc"]) == 0.7 and rows[0]["adv_auroc"] == ""
     assert not list(tmp_path.glob("sub/.board.csv.*.tmp"))
@@ -35,11 +35,11 @@ def test_append_writes_header_once_and_keeps_every_row(tmp_path):
 
 def test_unknown_column_and_foreign_csv_are_rejected(tmp_path):
     with pytest.raises(ValueError, match="unknown leaderboard columns"):
-        append_row(tmp_path / "a.csv", {"cell_hash": "x", "bogus": 1})
+        Leaderboard(tmp_path / "a.csv").append({"cell_hash": "x", "bogus": 1})
     foreign = tmp_path / "foreign.csv"
     foreign.write_text("a,b\n1,2\n")
     with pytest.raises(RobustadError, match="not a leaderboard"):
-        finished_keys(foreign)
+        {r["cell_hash"] for r in read_rows(foreign)}
 
 
 def test_aggregate_mean_std_over_seeds_then_mean_over_categories():

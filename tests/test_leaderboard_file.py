@@ -15,10 +15,9 @@ import pytest
 from robustad.errors import RobustadError
 from robustad.results.leaderboard import (
     COLUMNS,
+    Leaderboard,
     LeaderboardWarning,
-    append_row,
     check_writable,
-    finished_keys,
     read_rows,
 )
 
@@ -37,9 +36,9 @@ def field_counts(path) -> set[int]:
 
 def test_a_last_line_without_newline_is_kept_and_not_glued_to(tmp_path):
     out = tmp_path / "board.csv"
-    append_row(out, row("a"))
+    Leaderboard(out).append(row("a"))
     out.write_bytes(out.read_bytes().rstrip(b"\n"))  # an editor saved it without the final newline
-    assert append_row(out, row("b"))
+    assert Leaderboard(out).append(row("b"))
     assert [r["cell_hash"] for r in read_rows(out)] == ["a", "b"]
     assert field_counts(out) == {len(COLUMNS)}
     assert list(pd.read_csv(out)["cell_hash"]) == ["a", "b"]
@@ -47,14 +46,14 @@ def test_a_last_line_without_newline_is_kept_and_not_glued_to(tmp_path):
 
 def test_a_truncated_last_line_is_reported_and_kept_aside(tmp_path):
     out = tmp_path / "board.csv"
-    append_row(out, row("a"))
-    append_row(out, row("b"))
+    Leaderboard(out).append(row("a"))
+    Leaderboard(out).append(row("b"))
     whole = out.read_bytes()
     out.write_bytes(whole[: len(whole) - 40])  # a write cut short inside row b
     with pytest.warns(LeaderboardWarning, match="1 damaged line"):
         assert [r["cell_hash"] for r in read_rows(out)] == ["a"]
     with pytest.warns(LeaderboardWarning, match="moved to"):
-        assert append_row(out, row("c"))
+        assert Leaderboard(out).append(row("c"))
     assert [r["cell_hash"] for r in read_rows(out)] == ["a", "c"]
     assert field_counts(out) == {len(COLUMNS)}
     aside = (tmp_path / "board.csv.damaged").read_text()
@@ -63,16 +62,16 @@ def test_a_truncated_last_line_is_reported_and_kept_aside(tmp_path):
 
 def test_a_key_already_present_is_not_written_twice(tmp_path):
     out = tmp_path / "board.csv"
-    assert append_row(out, row("a"))
-    assert not append_row(out, row("a", clean_auroc=0.9))
+    assert Leaderboard(out).append(row("a"))
+    assert not Leaderboard(out).append(row("a", clean_auroc=0.9))
     assert [r["clean_auroc"] for r in read_rows(out)] == ["0.5"]
 
 
 WRITER = textwrap.dedent("""
-    import sys
-    from robustad.results.leaderboard import append_row
+    import pathlib, sys
+    from robustad.results.leaderboard import Leaderboard
     for index in range(int(sys.argv[2])):
-        append_row(__import__("pathlib").Path(sys.argv[1]), {"cell_hash": f"k{index}", "timestamp": sys.argv[3]})
+        Leaderboard(pathlib.Path(sys.argv[1])).append({"cell_hash": f"k{index}", "timestamp": sys.argv[3]})
 """)
 
 
@@ -89,20 +88,20 @@ def test_two_processes_landing_the_same_cells_write_each_row_once(tmp_path):
 def test_a_symlinked_leaderboard_is_updated_through_the_link_and_keeps_its_mode(tmp_path):
     target = tmp_path / "real" / "board.csv"
     target.parent.mkdir()
-    append_row(target, row("a"))
+    Leaderboard(target).append(row("a"))
     os.chmod(target, 0o644)
     link = tmp_path / "link.csv"
     link.symlink_to(target)
     (target.parent / ".board.csv.1234.tmp").write_text("left by a killed writer")
-    append_row(link, row("b"))
-    assert link.is_symlink() and finished_keys(target) == {"a", "b"}
+    Leaderboard(link).append(row("b"))
+    assert link.is_symlink() and {r["cell_hash"] for r in read_rows(target)} == {"a", "b"}
     assert stat.S_IMODE(target.stat().st_mode) == 0o644
     assert not list(target.parent.glob(".board.csv.*.tmp"))
 
 
 def test_a_new_leaderboard_gets_the_usual_file_mode(tmp_path):
     out = tmp_path / "board.csv"
-    append_row(out, row("a"))
+    Leaderboard(out).append(row("a"))
     umask = os.umask(0)
     os.umask(umask)
     assert stat.S_IMODE(out.stat().st_mode) == 0o666 & ~umask

@@ -41,8 +41,8 @@ def mixed_size_bottle(source, target):
 def test_the_full_grid_runs_on_mixed_sizes_with_the_same_rows_at_any_batch_size(mvtec_root, tmp_path):
     root = tmp_path / "data"
     mixed_size_bottle(mvtec_root / "bottle", root / "bottle")
-    request = bottle_request(datasets="folder", data_root=root, resolutions="64", surrogates="linear,score",
-                             attacks="fgsm,pgd", eps="8/255", calibrators="platt")
+    request = bottle_request(dataset="folder", data_root=root, resolution="64", surrogate="linear,score",
+                             attack="fgsm,pgd", eps="8/255", calib="platt")
     registry = get_registry()
     cells = build_cells(request, registry)
     rows = {}

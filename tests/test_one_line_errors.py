@@ -10,7 +10,7 @@ import warnings
 
 import pytest
 
-from robustad.results.leaderboard import append_row, read_rows
+from robustad.results.leaderboard import Leaderboard, read_rows
 from tests.boards import row, run_robustad, write_board
 from tests.conftest import run_cli
 from tests.test_request import folder_dataset
@@ -149,7 +149,7 @@ def test_a_200_kb_cell_reads_and_appends(tmp_path, monkeypatch, capsys):
     huge = row(seed=0, adv_auroc=0.3, options='{"attack.pgd": {"note": "' + "x" * 200_000 + '"}}')
     path = write_board(tmp_path / "board.csv", [huge, row(seed=1, adv_auroc=0.4)])
     assert [len(r["options"]) for r in read_rows(path)] == [len(huge["options"]), 2]
-    assert append_row(path, {**row(seed=2, adv_auroc=0.5), "timestamp": "2026-01-01T00:00:00+00:00"})
+    assert Leaderboard(path).append({**row(seed=2, adv_auroc=0.5), "timestamp": "2026-01-01T00:00:00+00:00"})
     assert len(read_rows(path)) == 3
     for command in ("leaderboard", "audit"):
         code, _, err = run_robustad(monkeypatch, capsys, command, path)

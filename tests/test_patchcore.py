@@ -20,9 +20,10 @@ from robustad_plugins.patchcore import (
 from scipy.ndimage import gaussian_filter, uniform_filter
 from sklearn.random_projection import johnson_lindenstrauss_min_dim
 
+from robustad.declaration import Request
 from robustad.engine.executors import run_local
 from robustad.engine.progress import SilentReporter
-from robustad.engine.request import BenchRequest, build_cells
+from robustad.engine.request import build_cells
 from robustad.engine.settings import RunSettings
 from robustad.errors import RobustadError
 from robustad.hookspecs import hookimpl
@@ -235,10 +236,10 @@ def test_engine_gives_patchcore_its_seed_and_layers_and_attacks_it_white_box(tmp
     registry: PluginRegistry = get_registry()
     if not registry.pm.has_plugin("tiny_stages"):
         registry.add(StagesPlugin(), "tiny_stages")
-    request = BenchRequest(datasets="demo", data_root=None, categories="weave", shots="1", seeds="1",
-                           backbones="tiny_stages", weights="", resolutions="32", detectors="patchcore",
-                           surrogates="score", attacks="pgd", eps="8/255", calibrators="platt",
-                           calib_fraction=0.3, options=["detector.patchcore.coreset_ratio=0.5"])
+    request = Request(noise_control=False, dataset="demo", data_root=None, category="weave", shots="1", seeds="1",
+                      backbone="tiny_stages", weights="", resolution="32", detector="patchcore",
+                      surrogate="score", attack="pgd", eps="8/255", calib="platt",
+                      calib_fraction=0.3, options=["detector.patchcore.coreset_ratio=0.5"])
     cells = build_cells(request, registry)
     seen = []
     original = PatchCore.fit

@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 
 from robustad import hookimpl, interrupts
+from robustad.declaration import Request
 from robustad.engine.executors import run_local
 from robustad.engine.guard import ComponentError, blame
 from robustad.engine.progress import SilentReporter
-from robustad.engine.request import BenchRequest, build_cells
+from robustad.engine.request import build_cells
 from robustad.engine.settings import RunSettings
 from robustad.plugins import get_registry
 from robustad.results.leaderboard import read_rows
@@ -169,10 +170,10 @@ def registry():
 
 def run(registry, tmp_path, **request):
     root = folder_dataset(tmp_path / "data")
-    fields = dict(datasets="folder", data_root=root, categories="part", shots="1", seeds="0", backbones="tiny_fine",
-                  weights="", resolutions="32", detectors="anomalydino", surrogates="linear", attacks="up_again",
-                  eps="8/255", calibrators="platt", calib_fraction=0.3, options=[])
-    cells = build_cells(BenchRequest(**{**fields, **request}), registry)
+    fields = dict(dataset="folder", data_root=root, category="part", shots="1", seeds="0", backbone="tiny_fine",
+                  weights="", resolution="32", detector="anomalydino", surrogate="linear", attack="up_again",
+                  eps="8/255", calib="platt", calib_fraction=0.3, options=[])
+    cells = build_cells(Request(noise_control=False, **{**fields, **request}), registry)
     out = tmp_path / "board.csv"
     result = run_local(cells, RunSettings(data_root=root, pixel_metrics=False, resamples=0), out, registry,
                        SilentReporter(), lambda cell, row: None)
@@ -182,7 +183,7 @@ def run(registry, tmp_path, **request):
 @pytest.mark.parametrize("how, message", [("exit0", "SystemExit: 0"), ("exit_text", "SystemExit: bye"),
                                           ("ctrl_c", "KeyboardInterrupt")])
 def test_a_calibrator_that_exits_fails_its_cells_only(registry, sigint_handler, tmp_path, how, message):
-    result, rows = run(registry, tmp_path, calibrators=f"stops_{how},platt")
+    result, rows = run(registry, tmp_path, calib=f"stops_{how},platt")
     assert [r["calibrator"] for r in rows] == ["platt"]
     [(_, failure)] = result.failures
     assert f"calibrator 'stops_{how}' (plugin 'stopping' from robustad-stopping): {message}" in failure
@@ -190,14 +191,14 @@ def test_a_calibrator_that_exits_fails_its_cells_only(registry, sigint_handler, 
 
 
 def test_an_attack_that_exits_fails_its_cells_only(registry, sigint_handler, tmp_path):
-    result, rows = run(registry, tmp_path, attacks="stops_in_perturb,up_again")
+    result, rows = run(registry, tmp_path, attack="stops_in_perturb,up_again")
     assert [r["attack"] for r in rows] == ["up_again"]
     [(_, failure)] = result.failures
     assert "attack 'stops_in_perturb' (plugin 'stopping' from robustad-stopping): SystemExit: 0" in failure
 
 
 def test_a_backbone_that_exits_while_built_fails_its_group_only(registry, sigint_handler, tmp_path):
-    result, rows = run(registry, tmp_path, backbones="stops_building,tiny_fine")
+    result, rows = run(registry, tmp_path, backbone="stops_building,tiny_fine")
     assert [r["backbone"] for r in rows] == ["tiny_fine"]
     [(_, failure)] = result.failures
     assert "backbone 'stops_building' (plugin 'stopping' from robustad-stopping): SystemExit: 3" in failure
@@ -205,7 +206,7 @@ def test_a_backbone_that_exits_while_built_fails_its_group_only(registry, sigint
 
 def test_the_users_ctrl_c_inside_a_component_still_stops_the_run(registry, sigint_handler, tmp_path):
     with pytest.raises(KeyboardInterrupt):
-        run(registry, tmp_path, backbones="user_presses_ctrl_c")
+        run(registry, tmp_path, backbone="user_presses_ctrl_c")
     assert interrupts.requested()
 
 
@@ -235,11 +236,11 @@ STOPPED_READING = "dataset 'stops_reading' (plugin 'stopping' from robustad-stop
 
 
 @pytest.mark.parametrize("changes, message", [
-    ({"datasets": "stops_reading"}, STOPPED_READING),
-    ({"datasets": "stops_reading", "options": ["dataset.stops_reading.where=categories"]}, STOPPED_READING),
-    ({"attacks": "stops_in_describe"}, "attack 'stops_in_describe' (plugin 'stopping' from robustad-stopping): "
+    ({"dataset": "stops_reading"}, STOPPED_READING),
+    ({"dataset": "stops_reading", "options": ["dataset.stops_reading.where=categories"]}, STOPPED_READING),
+    ({"attack": "stops_in_describe"}, "attack 'stops_in_describe' (plugin 'stopping' from robustad-stopping): "
                                        "SystemExit: 0"),
-    ({"attacks": "stops_in_members"}, "attack 'stops_in_members' (plugin 'stopping' from robustad-stopping): "
+    ({"attack": "stops_in_members"}, "attack 'stops_in_members' (plugin 'stopping' from robustad-stopping): "
                                       "KeyboardInterrupt"),
 ])
 def test_a_plugin_that_exits_while_cells_are_built_is_one_line(registry, sigint_handler, tmp_path, changes, message):
@@ -256,7 +257,7 @@ def test_on_the_command_line_a_dataset_that_exits_is_one_line_and_exit_2(registr
 
 
 def test_a_plugin_that_exits_outside_its_guarded_calls_fails_its_group_only(registry, sigint_handler, tmp_path):
-    result, rows = run(registry, tmp_path, backbones="exits_in_weights_id,tiny_fine")
+    result, rows = run(registry, tmp_path, backbone="exits_in_weights_id,tiny_fine")
     assert [r["backbone"] for r in rows] == ["tiny_fine"]
     [(_, failure)] = result.failures
     assert "exits_in_weights_id" in failure and failure.endswith("SystemExit: 0")

@@ -19,10 +19,11 @@ import pytest
 import ray
 from ray.cluster_utils import Cluster
 
+from robustad.declaration import Request
 from robustad.engine.executors import run_local
 from robustad.engine.progress import SilentReporter
 from robustad.engine.ray_executor import MAX_RETRIES, _gpus_per_task, import_ray, run_ray
-from robustad.engine.request import BenchRequest, build_cells
+from robustad.engine.request import build_cells
 from robustad.engine.settings import RunSettings
 from robustad.errors import RobustadError
 from robustad.hookspecs import hookimpl
@@ -39,14 +40,14 @@ CONSTANT = [c for c in COLUMNS if c not in METRICS and not c.startswith("t_") an
 
 
 def request(dataset: str = "demo", data_root: Path | None = None, options: tuple[str, ...] = (),
-            **overrides: str) -> BenchRequest:
+            **overrides: str) -> Request:
     """The bench request of GRID, with some lists replaced."""
     grid = {**GRID, **overrides}
-    return BenchRequest(datasets=dataset, data_root=data_root, categories=grid["category"], shots=grid["shots"],
-                        seeds=grid["seeds"], backbones=grid["backbone"],
-                        weights="", resolutions=grid["resolution"], detectors="anomalydino",
-                        surrogates=grid["surrogate"], attacks=grid["attack"], eps=grid["eps"],
-                        calibrators=grid["calib"], calib_fraction=0.3, options=list(options))
+    return Request(noise_control=False, dataset=dataset, data_root=data_root, category=grid["category"],
+                   shots=grid["shots"], seeds=grid["seeds"], backbone=grid["backbone"], weights="",
+                   resolution=grid["resolution"], detector="anomalydino", surrogate=grid["surrogate"],
+                   attack=grid["attack"], eps=grid["eps"], calib=grid["calib"], calib_fraction=0.3,
+                   options=list(options))
 
 
 def cli_grid(**overrides: str) -> list[str]:

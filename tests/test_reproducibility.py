@@ -32,8 +32,8 @@ def test_rows_are_identical_at_any_batch_size_and_on_ray(mvtec_root, tmp_path, c
     """Bottle, efficientnet_lite0 (128 px, to keep the suite short), 1-shot seed 0, white-box PGD-10 and the
     noise control at 8/255, Platt: at chunk 1 (one image per model call) and at chunk 4 (batch sizes that are not
     multiples of it included), every batch size and a Ray task give the same rows; the chunk is in the key."""
-    request = bottle_request(datasets="mvtec", data_root=mvtec_root, resolutions="128", surrogates="score",
-                             attacks="noise,pgd", eps="8/255", calibrators="platt", chunk=chunk)
+    request = bottle_request(dataset="mvtec", data_root=mvtec_root, resolution="128", surrogate="score",
+                             attack="noise,pgd", eps="8/255", calib="platt", chunk=chunk)
     registry = get_registry()
     cells = build_cells(request, registry)
     assert {cell.chunk for cell in cells} == {chunk}

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from robustad.engine.request import BenchRequest, build_cells
+from robustad.declaration import Request
+from robustad.engine.request import build_cells
 from robustad.errors import RobustadError
 from robustad.plugins import get_registry
 
@@ -37,13 +38,13 @@ def folder_dataset(root):
     return root
 
 
-REQUEST = BenchRequest(datasets="folder", data_root=None, categories="part", shots="1", seeds="0",
-                       backbones="efficientnet_lite0", weights="", resolutions="32", detectors="anomalydino",
-                       surrogates="linear", attacks="fgsm", eps="2/255", calibrators="platt", calib_fraction=0.3,
-                       options=[])
+REQUEST = Request(noise_control=False, dataset="folder", data_root=None, category="part", shots="1", seeds="0",
+                  backbone="efficientnet_lite0", weights="", resolution="32", detector="anomalydino",
+                  surrogate="linear", attack="fgsm", eps="2/255", calib="platt", calib_fraction=0.3,
+                  options=[])
 
 
-def cells(request: BenchRequest, **changes):
+def cells(request: Request, **changes):
     return build_cells(replace(request, **changes), get_registry())
 
 
@@ -78,21 +79,21 @@ def test_resolved_defaults_are_part_of_the_cell(data):
 
 
 def test_name_argument_is_converted_through_the_option_type(data):
-    [cell] = cells(REQUEST, data_root=data, attacks="pgd:20")
+    [cell] = cells(REQUEST, data_root=data, attack="pgd:20")
     steps = json.loads(cell.options)["attack.pgd"]["steps"]
     assert cell.attack == "pgd" and steps == 20 and isinstance(steps, int)
     with pytest.raises(RobustadError, match=r"attack 'pgd' option steps='abc': expected int"):
-        cells(REQUEST, data_root=data, attacks="pgd:abc")
+        cells(REQUEST, data_root=data, attack="pgd:abc")
 
 
 def test_one_experiment_has_one_key_however_it_is_spelled(data):
-    [spelled] = cells(REQUEST, data_root=data, attacks="pgd:20")
-    [option] = cells(REQUEST, data_root=data, attacks="pgd", options=["attack.pgd.steps=20"])
-    [api] = cells(REQUEST, data_root=data, attacks=["pgd"], options={"attack.pgd.steps": 20})
+    [spelled] = cells(REQUEST, data_root=data, attack="pgd:20")
+    [option] = cells(REQUEST, data_root=data, attack="pgd", options=["attack.pgd.steps=20"])
+    [api] = cells(REQUEST, data_root=data, attack=["pgd"], options={"attack.pgd.steps": 20})
     assert spelled == option == api and spelled.key == option.key
-    default, explicit = cells(REQUEST, data_root=data, attacks="pgd,pgd:10,pgd:20")[:2]
+    default, explicit = cells(REQUEST, data_root=data, attack="pgd,pgd:10,pgd:20")[:2]
     assert default.key != explicit.key  # pgd:10 is pgd itself and collapses into it; pgd:20 stays apart
-    assert len(cells(REQUEST, data_root=data, attacks="pgd,pgd:10")) == 1
+    assert len(cells(REQUEST, data_root=data, attack="pgd,pgd:10")) == 1
 
 
 def test_a_spec_argument_sets_only_a_declared_primary_option(data):
@@ -110,12 +111,12 @@ def test_a_spec_argument_sets_only_a_declared_primary_option(data):
 
 
 @pytest.mark.parametrize("changes, message", [
-    ({"resolutions": "100000"}, "--resolution '100000': expected an integer between 1 and 4096"),
+    ({"resolution": "100000"}, "--resolution '100000': expected an integer between 1 and 4096"),
     ({"options": ["foo.pgd.steps=3"]}, "unknown kind 'foo'"),
     ({"options": ["attack.pgd.steps=3"]}, "--opt names attack 'pgd', which this run does not use"),
-    ({"precision": "fp8"}, "--precision fp8: expected one of fp32, bf16, fp16"),
-    ({"attacks": "pgd:"}, "expected NAME or NAME:VALUE"),
-    ({"categories": "nope"}, "category 'nope' not found for dataset 'folder'"),
+    ({"precision": "fp8"}, "--precision 'fp8': expected one of fp32, bf16, fp16"),
+    ({"attack": "pgd:"}, "expected NAME or NAME:VALUE"),
+    ({"category": "nope"}, "category 'nope' not found for dataset 'folder'"),
 ])
 def test_bad_requests_are_one_line_before_any_work(data, changes, message):
     with pytest.raises(RobustadError, match=message.replace("(", r"\(").replace(")", r"\)")):

@@ -14,9 +14,10 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
+from robustad.declaration import Request
 from robustad.engine.executors import run_local
 from robustad.engine.progress import SilentReporter
-from robustad.engine.request import BenchRequest, build_cells
+from robustad.engine.request import build_cells
 from robustad.engine.settings import RunSettings
 from robustad.plugins import PluginRegistry, get_registry
 from robustad.results.leaderboard import COLUMNS, read_rows
@@ -149,10 +150,10 @@ def test_clean_features_are_computed_once_per_image_per_prefix(tmp_path, monkeyp
     registry: PluginRegistry = get_registry()
     if not registry.pm.has_plugin("counting"):
         registry.add(CountingPlugin(), "counting")
-    request = BenchRequest(datasets="demo", data_root=None, categories="disc", shots="1", seeds="0",
-                           backbones="counting", weights="", resolutions="32", detectors="anomalydino",
-                           surrogates="score", attacks="fgsm,pgd", eps="2/255,8/255",
-                           calibrators="platt,isotonic,none", calib_fraction=0.3, options=[])
+    request = Request(noise_control=False, dataset="demo", data_root=None, category="disc", shots="1", seeds="0",
+                      backbone="counting", weights="", resolution="32", detector="anomalydino",
+                      surrogate="score", attack="fgsm,pgd", eps="2/255,8/255",
+                      calib="platt,isotonic,none", calib_fraction=0.3, options=[])
     cells = build_cells(request, registry)
     assert len(cells) == 2 * 2 * 3
     CountingBackbone.seen.update(no_grad=0, grad=0)
@@ -212,10 +213,10 @@ def test_attack_none_gives_clean_only_rows_with_empty_adversarial_columns(tmp_pa
     registry: PluginRegistry = get_registry()
     if not registry.pm.has_plugin("counting"):
         registry.add(CountingPlugin(), "counting")
-    request = BenchRequest(datasets="demo", data_root=None, categories="weave", shots="1", seeds="0",
-                           backbones="counting", weights="", resolutions="32", detectors="anomalydino",
-                           surrogates="score", attacks="none", eps="8/255", calibrators="platt,none",
-                           calib_fraction=0.3, options=[])
+    request = Request(noise_control=False, dataset="demo", data_root=None, category="weave", shots="1", seeds="0",
+                      backbone="counting", weights="", resolution="32", detector="anomalydino",
+                      surrogate="score", attack="none", eps="8/255", calib="platt,none",
+                      calib_fraction=0.3, options=[])
     cells = build_cells(request, registry)
     assert [(c.surrogate, c.eps) for c in cells] == [("none", ""), ("none", "")]
     CountingBackbone.seen.update(no_grad=0, grad=0)
@@ -231,10 +232,10 @@ def test_pixel_metrics_are_filled_for_clean_and_adversarial_eval_images(tmp_path
     registry: PluginRegistry = get_registry()
     if not registry.pm.has_plugin("counting"):
         registry.add(CountingPlugin(), "counting")
-    request = BenchRequest(datasets="demo", data_root=None, categories="disc", shots="1", seeds="0",
-                           backbones="counting", weights="", resolutions="32", detectors="anomalydino",
-                           surrogates="score", attacks="fgsm", eps="8/255", calibrators="none",
-                           calib_fraction=0.3, options=[])
+    request = Request(noise_control=False, dataset="demo", data_root=None, category="disc", shots="1", seeds="0",
+                      backbone="counting", weights="", resolution="32", detector="anomalydino",
+                      surrogate="score", attack="fgsm", eps="8/255", calib="none",
+                      calib_fraction=0.3, options=[])
     result = run_local(build_cells(request, registry), RunSettings(), tmp_path / "board.csv", registry,
                        SilentReporter(), lambda cell, row: None)
     [row] = result.written
@@ -265,10 +266,10 @@ def test_adversarial_pixel_metrics_belong_to_their_own_eps(tmp_path, monkeypatch
     registry = get_registry()
 
     def pixel_metrics(eps: str, out: str) -> dict[str, tuple[str, str]]:
-        request = BenchRequest(datasets="demo", data_root=None, categories="disc", shots="1", seeds="0",
-                               backbones="efficientnet_lite0", weights="", resolutions="64", detectors="anomalydino",
-                               surrogates="score", attacks="fgsm", eps=eps, calibrators="none", calib_fraction=0.3,
-                               options=[])
+        request = Request(noise_control=False, dataset="demo", data_root=None, category="disc", shots="1", seeds="0",
+                          backbone="efficientnet_lite0", weights="", resolution="64", detector="anomalydino",
+                          surrogate="score", attack="fgsm", eps=eps, calib="none", calib_fraction=0.3,
+                          options=[])
         result = run_local(build_cells(request, registry), RunSettings(resamples=0, threads=1), tmp_path / out,
                            registry, SilentReporter(), lambda cell, row: None)
         return {row["eps"]: (row["adv_pixel_auroc"], row["adv_aupro"]) for row in result.written

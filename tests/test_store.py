@@ -14,10 +14,11 @@ from pathlib import Path
 
 import pytest
 
+from robustad.declaration import Request
 from robustad.engine.executors import pending
-from robustad.engine.request import BenchRequest, build_cells, with_noise_control
+from robustad.engine.request import build_cells
 from robustad.plugins import get_registry
-from robustad.results.leaderboard import COLUMNS, Leaderboard, LeaderboardWarning, append_row, read_rows
+from robustad.results.leaderboard import COLUMNS, Leaderboard, LeaderboardWarning, read_rows
 
 TIMESTAMP = "2026-12-04T12:00:00+00:00"
 REPO = Path(__file__).resolve().parents[1]
@@ -85,7 +86,7 @@ def test_kill_9_during_appends_at_100000_rows_keeps_every_earlier_row(tmp_path):
     with open(out, "rb+") as handle:  # make sure the last row is cut, as a kill inside a write leaves it
         handle.seek(-7, os.SEEK_END)
         handle.truncate()
-    assert append_row(out, row("after"))
+    assert Leaderboard(out).append(row("after"))
     keys = [r["cell_hash"] for r in read_rows(out)]
     assert keys[:100_000] == [f"k{i}" for i in range(100_000)]
     assert keys[-1] == "after" and len(keys) == len(set(keys))
@@ -122,7 +123,7 @@ def test_an_earlier_versions_file_is_migrated_once_with_every_value_kept(tmp_pat
     [first, *_] = read_rows(out)  # read as it is: the column it lacks is empty, the one it adds kept
     assert first["clean_aupro"] == "" and first["old_metric"] == "old_metric-0" and first["seed"] == "seed-0"
     with pytest.warns(LeaderboardWarning, match="migrated"):
-        assert append_row(out, row("new"))
+        assert Leaderboard(out).append(row("new"))
     assert (tmp_path / "board.csv.before-migration").read_bytes() == original
     rows = read_rows(out)
     assert [r["cell_hash"] for r in rows] == ["old0", "old1", "old2", "new"]
@@ -130,7 +131,7 @@ def test_an_earlier_versions_file_is_migrated_once_with_every_value_kept(tmp_pat
         assert all(migrated[c] == f"{c}-{index}" for c in old_header if c != "cell_hash")
     header = next(csv.reader(out.open()))
     assert tuple(header[: len(COLUMNS)]) == COLUMNS and header[len(COLUMNS):] == ["old_metric"]
-    assert append_row(out, row("newer"))  # once: no second migration
+    assert Leaderboard(out).append(row("newer"))  # once: no second migration
     assert not (tmp_path / "board.csv.before-migration.2").exists()
 
 
@@ -138,16 +139,16 @@ def test_the_committed_grid_of_an_earlier_release_is_resumed_not_recomputed(mvte
     """results/bottle/leaderboard.csv was written at commit 7d3a6b4, before keys covered the images' content:
     every cell of results/bottle/run.sh is found in it."""
     board = Leaderboard(REPO / "results" / "bottle" / "leaderboard.csv")
-    common = dict(datasets="mvtec", data_root=mvtec_root, categories="bottle", shots="1",
-                  backbones="efficientnet_lite0", weights="", resolutions="224", detectors="anomalydino",
+    common = dict(dataset="mvtec", data_root=mvtec_root, category="bottle", shots="1",
+                  backbone="efficientnet_lite0", weights="", resolution="224", detector="anomalydino",
                   calib_fraction=0.3)
-    suite = dict(attacks=with_noise_control("fgsm,pgd,apgd,square,worstcase"), eps="2/255,8/255",
-                 calibrators="platt", options=["attack.apgd.steps=20", "attack.square.queries=50"])
-    requests = [BenchRequest(seeds="0", surrogates="score", **common, **suite),
-                BenchRequest(seeds="0", surrogates="score", round_8bit=True, **common, **suite),
-                BenchRequest(seeds="0", surrogates="linear", **common, **suite),
-                BenchRequest(seeds="0,1,2", surrogates="linear,score", attacks=with_noise_control("fgsm,pgd"),
-                             eps="2/255,8/255", calibrators="platt,isotonic,temperature,none", options=[], **common)]
+    suite = dict(attack="fgsm,pgd,apgd,square,worstcase", eps="2/255,8/255",  # the noise control is added
+                 calib="platt", options=["attack.apgd.steps=20", "attack.square.queries=50"])
+    requests = [Request(seeds="0", surrogate="score", **common, **suite),
+                Request(seeds="0", surrogate="score", round_8bit=True, **common, **suite),
+                Request(seeds="0", surrogate="linear", **common, **suite),
+                Request(seeds="0,1,2", surrogate="linear,score", attack="fgsm,pgd", eps="2/255,8/255",
+                        calib="platt,isotonic,temperature,none", options=[], **common)]
     for request in requests:
         cells = build_cells(request, get_registry())
         todo, skipped = pending(cells, board)
@@ -159,15 +160,15 @@ def test_images_replaced_by_others_of_the_same_size_change_the_key(tmp_path):
     from tests.test_request import REQUEST, folder_dataset
 
     data = folder_dataset(tmp_path / "data")
-    [before] = build_cells(BenchRequest(**{**REQUEST.__dict__, "data_root": data}), get_registry())
+    [before] = build_cells(Request(**{**REQUEST.__dict__, "data_root": data}), get_registry())
     image = data / "part" / "test" / "good" / "000.png"
     replacement = data / "part" / "test" / "good" / "001.png"
     if image.stat().st_size != replacement.stat().st_size:  # same-size content is the point: pad both
         size = max(image.stat().st_size, replacement.stat().st_size)
         for path in (image, replacement):
             path.write_bytes(path.read_bytes().ljust(size, b"\0"))
-        [before] = build_cells(BenchRequest(**{**REQUEST.__dict__, "data_root": data}), get_registry())
+        [before] = build_cells(Request(**{**REQUEST.__dict__, "data_root": data}), get_registry())
     image.write_bytes(replacement.read_bytes())
-    [after] = build_cells(BenchRequest(**{**REQUEST.__dict__, "data_root": data}), get_registry())
+    [after] = build_cells(Request(**{**REQUEST.__dict__, "data_root": data}), get_registry())
     assert after.data_id == before.data_id  # names and sizes alike ...
     assert after.data_sha != before.data_sha and after.key != before.key  # ... and still another experiment

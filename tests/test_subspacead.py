@@ -9,9 +9,10 @@ import torch
 from PIL import Image
 from robustad_plugins.subspacead import SubspaceAD, auto_layers, fit_subspace, residuals, rotation_angles
 
+from robustad.declaration import Request
 from robustad.engine.executors import run_local
 from robustad.engine.progress import SilentReporter
-from robustad.engine.request import BenchRequest, build_cells
+from robustad.engine.request import build_cells
 from robustad.engine.settings import RunSettings
 from robustad.errors import RobustadError
 from robustad.hookspecs import hookimpl
@@ -176,10 +177,10 @@ def test_engine_attacks_subspacead_through_either_surrogate(tmp_path, surrogate)
     registry: PluginRegistry = get_registry()
     if not registry.pm.has_plugin("tiny_blocks"):
         registry.add(BlocksPlugin(), "tiny_blocks")
-    request = BenchRequest(datasets="demo", data_root=None, categories="weave", shots="1", seeds="0",
-                           backbones="tiny_blocks", weights="", resolutions="32", detectors="subspacead",
-                           surrogates=surrogate, attacks="fgsm", eps="8/255", calibrators="platt",
-                           calib_fraction=0.3, options=["detector.subspacead.augmentations=2"])
+    request = Request(noise_control=False, dataset="demo", data_root=None, category="weave", shots="1", seeds="0",
+                      backbone="tiny_blocks", weights="", resolution="32", detector="subspacead",
+                      surrogate=surrogate, attack="fgsm", eps="8/255", calib="platt",
+                      calib_fraction=0.3, options=["detector.subspacead.augmentations=2"])
     result = run_local(build_cells(request, registry), RunSettings(pixel_metrics=False), tmp_path / "board.csv",
                        registry, SilentReporter(), lambda cell, row: None)
     [row] = result.written

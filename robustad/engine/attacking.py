@@ -19,10 +19,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from robustad.components import Component, parse_spec
+from robustad.components import Component
 from robustad.contracts import AttackTarget, FlagTarget, Perturbed
 from robustad.engine.clean import CleanStage
 from robustad.engine.defended import EOT_DRAWS, draw
+from robustad.engine.factory import Factory
 from robustad.engine.flagging import Flags, reads_images
 from robustad.engine.guard import ComponentError, blame, require_finite
 from robustad.engine.handles import Handle, check_settings
@@ -31,11 +32,10 @@ from robustad.engine.progress import Reporter
 from robustad.errors import RobustadError
 from robustad.kit.attacking import logit
 from robustad.kit.threat import L2, LINF, distance, parse_eps, round_to_8bit, two_logit
-from robustad.plugins import PluginRegistry
 from robustad.records import Cell, DetectorOutput
 
 if TYPE_CHECKING:
-    from robustad.engine.runner import Fitted
+    from robustad.engine.fitted import Fitted
 
 LogitModel = Callable[[torch.Tensor], torch.Tensor]
 
@@ -131,7 +131,7 @@ class AttackOutcome:
     """Values of each flag that reads images on the adversarial eval images, by flag spec."""
 
 
-def attack_threat_group(cells: list[Cell], stage: CleanStage, surrogate: Fitted | None, registry: PluginRegistry,
+def attack_threat_group(cells: list[Cell], stage: CleanStage, surrogate: Fitted | None, factory: Factory,
                         batch_size: int, reporter: Reporter, flags: Flags, keep: frozenset[int] = frozenset()
                         ) -> dict[str, AttackOutcome]:
     """Run every attack (and member) of cells sharing a threat prefix, keyed by ``variant``; a failing attack (at
@@ -141,7 +141,7 @@ def attack_threat_group(cells: list[Cell], stage: CleanStage, surrogate: Fitted 
     cell = cells[0]
     eps = parse_eps(cell.eps, cell.norm)
     n_eval = len(stage.split.eval)
-    attacks, outcomes = _attacks(cells, registry, eps, n_eval)
+    attacks, outcomes = _attacks(cells, factory, eps, n_eval)
     names = ", ".join(dict.fromkeys(attack.spec for attack in attacks.values()))
     reporter.stage(f"{cell.category}: {names} {cell.eps} via {cell.surrogate}", n_eval)
     defense = stage.backbone.defense
@@ -211,7 +211,7 @@ class _Built:
     cell: Cell
 
 
-def _attacks(cells: list[Cell], registry: PluginRegistry, eps: float,
+def _attacks(cells: list[Cell], factory: Factory, eps: float,
              n_eval: int) -> tuple[dict[str, _Built], dict[str, AttackOutcome]]:
     """Every attack variant the cells need, members before the attacks that combine them, each built once, with
     an empty outcome each (or the outcome's one-line failure, when building it failed)."""
@@ -224,8 +224,7 @@ def _attacks(cells: list[Cell], registry: PluginRegistry, eps: float,
             return key
         outcome = outcomes[key] = AttackOutcome(np.zeros(n_eval), [np.zeros(0)] * n_eval, {}, ZeroGradients())
         try:
-            handle = Handle.create(registry.get("attack", parse_spec(spec)[0]),
-                                   **cell.component_options("attack", spec))
+            handle = factory.build(cell, "attack", spec)
             outcome.settings = check_settings(handle, handle.call("describe", eps))
             members = [add(member, cell) for member in handle.optional("members") or ()]
         except RobustadError as error:

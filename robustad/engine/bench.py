@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import importlib
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
 from rich.console import Console
 
-from robustad.engine.executors import EXECUTORS, GridResult
+from robustad.declaration import EXECUTORS
+from robustad.engine.executors import GridResult
 from robustad.engine.progress import reporter_for
+from robustad.engine.request import Plan
 from robustad.engine.settings import RunSettings
 from robustad.outputs import check_folder
 from robustad.plugins import PluginRegistry
@@ -27,10 +31,11 @@ def check_outputs(out: Path, save_scores: Path | None, examples: Path | None = N
         check_folder(examples, "--examples-dir", "adversarial examples (it is created if missing)")
 
 
-def run_bench(cells: list[Cell], settings: RunSettings, out: Path, registry: PluginRegistry,
+def run_bench(plan: Plan, settings: RunSettings, out: Path, registry: PluginRegistry,
               console: Console) -> GridResult:
-    """Run the pending cells with the chosen executor and show a summary table of the rows written (the outputs
-    were checked with ``check_outputs`` before the cells were built)."""
+    """Run the plan's pending cells with the chosen executor and show a summary table of the rows written (the
+    outputs were checked with ``check_outputs`` before the cells were built)."""
+    cells = plan.cells
     console.print(f"{len(cells)} cells -> {out}", highlight=False, soft_wrap=True)
     if settings.save_scores is not None:
         _warn_missing_scores(cells, out, settings.save_scores)
@@ -41,7 +46,7 @@ def run_bench(cells: list[Cell], settings: RunSettings, out: Path, registry: Plu
                            f"{cell.calibrator}: clean_auroc={_fmt(row.get('clean_auroc'))}{adv}")
 
     with reporter_for(console, len(cells)) as reporter:
-        result = EXECUTORS[settings.executor](cells, settings, out, registry, reporter, on_row)
+        result = executor(settings.executor)(cells, settings, out, registry, reporter, on_row, plan)
     duplicates = f", {result.duplicates} landed by another process first" if result.duplicates else ""
     console.print(f"{len(result.written)} rows written, {result.skipped} cells already done{duplicates}",
                   highlight=False, soft_wrap=True)
@@ -49,6 +54,12 @@ def run_bench(cells: list[Cell], settings: RunSettings, out: Path, registry: Plu
         print_table(console, summary_table(summarise(pd.DataFrame(result.written)),
                                            "this run (mean over categories; ± over seeds)"))
     return result
+
+
+def executor(name: str) -> Callable[..., GridResult]:
+    """The function of executor ``name`` (``robustad.declaration.EXECUTORS``), imported now."""
+    module, _, function = EXECUTORS[name].partition(":")
+    return getattr(importlib.import_module(module), function)
 
 
 def _warn_missing_scores(cells: list[Cell], out: Path, folder: Path) -> None:

@@ -17,11 +17,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from robustad.components import Component, parse_spec
+from robustad.components import Component
 from robustad.contracts import Detector
 from robustad.engine.batches import PREFETCH, Item, batches, chunk_aligned, prepared
 from robustad.engine.defended import DefenseStep, draw
-from robustad.engine.guard import GuardedBackbone, blame, create, joined_features, require_finite
+from robustad.engine.factory import Factory
+from robustad.engine.guard import GuardedBackbone, blame, joined_features, require_finite
 from robustad.engine.handles import Handle
 from robustad.engine.identity import names_hash, relative_names
 from robustad.engine.progress import Reporter
@@ -29,12 +30,13 @@ from robustad.engine.settings import RunSettings, machine_cores
 from robustad.engine.splits import make_split, parse_shots
 from robustad.kit.images import load_mask, load_rgb
 from robustad.plugins import PluginRegistry
-from robustad.records import NO_DEFENSE, Cell, DetectorOutput, Features, Sample, Split
+from robustad.records import NO_DEFENSE, CategoryData, Cell, DetectorOutput, Features, Sample, Split
 
 if TYPE_CHECKING:
     from PIL import Image
 
 EVAL_CACHE_BYTES = 1 << 30
+Loaded = tuple[CategoryData, Split]  # a category's data and one cell's split of it
 
 
 @dataclass
@@ -162,30 +164,29 @@ def joined(parts: list[tuple[Features, DetectorOutput]]) -> tuple[Features, Dete
 
 
 def run_clean_stage(cell: Cell, settings: RunSettings, registry: PluginRegistry, reporter: Reporter,
-                    keep_features: bool) -> CleanStage:
-    """Split, fit and score for the model prefix of ``cell``."""
+                    keep_features: bool, loaded: Loaded | None = None) -> CleanStage:
+    """Split, fit and score for the model prefix of ``cell``; ``loaded``: its data and split as the plan made
+    them, so that they are not loaded and drawn again."""
     timings: dict[str, float] = {}
     started = time.perf_counter()
-    components = {kind: registry.get(kind, parse_spec(spec)[0]) for kind, spec in
+    factory = Factory(registry)
+    components = {kind: factory.component(kind, spec) for kind, spec in
                   (("dataset", cell.dataset), ("backbone", cell.backbone), ("detector", cell.detector))}
-    dataset = Handle.create(components["dataset"], **cell.component_options("dataset", cell.dataset))
-    data = dataset.call("load", settings.data_root, cell.category)
-    split = make_split(data, parse_shots(cell.shots), cell.seed, cell.calib_fraction)
+    data, split = loaded or load(cell, settings, factory)
     timings["t_split_s"] = time.perf_counter() - started
 
     started = time.perf_counter()
-    network = create(components["backbone"], weights=_weights(cell, settings), device=settings.device,
-                     **cell.component_options("backbone", cell.backbone))
+    network = factory.build(cell, "backbone", cell.backbone, weights=_weights(cell, settings),
+                            device=settings.device).instance
     defense = None
     if cell.defense != NO_DEFENSE:
-        components["defense"] = registry.get("defense", cell.defense)
-        defense = DefenseStep(Handle.create(components["defense"], **cell.component_options("defense", cell.defense)),
-                              cell.seed)
+        built = factory.build(cell, "defense", cell.defense)
+        components["defense"] = built.component
+        defense = DefenseStep(built, cell.seed)
     backbone = GuardedBackbone(network, components["backbone"], cell.precision, settings.device, defense,
                                cell.chunk)
     metadata = components["detector"].runtime_keywords(category=cell.category, seed=cell.seed)
-    detector = create(components["detector"], backbone, cell.resolution, **metadata,
-                      **cell.component_options("detector", cell.detector))
+    detector = factory.build(cell, "detector", cell.detector, backbone, cell.resolution, **metadata).instance
     backbone.layers = tuple(getattr(detector, "layers", ()))
     reporter.stage(f"{cell.category}: memory bank from {len(split.reference)} reference images", 1)
     Handle(components["detector"], detector).call("fit", [load_rgb(s.path) for s in split.reference])
@@ -203,6 +204,12 @@ def run_clean_stage(cell: Cell, settings: RunSettings, registry: PluginRegistry,
         stage.eval_truth = _ground_truth(split.eval, stage.eval)
     stage.timings = timings
     return stage
+
+
+def load(cell: Cell, settings: RunSettings, factory: Factory) -> Loaded:
+    """A cell's category and split, loaded and drawn (where no plan made them: a Ray worker, a test)."""
+    data = factory.build(cell, "dataset", cell.dataset).call("load", settings.data_root, cell.category)
+    return data, make_split(data, parse_shots(cell.shots), cell.seed, cell.calib_fraction, cell.limit)
 
 
 def decoding_ahead(settings: RunSettings) -> int:

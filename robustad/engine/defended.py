@@ -17,11 +17,10 @@ from collections.abc import Iterator
 
 import torch
 
+from robustad.engine.adaptive import certified_sigma
 from robustad.engine.guard import ComponentError
 from robustad.engine.handles import Handle
 
-BPDA_CHOICES = ("auto", "identity", "off")
-EOT_DEFAULT = 8  # EOT draws per gradient step against a randomized defense unless --eot says otherwise
 EOT_DRAWS = 1 << 20  # EOT draw numbers start here, apart from the draws the engine scores with
 _DRAW: contextvars.ContextVar[int] = contextvars.ContextVar("robustad_draw", default=0)
 
@@ -82,30 +81,3 @@ class DefenseStep:
         generator = torch.Generator(device=image.device)
         generator.manual_seed(int.from_bytes(content.digest()[:8], "big") >> 1)
         return generator
-
-
-def certified_sigma(handle: Handle) -> float | None:
-    """The sigma a defense's median scores can be certified for: its ``certified_sigma`` where it is randomized,
-    aggregates by the median and declares a number > 0; None otherwise."""
-    sigma = handle.optional("certified_sigma")
-    if sigma is None or not handle.instance.randomized or handle.optional("aggregate") != "median":
-        return None
-    if isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or not 0 < sigma < float("inf"):
-        raise ComponentError(f"{handle.component.label()} declares certified_sigma={sigma!r}; expected a number > 0")
-    return float(sigma)
-
-
-def resolved_bpda(requested: str, differentiable: bool) -> str:
-    """The BPDA rule a cell records: ``none`` for a differentiable defense (its own gradient), else the request
-    (``auto`` is ``identity``)."""
-    if differentiable:
-        return "none"
-    return "identity" if requested == "auto" else requested
-
-
-def resolved_eot(requested: int | None, randomized: bool) -> int:
-    """EOT draws per gradient step a cell records: 1 against a deterministic defense, else the request or
-    ``EOT_DEFAULT``."""
-    if not randomized:
-        return 1
-    return EOT_DEFAULT if requested is None else requested

@@ -1,8 +1,8 @@
 """Executors: run the pending cells of a grid and append each finished row to the leaderboard.
 
 Both executors take the same arguments and differ only in where groups run; they are chosen by name from
-``EXECUTORS``. Only the driver writes the leaderboard. A failing cell or group is recorded with a one-line reason
-and every other row still lands.
+``robustad.declaration.EXECUTORS``. Only the driver writes the leaderboard. A failing cell or group is recorded
+with a one-line reason and every other row still lands.
 """
 
 from __future__ import annotations
@@ -13,8 +13,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from robustad.engine.grid import group_by_model_prefix
+from robustad.engine.grid import describe, group_by_model_prefix
 from robustad.engine.progress import Reporter
+from robustad.engine.request import Plan
 from robustad.engine.runner import CellOutcome, run_group
 from robustad.engine.settings import RunSettings
 from robustad.errors import RobustadError, one_line
@@ -55,13 +56,6 @@ class GridResult:
         stop_if_requested()
 
 
-def describe(cell: Cell) -> str:
-    """A cell in words, for progress lines and failures."""
-    threat = "clean" if not cell.eps else f"{cell.attack} {cell.eps} via {cell.surrogate}"
-    return (f"{cell.dataset}/{cell.category} k={cell.shots} seed={cell.seed} {cell.backbone}@{cell.resolution} "
-            f"{threat} {cell.calibrator} (cell {cell.key})")
-
-
 def pending(cells: list[Cell], board: Leaderboard) -> tuple[list[Cell], int]:
     """The cells not yet in the leaderboard (a row an earlier version wrote counts), and how many were skipped."""
     todo = [cell for cell in cells if not board.holds(cell.key, cell.legacy_key)]
@@ -82,8 +76,9 @@ def torch_threads(count: int) -> Iterator[None]:
 
 
 def run_local(cells: list[Cell], settings: RunSettings, out: Path, registry: PluginRegistry, reporter: Reporter,
-              on_row: Callable[[Cell, dict], None]) -> GridResult:
-    """In-process executor: prefix group after prefix group, each row appended as its cell finishes."""
+              on_row: Callable[[Cell, dict], None], plan: Plan | None = None) -> GridResult:
+    """In-process executor: prefix group after prefix group, each row appended as its cell finishes; the groups
+    take their data and splits from ``plan`` when given."""
     board = Leaderboard(out)
     todo, skipped = pending(cells, board)
     result = GridResult(skipped=skipped)
@@ -91,7 +86,8 @@ def run_local(cells: list[Cell], settings: RunSettings, out: Path, registry: Plu
         for group in group_by_model_prefix(todo):
             landed: set[str] = set()
             try:
-                for outcome in run_group(group, settings, registry, reporter):
+                loaded = None if plan is None else plan.loaded(group[0])
+                for outcome in run_group(group, settings, registry, reporter, loaded):
                     result.land(board, outcome, on_row)
                     landed.add(outcome.cell.key)
             except BaseException as error:  # a bug in a plugin or in robustad: this group fails, the others run
@@ -101,14 +97,3 @@ def run_local(cells: list[Cell], settings: RunSettings, out: Path, registry: Plu
                     if cell.key not in landed:
                         result.land(board, CellOutcome(cell, error=one_line(error)), on_row)
     return result
-
-
-def run_ray_executor(cells: list[Cell], settings: RunSettings, out: Path, registry: PluginRegistry,
-                     reporter: Reporter, on_row: Callable[[Cell, dict], None]) -> GridResult:
-    """One Ray task per prefix group (``robustad.engine.ray_executor``), imported only when chosen."""
-    from robustad.engine.ray_executor import run_ray
-
-    return run_ray(cells, settings, out, registry, reporter, on_row)
-
-
-EXECUTORS: dict[str, Callable[..., GridResult]] = {"local": run_local, "ray": run_ray_executor}

@@ -8,32 +8,22 @@ name, so an image and its attacked version see the same draws and the flag compa
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 import torch
 
 from robustad import metrics
-from robustad.components import parse_spec
 from robustad.contracts import FlagTarget, FlagView
 from robustad.engine.clean import CleanStage
+from robustad.engine.factory import Factory
 from robustad.engine.guard import require_finite
 from robustad.engine.handles import Handle
 from robustad.engine.identity import image_seed
 from robustad.errors import RobustadError
-from robustad.plugins import PluginRegistry
 from robustad.records import Cell, Sample
 
 ScoreFunction = Callable[[torch.Tensor], torch.Tensor]
-POSTERIOR_FOR_ATTACKS = "platt"
-"""The calibrator whose posterior a flag-aware attack differentiates a ``probabilities`` flag through (the attack
-stage precedes calibration; docs/choices.md)."""
-
-
-def flag_handle(registry: PluginRegistry, cell: Cell, spec: str) -> Handle:
-    """The flag ``spec`` of a cell with its resolved options (recorded in the cell when it has any)."""
-    return Handle.create(registry.get("flag", parse_spec(spec)[0]), **cell.component_options("flag", spec))
 
 
 def reads_images(flag: Handle) -> bool:
@@ -93,16 +83,16 @@ class Flags:
     """The flags of one model prefix: each spec built once, and the clean values of a flag that reads images
     (calib and eval images) computed once, whatever the attack and calibrator."""
 
-    def __init__(self, stage: CleanStage, registry: PluginRegistry, batch_size: int) -> None:
-        self.stage, self.registry, self.batch_size = stage, registry, batch_size
-        self.handles: dict[tuple, Handle] = {}
+    def __init__(self, stage: CleanStage, factory: Factory, batch_size: int) -> None:
+        self.stage, self.factory, self.batch_size = stage, factory, batch_size
+        self.handles: dict[tuple, Handle] = {}  # by Factory.key, as the caches below
         self.clean_values: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
         self.posteriors: dict[tuple, Callable[[torch.Tensor], torch.Tensor]] = {}
 
     def handle(self, cell: Cell, spec: str) -> Handle:
-        key = _identity(cell, spec)
+        key = self.factory.key(cell, "flag", spec)
         if key not in self.handles:
-            self.handles[key] = flag_handle(self.registry, cell, spec)
+            self.handles[key] = self.factory.build(cell, "flag", spec)
         return self.handles[key]
 
     def score(self, images: torch.Tensor) -> torch.Tensor:
@@ -111,7 +101,7 @@ class Flags:
 
     def clean(self, cell: Cell, spec: str) -> tuple[np.ndarray, np.ndarray]:
         """An image flag's values on the clean calib and eval images."""
-        key = _identity(cell, spec)
+        key = self.factory.key(cell, "flag", spec)
         if key not in self.clean_values:
             stage = self.stage
             evaluated = ((indices, images) for indices, images, _ in stage.eval_batches(self.batch_size))
@@ -146,32 +136,27 @@ class Flags:
             calib = self.clean(cell, spec)[0]
             return attack_flag(flag, spec, threshold(calib, cell.flag_fpr), flag_seeds(cell, spec, names), score,
                                None)
-        posterior = self._posterior(posterior_spec)
+        posterior = self._posterior(cell, posterior_spec)
         calib_scores = torch.as_tensor(stage.calib_scores, dtype=torch.float64)
         calib = of_probabilities(flag, stage.calib_scores, posterior(calib_scores).numpy())
         return attack_flag(flag, spec, threshold(calib, cell.flag_fpr), (), score, posterior)
 
-    def _posterior(self, spec: str) -> Callable[[torch.Tensor], torch.Tensor]:
+    def _posterior(self, cell: Cell, spec: str) -> Callable[[torch.Tensor], torch.Tensor]:
         """A calibrator fitted on the clean calib scores as a differentiable map of scores: its own values forward,
-        a central difference over a tenth of the calib scores' spread backward (BPDA for a step fit)."""
-        if spec not in self.posteriors:
+        a central difference over a tenth of the calib scores' spread backward (BPDA for a step fit). Its options
+        are those the cell records for it (``--opt`` included), else its spec's."""
+        key = self.factory.key(cell, "calibrator", spec)
+        if key not in self.posteriors:
             stage = self.stage
-            name, argument = parse_spec(spec)
-            component = self.registry.get("calibrator", name)
-            calibrator = Handle.create(component, **component.spec_options(argument))
+            calibrator = self.factory.build(cell, "calibrator", spec)
             calibrator.call("fit", stage.calib_scores.copy(), stage.calib_labels.copy())
             step = 0.1 * float(np.std(stage.calib_scores) or 1.0)
 
             def predict(values: np.ndarray) -> np.ndarray:
                 return np.asarray(calibrator.call("predict", values), dtype=np.float64).reshape(-1)
 
-            self.posteriors[spec] = _Smoothed.bind(predict, step)
-        return self.posteriors[spec]
-
-
-def _identity(cell: Cell, spec: str) -> tuple[str, str]:
-    """A flag as the cache tells flags apart: its spec and the options the cell gives it."""
-    return spec, json.dumps(cell.component_options("flag", spec), sort_keys=True)
+            self.posteriors[key] = _Smoothed.bind(predict, step)
+        return self.posteriors[key]
 
 
 class _Smoothed(torch.autograd.Function):

@@ -6,21 +6,11 @@ import itertools
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from robustad.components import parse_spec
-from robustad.records import CERT_ALPHA, NO_ATTACK, NO_DEFENSE, NO_SURROGATE, Cell
-
-
-@dataclass(frozen=True)
-class Adaptive:
-    """How gradient attacks meet one defense: the BPDA rule and the EOT draws a cell records."""
-
-    bpda: str = "none"
-    eot_samples: int = 1
-    certified: bool = False  # its median scores can be certified (``certified_sigma``)
-
-
-NO_DEFENSE_ADAPTIVE = {"none": Adaptive()}
+from robustad.engine.adaptive import Adaptive
+from robustad.records import NO_ATTACK, NO_DEFENSE, NO_SURROGATE, Cell
 
 
 @dataclass(frozen=True)
@@ -31,6 +21,25 @@ class Threat:
     needs_surrogate: bool = True
     members: tuple[str, ...] = ()
     flags: tuple[str, ...] = ()  # flag specs the attack or a member evades (``flag_aware``)
+    posteriors: tuple[str, ...] = ()  # calibrator specs it evades a flag through, whose options --opt changed
+    settings: tuple[tuple[str, Any], ...] = ()  # what ``describe`` said at the first eps: steps, queries, ...
+
+    def passes(self, eot: int = 1) -> tuple[int, int]:
+        """Model passes (forward, backward) per eval image that its own settings declare: ``steps`` x
+        ``restarts`` x ``eot`` gradient steps and one score per restart, or ``queries`` x ``restarts`` forward
+        passes; a combined attack's members are counted as attacks of their own."""
+        declared = dict(self.settings)
+        restarts = _count(declared.get("restarts"), 1)
+        if declared.get("queries") is not None:
+            return _count(declared["queries"], 0) * restarts, 0
+        if self.members:
+            return 0, 0
+        steps = _count(declared.get("steps"), 1) * restarts * eot
+        return steps + restarts, steps
+
+
+def _count(value: Any, default: int) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else default
 
 
 Resolve = Callable[[str, str], dict]  # (kind, spec) -> that component's options, defaults included
@@ -42,28 +51,24 @@ def expand(
     shots: list[str],
     seeds: list[int],
     backbones: list[str],
-    weights: str,
     resolutions: list[int],
     detectors: list[str],
     surrogates: list[str],
     attacks: dict[str, Threat],
     eps: list[str],
     calibrators: list[str],
-    calib_fraction: float,
-    precision: str,
-    round_8bit: bool,
     resolve: Resolve,
-    defenses: dict[str, Adaptive] = NO_DEFENSE_ADAPTIVE,
-    chunk: int = 1,
+    defenses: dict[str, Adaptive] | None = None,
     flags: tuple[str, ...] = ("entropy",),
-    flag_fpr: float = 0.05,
-    norm: str = "linf",
     cert_radii: tuple[str, ...] = (),
-    cert_alpha: float = CERT_ALPHA,
+    fixed: dict[str, Any] | None = None,
 ) -> list[Cell]:
     """The cross product, in an order where cells sharing a prefix are adjacent.
 
-    ``datasets`` maps each dataset to its categories and their data digests (by names and sizes, by content).
+    ``datasets`` maps each dataset to its categories and their data digests (by names and sizes, by content);
+    ``fixed`` holds the cell fields every cell of the grid shares (``weights``, ``precision``, ``chunk``, ...),
+    passed to ``Cell`` by name. ``round_8bit`` and ``norm`` apply to attacked cells only, ``cert_alpha`` to cells
+    holding a certificate; other cells keep those fields' defaults, and so their keys.
     A cell's ``attack`` is the attack plugin's name and its options sit under ``attack.<name>``, however the spec
     was written (``pgd:20`` is ``pgd`` with ``steps`` 20); a combined attack's members keep their specs.
     ``--attack none`` gives clean-only cells, and an attack that needs no surrogate (the noise control) one cell
@@ -72,10 +77,12 @@ def expand(
     changes it. Each flag is a cell of its own (the rows' flag columns are in long format); the cells of one
     attack that differ only in their flag share every stage's work. A flag without options (``entropy``) adds
     nothing to the options, so the cells of today's default keep the keys they had before flags were a kind.
-    ``norm`` is the attacked cells' ball; clean-only cells keep ``linf`` (nothing is attacked), and so their keys.
     Each radius of ``cert_radii`` adds, for each certified defense, a clean-only cell holding the certificate at
     that radius (``cert_radius``, ``cert_alpha``), whatever the attacks.
     """
+    defenses = defenses or {NO_DEFENSE: Adaptive()}
+    fixed = dict(fixed or {})
+    attacked_only = {name: fixed.pop(name) for name in ("round_8bit", "norm", "cert_alpha") if name in fixed}
     threats = []
     for attack, threat in attacks.items():
         if attack == NO_ATTACK:
@@ -106,17 +113,27 @@ def expand(
                     resolved[f"defense.{parse_spec(defense)[0]}"] = resolve("defense", defense)
                 if attack != NO_ATTACK:
                     resolved.update({f"attack.{spec}": resolve("attack", spec) for spec in attacks[attack].members})
+                    resolved.update({f"calibrator.{spec}": resolve("calibrator", spec)
+                                     for spec in attacks[attack].posteriors})
                     resolved[f"attack.{parse_spec(attack)[0]}"] = resolve("attack", attack)
-                options = json.dumps(resolved, sort_keys=True)
                 adaptive = defenses[defense] if surrogate != NO_SURROGATE else Adaptive()
-                cells.append(Cell(dataset, category, k, seed, backbone, weights, resolution, detector, surrogate,
-                                  parse_spec(attack)[0], e, calibrator, calib_fraction, precision,
-                                  round_8bit and attack != NO_ATTACK, options, *data,
-                                  defense=parse_spec(defense)[0], bpda=adaptive.bpda,
-                                  eot_samples=adaptive.eot_samples, chunk=chunk, flag=flag,
-                                  flag_fpr=flag_fpr, norm=norm if attack != NO_ATTACK else "linf",
-                                  cert_radius=radius, cert_alpha=cert_alpha if radius else CERT_ALPHA))
+                attacked = {name: value for name, value in attacked_only.items()
+                            if (name == "cert_alpha" and radius) or (name != "cert_alpha" and attack != NO_ATTACK)}
+                data_id, data_sha = data
+                cells.append(Cell(
+                    dataset=dataset, category=category, shots=k, seed=seed, backbone=backbone,
+                    resolution=resolution, detector=detector, surrogate=surrogate, attack=parse_spec(attack)[0],
+                    eps=e, calibrator=calibrator, options=json.dumps(resolved, sort_keys=True), data_id=data_id,
+                    data_sha=data_sha, defense=parse_spec(defense)[0], bpda=adaptive.bpda,
+                    eot_samples=adaptive.eot_samples, flag=flag, cert_radius=radius, **fixed, **attacked))
     return cells
+
+
+def describe(cell: Cell, key: str | None = None) -> str:
+    """A cell in words, for progress lines, failures and dry runs (``key``: its key, when known already)."""
+    threat = "clean" if not cell.eps else f"{cell.attack} {cell.eps} via {cell.surrogate}"
+    return (f"{cell.dataset}/{cell.category} k={cell.shots} seed={cell.seed} {cell.backbone}@{cell.resolution} "
+            f"{threat} {cell.calibrator} (cell {key or cell.key})")
 
 
 def group_by_model_prefix(cells: list[Cell]) -> list[list[Cell]]:

@@ -43,7 +43,7 @@ def import_ray() -> ModuleType:
 
 
 def run_ray(cells: list[Cell], settings: RunSettings, out: Path, registry: PluginRegistry, reporter: Reporter,
-            on_row: Callable[[Cell, dict], None], *, max_retries: int = MAX_RETRIES,
+            on_row: Callable[[Cell, dict], None], plan: object = None, *, max_retries: int = MAX_RETRIES,
             runtime_env: dict | None = None) -> GridResult:
     """Run each pending prefix group as a Ray task and append its rows as the group finishes.
 
@@ -51,7 +51,8 @@ def run_ray(cells: list[Cell], settings: RunSettings, out: Path, registry: Plugi
     ``"ray://HOST:PORT"`` joins a cluster. Each task takes ``settings.threads`` CPUs and runs torch on that many
     threads, as the local executor does, so both give the same rows. A group that still fails after Ray's
     retries fails its cells; every other group's rows still land. ``runtime_env`` is handed to ``ray.init``.
-    The registry argument is the driver's (tasks build their own from the same entry points).
+    The registry argument is the driver's (tasks build their own from the same entry points), and ``plan`` is
+    left unused: tasks load their data and draw their splits themselves, where they run.
     """
     ray = import_ray()
     settings = _portable(settings)

@@ -10,72 +10,33 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import product
-from pathlib import Path
 from typing import Any
 
-from robustad.api import Values
 from robustad.components import KINDS, Component, parse_spec
 from robustad.contracts import FLAG_READS
-from robustad.engine.defended import BPDA_CHOICES, certified_sigma, resolved_bpda, resolved_eot
-from robustad.engine.grid import Adaptive, Threat, expand
+from robustad.declaration import Request
+from robustad.engine.adaptive import Adaptive, certified_sigma, resolved_bpda, resolved_eot
+from robustad.engine.grid import Threat, expand
 from robustad.engine.guard import blame
 from robustad.engine.handles import Handle, check_settings
 from robustad.engine.identity import data_id, data_sha
-from robustad.engine.settings import MAX_CHUNK, PRECISIONS
-from robustad.engine.splits import MAX_SEED, canonical_shots, make_split, parse_shots
+from robustad.engine.settings import default_chunk
+from robustad.engine.splits import MAX_SEED, canonical_shots, make_split, parse_shots, split_sizes
 from robustad.errors import RobustadError
-from robustad.kit.threat import L2, LINF, MAX_L2_EPS, canonical_eps, check_norm, parse_eps
+from robustad.kit.threat import L2, LINF, MAX_L2_EPS, canonical_eps, parse_eps
 from robustad.kit.weights import weights_identity
 from robustad.plugins import PluginRegistry
-from robustad.records import CERT_ALPHA, NO_ATTACK, NO_DEFENSE, NOISE_CONTROL, CategoryData, Cell
+from robustad.records import NO_ATTACK, NO_DEFENSE, NOISE_CONTROL, CategoryData, Cell, Split
 from robustad.results.leaderboard import check_one_line
 
 MAX_RESOLUTION = 4096
 MAX_MEMBER_DEPTH = 4
-MAX_EOT = 1000
 
 
-
-
-@dataclass(frozen=True)
-class BenchRequest:
-    """The ``robustad bench`` grid: each axis a comma list as typed on the command line, or a Python list.
-
-    ``options`` holds ``kind.name.key=value`` strings (``--opt``) or a mapping ``{"kind.name.key": value}`` whose
-    values are Python values (a list for a member list).
-    """
-
-    datasets: Values
-    data_root: Path | None
-    categories: Values
-    shots: Values
-    seeds: Values
-    backbones: Values
-    weights: str
-    resolutions: Values
-    detectors: Values
-    surrogates: Values
-    attacks: Values
-    eps: Values
-    calibrators: Values
-    calib_fraction: float
-    options: list[str] | dict[str, Any]
-    precision: str = "fp32"
-    round_8bit: bool = False
-    defenses: Values = NO_DEFENSE
-    bpda: str = "auto"
-    eot: int | None = None
-    chunk: int = 1
-    flags: Values = "entropy"
-    flag_fpr: float = 0.05
-    norm: str = LINF
-    cert_radii: Values = ""
-    cert_alpha: float = CERT_ALPHA
-
-
-def with_noise_control(attacks: Values) -> list[str]:
+def with_noise_control(attacks: str | Sequence[str]) -> list[str]:
     """The attack list with the noise control first, unless it is there already or nothing is attacked: every
     attack is read against random noise of the same size (docs/protocol.md section 4)."""
     specs = _items(attacks)
@@ -84,7 +45,7 @@ def with_noise_control(attacks: Values) -> list[str]:
     return [NOISE_CONTROL, *specs]
 
 
-def split_list(values: Values, what: str) -> list[str]:
+def split_list(values: str | Sequence[str], what: str) -> list[str]:
     """``"a, b"`` (or ``["a", "b"]``) -> ``["a", "b"]`` without repeats; an empty list, or a value holding a line
     break, is an error naming the option."""
     items = list(dict.fromkeys(_items(values)))
@@ -95,13 +56,13 @@ def split_list(values: Values, what: str) -> list[str]:
     return items
 
 
-def _items(values: Values) -> list[str]:
+def _items(values: str | Sequence[str]) -> list[str]:
     parts = values.split(",") if isinstance(values, str) else [str(v) for v in values] \
         if isinstance(values, (list, tuple)) else [str(values)]
     return [part.strip() for part in parts if part.strip()]
 
 
-def _integers(text: str, what: str, low: int, high: int | None = None) -> list[int]:
+def _integers(text: str | Sequence[str], what: str, low: int, high: int | None = None) -> list[int]:
     values = []
     for item in split_list(text, what):
         try:
@@ -115,7 +76,7 @@ def _integers(text: str, what: str, low: int, high: int | None = None) -> list[i
     return list(dict.fromkeys(values))
 
 
-def parse_options(given: list[str] | dict[str, Any], registry: PluginRegistry) -> dict[tuple[str, str], dict]:
+def parse_options(given: Sequence[str] | dict[str, Any], registry: PluginRegistry) -> dict[tuple[str, str], dict]:
     """``kind.spec.key=value`` strings, or a ``{"kind.spec.key": value}`` mapping of Python values -> {(kind, spec):
     {key: typed value}}."""
     options: dict[tuple[str, str], dict] = {}
@@ -144,11 +105,17 @@ class _Resolver:
     def __init__(self, registry: PluginRegistry, given: dict[tuple[str, str], dict]) -> None:
         self.registry = registry
         self.given = given
+        self.resolved: dict[tuple[str, str], dict] = {}  # a grid asks for each spec once per cell
 
     def component(self, kind: str, spec: str) -> Component:
         return self.registry.get(kind, parse_spec(spec)[0])
 
     def __call__(self, kind: str, spec: str) -> dict:
+        if (kind, spec) not in self.resolved:  # what the cell records is what the cell gets: JSON's values
+            self.resolved[(kind, spec)] = json.loads(json.dumps(self._options(kind, spec), default=str))
+        return self.resolved[(kind, spec)]  # shared: callers read it, never change it
+
+    def _options(self, kind: str, spec: str) -> dict[str, Any]:
         name, argument = parse_spec(spec)
         component = self.component(kind, spec)
         options: dict[str, Any] = {o.name: o.default for o in component.options}
@@ -160,7 +127,11 @@ class _Resolver:
         for later in getattr(component.cls, "later_options", ()):
             if later in options and options[later] == defaults.get(later):
                 del options[later]
-        return json.loads(json.dumps(options, default=str))  # what the cell records is what the cell gets
+        return options
+
+    def changed(self, kind: str, spec: str) -> bool:
+        """Whether ``--opt`` sets an option of this spec (by its name or by the exact spec)."""
+        return (kind, parse_spec(spec)[0]) in self.given or (kind, spec) in self.given
 
     def create(self, kind: str, spec: str, *args: Any) -> Any:
         """An instance with the resolved options; a constructor's complaint about them is one line."""
@@ -177,28 +148,53 @@ class _Resolver:
             component.check_options(self(kind, spec))
 
 
-def build_cells(request: BenchRequest, registry: PluginRegistry) -> list[Cell]:
+SplitKey = tuple[str, str, str, int]  # dataset, category, shots, seed
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a request computes: its canonical cells, each attack spec's Threat, every category's data and every
+    cell's split, loaded and made once here, where they are checked (``sizes_only``: only the split sizes)."""
+
+    cells: list[Cell]
+    keys: list[str]  # the cells' keys, in order: each a hash of every field, computed once
+    threats: dict[str, Threat]
+    sizes: dict[SplitKey, tuple[int, int, int]]  # reference, calib and eval images
+    data: dict[tuple[str, str], CategoryData]
+    splits: dict[SplitKey, Split]
+
+    def loaded(self, cell: Cell) -> tuple[CategoryData, Split] | None:
+        """The cell's data and split, when this plan made them."""
+        key = (cell.dataset, cell.category, cell.shots, cell.seed)
+        return (self.data[key[:2]], self.splits[key]) if key in self.splits else None
+
+
+def build_cells(request: Request, registry: PluginRegistry) -> list[Cell]:
     """Validate every name and value, then expand the cross product into canonical cells."""
-    if not 0 < request.calib_fraction < 1:
-        raise RobustadError(f"--calib-fraction {request.calib_fraction}: expected a number in (0, 1)")
-    if request.precision not in PRECISIONS:
-        raise RobustadError(f"--precision {request.precision}: expected one of {', '.join(PRECISIONS)}")
+    return plan(request, registry).cells
+
+
+def plan(request: Request, registry: PluginRegistry, sizes_only: bool = False) -> Plan:
+    """Validate every name and value, then expand the cross product into canonical cells. ``sizes_only`` (a dry
+    run) counts each split's images instead of drawing them, and so leaves unchecked that calib and eval both
+    hold normal and anomalous images."""
     given = parse_options(request.options, registry)
     resolve = _Resolver(registry, given)
     names = {
-        "backbone": split_list(request.backbones, "backbone"),
-        "detector": split_list(request.detectors, "detector"),
-        "calibrator": split_list(request.calibrators, "calib"),
-        "surrogate": split_list(request.surrogates, "surrogate"),
+        "backbone": split_list(request.backbone, "backbone"),
+        "detector": split_list(request.detector, "detector"),
+        "calibrator": split_list(request.calib, "calib"),
+        "surrogate": split_list(request.surrogate, "surrogate"),
     }
     for kind in ("backbone", "detector"):
         for spec in names[kind]:
             resolve.check(kind, spec)
     for spec in names["calibrator"]:
         resolve.create("calibrator", spec)  # cheap: a bad option fails now rather than mid-run
-    resolutions = _integers(request.resolutions, "resolution", 1, MAX_RESOLUTION)
+    resolutions = _integers(request.resolution, "resolution", 1, MAX_RESOLUTION)
     _check_patch_sizes(resolutions, names["backbone"], resolve)
-    attack_specs = split_list(request.attacks, "attack")
+    attack_specs = split_list(with_noise_control(request.attack) if request.noise_control else request.attack,
+                              "attack")
     norm = _norm(request)
     eps = list(dict.fromkeys(canonical_eps(value, norm) for value in split_list(request.eps, "eps")))
     attacks = _threats(attack_specs, eps, resolve, norm)
@@ -211,39 +207,42 @@ def build_cells(request: BenchRequest, registry: PluginRegistry) -> list[Cell]:
     names["defense"] = [n for spec in defenses if spec != NO_DEFENSE for n in (spec, parse_spec(spec)[0])]
     shots = list(dict.fromkeys(canonical_shots(k) for k in split_list(request.shots, "shots")))
     seeds = _integers(request.seeds, "seeds", 0, MAX_SEED)
-    datasets = _datasets(request, resolve, shots, seeds)
+    made = Plan([], [], {}, {}, {}, {})
+    datasets = _datasets(request, resolve, shots, seeds, made, sizes_only)
     _check_options_used(given, datasets, names, attacks)
+    chunk = default_chunk(request.device) if request.chunk is None else request.chunk
     cells = expand(
-        datasets=datasets, shots=shots, seeds=seeds,
-        backbones=names["backbone"], weights=weights_identity(request.weights), resolutions=resolutions,
+        datasets=datasets, shots=shots, seeds=seeds, backbones=names["backbone"], resolutions=resolutions,
         detectors=names["detector"], surrogates=names["surrogate"], attacks=attacks, eps=eps,
-        calibrators=names["calibrator"], calib_fraction=float(request.calib_fraction),
-        precision=request.precision, round_8bit=request.round_8bit, resolve=resolve, defenses=defenses,
-        chunk=_chunk(request.chunk), flags=tuple(names["flag"]), flag_fpr=float(request.flag_fpr), norm=norm,
-        cert_radii=cert_radii, cert_alpha=float(request.cert_alpha),
+        calibrators=names["calibrator"], resolve=resolve, defenses=defenses, flags=tuple(names["flag"]),
+        cert_radii=cert_radii,
+        fixed=dict(weights=weights_identity(request.weights), calib_fraction=request.calib_fraction,
+                   precision=request.precision, round_8bit=request.round_8bit, chunk=chunk,
+                   flag_fpr=request.flag_fpr, norm=norm, cert_alpha=request.cert_alpha, limit=request.limit),
     )
-    return list({cell.key: cell for cell in cells}.values())  # pgd and pgd:10 are one experiment
+    unique = {cell.key: cell for cell in cells}  # pgd and pgd:10 are one experiment
+    made.cells.extend(unique.values())
+    made.keys.extend(unique)
+    made.threats.update(attacks)
+    return made
 
 
-def _norm(request: BenchRequest) -> str:
-    """``--norm`` checked; ``--round-8bit`` is refused under L2, where rounding each pixel to the grid can leave the
-    ball (docs/choices.md)."""
-    norm = check_norm(request.norm)
+def _norm(request: Request) -> str:
+    """``--norm``; ``--round-8bit`` is refused under L2, where rounding each pixel to the grid can leave the ball
+    (docs/choices.md)."""
+    norm = request.norm
     if norm == L2 and request.round_8bit:
         raise RobustadError("--round-8bit with --norm l2: rounding to the 8-bit grid can leave the L2 ball; "
                             "expected --norm linf, or no --round-8bit")
     return norm
 
 
-def _cert_radii(request: BenchRequest, defenses: dict[str, Adaptive]) -> tuple[str, ...]:
-    """``--cert-radius`` as canonical L2 radii (none when empty), checked with ``--cert-alpha``; a radius needs a
-    defense whose median scores can be certified (``certified_sigma``: ``smoothing``)."""
-    alpha = request.cert_alpha
-    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 < alpha < 1:
-        raise RobustadError(f"--cert-alpha {alpha!r}: expected a number in (0, 1), e.g. 0.001")
-    if not _items(request.cert_radii):
+def _cert_radii(request: Request, defenses: dict[str, Adaptive]) -> tuple[str, ...]:
+    """``--cert-radius`` as canonical L2 radii (none when empty); a radius needs a defense whose median scores can
+    be certified (``certified_sigma``: ``smoothing``)."""
+    if not _items(request.cert_radius):
         return ()
-    radii = tuple(dict.fromkeys(_radius(value) for value in split_list(request.cert_radii, "cert-radius")))
+    radii = tuple(dict.fromkeys(_radius(value) for value in split_list(request.cert_radius, "cert-radius")))
     if not any(adaptive.certified for adaptive in defenses.values()):
         raise RobustadError(f"--cert-radius {','.join(radii)}: no defense of --defense {','.join(defenses)} can be "
                             "certified; expected a median-smoothing defense, e.g. --defense smoothing")
@@ -258,39 +257,37 @@ def _radius(text: str) -> str:
         raise RobustadError(f"--cert-radius {text!r}: expected an L2 radius in (0, {MAX_L2_EPS}], e.g. 0.5") from None
 
 
-def _chunk(value: object) -> int:
-    """``--chunk`` checked: images per model call, 1 to ``MAX_CHUNK``."""
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_CHUNK:
-        raise RobustadError(f"--chunk {value!r}: expected an integer from 1 to {MAX_CHUNK}")
-    return value
-
-
-def _defenses(request: BenchRequest, resolve: _Resolver) -> dict[str, Adaptive]:
+def _defenses(request: Request, resolve: _Resolver) -> dict[str, Adaptive]:
     """Each defense spec with how gradient attacks meet it: BPDA through a non-differentiable one, EOT draws
-    through a randomized one (each built once now, so a bad option is one line before any work)."""
-    if request.bpda not in BPDA_CHOICES:
-        raise RobustadError(f"--bpda {request.bpda!r}: expected one of {', '.join(BPDA_CHOICES)}")
-    if request.eot is not None and not 1 <= int(request.eot) <= MAX_EOT:
-        raise RobustadError(f"--eot {request.eot!r}: expected an integer from 1 to {MAX_EOT}")
+    through a randomized one (each built once now, so a bad option is one line before any work). ``--bpda`` or
+    ``--eot`` that no defense of the grid would use is a usage error, not silently ignored."""
     found: dict[str, Adaptive] = {}
-    for spec in split_list(request.defenses, "defense"):
+    kinds: set[str] = set()
+    for spec in split_list(request.defense, "defense"):
         if spec == NO_DEFENSE:
             found[spec] = Adaptive()
             continue
         defense = resolve.handle("defense", spec)
         randomized = bool(defense.instance.randomized)
+        kinds |= {"randomized"} if randomized else set()
+        kinds |= set() if defense.instance.differentiable else {"non-differentiable"}
         found[spec] = Adaptive(bpda=resolved_bpda(request.bpda, bool(defense.instance.differentiable)),
                                eot_samples=resolved_eot(request.eot, randomized),
                                certified=certified_sigma(defense) is not None)
+    _check_used(f"--bpda {request.bpda}", request.bpda != "auto", "non-differentiable", kinds, request, "jpeg")
+    _check_used(f"--eot {request.eot}", request.eot is not None, "randomized", kinds, request, "gaussian")
     return found
 
 
-def _flags(request: BenchRequest, resolve: _Resolver) -> list[str]:
-    """The flag specs, each built once (a bad name or option is one line now), and the false-flag rate."""
-    fpr = request.flag_fpr
-    if isinstance(fpr, bool) or not isinstance(fpr, (int, float)) or not 0 < fpr < 1:
-        raise RobustadError(f"--flag-fpr {fpr!r}: expected a number in (0, 1), e.g. 0.05")
-    specs = split_list(request.flags, "flag")
+def _check_used(given: str, set_by_user: bool, needs: str, kinds: set[str], request: Request, example: str) -> None:
+    if set_by_user and needs not in kinds:
+        raise RobustadError(f"{given} applies to a {needs} defense, and --defense {','.join(request.defense)} has "
+                            f"none; expected one, e.g. --defense {example}, or leave the option out")
+
+
+def _flags(request: Request, resolve: _Resolver) -> list[str]:
+    """The flag specs, each built once (a bad name or option is one line now)."""
+    specs = split_list(request.flag, "flag")
     for spec in specs:
         _flag(resolve, spec, "--flag")
     return specs
@@ -329,9 +326,11 @@ def _threat(spec: str, eps: list[str], resolve: _Resolver, parents: tuple[str, .
         check_settings(attack, attack.call("describe", parse_eps(value, norm)))
     members: list[str] = []
     flags: list[str] = []  # the flags it or a member evades
+    posteriors: list[str] = []
     for member in _member_specs(attack):
         threat = _threat(member, eps, resolve, (*parents, spec), norm)
         flags.extend(threat.flags)
+        posteriors.extend(threat.posteriors)
         for nested in (*threat.members, member):
             if nested not in members:
                 members.append(nested)
@@ -343,10 +342,15 @@ def _threat(spec: str, eps: list[str], resolve: _Resolver, parents: tuple[str, .
     aware = attack.optional("flag_aware")
     if aware:
         _flag(resolve, aware, f"attack {spec!r} option flag_aware")
-        resolve.create("calibrator", str(attack.optional("flag_posterior")))  # the posterior it evades through
+        posterior = str(attack.optional("flag_posterior"))
+        resolve.create("calibrator", posterior)  # the posterior it evades through
+        if resolve.changed("calibrator", posterior):  # recorded only then: other cells keep their keys
+            posteriors.append(posterior)
         flags.append(aware)
+    settings = check_settings(attack, attack.call("describe", parse_eps(eps[0], norm))) if eps else {}
     return Threat(needs_surrogate=bool(attack.optional("needs_surrogate")), members=tuple(members),
-                  flags=tuple(dict.fromkeys(flags)))
+                  flags=tuple(dict.fromkeys(flags)), posteriors=tuple(dict.fromkeys(posteriors)),
+                  settings=tuple(settings.items()))
 
 
 def _member_specs(attack: Handle) -> list[str]:
@@ -372,14 +376,14 @@ def _check_patch_sizes(resolutions: list[int], backbones: list[str], resolve: _R
                                         f"expected an integer >= {patch}")
 
 
-def _datasets(request: BenchRequest, resolve: _Resolver, shots: list[str], seeds: list[int]
-              ) -> dict[str, dict[str, tuple[str, str]]]:
+def _datasets(request: Request, resolve: _Resolver, shots: list[str], seeds: list[int], into: Plan,
+              sizes_only: bool) -> dict[str, dict[str, tuple[str, str]]]:
     """Each dataset's wanted categories with the digest of their images (read now: a missing category, image or
     mask is one line before any work starts), and every cell's split made once, so that too few training images for
     k and the seed, or too few test images to calibrate, fail now too."""
     found: dict[str, dict[str, str]] = {}
-    wanted = split_list(request.categories, "category")
-    for name in split_list(request.datasets, "dataset"):
+    wanted = split_list(request.category, "category")
+    for name in split_list(request.dataset, "dataset"):
         dataset = resolve.handle("dataset", name)
         present = dataset.call("categories", request.data_root)
         if isinstance(present, str) or not all(isinstance(c, str) for c in present):
@@ -397,7 +401,14 @@ def _datasets(request: BenchRequest, resolve: _Resolver, shots: list[str], seeds
             data = dataset.call("load", request.data_root, category)
             _check_readable(data)
             for k, seed in product(shots, seeds):
-                make_split(data, parse_shots(k), seed, request.calib_fraction)
+                key = (name, category, k, seed)
+                if sizes_only:
+                    into.sizes[key] = split_sizes(data, parse_shots(k), seed, request.calib_fraction, request.limit)
+                    continue
+                split = into.splits[key] = make_split(data, parse_shots(k), seed, request.calib_fraction,
+                                                       request.limit)
+                into.sizes[key] = (len(split.reference), len(split.calib), len(split.eval))
+            into.data[(name, category)] = data
             found[name][category] = _digests(data)
     return found
 
@@ -420,7 +431,9 @@ def _check_options_used(given: dict[tuple[str, str], dict], datasets: dict, name
     """An ``--opt`` for a component this run does not use is a mistake (a typo, or a forgotten name)."""
     attack_specs = {s for a, t in attacks.items() if a != NO_ATTACK for s in (a, *t.members)}
     flag_specs = set(names["flag"]) | {f for a, t in attacks.items() if a != NO_ATTACK for f in t.flags}
-    names = {**names, "flag": sorted(flag_specs | {parse_spec(f)[0] for f in flag_specs})}
+    posteriors = {p for a, t in attacks.items() if a != NO_ATTACK for p in t.posteriors}
+    names = {**names, "flag": sorted(flag_specs | {parse_spec(f)[0] for f in flag_specs}),
+             "calibrator": sorted({*names["calibrator"], *posteriors, *(parse_spec(p)[0] for p in posteriors)})}
     in_use = {"dataset": set(datasets), **{kind: set(specs) for kind, specs in names.items()},
               "attack": attack_specs | {parse_spec(a)[0] for a in attack_specs}}
     if not any(t.needs_surrogate for a, t in attacks.items() if a != NO_ATTACK):

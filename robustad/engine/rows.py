@@ -13,10 +13,11 @@ from importlib.metadata import PackageNotFoundError, version
 
 import numpy as np
 
-from robustad import __version__, metrics
+from robustad import metrics
 from robustad.certify import certified_auroc, median_bounds
 from robustad.intervals import bootstrap_intervals, certificate_intervals, decision_intervals
 from robustad.records import Cell
+from robustad.version import __version__
 
 PROVENANCE_PACKAGES = {"torch_version": ("torch",), "timm_version": ("timm",),
                        "faiss_version": ("faiss-cpu", "faiss-gpu", "faiss")}

@@ -18,15 +18,14 @@ import pandas as pd
 import torch
 
 from robustad import metrics
-from robustad.components import Component, parse_spec
-from robustad.contracts import Calibrator, Surrogate
 from robustad.engine import examples
 from robustad.engine.attacking import AttackOutcome, attack_threat_group, variant
-from robustad.engine.clean import CleanStage, run_clean_stage
+from robustad.engine.clean import CleanStage, Loaded, run_clean_stage
+from robustad.engine.factory import Factory
+from robustad.engine.fitted import Fitted
 from robustad.engine.flagging import Flags, of_probabilities, reads_images
 from robustad.engine.grid import group_by_threat_prefix
-from robustad.engine.guard import blame, create, require_finite
-from robustad.engine.handles import Handle
+from robustad.engine.guard import blame, require_finite
 from robustad.engine.progress import Reporter, SilentReporter
 from robustad.engine.rows import (
     FlagValues,
@@ -41,6 +40,7 @@ from robustad.errors import RobustadError, one_line
 from robustad.kit.threat import parse_eps
 from robustad.plugins import PluginRegistry
 from robustad.records import NO_ATTACK, NO_SURROGATE, Cell, Features
+from robustad.unpackaged import unpackaged_in
 
 
 @dataclass
@@ -59,28 +59,14 @@ class CellOutcome:
         return cls(cell, error=one_line(error), unexpected=cause is not None and not isinstance(cause, RobustadError))
 
 
-@dataclass
-class Fitted:
-    """A component fitted once per group (a surrogate or a calibrator), or why it could not be."""
-
-    component: Component
-    instance: Surrogate | Calibrator | None = None
-    seconds: float = 0.0
-    failure: RobustadError | None = None
-
-    @property
-    def handle(self) -> Handle:
-        """The fitted instance behind the guarded door (its optional members read with their defaults)."""
-        return Handle(self.component, self.instance)
-
-
 def run_group(cells: list[Cell], settings: RunSettings, registry: PluginRegistry,
-              reporter: Reporter | None = None) -> Iterator[CellOutcome]:
-    """Yield an outcome for every cell of one model prefix, each as soon as it is finished."""
+              reporter: Reporter | None = None, loaded: Loaded | None = None) -> Iterator[CellOutcome]:
+    """Yield an outcome for every cell of one model prefix, each as soon as it is finished (``loaded``: the
+    group's data and split, when the plan made them)."""
     reporter = reporter or SilentReporter()
     try:
         stage = run_clean_stage(cells[0], settings, registry, reporter,
-                                keep_features=any(c.surrogate != NO_SURROGATE for c in cells))
+                                keep_features=any(c.surrogate != NO_SURROGATE for c in cells), loaded=loaded)
     except RobustadError as error:
         yield from (CellOutcome.failed(cell, error) for cell in cells)
         return
@@ -102,7 +88,8 @@ class _Group:
         self.surrogates: dict[tuple, Fitted] = {}
         self.calibrators: dict[tuple, Fitted] = {}
         self.pixels: dict[tuple, tuple[dict, float]] = {}  # by attack prefix: adversarial maps differ by eps
-        self.flags = Flags(stage, registry, settings.batch_size)
+        self.factory = Factory(registry)
+        self.flags = Flags(stage, self.factory, settings.batch_size)
         self.clean_pixels = self._pixel_metrics("clean", [s.distances for s in stage.eval])
 
     def attack(self, cells: list[Cell]) -> dict[str, AttackOutcome] | RobustadError:
@@ -114,7 +101,7 @@ class _Group:
                 return surrogate.failure
         keep = frozenset(examples.chosen(self.stage, self.settings.save_examples))
         try:
-            return attack_threat_group(cells, self.stage, surrogate, self.registry, self.settings.batch_size,
+            return attack_threat_group(cells, self.stage, surrogate, self.factory, self.settings.batch_size,
                                        self.reporter, self.flags, keep)
         except RobustadError as error:
             return error
@@ -149,13 +136,13 @@ class _Group:
         """The cell's component of ``kind``, created with its options and fitted on calib once per spec and options
         (or the one-line reason it failed), with the seconds that took."""
         spec = getattr(cell, kind)
-        key = (spec, cell.options_of(kind))
+        key = self.factory.key(cell, kind, spec)
         if key not in cache:
-            component = self.registry.get(kind, parse_spec(spec)[0])
+            component = self.factory.component(kind, spec)
             fitted = Fitted(component)
             started = time.perf_counter()
             try:
-                fitted.instance = create(component, **cell.component_options(kind, spec))
+                fitted.instance = self.factory.build(cell, kind, spec).instance
                 with blame(component):
                     fit(fitted.instance)
             except RobustadError as error:
@@ -222,7 +209,8 @@ class _Group:
             _save_scores(self.settings.save_scores / f"{cell.key}.csv", stage, calib_probs, clean_probs,
                          adv_scores, adv_probs, flag)
         row.update(t_pixel_s=pixel_seconds, t_calib_metrics_s=time.perf_counter() - started)
-        row.update(provenance(self.settings.device, torch.get_num_threads()))
+        row.update(provenance(self.settings.device, torch.get_num_threads()),
+                   unpackaged=unpackaged_in(cell, self.registry))
         return row
 
     def _flag_values(self, cell: Cell, attacked: AttackOutcome | None,

@@ -6,17 +6,12 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from robustad.declaration import EXECUTORS, MAX_RESAMPLES, MAX_THREADS
 from robustad.errors import RobustadError
 
-PRECISIONS = ("fp32", "bf16", "fp16")
-EXECUTORS = ("local", "ray")
 DEVICE_TYPES = ("cpu", "cuda")
 DEFAULT_RESAMPLES = 1000
-MAX_RESAMPLES = 100_000  # 21 eval images x 100000 resamples is already a 17 MB index array per interval
-MAX_CHUNK = 256  # images per model call: a bound that catches a typo before it asks a device for 10000 images
 GPU_CHUNK = 16  # the default chunk on a GPU: a guess, unmeasured (no GPU was lent to this project yet)
-MAX_THREADS = 1024  # more than any machine's cores (a row made on one may be reproduced elsewhere); torch 2.x
-# crashes (segmentation fault) in its first matrix product with 100000
 
 
 def machine_cores() -> int:

@@ -76,12 +76,45 @@ def split_test(test: list[Sample], seed: int,
     return sorted_by_path(calib), sorted_by_path(evaluation)
 
 
+def limit_eval(evaluation: list[Sample], limit: int, seed: int) -> list[Sample]:
+    """At most ``limit`` of the eval images (0: all), drawn as ``split_test`` draws: stratified by label with
+    ``random_state=seed``, sorted by path; a smoke run's eval images are a subset of the full run's."""
+    if not limit or limit >= len(evaluation):
+        return evaluation
+    import numpy as np
+    from sklearn.model_selection import train_test_split
+
+    labels = [s.label for s in evaluation]
+    if limit < 2:
+        raise RobustadError(f"limit {limit}: an eval set needs both normal and anomalous images; expected >= 2")
+    try:
+        kept, _ = train_test_split(evaluation, train_size=limit, stratify=labels, random_state=seed)
+    except ValueError:  # fewer left out than there are labels: leave out a seeded draw of them instead
+        left_out = set(np.random.RandomState(seed).permutation(len(evaluation))[:len(evaluation) - limit])
+        kept = [sample for index, sample in enumerate(evaluation) if index not in left_out]
+    return sorted_by_path(kept)
+
+
+def split_sizes(data: CategoryData, shots: int | None, seed: int, calib_fraction: float = DEFAULT_CALIB_FRACTION,
+                limit: int = 0) -> tuple[int, int, int]:
+    """How many reference, calib and eval images ``make_split`` gives, without drawing them (nor importing
+    sklearn): calib is ``floor(calib_fraction * n)`` as in ``train_test_split``, eval the rest, at most ``limit``."""
+    try:
+        reference = reference_set(data.train, shots, seed)
+    except RobustadError as exc:
+        raise RobustadError(f"{data.dataset}/{data.category}: {exc}") from None
+    calib = int(calib_fraction * len(data.test))
+    evaluation = len(data.test) - calib
+    return len(reference), calib, min(evaluation, limit) if limit else evaluation
+
+
 def make_split(data: CategoryData, shots: int | None, seed: int,
-               calib_fraction: float = DEFAULT_CALIB_FRACTION) -> Split:
-    """The reference, calib, eval and full test lists one cell of ``data`` sees."""
+               calib_fraction: float = DEFAULT_CALIB_FRACTION, limit: int = 0) -> Split:
+    """The reference, calib, eval and full test lists one cell of ``data`` sees (``limit``: ``limit_eval``)."""
     try:
         reference = reference_set(data.train, shots, seed)
         calib, evaluation = split_test(data.test, seed, calib_fraction)
+        evaluation = limit_eval(evaluation, limit, seed)
     except RobustadError as exc:
         raise RobustadError(f"{data.dataset}/{data.category}: {exc}") from None
     return Split(reference=reference, calib=calib, eval=evaluation, test=sorted_by_path(data.test))

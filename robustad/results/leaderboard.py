@@ -89,11 +89,6 @@ def read_rows(path: Path) -> list[dict[str, str]]:
     return [{**dict.fromkeys(COLUMNS, ""), **row} for row in contents.rows]
 
 
-def finished_keys(path: Path) -> set[str]:
-    """Cell hashes already in the leaderboard (empty when the file does not exist yet)."""
-    return {row["cell_hash"] for row in read_rows(path)}
-
-
 def parse(path: Path, start: int = 0, header: tuple[str, ...] | None = None) -> Contents:
     """The rows of ``path`` by column name, from byte ``start`` on (0: the whole file, header first).
 
@@ -320,11 +315,6 @@ def _acquire(lock, lock_path: Path) -> None:
                           LeaderboardWarning, stacklevel=4)
             told = True
         time.sleep(0.05)
-
-
-def append_row(path: Path, row: dict) -> bool:
-    """Add one row unless its cell hash is already there; True when it was written (a one-off store)."""
-    return Leaderboard(path).append(row)
 
 
 def check_writable(path: Path) -> None:

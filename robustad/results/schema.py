@@ -28,5 +28,6 @@ COLUMNS = (
     "bootstrap_resamples", "bootstrap_skipped",
     "calib_degenerate", "zero_grad_share", "flag_threshold",
     *TIMINGS,
-    "device", "torch_threads", "robustad_version", "torch_version", "timm_version", "faiss_version", "timestamp",
+    "device", "torch_threads", "robustad_version", "torch_version", "timm_version", "faiss_version", "unpackaged",
+    "timestamp",
 )

@@ -16,7 +16,6 @@ from pathlib import Path
 import jinja2
 import pandas as pd
 
-from robustad import __version__
 from robustad.errors import RobustadError
 from robustad.outputs import check_folder
 from robustad.records import NO_ATTACK
@@ -34,6 +33,7 @@ from robustad.results.examples import gallery
 from robustad.results.figures import draw_entropy, draw_metric_vs_eps, draw_reliability, save
 from robustad.results.frame import MODEL_OPTION_KINDS, SMOOTHING_DRAWS, attack_names, key, numeric, text
 from robustad.results.schema import INTERVAL_COLUMNS
+from robustad.version import __version__
 
 VERSIONS = ("robustad_version", "torch_version", "timm_version", "faiss_version", "weights_id", "device",
             "torch_threads")

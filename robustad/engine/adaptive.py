@@ -1,0 +1,48 @@
+"""How gradient attacks meet a defense (docs/protocol.md section 4), decided when cells are built: the BPDA rule
+through a non-differentiable defense and the EOT draws through a randomized one. Torch-free, so that a dry run
+builds cells without it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from robustad.engine.guard import ComponentError
+from robustad.engine.handles import Handle
+
+EOT_DEFAULT = 8  # EOT draws per gradient step against a randomized defense unless --eot says otherwise
+
+
+@dataclass(frozen=True)
+class Adaptive:
+    """How gradient attacks meet one defense: the BPDA rule and the EOT draws a cell records."""
+
+    bpda: str = "none"
+    eot_samples: int = 1
+    certified: bool = False  # its median scores can be certified (``certified_sigma``)
+
+
+def certified_sigma(handle: Handle) -> float | None:
+    """The sigma a defense's median scores can be certified for: its ``certified_sigma`` where it is randomized,
+    aggregates by the median and declares a number > 0; None otherwise."""
+    sigma = handle.optional("certified_sigma")
+    if sigma is None or not handle.instance.randomized or handle.optional("aggregate") != "median":
+        return None
+    if isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or not 0 < sigma < float("inf"):
+        raise ComponentError(f"{handle.component.label()} declares certified_sigma={sigma!r}; expected a number > 0")
+    return float(sigma)
+
+
+def resolved_bpda(requested: str, differentiable: bool) -> str:
+    """The BPDA rule a cell records: ``none`` for a differentiable defense (its own gradient), else the request
+    (``auto`` is ``identity``)."""
+    if differentiable:
+        return "none"
+    return "identity" if requested == "auto" else requested
+
+
+def resolved_eot(requested: int | None, randomized: bool) -> int:
+    """EOT draws per gradient step a cell records: 1 against a deterministic defense, else the request or
+    ``EOT_DEFAULT``."""
+    if not randomized:
+        return 1
+    return EOT_DEFAULT if requested is None else requested
