@@ -262,7 +262,7 @@ def audit(
     from robustad.results.audit import TOLERANCE, ZERO_GRAD_THRESHOLD, run_checks
     from robustad.results.frame import load_rows
 
-    rows = load_rows(csv_path, where)
+    rows = load_rows(csv_path, where, keep_impossible=True)
     results = run_checks(rows, tolerance=TOLERANCE if tolerance is None else tolerance,
                          zero_grad_threshold=ZERO_GRAD_THRESHOLD if zero_grad_threshold is None
                          else zero_grad_threshold)

@@ -52,8 +52,10 @@ NOISE_COLUMNS = ("adv_auroc", "adv_auroc_ci_low", "adv_auroc_ci_high")
 _SEP = "\x1f"
 
 
-def load_rows(path: Path, where: list[str]) -> pd.DataFrame:
-    """The rows of a leaderboard CSV kept by ``--where``; a missing, unreadable or empty file is a one-line error."""
+def load_rows(path: Path, where: list[str], *, keep_impossible: bool = False) -> pd.DataFrame:
+    """The rows of a leaderboard CSV kept by ``--where``; a missing, unreadable or empty file is a one-line error.
+    Rows holding a value they cannot hold (``ranges.impossible``) are left out with one warning, unless
+    ``keep_impossible`` (``audit``, which reports them)."""
     if not path.is_file():
         raise RobustadError(f"leaderboard {path} does not exist or is not a file; run `robustad bench` first")
     try:
@@ -70,10 +72,26 @@ def load_rows(path: Path, where: list[str]) -> pd.DataFrame:
         warnings.warn(f"{path}: {int(repeated.sum())} row(s) repeat the key of an earlier row (copied by hand?); "
                       "each cell is counted once", LeaderboardWarning, stacklevel=2)
         frame = frame[~repeated]
+    if not keep_impossible:
+        frame = without_impossible(frame, str(path))
     kept = filter_rows(frame, where)
     if kept.empty:
         raise RobustadError(f"no row of {path} matches --where {' '.join(where)}")
     return kept
+
+
+def without_impossible(rows: pd.DataFrame, source: str) -> pd.DataFrame:
+    """The rows less those holding an impossible value, with one warning naming the first of them."""
+    from robustad.results.ranges import impossible
+
+    found = impossible(rows)
+    if not found:
+        return rows
+    bad = list(dict.fromkeys(item.index for item in found))
+    warnings.warn(f"{source}: {len(bad)} row(s) hold impossible values and are left out ({found[0].line()}"
+                  f"{f'; {len(found) - 1} more' if len(found) > 1 else ''}); `robustad audit` lists them",
+                  LeaderboardWarning, stacklevel=3)
+    return rows.drop(index=bad)
 
 
 def filter_rows(rows: pd.DataFrame, filters: list[str]) -> pd.DataFrame:
