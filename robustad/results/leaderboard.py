@@ -169,6 +169,7 @@ class Leaderboard:
         self.keys: set[str] = set()
         self.legacy_keys: set[str] = set()  # rows written before their key covered the images' content
         self.header: tuple[str, ...] = COLUMNS
+        self.damaged: list[tuple[int, str]] = []  # damaged lines seen in the file, moved aside at the next append
         self._seen: tuple[int, int] | None = None  # (inode, byte offset read up to)
         self._tidied = False
 
@@ -180,14 +181,14 @@ class Leaderboard:
     def refresh(self) -> Contents:
         """Bring the index up to date with the file; the rows read now are returned."""
         if not self.target.exists():
-            self.keys, self.legacy_keys, self.header, self._seen = set(), set(), COLUMNS, None
+            self.keys, self.legacy_keys, self.header, self._seen, self.damaged = set(), set(), COLUMNS, None, []
             return Contents()
         status = self.target.stat()
         inode, size = status.st_ino, status.st_size
         if self._seen == (inode, size):  # nothing appended since: no need to open the file
             return Contents(header=self.header, end=size)
         if self._seen is None or self._seen[0] != inode or size < self._seen[1]:
-            self.keys, self.legacy_keys = set(), set()
+            self.keys, self.legacy_keys, self.damaged = set(), set(), []
             contents = parse(self.target)
             self.header = contents.header
         else:
@@ -196,6 +197,7 @@ class Leaderboard:
             self.keys.add(row["cell_hash"])
             if row.get(LEGACY_MARK, "") == "":
                 self.legacy_keys.add(row["cell_hash"])
+        self.damaged += contents.damaged
         self._seen = (inode, contents.end)
         return contents
 
@@ -209,9 +211,9 @@ class Leaderboard:
         self.target.parent.mkdir(parents=True, exist_ok=True)
         with self._locked():
             self._tidy()
-            contents = self.refresh()
-            if contents.damaged or (self.target.exists() and set(COLUMNS) - set(self.header)):
-                self._rewrite(contents.damaged)
+            self.refresh()
+            if self.damaged or (self.target.exists() and set(COLUMNS) - set(self.header)):
+                self._rewrite()
             if key in self.keys:
                 return False
             self._repair_tail()
@@ -267,10 +269,12 @@ class Leaderboard:
         finally:
             os.close(fd)
 
-    def _rewrite(self, damaged: list[tuple[int, str]]) -> None:
-        """The rare whole-file write: damaged lines moved aside, or an older version's columns migrated once (the
-        original kept as ``<file>.before-migration``)."""
+    def _rewrite(self) -> None:
+        """The rare whole-file write: damaged lines moved aside (every one, wherever it is, so that the warning
+        that says so holds), or an older version's columns migrated once (the original kept as
+        ``<file>.before-migration``)."""
         old = parse(self.target)
+        damaged = old.damaged
         header = (*COLUMNS, *(c for c in old.header if c not in COLUMNS))
         if set(COLUMNS) - set(old.header):
             aside = _free_name(self.target.with_name(self.target.name + MIGRATED_SUFFIX))
