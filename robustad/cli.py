@@ -12,6 +12,7 @@ from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 from typer._click.exceptions import BadParameter, ClickException, NoArgsIsHelpError  # typer vendors click
 
 from robustad import __version__, interrupts
@@ -61,10 +62,18 @@ def plugins(as_json: bool = typer.Option(False, "--json", help="Machine-readable
     for column in ("kind", "name", "description", "distribution"):
         table.add_column(column)
     for row in rows:
-        table.add_row(row["kind"], row["name"], row["description"], row["distribution"])
+        table.add_row(*(_shown(row[c]) for c in ("kind", "name", "description", "distribution")))
     for b in broken:
-        table.add_row("[red]broken[/red]", b["plugin"], f"[red]{b['error']}[/red]", b["distribution"])
+        table.add_row(Text("broken", style="red"), _shown(b["plugin"]), _shown(b["error"], "red"),
+                      _shown(b["distribution"]))
     console.print(table)
+
+
+def _shown(value: object, style: str = "") -> Text:
+    """Text a plugin supplied, shown as it is written: never read as rich markup, and control characters (a
+    terminal escape sequence) shown as escapes instead of being sent to the terminal."""
+    text = "".join(c if c.isprintable() or c == " " else c.encode("unicode_escape").decode() for c in str(value))
+    return Text(text, style=style)
 
 
 @app.command()

@@ -38,6 +38,9 @@ LATER_DEFAULTS = {**{f.name: row_text(f.name, f.default) for f in fields(Cell)
                     if f.metadata["since"] > 1 and f.metadata["role"] != "key"}, "protocol": str(FIRST_PROTOCOL)}
 """What an empty cell of a field added after the first release means: the value that rows written before its
 column existed ran with (the field's default; for ``protocol`` the first one)."""
+CONTROL_IDENTITY = fields_with("config", "replicate", stages=(SPLIT, MODEL, THREAT), gradient=False)
+"""``MODEL_IDENTITY`` less how attacks take gradients (BPDA, EOT): a noise control takes none, so one control
+serves every attack on the same model and threat model, whatever their BPDA and EOT."""
 MODEL_OPTION_KINDS = (*STAGE_OPTION_KINDS[SPLIT], *STAGE_OPTION_KINDS[MODEL])
 PERTURBATION = fields_with("perturbation")
 CERTIFICATE = ("cert_radius", "cert_alpha")
@@ -192,8 +195,9 @@ def one_per_calibrator(rows: pd.DataFrame) -> pd.DataFrame:
 
 def with_noise_control(rows: pd.DataFrame) -> pd.DataFrame:
     """Rows with ``noise_adv_auroc`` (and its interval) beside every attack row: the ``noise`` control's value for the
-    same model and eps, the calibrator and surrogate aside; empty when that control was not run."""
-    control_key = model_key(rows) + _SEP + text(rows, "eps")
+    same model and eps, the calibrator, the surrogate and how the attack takes gradients aside
+    (``CONTROL_IDENTITY``); empty when that control was not run."""
+    control_key = key(rows, CONTROL_IDENTITY, MODEL_OPTION_KINDS) + _SEP + text(rows, "eps")
     controls = rows.assign(_key=control_key)[attack_names(rows) == NOISE_CONTROL].drop_duplicates("_key")
     controls = controls.set_index("_key")
     attacked = is_attack(rows)
