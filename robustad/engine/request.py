@@ -18,7 +18,7 @@ from typing import Any
 from robustad.api import Values
 from robustad.components import KINDS, Component, parse_spec
 from robustad.contracts import FLAG_READS
-from robustad.engine.defended import BPDA_CHOICES, certified_sigma, resolved_bpda, resolved_eot
+from robustad.engine.defended import BPDA_CHOICES, certified_sigma, check_reach, resolved_bpda, resolved_eot
 from robustad.engine.grid import Adaptive, Threat, expand
 from robustad.engine.guard import blame
 from robustad.engine.handles import Handle, check_settings
@@ -205,7 +205,7 @@ def build_cells(request: BenchRequest, registry: PluginRegistry) -> list[Cell]:
     if any(t.needs_surrogate for a, t in attacks.items() if a != NO_ATTACK):
         for spec in names["surrogate"]:
             resolve.create("surrogate", spec)  # cheap as well: fitted only when its cells run
-    defenses = _defenses(request, resolve)
+    defenses = _defenses(request, resolve, resolutions)
     cert_radii = _cert_radii(request, defenses)
     names["flag"] = _flags(request, resolve)
     names["defense"] = [n for spec in defenses if spec != NO_DEFENSE for n in (spec, parse_spec(spec)[0])]
@@ -265,7 +265,7 @@ def _chunk(value: object) -> int:
     return value
 
 
-def _defenses(request: BenchRequest, resolve: _Resolver) -> dict[str, Adaptive]:
+def _defenses(request: BenchRequest, resolve: _Resolver, resolutions: list[int]) -> dict[str, Adaptive]:
     """Each defense spec with how gradient attacks meet it: BPDA through a non-differentiable one, EOT draws
     through a randomized one (each built once now, so a bad option is one line before any work)."""
     if request.bpda not in BPDA_CHOICES:
@@ -278,6 +278,7 @@ def _defenses(request: BenchRequest, resolve: _Resolver) -> dict[str, Adaptive]:
             found[spec] = Adaptive()
             continue
         defense = resolve.handle("defense", spec)
+        check_reach(defense, resolutions)
         randomized = bool(defense.instance.randomized)
         found[spec] = Adaptive(bpda=resolved_bpda(request.bpda, bool(defense.instance.differentiable)),
                                eot_samples=resolved_eot(request.eot, randomized),
