@@ -21,7 +21,7 @@ from robustad.errors import RobustadError, one_line
 from robustad.interrupts import is_users, stop_if_requested
 from robustad.plugins import PluginRegistry
 from robustad.records import Cell
-from robustad.results.leaderboard import Leaderboard
+from robustad.results.leaderboard import Leaderboard, LockTimeout
 
 DEBUG_VARIABLE = "ROBUSTAD_DEBUG"  # set to 1: an unexpected error in a group raises with its traceback
 
@@ -43,6 +43,8 @@ class GridResult:
         if outcome.row is not None:
             try:
                 written = board.append(outcome.row)
+            except LockTimeout:
+                raise  # every further row would wait as long: the run stops with one line
             except RobustadError as error:
                 outcome = CellOutcome(outcome.cell, error=one_line(error))
         if outcome.row is None:

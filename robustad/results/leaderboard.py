@@ -25,15 +25,36 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from robustad.errors import RobustadError
+from robustad.errors import RobustadError, one_line
 from robustad.interrupts import stop_if_requested
 from robustad.results.schema import COLUMNS, LEGACY_MARK
 
 LINE_BREAKS = "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"  # everything str.splitlines splits on
 LOCK_NOTICE_S = 2.0  # wait this long for another writer's lock before saying who holds it
+LOCK_TIMEOUT_S = 300.0  # then give up, naming the holder: a writer holds the lock for one append, not minutes
+LOCK_TIMEOUT_VARIABLE = "ROBUSTAD_LOCK_TIMEOUT"
 MIGRATED_SUFFIX = ".before-migration"
 
 csv.field_size_limit(min(sys.maxsize, 2**31 - 1))  # a hand-edited cell of any size is data, not a crash
+
+
+class LockTimeout(RobustadError):
+    """Another process held the leaderboard's lock for longer than the limit: the run stops (every further row
+    would wait as long)."""
+
+
+def lock_timeout() -> float:
+    """Seconds to wait for another writer's lock: ``ROBUSTAD_LOCK_TIMEOUT`` or ``LOCK_TIMEOUT_S``."""
+    setting = os.environ.get(LOCK_TIMEOUT_VARIABLE)
+    if setting is None:
+        return LOCK_TIMEOUT_S
+    try:
+        seconds = float(setting)
+    except ValueError:
+        seconds = float("nan")
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise RobustadError(f"{LOCK_TIMEOUT_VARIABLE}={setting!r}: expected a number of seconds > 0")
+    return seconds
 
 
 class LeaderboardWarning(UserWarning):
@@ -308,7 +329,7 @@ class Leaderboard:
 
 
 def _acquire(lock, lock_path: Path) -> None:
-    started, told = time.monotonic(), False
+    started, told, limit = time.monotonic(), False, lock_timeout()
     while True:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -323,6 +344,12 @@ def _acquire(lock, lock_path: Path) -> None:
                           f"{lock_path.with_suffix('').name}; a suspended one (Ctrl-Z) must be resumed with fg",
                           LeaderboardWarning, stacklevel=4)
             told = True
+        if time.monotonic() - started > limit:
+            lock.seek(0)
+            holder = lock.read().strip() or "unknown"
+            raise LockTimeout(f"gave up after {limit:g} s waiting for {lock_path.name}: process {holder} holds it; "
+                              f"let it finish or stop it, then run again (finished rows are kept; "
+                              f"{LOCK_TIMEOUT_VARIABLE} sets the wait)")
         time.sleep(0.05)
 
 
@@ -332,7 +359,10 @@ def append_row(path: Path, row: dict) -> bool:
 
 
 def check_writable(path: Path) -> None:
-    """Fail before any computing when ``path`` cannot become or be updated as a leaderboard."""
+    """Fail before any computing when ``path`` cannot become or be updated as a leaderboard: checked as a file
+    (a symlink loop, an existing read-only file or lock), not only as a folder."""
+    check_resolvable(path, "--out")
+    lock_timeout()
     target = _target(path)
     if target.exists() and not target.is_file():
         raise RobustadError(f"--out {path} is {'a folder' if target.is_dir() else 'not a regular file'}; "
@@ -340,8 +370,25 @@ def check_writable(path: Path) -> None:
     folder = _existing_ancestor(target.parent)
     if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
         raise RobustadError(f"--out {path}: cannot write in {folder} (read-only or not a folder)")
+    for existing in (target, target.with_name(target.name + ".lock")):  # no write bit: read-only even for root
+        if existing.exists() and (not os.access(existing, os.R_OK | os.W_OK) or not existing.stat().st_mode & 0o222):
+            raise RobustadError(f"--out {path}: {existing} exists and is read-only; expected a leaderboard robustad "
+                                "may update (make it writable, or pass another --out)")
     if target.exists():
         parse(target)  # a foreign file fails now
+
+
+def check_resolvable(path: Path, option: str) -> None:
+    """A symlink that leads nowhere robustad can write (a loop, a link to itself) is one line now."""
+    if not path.is_symlink():
+        return
+    try:
+        os.path.realpath(path, strict=True)
+    except FileNotFoundError:
+        return  # a link to a file not made yet: the file is created through it
+    except OSError as error:
+        raise RobustadError(f"{option} {path} is a symlink that cannot be followed ({one_line(error)}); expected a "
+                            "file path or a link to one") from None
 
 
 def _target(path: Path) -> Path:
