@@ -204,7 +204,8 @@ def build_cells(request: BenchRequest, registry: PluginRegistry) -> list[Cell]:
     attacks = _threats(attack_specs, eps, resolve, norm)
     if any(t.needs_surrogate for a, t in attacks.items() if a != NO_ATTACK):
         for spec in names["surrogate"]:
-            resolve.create("surrogate", spec)  # cheap as well: fitted only when its cells run
+            surrogate = resolve.handle("surrogate", spec)  # cheap as well: fitted only when its cells run
+            _check_flag_aware_surrogate(attacks, spec, surrogate)
     defenses = _defenses(request, resolve, resolutions)
     cert_radii = _cert_radii(request, defenses)
     names["flag"] = _flags(request, resolve)
@@ -348,6 +349,15 @@ def _threat(spec: str, eps: list[str], resolve: _Resolver, parents: tuple[str, .
         flags.append(aware)
     return Threat(needs_surrogate=bool(attack.optional("needs_surrogate")), members=tuple(members),
                   flags=tuple(dict.fromkeys(flags)))
+
+
+def _check_flag_aware_surrogate(attacks: dict[str, Threat], spec: str, surrogate: Handle) -> None:
+    """A flag-aware attack (or one with such a member) evades the rows' flag through the surrogate's logit, which
+    must then give the detector's score (a white-box surrogate): refused now, not after the clean stage."""
+    aware = [attack for attack, threat in attacks.items() if threat.flags and threat.needs_surrogate]
+    if aware and not surrogate.optional("white_box"):
+        raise RobustadError(f"attack {aware[0]!r} is flag-aware and needs a surrogate whose logit gives the "
+                            f"detector's score (white-box, e.g. score); --surrogate {spec!r} is not one")
 
 
 def _member_specs(attack: Handle) -> list[str]:
