@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from robustad.errors import RobustadError
 from robustad.metrics import IMAGE_METRICS, PIXEL_METRICS
 from robustad.results.audit import run_checks
 from robustad.results.frame import load_rows
@@ -87,3 +88,9 @@ def test_every_metric_column_has_a_declared_range():
                       .removeprefix("adv_").split("_ci_")[0] in (*IMAGE_METRICS, *PIXEL_METRICS)]
     assert metric_columns and not [c for c in metric_columns if c not in RANGES]
     assert RANGES["adv_entropy"] == (0.0, pytest.approx(0.6931471805599453))
+
+
+def test_a_leaderboard_of_impossible_rows_only_is_one_line(tmp_path):
+    board = write_board(tmp_path / "b.csv", [row(adv_auroc="2")])
+    with pytest.warns(LeaderboardWarning), pytest.raises(RobustadError, match="every row holds impossible values"):
+        load_rows(board, [])

@@ -77,6 +77,9 @@ def load_rows(path: Path, where: list[str], *, keep_impossible: bool = False) ->
         frame = frame[~repeated]
     if not keep_impossible:
         frame = without_impossible(frame, str(path))
+        if frame.empty:
+            raise RobustadError(f"leaderboard {path}: every row holds impossible values; `robustad audit {path}` "
+                                "lists them")
     kept = filter_rows(frame, where)
     if kept.empty:
         raise RobustadError(f"no row of {path} matches --where {' '.join(where)}")
