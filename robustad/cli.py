@@ -267,7 +267,8 @@ def audit(
                                                                         "with a zero gradient [default: 0.5]."),
 ) -> None:
     """Sanity checks (Carlini et al. 2019; AutoAttack): the worst case does not weaken as eps grows, white-box beats
-    transfer, attacks beat the noise control, no gradient masking. One line per failure; exit code 1 if any."""
+    transfer, attacks beat the noise control, no gradient masking; every value within its declared range. One line
+    per failure; exit code 1 if any."""
     from robustad.results.audit import TOLERANCE, ZERO_GRAD_THRESHOLD, run_checks
     from robustad.results.frame import load_rows
 
