@@ -9,6 +9,7 @@ import os
 import pytest
 
 from robustad.errors import RobustadError
+from robustad.plugins import get_registry
 from robustad.results.leaderboard import Leaderboard, LockTimeout, check_writable, read_rows
 from tests.boards import row, run_robustad, write_board
 
@@ -56,3 +57,19 @@ def test_a_bad_lock_timeout_is_refused_up_front(tmp_path, monkeypatch, value):
     monkeypatch.setenv("ROBUSTAD_LOCK_TIMEOUT", value)
     with pytest.raises(RobustadError, match=f"ROBUSTAD_LOCK_TIMEOUT='{value}': expected a number of seconds > 0"):
         check_writable(tmp_path / "board.csv")
+
+
+def test_a_run_stops_at_the_first_lock_timeout(tmp_path, monkeypatch):
+    from tests.test_hostile_rows import Hostile, run
+    from tests.test_request import folder_dataset
+
+    registry = get_registry()
+    if not registry.pm.has_plugin("hostile"):
+        registry.add(Hostile(), "hostile", "robustad-hostile")
+    monkeypatch.setenv("ROBUSTAD_LOCK_TIMEOUT", "0.3")
+    with open(tmp_path / "board.csv.lock", "a+") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        lock.write("4242\n")
+        lock.flush()
+        with pytest.raises(LockTimeout, match="process 4242 holds it"):
+            run(registry, folder_dataset(tmp_path / "data"), tmp_path / "board.csv", attacks="up_h")

@@ -97,7 +97,7 @@ def run_local(cells: list[Cell], settings: RunSettings, out: Path, registry: Plu
                     result.land(board, outcome, on_row)
                     landed.add(outcome.cell.key)
             except BaseException as error:  # a bug in a plugin or in robustad: this group fails, the others run
-                if is_users(error) or os.environ.get(DEBUG_VARIABLE):
+                if is_users(error) or isinstance(error, LockTimeout) or os.environ.get(DEBUG_VARIABLE):
                     raise  # a plugin's SystemExit or KeyboardInterrupt outside its guard is the plugin's failure
                 for cell in group:
                     if cell.key not in landed:
