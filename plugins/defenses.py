@@ -16,6 +16,16 @@ from robustad.kit import options
 if TYPE_CHECKING:
     import torch
 
+MAX_KERNEL = 15
+"""The largest median window side: its memory grows with the square of the side (a 224 px batch of 8 images
+unfolds into about 1 GB at 15), and the feature-squeezing papers use 2 to 5."""
+MAX_BLUR_SIGMA = 20.0
+"""Pixels; a blur wider than this leaves no structure at the resolutions detectors use."""
+MAX_NOISE_SIGMA = 10.0
+"""In [0,1] pixel units: ten times the whole pixel range is noise alone (Cohen et al. 2019 go up to 1)."""
+MAX_SAMPLES = 10_000
+"""Draws per score: every draw is one backbone pass per image, and EOT multiplies it again."""
+
 
 class JPEG:
     """JPEG compression at ``quality`` (torchvision's libjpeg), image by image; not differentiable."""
@@ -68,9 +78,15 @@ class Median:
     randomized = False
 
     def __init__(self, *, kernel: int = 3) -> None:
-        if options.integer(self.name, "kernel", kernel, 1) % 2 == 0:
-            raise RobustadError(f"{self.name} option kernel={kernel!r}: expected an odd integer >= 1")
+        if options.integer(self.name, "kernel", kernel, 1, MAX_KERNEL) % 2 == 0:
+            raise RobustadError(f"{self.name} option kernel={kernel!r}: expected an odd integer from 1 to "
+                                f"{MAX_KERNEL}")
         self.kernel = kernel
+
+    @property
+    def reach(self) -> int:
+        """Pixels the window reads on each side (the reflect padding must be smaller than the image)."""
+        return self.kernel // 2
 
     def transform(self, images: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         import torch.nn.functional as F
@@ -91,13 +107,18 @@ class Blur:
     randomized = False
 
     def __init__(self, *, sigma: float = 1.0) -> None:
-        options.positive(self.name, "sigma", sigma)
+        options.positive(self.name, "sigma", sigma, MAX_BLUR_SIGMA)
         self.sigma = sigma
+
+    @property
+    def reach(self) -> int:
+        """Pixels the kernel reads on each side."""
+        return math.ceil(3 * self.sigma)
 
     def transform(self, images: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         from torchvision.transforms.functional import gaussian_blur
 
-        size = 2 * math.ceil(3 * self.sigma) + 1
+        size = 2 * self.reach + 1
         return gaussian_blur(images, [size, size], [self.sigma, self.sigma])
 
 
@@ -113,8 +134,8 @@ class GaussianNoise:
     aggregate = "mean"
 
     def __init__(self, *, sigma: float = 0.05, samples: int = 8) -> None:
-        options.positive(self.name, "sigma", sigma)
-        options.integer(self.name, "samples", samples, 1)
+        options.positive(self.name, "sigma", sigma, MAX_NOISE_SIGMA)
+        options.integer(self.name, "samples", samples, 1, MAX_SAMPLES)
         self.sigma, self.samples = sigma, samples
 
     def transform(self, images: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:

@@ -15,6 +15,7 @@ from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 from typer._click.core import ParameterSource  # typer vendors click
 from typer._click.exceptions import BadParameter, ClickException, NoArgsIsHelpError
 
@@ -67,10 +68,18 @@ def plugins(as_json: bool = typer.Option(False, "--json", help="Machine-readable
     for column in ("kind", "name", "description", "distribution"):
         table.add_column(column)
     for row in rows:
-        table.add_row(row["kind"], row["name"], row["description"], row["distribution"])
+        table.add_row(*(_shown(row[c]) for c in ("kind", "name", "description", "distribution")))
     for b in broken:
-        table.add_row("[red]broken[/red]", b["plugin"], f"[red]{b['error']}[/red]", b["distribution"])
+        table.add_row(Text("broken", style="red"), _shown(b["plugin"]), _shown(b["error"], "red"),
+                      _shown(b["distribution"]))
     console.print(table)
+
+
+def _shown(value: object, style: str = "") -> Text:
+    """Text a plugin supplied, shown as it is written: never read as rich markup, and control characters (a
+    terminal escape sequence) shown as escapes instead of being sent to the terminal."""
+    text = "".join(c if c.isprintable() or c == " " else c.encode("unicode_escape").decode() for c in str(value))
+    return Text(text, style=style)
 
 
 def bench(ctx: typer.Context, config: Path | None, dry_run: bool, **values: object) -> None:
@@ -243,11 +252,12 @@ def audit(
                                                                         "with a zero gradient [default: 0.5]."),
 ) -> None:
     """Sanity checks (Carlini et al. 2019; AutoAttack): the worst case does not weaken as eps grows, white-box beats
-    transfer, attacks beat the noise control, no gradient masking. One line per failure; exit code 1 if any."""
+    transfer, attacks beat the noise control, no gradient masking; every value within its declared range. One line
+    per failure; exit code 1 if any."""
     from robustad.results.audit import TOLERANCE, ZERO_GRAD_THRESHOLD, run_checks
     from robustad.results.frame import load_rows
 
-    rows = load_rows(csv_path, where)
+    rows = load_rows(csv_path, where, keep_impossible=True)
     results = run_checks(rows, tolerance=TOLERANCE if tolerance is None else tolerance,
                          zero_grad_threshold=ZERO_GRAD_THRESHOLD if zero_grad_threshold is None
                          else zero_grad_threshold)

@@ -153,7 +153,8 @@ class Defense(Protocol):
     default ``mean``) of ``samples`` draws (optional attribute, default 1), and gradient attacks average their
     logit over EOT draws. Optional ``certified_sigma`` (default None): a randomized defense whose ``transform``
     adds N(0, sigma^2) noise and nothing else, aggregated by the median, sets it to sigma; the engine then
-    certifies its scores (``--cert-radius``, docs/protocol.md section 10).
+    certifies its scores (``--cert-radius``, docs/protocol.md section 10). Optional ``reach`` (default 0): the
+    pixels a filter reads on each side of a pixel; the engine refuses it before any work at a resolution not wider.
     """
 
     name: ClassVar[str]

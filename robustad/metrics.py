@@ -382,6 +382,10 @@ def image_metrics(labels: object, scores: object, probs: object) -> dict[str, fl
 
 PIXEL_METRICS = ("pixel_auroc", "aupro")
 """Localisation metrics of a set of eval images with defect masks, each a ``clean_*`` and an ``adv_*`` column."""
+UNIT = (0.0, 1.0)
+METRIC_RANGES = {**dict.fromkeys((*IMAGE_METRICS, *ATTACK_METRICS, *DECISION_RATES, *PIXEL_METRICS), UNIT),
+                 "nll": (0.0, math.inf), "entropy": (0.0, math.log(2))}
+"""The values each metric can take (closed intervals): a leaderboard value outside is impossible, not a result."""
 EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)
 
 

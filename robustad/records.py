@@ -83,16 +83,18 @@ FIRST_PROTOCOL = PROTOCOL_VERSION = 1
 """Bumped when a change alters what a cell computes (docs/choices.md lists each bump); enters the key from 2 on."""
 
 
-def axis(stage: str, default: object = MISSING, *, since: int = 1, role: str = "config") -> Any:
+def axis(stage: str, default: object = MISSING, *, since: int = 1, role: str = "config",
+         gradient: bool = False) -> Any:
     """A cell field deciding ``stage``. A field added after the first release (``since`` > 1) enters the key only
     when it differs from its default, so rows finished before it existed keep their keys.
 
     ``role`` says how results use it: ``config`` (rows are compared and averaged only within one value),
     ``perturbation`` (what the audit compares across: the attack, its surrogate and eps), ``replicate`` (what
     aggregation averages over: categories, seeds and their images) or ``key`` (identity only, never compared:
-    rows of older versions lack it).
+    rows of older versions lack it). ``gradient``: how an attack takes its gradients (BPDA, EOT draws); a control
+    that takes none (``noise``) keeps the default, so it must not separate the control from the attacks it controls.
     """
-    return field(default=default, metadata={"stage": stage, "since": since, "role": role})
+    return field(default=default, metadata={"stage": stage, "since": since, "role": role, "gradient": gradient})
 
 
 @dataclass(frozen=True)
@@ -139,8 +141,8 @@ class Cell:
     data_sha: str = axis(SPLIT, "", since=2, role="key")
     protocol: int = axis(SPLIT, PROTOCOL_VERSION, since=2)
     defense: str = axis(MODEL, "none", since=2)
-    bpda: str = axis(THREAT, "none", since=2)
-    eot_samples: int = axis(THREAT, 1, since=2)
+    bpda: str = axis(THREAT, "none", since=2, gradient=True)
+    eot_samples: int = axis(THREAT, 1, since=2, gradient=True)
     chunk: int = axis(MODEL, 1, since=2)
     flag: str = axis(CALIBRATION, "entropy", since=2)
     flag_fpr: float = axis(CALIBRATION, 0.05, since=2)
@@ -203,7 +205,9 @@ FIELD_STAGES = {f.name: f.metadata["stage"] for f in fields(Cell)}
 """The stage each cell field decides: what the shared-work prefixes are derived from."""
 
 
-def fields_with(*roles: str, stages: tuple[str, ...] = STAGES) -> tuple[str, ...]:
-    """The cell fields of these roles (and stages), in declaration order: what aggregation groups by and what
-    the audit compares are derived from here."""
-    return tuple(f.name for f in fields(Cell) if f.metadata["role"] in roles and f.metadata["stage"] in stages)
+def fields_with(*roles: str, stages: tuple[str, ...] = STAGES, gradient: bool | None = None) -> tuple[str, ...]:
+    """The cell fields of these roles (and stages; with ``gradient`` only those that do or do not say how an attack
+    takes its gradients), in declaration order: what aggregation groups by and what the audit compares are derived
+    from here."""
+    return tuple(f.name for f in fields(Cell) if f.metadata["role"] in roles and f.metadata["stage"] in stages
+                 and gradient in (None, f.metadata["gradient"]))

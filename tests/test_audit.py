@@ -73,7 +73,8 @@ def test_a_passing_leaderboard_passes_and_every_check_compared_something():
     # worst case: one eps step; white-box vs transfer: pgd at 2 eps; noise: 8 attack cells; masking: 6 gradient
     # attack cells; gradient-free vs gradient: square at 2 eps; no randomized defense
     assert {r.check: r.compared for r in results} == {
-        "worst-case-eps": 1, "white-box-vs-transfer": 2, "attack-vs-noise": 8, "gradient-masking": 6,
+        "declared-ranges": 30, "worst-case-eps": 1, "white-box-vs-transfer": 2, "attack-vs-noise": 8,
+        "gradient-masking": 6,
         "gradient-free-beats-gradient": 2, "randomized-defense-eot": 0, "certified-vs-attack": 0}
 
 
@@ -132,7 +133,7 @@ def test_tolerance_and_masking_threshold():
 def test_undefined_values_are_not_compared_and_text_in_a_number_column_is_an_error():
     undefined = {("noise", "none", "8/255"): {"adv_auroc": None}, ("pgd", "linear", "8/255"): {"adv_auroc": 0.93}}
     assert audit(board(*rows_of(undefined))) == []
-    assert [r.compared for r in run_checks(board())] == [0] * 7
+    assert [r.compared for r in run_checks(board())] == [0] * 8
     with pytest.raises(RobustadError, match="adv_auroc: 'high' is not a number"):
         audit(board(*rows_of({("pgd", "linear", "8/255"): {"adv_auroc": "high"}})))
 

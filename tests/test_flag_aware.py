@@ -12,6 +12,7 @@ from robustad.engine.executors import run_local
 from robustad.engine.progress import SilentReporter
 from robustad.engine.request import build_cells
 from robustad.engine.settings import RunSettings
+from robustad.errors import RobustadError
 from robustad.kit.threat import two_logit
 from tests.test_flags import demo_request, registry  # noqa: F401 (a fixture)
 
@@ -57,13 +58,20 @@ def test_rows_record_the_flag_an_attack_evades(registry, tmp_path):  # noqa: F81
     assert row["flag_aware"] == "squeeze" and row["flag"] == "squeeze"
 
 
-def test_a_flag_aware_attack_needs_a_white_box_surrogate(registry, tmp_path):  # noqa: F811 (the fixture)
+def test_a_flag_aware_attack_needs_a_white_box_surrogate_before_any_work(registry, tmp_path):  # noqa: F811
     request = demo_request(attack="pgd", surrogate="linear", options=["attack.pgd.flag_aware=squeeze",
                                                                         "attack.pgd.steps=2"])
-    result = run_local(build_cells(request, registry), RunSettings(pixel_metrics=False, resamples=0),
-                       tmp_path / "board.csv", registry, SilentReporter(), lambda cell, row: None)
-    [(_, message)] = result.failures
-    assert "option flag_aware='squeeze' needs a surrogate whose logit gives the detector's score" in message
+    with pytest.raises(RobustadError, match="attack 'pgd' is flag-aware and needs a surrogate whose logit gives "
+                                            "the detector's score .*--surrogate 'linear' is not one"):
+        build_cells(request, registry)
+
+
+def test_on_the_command_line_a_transfer_surrogate_for_a_flag_aware_attack_exits_2(tmp_path, monkeypatch, capsys):
+    from tests.boards import run_robustad
+
+    code, out, err = run_robustad(monkeypatch, capsys, "bench", "--surrogate", "linear", "--attack", "pgd", "--opt",
+                                  "attack.pgd.flag_aware=squeeze", "--out", tmp_path / "b.csv")
+    assert code == 2 and err.count("\n") == 1 and "--surrogate 'linear' is not one" in err and "cells" not in out
 
 
 def test_a_worst_case_can_take_a_flag_aware_member(registry, tmp_path):  # noqa: F811 (the fixture)

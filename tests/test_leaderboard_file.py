@@ -118,3 +118,20 @@ def test_outputs_are_checked_before_any_work(tmp_path):
     foreign.write_text("a,b\n1,2\n")
     with pytest.raises(RobustadError, match="not a leaderboard"):
         check_writable(foreign)
+
+
+def test_a_line_with_an_extra_field_is_moved_aside_by_a_store_that_saw_it_before(tmp_path):
+    """The bench's store reads the file once (which cells are done), then appends: the damaged line it saw then is
+    moved to ``.damaged`` as the warning says, so its cell's recomputed row is the file's only line for it."""
+    out = tmp_path / "board.csv"
+    Leaderboard(out).append(row("a"))
+    Leaderboard(out).append(row("b"))
+    lines = out.read_text().splitlines()
+    out.write_text("\n".join([lines[0], lines[1], lines[2] + ",extra"]) + "\n")  # row b gains a field
+    store = Leaderboard(out)
+    assert not store.holds("b") and store.holds("a")  # read once, as the runner does before any work
+    with pytest.warns(LeaderboardWarning, match="1 damaged line"):
+        assert store.append(row("b", clean_auroc=0.75))
+    frame = pd.read_csv(out)
+    assert frame["cell_hash"].tolist() == ["a", "b"] and frame["clean_auroc"].tolist() == [0.5, 0.75]
+    assert (tmp_path / "board.csv.damaged").read_text() == lines[2] + ",extra\n"

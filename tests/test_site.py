@@ -122,7 +122,7 @@ def test_gallery_copies_the_examples_of_the_entry(tmp_path):
     ("examples missing", "--examples {examples} is not a folder"),
     ("not json", "example file {file} is not JSON"),
     ("foreign json", "example file {file} is not a robustad example file"),
-    ("outside", "is not an image in {examples}"),
+    ("outside", "'../board.csv' holds '..'"),
 ])
 def test_site_fails_with_one_line_on_bad_examples(tmp_path, monkeypatch, capsys, problem, message):
     line = row(adv_auroc=0.2, white_box=True)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from robustad.engine.guard import ComponentError
 from robustad.engine.handles import Handle
+from robustad.errors import RobustadError
 
 EOT_DEFAULT = 8  # EOT draws per gradient step against a randomized defense unless --eot says otherwise
 
@@ -30,6 +31,20 @@ def certified_sigma(handle: Handle) -> float | None:
     if isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or not 0 < sigma < float("inf"):
         raise ComponentError(f"{handle.component.label()} declares certified_sigma={sigma!r}; expected a number > 0")
     return float(sigma)
+
+
+def check_reach(handle: Handle, resolutions: list[int]) -> None:
+    """A defense that reads ``reach`` pixels around each pixel (a filter's half window) needs images wider than
+    that (reflect padding): refused before any work, at every resolution of the grid, rather than failing in
+    the first cell."""
+    reach = handle.optional("reach")
+    label = handle.component.label()
+    if isinstance(reach, bool) or not isinstance(reach, int) or reach < 0:
+        raise ComponentError(f"{label} declares reach={reach!r}; expected an integer >= 0 (pixels)")
+    for resolution in resolutions:
+        if reach >= resolution:
+            raise RobustadError(f"{label} reads {reach} px on each side of a pixel, as wide as the {resolution} px "
+                                f"images of --resolution {resolution}; expected a smaller window")
 
 
 def resolved_bpda(requested: str, differentiable: bool) -> str:

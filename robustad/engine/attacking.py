@@ -29,7 +29,7 @@ from robustad.engine.guard import ComponentError, blame, require_finite
 from robustad.engine.handles import Handle, check_settings
 from robustad.engine.identity import image_seed
 from robustad.engine.progress import Reporter
-from robustad.errors import RobustadError
+from robustad.errors import RobustadError, one_line
 from robustad.kit.attacking import logit
 from robustad.kit.threat import L2, LINF, distance, parse_eps, round_to_8bit, two_logit
 from robustad.records import Cell, DetectorOutput
@@ -313,10 +313,7 @@ def _checked(perturbed: Any, clean: torch.Tensor, eps: float, component: Compone
     scored (unless it came with its detector output). ``round_8bit`` is L-inf only (the request refuses it under
     L2), where rounding within the reach of eps keeps the ball."""
     images, output = (perturbed.images, perturbed.output) if isinstance(perturbed, Perturbed) else (perturbed, None)
-    if not isinstance(images, torch.Tensor) or tuple(images.shape) != tuple(clean.shape):
-        shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
-        raise ComponentError(f"{component.label()} returned {shape}; expected images of shape {tuple(clean.shape)}")
-    images = images.detach()
+    images = _plain_images(images, clean, component)
     require_finite(images, component, "adversarial images")
     found = distance(images, clean, cell.norm)
     tolerance = BALL_TOLERANCE * (1 + eps) if cell.norm == L2 else BALL_TOLERANCE
@@ -332,8 +329,31 @@ def _checked(perturbed: Any, clean: torch.Tensor, eps: float, component: Compone
     return Perturbed(images, scored)
 
 
+def _plain_images(images: Any, clean: torch.Tensor, component: Component) -> torch.Tensor:
+    """The attack's images as a plain tensor like the clean ones (shape, dtype, device, layout), or a
+    ``ComponentError`` naming the attack: meta tensors, another device or dtype, a tensor subclass or anything
+    else the engine cannot read fails the attack's own cells, never the cells of the attacks beside it."""
+    expected = f"expected {clean.dtype} images of shape {tuple(clean.shape)} on {clean.device}"
+    if not isinstance(images, torch.Tensor):
+        raise ComponentError(f"{component.label()} returned {type(images).__name__}; {expected}")
+    try:
+        images = images.detach().as_subclass(torch.Tensor)
+        found = (tuple(images.shape), images.dtype, images.device, images.layout)
+    except Exception as error:  # a hostile subclass can raise anything from its properties
+        raise ComponentError(f"{component.label()} returned images robustad cannot read ({one_line(error)}); "
+                             f"{expected}") from None
+    if found != (tuple(clean.shape), clean.dtype, clean.device, torch.strided):
+        shape, dtype, device, layout = found
+        raise ComponentError(f"{component.label()} returned {dtype} images of shape {shape} on {device} "
+                             f"({layout}); {expected}")
+    return images
+
+
 def _same_scores(claimed: DetectorOutput, scored: DetectorOutput) -> bool:
     """Whether an attack's own detector output is the detector's (built-ins hand over the output of the iterate
     they chose; the engine scores the images again and believes only its own scores)."""
-    values = np.asarray(claimed.scores, dtype=np.float64).reshape(-1)
+    try:
+        values = np.asarray(claimed.scores, dtype=np.float64).reshape(-1)
+    except Exception:  # what an attack claims is not believed, whatever it is (a meta tensor, a string)
+        return False
     return values.shape == scored.scores.shape and bool(np.allclose(values, scored.scores, rtol=1e-5, atol=1e-7))

@@ -22,7 +22,7 @@ from robustad.errors import RobustadError, one_line
 from robustad.interrupts import is_users, stop_if_requested
 from robustad.plugins import PluginRegistry
 from robustad.records import Cell
-from robustad.results.leaderboard import Leaderboard
+from robustad.results.leaderboard import Leaderboard, LockTimeout
 
 DEBUG_VARIABLE = "ROBUSTAD_DEBUG"  # set to 1: an unexpected error in a group raises with its traceback
 
@@ -44,6 +44,8 @@ class GridResult:
         if outcome.row is not None:
             try:
                 written = board.append(outcome.row)
+            except LockTimeout:
+                raise  # every further row would wait as long: the run stops with one line
             except RobustadError as error:
                 outcome = CellOutcome(outcome.cell, error=one_line(error))
         if outcome.row is None:
@@ -91,7 +93,7 @@ def run_local(cells: list[Cell], settings: RunSettings, out: Path, registry: Plu
                     result.land(board, outcome, on_row)
                     landed.add(outcome.cell.key)
             except BaseException as error:  # a bug in a plugin or in robustad: this group fails, the others run
-                if is_users(error) or os.environ.get(DEBUG_VARIABLE):
+                if is_users(error) or isinstance(error, LockTimeout) or os.environ.get(DEBUG_VARIABLE):
                     raise  # a plugin's SystemExit or KeyboardInterrupt outside its guard is the plugin's failure
                 for cell in group:
                     if cell.key not in landed:

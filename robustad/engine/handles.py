@@ -21,7 +21,7 @@ OPTIONAL_MEMBERS: dict[str, dict[str, Any]] = {
                "flag_posterior": None},
     "calibrator": {"degenerate": False, "alpha": None},
     "surrogate": {"white_box": False},
-    "defense": {"samples": 1, "aggregate": "mean", "certified_sigma": None},
+    "defense": {"samples": 1, "aggregate": "mean", "certified_sigma": None, "reach": 0},
 }
 """Members a plugin may leave out, per kind, with the value the engine assumes then (``None``: no such method)."""
 

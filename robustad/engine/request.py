@@ -18,7 +18,7 @@ from typing import Any
 from robustad.components import KINDS, Component, parse_spec
 from robustad.contracts import FLAG_READS
 from robustad.declaration import Request
-from robustad.engine.adaptive import Adaptive, certified_sigma, resolved_bpda, resolved_eot
+from robustad.engine.adaptive import Adaptive, certified_sigma, check_reach, resolved_bpda, resolved_eot
 from robustad.engine.grid import Threat, expand
 from robustad.engine.guard import blame
 from robustad.engine.handles import Handle, check_settings
@@ -200,8 +200,9 @@ def plan(request: Request, registry: PluginRegistry, sizes_only: bool = False) -
     attacks = _threats(attack_specs, eps, resolve, norm)
     if any(t.needs_surrogate for a, t in attacks.items() if a != NO_ATTACK):
         for spec in names["surrogate"]:
-            resolve.create("surrogate", spec)  # cheap as well: fitted only when its cells run
-    defenses = _defenses(request, resolve)
+            surrogate = resolve.handle("surrogate", spec)  # cheap as well: fitted only when its cells run
+            _check_flag_aware_surrogate(attacks, spec, surrogate)
+    defenses = _defenses(request, resolve, resolutions)
     cert_radii = _cert_radii(request, defenses)
     names["flag"] = _flags(request, resolve)
     names["defense"] = [n for spec in defenses if spec != NO_DEFENSE for n in (spec, parse_spec(spec)[0])]
@@ -257,7 +258,7 @@ def _radius(text: str) -> str:
         raise RobustadError(f"--cert-radius {text!r}: expected an L2 radius in (0, {MAX_L2_EPS}], e.g. 0.5") from None
 
 
-def _defenses(request: Request, resolve: _Resolver) -> dict[str, Adaptive]:
+def _defenses(request: Request, resolve: _Resolver, resolutions: list[int]) -> dict[str, Adaptive]:
     """Each defense spec with how gradient attacks meet it: BPDA through a non-differentiable one, EOT draws
     through a randomized one (each built once now, so a bad option is one line before any work). ``--bpda`` or
     ``--eot`` that no defense of the grid would use is a usage error, not silently ignored."""
@@ -268,6 +269,7 @@ def _defenses(request: Request, resolve: _Resolver) -> dict[str, Adaptive]:
             found[spec] = Adaptive()
             continue
         defense = resolve.handle("defense", spec)
+        check_reach(defense, resolutions)
         randomized = bool(defense.instance.randomized)
         kinds |= {"randomized"} if randomized else set()
         kinds |= set() if defense.instance.differentiable else {"non-differentiable"}
@@ -351,6 +353,15 @@ def _threat(spec: str, eps: list[str], resolve: _Resolver, parents: tuple[str, .
     return Threat(needs_surrogate=bool(attack.optional("needs_surrogate")), members=tuple(members),
                   flags=tuple(dict.fromkeys(flags)), posteriors=tuple(dict.fromkeys(posteriors)),
                   settings=tuple(settings.items()))
+
+
+def _check_flag_aware_surrogate(attacks: dict[str, Threat], spec: str, surrogate: Handle) -> None:
+    """A flag-aware attack (or one with such a member) evades the rows' flag through the surrogate's logit, which
+    must then give the detector's score (a white-box surrogate): refused now, not after the clean stage."""
+    aware = [attack for attack, threat in attacks.items() if threat.flags and threat.needs_surrogate]
+    if aware and not surrogate.optional("white_box"):
+        raise RobustadError(f"attack {aware[0]!r} is flag-aware and needs a surrogate whose logit gives the "
+                            f"detector's score (white-box, e.g. score); --surrogate {spec!r} is not one")
 
 
 def _member_specs(attack: Handle) -> list[str]:

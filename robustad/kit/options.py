@@ -16,10 +16,11 @@ def integer(owner: str, name: str, value: object, low: int, high: int | None = N
     return value
 
 
-def positive(owner: str, name: str, value: object) -> float:
-    """``value`` as a float when it is a finite number > 0."""
-    if not _number(value) or not (value > 0 and math.isfinite(value)):
-        raise RobustadError(f"{owner} option {name}={value!r}: expected a finite number > 0")
+def positive(owner: str, name: str, value: object, high: float | None = None) -> float:
+    """``value`` as a float when it is a finite number > 0 (and at most ``high``)."""
+    if not _number(value) or not (value > 0 and math.isfinite(value)) or (high is not None and value > high):
+        bound = "" if high is None else f" and <= {high:g}"
+        raise RobustadError(f"{owner} option {name}={value!r}: expected a finite number > 0{bound}")
     return float(value)
 
 

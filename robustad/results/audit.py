@@ -30,6 +30,7 @@ from robustad.results.frame import (
     text,
     with_noise_control,
 )
+from robustad.results.ranges import impossible
 
 TOLERANCE = 1e-9
 ZERO_GRAD_THRESHOLD = 0.5
@@ -72,11 +73,21 @@ def run_checks(rows: pd.DataFrame, *, tolerance: float = TOLERANCE,
         raise RobustadError(f"--tolerance {tolerance}: expected a number in [0, 1) (a difference of AUROCs)")
     if not 0 <= zero_grad_threshold <= 1:
         raise RobustadError(f"--zero-grad-threshold {zero_grad_threshold}: expected a share in [0, 1]")
-    unique = one_per_calibrator(rows).assign(_auroc=lambda frame: numeric(frame, "adv_auroc"))
-    return [_worst_case_weakens_with_eps(unique, tolerance), _white_box_weaker_than_transfer(unique, tolerance),
+    ranges, impossible_rows = _declared_ranges(rows)
+    unique = one_per_calibrator(rows.drop(index=impossible_rows)).assign(_auroc=lambda f: numeric(f, "adv_auroc"))
+    return [ranges, _worst_case_weakens_with_eps(unique, tolerance), _white_box_weaker_than_transfer(unique, tolerance),
             _attack_weaker_than_noise(unique, tolerance), _gradient_masking(unique, zero_grad_threshold),
             _gradient_free_beats_gradient(unique, tolerance), _randomized_defense_without_eot(unique),
             _certificate_above_attack(unique, tolerance)]
+
+
+def _declared_ranges(rows: pd.DataFrame) -> tuple[CheckResult, list]:
+    """Every value within its declared range (``results.ranges``); the other checks compare only the rows that
+    pass, since an impossible number proves nothing about an attack."""
+    check = "declared-ranges"
+    found = impossible(rows)
+    violations = [Violation(check, item.line(), _where(rows.loc[item.index])) for item in found]
+    return CheckResult(check, len(rows), violations), list(dict.fromkeys(item.index for item in found))
 
 
 def _worst_case_weakens_with_eps(rows: pd.DataFrame, tolerance: float) -> CheckResult:

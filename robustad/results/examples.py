@@ -18,14 +18,18 @@ from pathlib import Path
 
 import pandas as pd
 
+from robustad.contained import inside
 from robustad.errors import RobustadError
 
+SCORES = ("clean_score", "adv_score")
 PARTS = {"clean": "clean", "adversarial": "adversarial", "perturbation": "perturbation (amplified)",
          "map-clean": "anomaly map, clean", "map-adversarial": "anomaly map, attacked"}
 
 
 def read_manifest(path: Path) -> dict:
-    """One cell's examples record, checked to be what ``bench --save-examples`` writes."""
+    """One cell's examples record, checked to be what ``bench --save-examples`` writes: the file names it gives
+    are checked where they are used (``contained.inside``), the rest here by type, so that a hand-made or hostile
+    manifest is one line, not a traceback."""
     try:
         record = json.loads(path.read_text())
     except (ValueError, UnicodeDecodeError) as exc:
@@ -33,10 +37,19 @@ def read_manifest(path: Path) -> dict:
     if not isinstance(record, dict) or not isinstance(record.get("images"), list) or "folder" not in record:
         raise RobustadError(f"example file {path} is not a robustad example file: expected an object with "
                             "folder and images")
+    if not isinstance(record["folder"], str):
+        raise RobustadError(f"example file {path}: folder {record['folder']!r} is not a name (expected text)")
     for image in record["images"]:
         files = image.get("files") if isinstance(image, dict) else None
         if not isinstance(files, dict) or set(files) != set(PARTS):
             raise RobustadError(f"example file {path}: an image lacks some of the parts {', '.join(PARTS)}")
+        for name in SCORES:
+            value = image.get(name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+                raise RobustadError(f"example file {path}: {name} {value!r} is not a number (expected a number "
+                                    "or null)")
+        if not isinstance(image.get("name", ""), str):
+            raise RobustadError(f"example file {path}: image name {image['name']!r} is not text")
     return record
 
 
@@ -45,7 +58,7 @@ def gallery(rows: pd.DataFrame, examples: Path, target: Path, href: str) -> list
     (linked as ``href``/...), so that the site does not depend on the examples folder."""
     groups, seen = [], set()
     for _, row in rows.iterrows():
-        path = examples / f"{row['cell_hash']}.json"
+        path = inside(examples, f"{row['cell_hash']}.json", "leaderboard cell_hash (as an example file)")
         if not path.is_file():
             continue
         record = read_manifest(path)
@@ -56,10 +69,10 @@ def gallery(rows: pd.DataFrame, examples: Path, target: Path, href: str) -> list
         for image in record["images"]:
             parts = []
             for part, caption in PARTS.items():
-                source = examples / image["files"][part]
-                if not source.is_file() or examples.resolve() not in source.resolve().parents:
+                source = inside(examples, image["files"][part], f"example file {path}: image")
+                if not source.is_file():
                     raise RobustadError(f"example file {path}: {image['files'][part]} is not an image in {examples}")
-                copied = target / image["files"][part]
+                copied = inside(target, image["files"][part], f"example file {path}: image")
                 copied.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(source, copied)
                 parts.append({"src": f"{href}/{image['files'][part]}", "caption": caption})

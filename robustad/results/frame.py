@@ -38,6 +38,9 @@ LATER_DEFAULTS = {**{f.name: row_text(f.name, f.default) for f in fields(Cell)
                     if f.metadata["since"] > 1 and f.metadata["role"] != "key"}, "protocol": str(FIRST_PROTOCOL)}
 """What an empty cell of a field added after the first release means: the value that rows written before its
 column existed ran with (the field's default; for ``protocol`` the first one)."""
+CONTROL_IDENTITY = fields_with("config", "replicate", stages=(SPLIT, MODEL, THREAT), gradient=False)
+"""``MODEL_IDENTITY`` less how attacks take gradients (BPDA, EOT): a noise control takes none, so one control
+serves every attack on the same model and threat model, whatever their BPDA and EOT."""
 MODEL_OPTION_KINDS = (*STAGE_OPTION_KINDS[SPLIT], *STAGE_OPTION_KINDS[MODEL])
 PERTURBATION = fields_with("perturbation")
 CERTIFICATE = ("cert_radius", "cert_alpha")
@@ -52,8 +55,10 @@ NOISE_COLUMNS = ("adv_auroc", "adv_auroc_ci_low", "adv_auroc_ci_high")
 _SEP = "\x1f"
 
 
-def load_rows(path: Path, where: list[str]) -> pd.DataFrame:
-    """The rows of a leaderboard CSV kept by ``--where``; a missing, unreadable or empty file is a one-line error."""
+def load_rows(path: Path, where: list[str], *, keep_impossible: bool = False) -> pd.DataFrame:
+    """The rows of a leaderboard CSV kept by ``--where``; a missing, unreadable or empty file is a one-line error.
+    Rows holding a value they cannot hold (``ranges.impossible``) are left out with one warning, unless
+    ``keep_impossible`` (``audit``, which reports them)."""
     if not path.is_file():
         raise RobustadError(f"leaderboard {path} does not exist or is not a file; run `robustad bench` first")
     try:
@@ -70,10 +75,29 @@ def load_rows(path: Path, where: list[str]) -> pd.DataFrame:
         warnings.warn(f"{path}: {int(repeated.sum())} row(s) repeat the key of an earlier row (copied by hand?); "
                       "each cell is counted once", LeaderboardWarning, stacklevel=2)
         frame = frame[~repeated]
+    if not keep_impossible:
+        frame = without_impossible(frame, str(path))
+        if frame.empty:
+            raise RobustadError(f"leaderboard {path}: every row holds impossible values; `robustad audit {path}` "
+                                "lists them")
     kept = filter_rows(frame, where)
     if kept.empty:
         raise RobustadError(f"no row of {path} matches --where {' '.join(where)}")
     return kept
+
+
+def without_impossible(rows: pd.DataFrame, source: str) -> pd.DataFrame:
+    """The rows less those holding an impossible value, with one warning naming the first of them."""
+    from robustad.results.ranges import impossible
+
+    found = impossible(rows)
+    if not found:
+        return rows
+    bad = list(dict.fromkeys(item.index for item in found))
+    warnings.warn(f"{source}: {len(bad)} row(s) hold impossible values and are left out ({found[0].line()}"
+                  f"{f'; {len(found) - 1} more' if len(found) > 1 else ''}); `robustad audit` lists them",
+                  LeaderboardWarning, stacklevel=3)
+    return rows.drop(index=bad)
 
 
 def filter_rows(rows: pd.DataFrame, filters: list[str]) -> pd.DataFrame:
@@ -174,8 +198,9 @@ def one_per_calibrator(rows: pd.DataFrame) -> pd.DataFrame:
 
 def with_noise_control(rows: pd.DataFrame) -> pd.DataFrame:
     """Rows with ``noise_adv_auroc`` (and its interval) beside every attack row: the ``noise`` control's value for the
-    same model and eps, the calibrator and surrogate aside; empty when that control was not run."""
-    control_key = model_key(rows) + _SEP + text(rows, "eps")
+    same model and eps, the calibrator, the surrogate and how the attack takes gradients aside
+    (``CONTROL_IDENTITY``); empty when that control was not run."""
+    control_key = key(rows, CONTROL_IDENTITY, MODEL_OPTION_KINDS) + _SEP + text(rows, "eps")
     controls = rows.assign(_key=control_key)[attack_names(rows) == NOISE_CONTROL].drop_duplicates("_key")
     controls = controls.set_index("_key")
     attacked = is_attack(rows)

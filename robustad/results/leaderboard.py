@@ -25,15 +25,36 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from robustad.errors import RobustadError
+from robustad.errors import RobustadError, one_line
 from robustad.interrupts import stop_if_requested
 from robustad.results.schema import COLUMNS, LEGACY_MARK
 
 LINE_BREAKS = "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"  # everything str.splitlines splits on
 LOCK_NOTICE_S = 2.0  # wait this long for another writer's lock before saying who holds it
+LOCK_TIMEOUT_S = 300.0  # then give up, naming the holder: a writer holds the lock for one append, not minutes
+LOCK_TIMEOUT_VARIABLE = "ROBUSTAD_LOCK_TIMEOUT"
 MIGRATED_SUFFIX = ".before-migration"
 
 csv.field_size_limit(min(sys.maxsize, 2**31 - 1))  # a hand-edited cell of any size is data, not a crash
+
+
+class LockTimeout(RobustadError):
+    """Another process held the leaderboard's lock for longer than the limit: the run stops (every further row
+    would wait as long)."""
+
+
+def lock_timeout() -> float:
+    """Seconds to wait for another writer's lock: ``ROBUSTAD_LOCK_TIMEOUT`` or ``LOCK_TIMEOUT_S``."""
+    setting = os.environ.get(LOCK_TIMEOUT_VARIABLE)
+    if setting is None:
+        return LOCK_TIMEOUT_S
+    try:
+        seconds = float(setting)
+    except ValueError:
+        seconds = float("nan")
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise RobustadError(f"{LOCK_TIMEOUT_VARIABLE}={setting!r}: expected a number of seconds > 0")
+    return seconds
 
 
 class LeaderboardWarning(UserWarning):
@@ -164,6 +185,7 @@ class Leaderboard:
         self.keys: set[str] = set()
         self.legacy_keys: set[str] = set()  # rows written before their key covered the images' content
         self.header: tuple[str, ...] = COLUMNS
+        self.damaged: list[tuple[int, str]] = []  # damaged lines seen in the file, moved aside at the next append
         self._seen: tuple[int, int] | None = None  # (inode, byte offset read up to)
         self._tidied = False
 
@@ -175,14 +197,14 @@ class Leaderboard:
     def refresh(self) -> Contents:
         """Bring the index up to date with the file; the rows read now are returned."""
         if not self.target.exists():
-            self.keys, self.legacy_keys, self.header, self._seen = set(), set(), COLUMNS, None
+            self.keys, self.legacy_keys, self.header, self._seen, self.damaged = set(), set(), COLUMNS, None, []
             return Contents()
         status = self.target.stat()
         inode, size = status.st_ino, status.st_size
         if self._seen == (inode, size):  # nothing appended since: no need to open the file
             return Contents(header=self.header, end=size)
         if self._seen is None or self._seen[0] != inode or size < self._seen[1]:
-            self.keys, self.legacy_keys = set(), set()
+            self.keys, self.legacy_keys, self.damaged = set(), set(), []
             contents = parse(self.target)
             self.header = contents.header
         else:
@@ -191,6 +213,7 @@ class Leaderboard:
             self.keys.add(row["cell_hash"])
             if row.get(LEGACY_MARK, "") == "":
                 self.legacy_keys.add(row["cell_hash"])
+        self.damaged += contents.damaged
         self._seen = (inode, contents.end)
         return contents
 
@@ -204,9 +227,9 @@ class Leaderboard:
         self.target.parent.mkdir(parents=True, exist_ok=True)
         with self._locked():
             self._tidy()
-            contents = self.refresh()
-            if contents.damaged or (self.target.exists() and set(COLUMNS) - set(self.header)):
-                self._rewrite(contents.damaged)
+            self.refresh()
+            if self.damaged or (self.target.exists() and set(COLUMNS) - set(self.header)):
+                self._rewrite()
             if key in self.keys:
                 return False
             self._repair_tail()
@@ -262,10 +285,12 @@ class Leaderboard:
         finally:
             os.close(fd)
 
-    def _rewrite(self, damaged: list[tuple[int, str]]) -> None:
-        """The rare whole-file write: damaged lines moved aside, or an older version's columns migrated once (the
-        original kept as ``<file>.before-migration``)."""
+    def _rewrite(self) -> None:
+        """The rare whole-file write: damaged lines moved aside (every one, wherever it is, so that the warning
+        that says so holds), or an older version's columns migrated once (the original kept as
+        ``<file>.before-migration``)."""
         old = parse(self.target)
+        damaged = old.damaged
         header = (*COLUMNS, *(c for c in old.header if c not in COLUMNS))
         if set(COLUMNS) - set(old.header):
             aside = _free_name(self.target.with_name(self.target.name + MIGRATED_SUFFIX))
@@ -299,7 +324,7 @@ class Leaderboard:
 
 
 def _acquire(lock, lock_path: Path) -> None:
-    started, told = time.monotonic(), False
+    started, told, limit = time.monotonic(), False, lock_timeout()
     while True:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -314,11 +339,20 @@ def _acquire(lock, lock_path: Path) -> None:
                           f"{lock_path.with_suffix('').name}; a suspended one (Ctrl-Z) must be resumed with fg",
                           LeaderboardWarning, stacklevel=4)
             told = True
+        if time.monotonic() - started > limit:
+            lock.seek(0)
+            holder = lock.read().strip() or "unknown"
+            raise LockTimeout(f"gave up after {limit:g} s waiting for {lock_path.name}: process {holder} holds it; "
+                              f"let it finish or stop it, then run again (finished rows are kept; "
+                              f"{LOCK_TIMEOUT_VARIABLE} sets the wait)")
         time.sleep(0.05)
 
 
 def check_writable(path: Path) -> None:
-    """Fail before any computing when ``path`` cannot become or be updated as a leaderboard."""
+    """Fail before any computing when ``path`` cannot become or be updated as a leaderboard: checked as a file
+    (a symlink loop, an existing read-only file or lock), not only as a folder."""
+    check_resolvable(path, "--out")
+    lock_timeout()
     target = _target(path)
     if target.exists() and not target.is_file():
         raise RobustadError(f"--out {path} is {'a folder' if target.is_dir() else 'not a regular file'}; "
@@ -326,8 +360,25 @@ def check_writable(path: Path) -> None:
     folder = _existing_ancestor(target.parent)
     if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
         raise RobustadError(f"--out {path}: cannot write in {folder} (read-only or not a folder)")
+    for existing in (target, target.with_name(target.name + ".lock")):  # no write bit: read-only even for root
+        if existing.exists() and (not os.access(existing, os.R_OK | os.W_OK) or not existing.stat().st_mode & 0o222):
+            raise RobustadError(f"--out {path}: {existing} exists and is read-only; expected a leaderboard robustad "
+                                "may update (make it writable, or pass another --out)")
     if target.exists():
         parse(target)  # a foreign file fails now
+
+
+def check_resolvable(path: Path, option: str) -> None:
+    """A symlink that leads nowhere robustad can write (a loop, a link to itself) is one line now."""
+    if not path.is_symlink():
+        return
+    try:
+        os.path.realpath(path, strict=True)
+    except FileNotFoundError:
+        return  # a link to a file not made yet: the file is created through it
+    except OSError as error:
+        raise RobustadError(f"{option} {path} is a symlink that cannot be followed ({one_line(error)}); expected a "
+                            "file path or a link to one") from None
 
 
 def _target(path: Path) -> Path:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from robustad.contained import inside
 from robustad.errors import RobustadError
 from robustad.results.frame import numeric
 from robustad.results.site import build_site, check_examples, check_out
@@ -35,7 +36,7 @@ def load_scores(rows: pd.DataFrame, scores_dir: Path) -> tuple[pd.DataFrame, int
     _check_scores_dir(scores_dir)
     parts, missing = [], 0
     for _, row in rows.iterrows():
-        path = scores_dir / f"{row['cell_hash']}.csv"
+        path = inside(scores_dir, f"{row['cell_hash']}.csv", "leaderboard cell_hash (as a score file)")
         if not path.is_file():
             missing += 1
             continue

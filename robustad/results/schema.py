@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import math
+
 from robustad.contracts import ATTACK_SETTINGS
-from robustad.metrics import ATTACK_METRICS, DECISION_RATES, IMAGE_METRICS, PIXEL_METRICS
+from robustad.metrics import ATTACK_METRICS, DECISION_RATES, IMAGE_METRICS, METRIC_RANGES, PIXEL_METRICS, UNIT
 from robustad.records import CELL_FIELDS
 
 LEGACY_MARK = "data_sha"
@@ -31,3 +33,23 @@ COLUMNS = (
     "device", "torch_threads", "robustad_version", "torch_version", "timm_version", "faiss_version", "unpackaged",
     "timestamp",
 )
+
+_ANY_SIZE = (0.0, math.inf)
+_METRIC_COLUMN_RANGES = {
+    **{f"{side}_{m}": METRIC_RANGES[m] for side in ("clean", "adv") for m in (*IMAGE_METRICS, *PIXEL_METRICS,
+                                                                            *DECISION_RATES)},
+    **{m: METRIC_RANGES[m] for m in ATTACK_METRICS},
+    "clean_auroc_full": METRIC_RANGES["auroc"], "cert_auroc": METRIC_RANGES["auroc"],
+}
+RANGES: dict[str, tuple[float, float]] = {
+    **_METRIC_COLUMN_RANGES,
+    **{f"{c}_ci_{bound}": _METRIC_COLUMN_RANGES[c] for c in INTERVAL_COLUMNS for bound in ("low", "high")},
+    "zero_grad_share": UNIT, "flag_fpr": UNIT, "calib_fraction": UNIT, "conformal_alpha": UNIT, "cert_alpha": UNIT,
+    "cert_sigma": _ANY_SIZE, **dict.fromkeys(TIMINGS, _ANY_SIZE),
+}
+"""The closed interval each number column lies in (metrics from ``metrics.METRIC_RANGES``): reading a leaderboard
+checks its values against them (``results.ranges``)."""
+COUNTS: dict[str, int] = {"seed": 0, "n_ref": 0, "n_calib": 0, "n_eval": 0, "memory_bank_size": 0,
+                          "bootstrap_resamples": 0, "bootstrap_skipped": 0, "resolution": 1, "eot_samples": 1,
+                          "chunk": 1, "protocol": 1, "defense_samples": 1, "torch_threads": 1}
+"""Integer columns and the least value each may hold."""

@@ -16,6 +16,7 @@ from pathlib import Path
 import jinja2
 import pandas as pd
 
+from robustad.contained import inside
 from robustad.errors import RobustadError
 from robustad.outputs import check_folder
 from robustad.records import NO_ATTACK
@@ -185,7 +186,7 @@ def _figures(rows: pd.DataFrame, relatives: pd.DataFrame, scores: pd.DataFrame |
             continue
         suffix = "-8bit" if rounded == "True" else ""
         caption = f"{dataset}{', rounded to 8 bits' if suffix else ''}: AUROC against eps, one line per attack"
-        figures.append((save(figure, assets / f"robustness-{_slug(dataset)}{suffix}.png"), caption))
+        figures.append((save(figure, inside(assets, f"robustness-{_slug(dataset)}{suffix}.png", "figure")), caption))
     for dataset, part in relatives.groupby(text(relatives, "dataset"), sort=False):
         attacked = part[(text(part, "norm") == "l2") & (attack_names(part) != NO_ATTACK)]
         certified = part[numeric(part, "cert_auroc").notna()]
@@ -194,7 +195,7 @@ def _figures(rows: pd.DataFrame, relatives: pd.DataFrame, scores: pd.DataFrame |
             continue
         caption = (f"{dataset}: AUROC against L2 eps, one line per attack"
                    + (", and the certified AUROC against the radius" if len(certified) else ""))
-        figures.append((save(figure, assets / f"robustness-{_slug(dataset)}-l2.png"), caption))
+        figures.append((save(figure, inside(assets, f"robustness-{_slug(dataset)}-l2.png", "figure")), caption))
     if scores is not None and not scores.empty:
         own = scores[scores["cell_hash"].isin(set(rows["cell_hash"]))]
         if not own.empty:

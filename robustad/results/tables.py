@@ -7,6 +7,7 @@ columns fit an 80-column terminal; a value is never cut short.
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import io
 import json
@@ -33,6 +34,7 @@ METRIC_COLUMNS = (*INTERVAL_COLUMNS, *(f"{side}_{m}" for side in ("clean", "adv"
                   "clean_auroc_full", NOISE)
 DEFAULT_METRICS = ("clean_auroc", "adv_auroc", NOISE)
 FORMATS = ("table", "csv", "json", "markdown")
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 CALIBRATOR_FREE = {f"{side}_{m}" for side in ("clean", "adv") for m in (*RANKING_METRICS, *PIXEL_METRICS)} | {
     "clean_auroc_full", NOISE}
 """Metrics that read raw scores: a calibrator cannot change them, so lines that differ only in it are one line."""
@@ -161,11 +163,21 @@ def render_text(summary: Summary, fmt: str, intervals: bool, title: str) -> str:
             frame[f"{metric}_{statistic}"] = summary.lines[f"{metric}_{statistic}"]
     if fmt == "csv":
         buffer = io.StringIO()
-        frame.to_csv(buffer, index=False, lineterminator="\n")
+        # every text cell quoted: a carriage return inside one would otherwise end the line for a reader
+        frame.map(spreadsheet_safe).to_csv(buffer, index=False, lineterminator="\n", quoting=csv.QUOTE_NONNUMERIC)
         return buffer.getvalue()
     records = [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in record.items()}
                for record in frame.to_dict(orient="records")]
     return json.dumps(records, indent=2) + "\n"
+
+
+def spreadsheet_safe(value: object) -> object:
+    """A text cell a spreadsheet would evaluate as a formula (``=cmd|...``, ``+HYPERLINK(...)``, ``@SUM``, or one
+    starting with a tab or carriage return) prefixed with ``'``, as OWASP advises for CSV exports; numbers are left
+    as they are (a negative mean is a number, not a formula)."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
 
 
 def _cell(line: pd.Series, metric: str, intervals: bool, plus_minus: str, interval_sep: str) -> str:
