@@ -54,6 +54,7 @@ def bench(
     options: list[str] | dict[str, Any] | None = None,
     precision: str = "fp32",
     round_8bit: bool = False,
+    clean_candidate: bool = True,
     defense: Values = "none",
     bpda: str = "auto",
     eot: int | None = None,
@@ -109,6 +110,7 @@ def bench(
         weights=weights, resolutions=resolution, detectors=detector, surrogates=surrogate,
         attacks=with_noise_control(attack) if noise_control else attack, eps=eps, calibrators=calib,
         calib_fraction=calib_fraction, options=options or [], precision=precision, round_8bit=round_8bit,
+        clean_candidate=clean_candidate,
         defenses=defense, bpda=bpda, eot=eot, chunk=default_chunk(device) if chunk is None else chunk,
         flags=flag, flag_fpr=flag_fpr, norm=norm, cert_radii=cert_radius, cert_alpha=cert_alpha,
     )

@@ -95,10 +95,12 @@ def bench(
     opt: list[str] = typer.Option([], help="Plugin option kind.name.key=value (repeatable)."),
     precision: str = typer.Option("fp32", help="fp32, bf16 (autocast; kNN stays fp32) or fp16 (GPU only)."),
     round_8bit: bool = typer.Option(False, help="Round adversarial images to the 8-bit grid before scoring."),
+    clean_candidate: bool = typer.Option(True, help="Keep each image's clean version where an attack's result "
+                                                    "does not move its score the attack's way (off: plain FGSM)."),
     defense: str = typer.Option("none", help="Defense plugin(s) in front of the backbone, e.g. jpeg,smoothing."),
     bpda: str = typer.Option("auto", help="Gradients through a non-differentiable defense: auto (identity), "
                                          "identity, or off (the naive attacker)."),
-    eot: int = typer.Option(None, help="EOT draws per gradient step through a randomized defense [default: 8]."),
+    eot: int = typer.Option(None, help="EOT draws per gradient step through a randomized defense [default: 16]."),
     chunk: int = typer.Option(None, help="Images per model call, consecutive in sample order; part of the cell "
                                          "(batched kernels change the last bits) [default: 1 on cpu, 16 on cuda]."),
     flag: str = typer.Option("entropy", help="Attack flag(s), comma-separated: entropy, squeeze, consistency; "
@@ -133,7 +135,8 @@ def bench(
         weights=weights, resolution=resolution, detector=detector, surrogate=surrogate, attack=attack,
         noise_control=noise_control, eps=eps, norm=norm, cert_radius=cert_radius, cert_alpha=cert_alpha, calib=calib,
         calib_fraction=calib_fraction, options=opt,
-        precision=precision, round_8bit=round_8bit, defense=defense, bpda=bpda, eot=eot, chunk=chunk, flag=flag,
+        precision=precision, round_8bit=round_8bit, clean_candidate=clean_candidate,
+        defense=defense, bpda=bpda, eot=eot, chunk=chunk, flag=flag,
         flag_fpr=flag_fpr, device=device,
         threads=threads, batch_size=batch_size, resamples=resamples, pixel_metrics=pixel_metrics, out=out,
         save_scores=save_scores, save_examples=save_examples, examples_dir=examples_dir, executor=executor,

@@ -21,8 +21,10 @@ from robustad.engine.guard import ComponentError
 from robustad.engine.handles import Handle
 
 BPDA_CHOICES = ("auto", "identity", "off")
-EOT_DEFAULT = 8  # EOT draws per gradient step against a randomized defense unless --eot says otherwise
-EOT_DRAWS = 1 << 20  # EOT draw numbers start here, apart from the draws the engine scores with
+EOT_DEFAULT = 16  # EOT draws per gradient step against a randomized defense unless --eot says otherwise
+SELECTION = 0  # the draws behind an attack's ``score``: numbers 0 .. samples - 1
+EOT_DRAWS = 1 << 20  # EOT draw numbers start here, apart from the selection and the reporting draws
+REPORTING = 1 << 21  # the draws behind every reported score start here: no attack can query them
 _DRAW: contextvars.ContextVar[int] = contextvars.ContextVar("robustad_draw", default=0)
 
 
@@ -47,6 +49,7 @@ class DefenseStep:
         self.randomized = bool(getattr(handle.instance, "randomized"))
         self.differentiable = bool(getattr(handle.instance, "differentiable"))
         self.samples = int(handle.optional("samples")) if self.randomized else 1
+        self.report_draws = reporting_draws(handle) if self.randomized else 1
         self.aggregate = str(handle.optional("aggregate"))
         self.certified_sigma = certified_sigma(handle)
 
@@ -82,6 +85,19 @@ class DefenseStep:
         generator = torch.Generator(device=image.device)
         generator.manual_seed(int.from_bytes(content.digest()[:8], "big") >> 1)
         return generator
+
+
+def reporting_draws(handle: Handle) -> int:
+    """How many reporting draws estimate each reported score of a randomized defense: its ``report_samples``
+    where it sets one, else at least as many as any estimate an attack selects on by default (its ``samples``
+    behind ``score``, ``EOT_DEFAULT`` behind the EOT logit)."""
+    declared = handle.optional("report_samples")
+    if declared:
+        if isinstance(declared, bool) or not isinstance(declared, int) or declared < 1:
+            raise ComponentError(f"{handle.component.label()} declares report_samples={declared!r}; "
+                                 "expected an integer >= 1")
+        return declared
+    return max(int(handle.optional("samples")), EOT_DEFAULT)
 
 
 def certified_sigma(handle: Handle) -> float | None:

@@ -60,6 +60,7 @@ def expand(
     norm: str = "linf",
     cert_radii: tuple[str, ...] = (),
     cert_alpha: float = CERT_ALPHA,
+    clean_candidate: bool = True,
 ) -> list[Cell]:
     """The cross product, in an order where cells sharing a prefix are adjacent.
 
@@ -74,7 +75,8 @@ def expand(
     nothing to the options, so the cells of today's default keep the keys they had before flags were a kind.
     ``norm`` is the attacked cells' ball; clean-only cells keep ``linf`` (nothing is attacked), and so their keys.
     Each radius of ``cert_radii`` adds, for each certified defense, a clean-only cell holding the certificate at
-    that radius (``cert_radius``, ``cert_alpha``), whatever the attacks.
+    that radius (``cert_radius``, ``cert_alpha``), whatever the attacks. ``clean_candidate``: attacked cells keep
+    the clean image where an attack does not move its score (clean-only cells record False: nothing is attacked).
     """
     threats = []
     for attack, threat in attacks.items():
@@ -115,7 +117,8 @@ def expand(
                                   defense=parse_spec(defense)[0], bpda=adaptive.bpda,
                                   eot_samples=adaptive.eot_samples, chunk=chunk, flag=flag,
                                   flag_fpr=flag_fpr, norm=norm if attack != NO_ATTACK else "linf",
-                                  cert_radius=radius, cert_alpha=cert_alpha if radius else CERT_ALPHA))
+                                  cert_radius=radius, cert_alpha=cert_alpha if radius else CERT_ALPHA,
+                                  clean_candidate=clean_candidate and attack != NO_ATTACK))
     return cells
 
 

@@ -64,6 +64,7 @@ class BenchRequest:
     options: list[str] | dict[str, Any]
     precision: str = "fp32"
     round_8bit: bool = False
+    clean_candidate: bool = True
     defenses: Values = NO_DEFENSE
     bpda: str = "auto"
     eot: int | None = None
@@ -218,7 +219,8 @@ def build_cells(request: BenchRequest, registry: PluginRegistry) -> list[Cell]:
         backbones=names["backbone"], weights=weights_identity(request.weights), resolutions=resolutions,
         detectors=names["detector"], surrogates=names["surrogate"], attacks=attacks, eps=eps,
         calibrators=names["calibrator"], calib_fraction=float(request.calib_fraction),
-        precision=request.precision, round_8bit=request.round_8bit, resolve=resolve, defenses=defenses,
+        precision=request.precision, round_8bit=request.round_8bit, clean_candidate=bool(request.clean_candidate),
+        resolve=resolve, defenses=defenses,
         chunk=_chunk(request.chunk), flags=tuple(names["flag"]), flag_fpr=float(request.flag_fpr), norm=norm,
         cert_radii=cert_radii, cert_alpha=float(request.cert_alpha),
     )

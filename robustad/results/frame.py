@@ -19,7 +19,6 @@ import pandas as pd
 from robustad.components import parse_spec
 from robustad.errors import RobustadError
 from robustad.records import (
-    FIRST_PROTOCOL,
     MODEL,
     NO_ATTACK,
     NOISE_CONTROL,
@@ -34,10 +33,10 @@ from robustad.results.leaderboard import LeaderboardWarning, read_rows, row_text
 MODEL_IDENTITY = fields_with("config", "replicate", stages=(SPLIT, MODEL, THREAT))
 """Rows agreeing on these score the same images the same way (``round_8bit`` included: it decides which images
 are scored); they differ only in the perturbation and the calibrator."""
-LATER_DEFAULTS = {**{f.name: row_text(f.name, f.default) for f in fields(Cell)
-                    if f.metadata["since"] > 1 and f.metadata["role"] != "key"}, "protocol": str(FIRST_PROTOCOL)}
+LATER_DEFAULTS = {f.name: row_text(f.name, f.metadata["before"]) for f in fields(Cell)
+                  if f.metadata["since"] > 1 and f.metadata["role"] != "key"}
 """What an empty cell of a field added after the first release means: the value that rows written before its
-column existed ran with (the field's default; for ``protocol`` the first one)."""
+column existed ran with (the field's default, or its ``before``: ``protocol`` 1, ``clean_candidate`` False)."""
 MODEL_OPTION_KINDS = (*STAGE_OPTION_KINDS[SPLIT], *STAGE_OPTION_KINDS[MODEL])
 PERTURBATION = fields_with("perturbation")
 CERTIFICATE = ("cert_radius", "cert_alpha")
