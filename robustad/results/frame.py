@@ -44,9 +44,10 @@ CERTIFICATE = ("cert_radius", "cert_alpha")
 SCORED_MODEL = fields_with("config", "replicate", stages=(SPLIT, MODEL))
 """Rows agreeing on these (and the options of ``MODEL_OPTION_KINDS``) score with the same (defended) detector,
 whatever their threat model: a certified row (clean-only) and the attacked rows of that detector."""
-SMOOTHING_DRAWS = ("defense:samples",)
+SMOOTHING_DRAWS = ("defense:samples", "defense:report_samples")
 """How many draws estimate a smoothed score (an ``ignore`` for ``key``): certified rows (many draws) and attacked
-rows (few, each EOT step pays for them all) of one smoothed detector differ in it and nothing else."""
+rows (few selection draws, each EOT step pays for them all) of one smoothed detector differ in them and nothing
+else; what their reported numbers rest on is the ``report_draws`` column."""
 NOISE_COLUMNS = ("adv_auroc", "adv_auroc_ci_low", "adv_auroc_ci_high")
 _SEP = "\x1f"
 
