@@ -227,7 +227,7 @@ def test_certificates_from_many_draws_are_compared_with_attacks_through_few_draw
 
 
 @pytest.mark.parametrize(("attack_samples", "report_draws", "cert", "compared", "flagged"), [
-    ("4", "100", 0.59, 1, False),  # selected on 4 draws, reported on 100 as the certificate: compared, strictly
+    ("4", "100", 0.57, 1, False),  # selected on 4 draws, reported on 100 as the certificate: compared, strictly
     ("4", "100", 0.5801, 1, True),  # no head start: above the attack's AUROC is a violation
     ("4", "", 0.70, 0, False),  # an older row reported on its 4 draws: another estimator, not compared
     ("4", "16", 0.70, 0, False),  # reported on 16 draws: another estimator, not compared
