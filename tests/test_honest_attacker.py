@@ -141,8 +141,9 @@ def eval_part(frame):
 def test_the_best_of_32_noisy_estimates_is_reported_on_fresh_draws_within_the_noise_controls_interval(tmp_path):
     BELIEVED.clear()
     # the clean candidate off: it isolates the reporting draws (with it, a pick may also be the clean image)
-    rows, scores = run(tmp_path, "smoothing", resamples=200, attacks="noise,best_of_signs", defenses="smoothing", eps="2/255",
-                       options=["defense.smoothing.samples=4", "defense.smoothing.sigma=0.2"], clean_candidate=False)
+    rows, scores = run(tmp_path, "smoothing", resamples=200, attacks="noise,best_of_signs", defenses="smoothing",
+                       eps="2/255", options=["defense.smoothing.samples=4", "defense.smoothing.sigma=0.2"],
+                       clean_candidate=False)
     by_attack = {row["attack"]: row for row in rows}
     noise, chosen = by_attack["noise"], by_attack["best_of_signs"]
     assert chosen["report_draws"] == "16" and noise["report_draws"] == "16"  # max(samples 4, EOT default 16)
