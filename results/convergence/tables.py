@@ -5,8 +5,8 @@ budget where each curve plateaus.
     .venv/bin/python results/convergence/tables.py [--leaderboard PATH] [--plots DIR]
 
 A curve plateaus at the smallest budget from which every larger budget it was run at lies within ``TOLERANCE``
-of its last value (a stronger attack is lower, so the curve falls towards it). With fewer than two budgets run a
-curve has no plateau to report.
+of its last value (a stronger attack is lower, so the curve falls towards it); where its last step still moves
+it by more, the plateau is *not reached* (a larger budget is needed), and with fewer than two budgets it is n/a.
 """
 
 from __future__ import annotations
@@ -75,18 +75,18 @@ def curves(rows: pd.DataFrame, sweep: Sweep) -> pd.DataFrame:
     return grouped.agg(adv_auroc=("adv_auroc", "mean"), seeds=("seed", "nunique")).reset_index()
 
 
-def plateau(curve: pd.DataFrame, budget: str) -> float | None:
-    """The smallest budget from which every larger one lies within ``TOLERANCE`` of the last; None with fewer than
-    two budgets."""
+def plateau(curve: pd.DataFrame, budget: str) -> str:
+    """The smallest budget from which every larger one lies within ``TOLERANCE`` of the last, as text; ``not
+    reached`` where the last step still moves the curve more, ``n/a`` with fewer than two budgets."""
     curve = curve.sort_values(budget)
     if len(curve) < 2:
-        return None
+        return "n/a"
     last = curve["adv_auroc"].iloc[-1]
     within = (curve["adv_auroc"] - last).abs() <= TOLERANCE
     start = len(curve) - 1
     while start > 0 and within.iloc[start - 1]:
         start -= 1
-    return float(curve[budget].iloc[start])
+    return "not reached" if start == len(curve) - 1 else f"{curve[budget].iloc[start]:g}"
 
 
 def table(rows: pd.DataFrame, sweep: Sweep) -> list[str]:
@@ -101,9 +101,8 @@ def table(rows: pd.DataFrame, sweep: Sweep) -> list[str]:
     for (detector, defense), curve in found.groupby(["detector", "defense"], sort=False):
         values = dict(zip(curve[sweep.budget], curve["adv_auroc"]))
         cells = [f"{values[b]:.3f}" if b in values else "" for b in budgets]
-        reached = plateau(curve, sweep.budget)
         lines.append(f"| {detector} | {defense} | {int(curve['seeds'].max())} | " + " | ".join(cells)
-                     + f" | {'n/a' if reached is None else f'{reached:g}'} |")
+                     + f" | {plateau(curve, sweep.budget)} |")
     return lines + [""]
 
 
