@@ -7,8 +7,9 @@ pass (backbone forward + detector score), on a few real bottle eval images (1-sh
 
 The bench builds the ``AttackTarget`` itself, as the engine does: the surrogate's model is evaluated one image at a
 time, and with the white-box ``score`` surrogate iterates are judged from z through its ``score_of``, as the engine
-judges them; with ``linear`` every judged iterate costs one detector pass. ``worstcase``
-computes its members itself (as it would in a grid without them), so its row is about the sum of theirs.
+judges them; with ``linear`` every judged iterate costs one detector pass. ``worstcase`` and ``standard``
+compute their members themselves (as they would in a grid without them), so their rows are about the sum of
+theirs; the last lines print each attack's cost as a ratio to ``pgd``'s and ``worstcase``'s, timed in the same run.
 The last two columns, the mean move of the real score the adversarial way (normal images up, anomalous ones down),
 show how far each attack gets beyond the noise control. Memory is read with ``resource.getrusage`` (peak RSS) in
 one fresh subprocess per batch size: tracemalloc does not see torch's allocations, and a process's peak never goes
@@ -39,7 +40,7 @@ from robustad.plugins import get_registry
 from robustad.records import Features
 
 EPS = 8 / 255
-ATTACKS = ("noise", "fgsm", "pgd", "apgd", "square", "worstcase")
+ATTACKS = ("noise", "fgsm", "pgd", "apgd", "square", "worstcase", "standard")
 
 
 def prepare(backbone_name: str, resolution: int, data_root: Path, weights: str | None = None):
@@ -124,6 +125,7 @@ def speed(backbone_name: str, resolution: int, count: int, repeats: int, surroga
     for column in ("surrogate", "attack", "settings", "clean pass s / image", "attack s / image", "x clean pass",
                    "normal score up", "anomalous score down"):
         table.add_column(column, justify="right")
+    costs: dict[tuple[str, str], float] = {}
     for surrogate_name in surrogates:
         surrogate = registry.get("surrogate", surrogate_name).create()
         surrogate.fit(backbone, detector, per_image, calib_labels, calib_scores)
@@ -133,6 +135,7 @@ def speed(backbone_name: str, resolution: int, count: int, repeats: int, surroga
             clean_seconds = best_seconds(clean_pass, max(repeats, 3))[0] / len(evaluation)
             seconds, result = best_seconds(lambda: attack.perturb(target), repeats)
             seconds /= len(evaluation)
+            costs[surrogate_name, attack_name] = seconds / clean_seconds
             if isinstance(result, Perturbed):
                 scores = np.asarray(result.output.scores)
             else:
@@ -144,6 +147,10 @@ def speed(backbone_name: str, resolution: int, count: int, repeats: int, surroga
             table.add_row(surrogate_name, attack_name, settings, f"{clean_seconds:.3f}", f"{seconds:.3f}",
                           f"{seconds / clean_seconds:.1f}", f"{up:+.4f}", f"{down:+.4f}")
     Console(width=200).print(table)
+    for (surrogate_name, attack_name), cost in costs.items():
+        ratios = [f"{cost / costs[surrogate_name, base]:.1f} x {base}" for base in ("pgd", "worstcase")
+                  if (surrogate_name, base) in costs and base != attack_name]
+        print(f"{surrogate_name} {attack_name}: {cost:.1f} x clean pass" + "".join(f", {r}" for r in ratios))
 
 
 def memory_child(batch: int, data_root: Path) -> None:

@@ -35,6 +35,7 @@ class Noise:
     description = "control: random +-eps per pixel (distribution=sign) or uniform in the eps ball, seeded per image"
     needs_surrogate = False
     norms = NORMS
+    control = True  # what attacks are read against: the engine gives it no clean candidate
 
     def __init__(self, *, distribution: str = "sign") -> None:
         if distribution not in NOISE_DISTRIBUTIONS:
@@ -69,7 +70,7 @@ class FGSM:
     description = "FGSM: one signed-gradient step of size eps on the loss (ce or margin); g/||g|| under L2"
     norms = NORMS
 
-    def __init__(self, *, loss: str = "ce") -> None:
+    def __init__(self, *, loss: str = "margin") -> None:
         self.loss = kit.check_loss(self.name, loss)
 
     def perturb(self, target: AttackTarget) -> torch.Tensor:
@@ -93,7 +94,7 @@ class PGD:
     later_options = ("flag_aware", "flag_posterior")  # recorded only when set: older pgd cells keep their keys
 
     def __init__(self, *, steps: int = 10, alpha_ratio: float = 0.25, random_start: bool = True,
-                 restarts: int = 1, loss: str = "ce", flag_aware: str = "", flag_posterior: str = "platt") -> None:
+                 restarts: int = 1, loss: str = "margin", flag_aware: str = "", flag_posterior: str = "platt") -> None:
         """``flag_aware``: a flag spec to evade as well (docs/protocol.md section 4); ``flag_posterior``: the
         calibrator whose posterior a flag that reads probabilities is differentiated through."""
         kit.check_positive(self.name, steps=steps, alpha_ratio=alpha_ratio, restarts=restarts)
@@ -129,41 +130,45 @@ class PGD:
 class APGD:
     """Auto-PGD (Croce & Hein 2020): signed steps (L2: along g / ||g||_2, as APGD-L2) with momentum 0.75 from a step
     size of 2 eps that halves at checkpoints where the loss stopped improving, restarting from the best point; best
-    iterate kept."""
+    iterate kept. ``loss`` may join losses with ``+`` (``ce+margin``, the default, as AutoAttack runs APGD with
+    cross-entropy and with a margin loss): ``restarts`` runs with each, the best point of all kept."""
 
     name = "apgd"
     primary_option = "steps"  # what apgd:VALUE sets
-    description = "Auto-PGD (Croce & Hein 2020), loss ce or margin; keeps each image's best iterate"
+    description = "Auto-PGD (Croce & Hein 2020), loss ce, margin or ce+margin; keeps each image's best iterate"
     norms = NORMS
     momentum = 0.75
     rho = 0.75  # a step size is kept while at least this share of the steps since the last checkpoint raised the loss
 
     later_options = ("flag_aware", "flag_posterior")  # recorded only when set: older apgd cells keep their keys
 
-    def __init__(self, *, steps: int = 100, restarts: int = 1, loss: str = "ce", flag_aware: str = "",
+    def __init__(self, *, steps: int = 100, restarts: int = 1, loss: str = "ce+margin", flag_aware: str = "",
                  flag_posterior: str = "platt") -> None:
         """``flag_aware`` and ``flag_posterior`` as for ``pgd``."""
         kit.check_positive(self.name, steps=steps, restarts=restarts)
         self.steps = steps
         self.restarts = restarts
-        self.loss = kit.check_loss(self.name, loss)
+        self.losses = tuple(dict.fromkeys(kit.check_loss(self.name, part.strip()) for part in str(loss).split("+")))
+        self.loss = "+".join(self.losses)
         self.flag_aware, self.flag_posterior = flag_aware or None, flag_posterior
 
     def perturb(self, target: AttackTarget) -> torch.Tensor:
-        return kit.best_of_runs(target, self.name, self.restarts, self._run)
+        runs = [loss for loss in self.losses for _ in range(self.restarts)]
+        return kit.best_of_runs(target, self.name, len(runs), lambda *args: self._run(*args, loss=runs.pop(0)))
 
     def describe(self, eps: float) -> dict:
         return {"steps": self.steps, "random_start": True, "restarts": self.restarts, "loss": self.loss,
                 **_flag_setting(self.flag_aware)}
 
-    def _run(self, target: AttackTarget, labels: torch.Tensor, generators: list, best: kit.BestCandidate) -> None:
-        """One run from a random start; every iterate is offered to ``best``."""
+    def _run(self, target: AttackTarget, labels: torch.Tensor, generators: list, best: kit.BestCandidate,
+             loss: str) -> None:
+        """One run of ``loss`` from a random start; every iterate is offered to ``best``."""
         import torch
 
         clean, eps, norm = target.images, target.eps, target.norm
         current = kit.project(clean + kit.uniform_in_ball(target, generators), clean, eps, norm)
-        loss, gradient = kit.judged_gradient(target, current, labels, self.loss, best)
-        top, top_loss, top_gradient = current, loss, gradient  # the highest-loss point: where a halving restarts
+        value, gradient = kit.judged_gradient(target, current, labels, loss, best)
+        top, top_loss, top_gradient = current, value, gradient  # the highest-loss point: where a halving restarts
         previous = current
         step = torch.full((len(labels), 1, 1, 1), 2.0 * eps, dtype=clean.dtype, device=clean.device)
         checkpoints = set(apgd_checkpoints(self.steps)[1:])
@@ -177,15 +182,15 @@ class APGD:
                                     clean, eps, norm)
             previous, current = current, following
             if iteration == self.steps - 1:  # the last iterate needs its score, not its gradient
-                kit.judge_final(target, current, labels, self.loss, best)
+                kit.judge_final(target, current, labels, loss, best)
                 return
-            new_loss, gradient = kit.judged_gradient(target, current, labels, self.loss, best)
-            rises += (new_loss > loss).float()
-            loss = new_loss
-            improved = loss > top_loss
+            new_loss, gradient = kit.judged_gradient(target, current, labels, loss, best)
+            rises += (new_loss > value).float()
+            value = new_loss
+            improved = value > top_loss
             top = torch.where(improved.view(-1, 1, 1, 1), current, top)
             top_gradient = torch.where(improved.view(-1, 1, 1, 1), gradient, top_gradient)
-            top_loss = torch.where(improved, loss, top_loss)
+            top_loss = torch.where(improved, value, top_loss)
             if iteration + 1 in checkpoints:
                 stalled = rises < self.rho * (iteration + 1 - last_checkpoint)
                 flat = ~halved_last & (top_loss <= top_loss_at_last_checkpoint)
@@ -194,7 +199,7 @@ class APGD:
                 current = torch.where(halve.view(-1, 1, 1, 1), top, current)
                 previous = torch.where(halve.view(-1, 1, 1, 1), top, previous)
                 gradient = torch.where(halve.view(-1, 1, 1, 1), top_gradient, gradient)
-                loss = torch.where(halve, top_loss, loss)
+                value = torch.where(halve, top_loss, value)
                 halved_last, top_loss_at_last_checkpoint = halve, top_loss.clone()
                 last_checkpoint, rises = iteration + 1, torch.zeros_like(rises)
 

@@ -124,7 +124,8 @@ class Blur:
 
 class GaussianNoise:
     """Gaussian noise of standard deviation ``sigma`` (in [0,1] pixel units) added to every image; the score is
-    the mean over ``samples`` draws."""
+    the mean over ``samples`` draws (what an attack may query); rows report it over ``report_samples`` other draws
+    (0: the engine's default, at least ``samples`` and the default EOT draws)."""
 
     name = "gaussian"
     description = "additive Gaussian noise (sigma), score averaged over `samples` draws; randomized"
@@ -133,10 +134,11 @@ class GaussianNoise:
     randomized = True
     aggregate = "mean"
 
-    def __init__(self, *, sigma: float = 0.05, samples: int = 8) -> None:
+    def __init__(self, *, sigma: float = 0.05, samples: int = 8, report_samples: int = 0) -> None:
         options.positive(self.name, "sigma", sigma, MAX_NOISE_SIGMA)
         options.integer(self.name, "samples", samples, 1, MAX_SAMPLES)
-        self.sigma, self.samples = sigma, samples
+        options.integer(self.name, "report_samples", report_samples, 0, MAX_SAMPLES)
+        self.sigma, self.samples, self.report_samples = sigma, samples, report_samples
 
     def transform(self, images: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         import torch
@@ -153,8 +155,8 @@ class Smoothing(GaussianNoise):
     description = "randomized smoothing: median score over `samples` Gaussian draws (sigma); randomized"
     aggregate = "median"
 
-    def __init__(self, *, sigma: float = 0.25, samples: int = 16) -> None:
-        super().__init__(sigma=sigma, samples=samples)
+    def __init__(self, *, sigma: float = 0.25, samples: int = 16, report_samples: int = 0) -> None:
+        super().__init__(sigma=sigma, samples=samples, report_samples=report_samples)
 
     @property
     def certified_sigma(self) -> float:

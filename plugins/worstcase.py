@@ -85,6 +85,20 @@ class WorstCase:
         return {"members": "+".join(self.specs + (["clean"] if self.clean else []))}
 
 
+class Standard(WorstCase):
+    """An AutoAttack-grade worst case (Croce & Hein 2020): per image, the worst of Auto-PGD-100 run with
+    cross-entropy and with the margin loss (one random start each; ``--opt attack.apgd.restarts=N`` for more),
+    Square with 1,000 queries and the clean image; against a randomized defense with the cell's EOT draws (16 by
+    default). Square makes it L-inf only."""
+
+    name = "standard"
+    description = "AutoAttack-grade worst case: apgd:100 (ce+margin) + square:1000 + the clean image"
+    norms = ("linf",)
+
+    def __init__(self, *, members: str = "apgd:100+square:1000", clean: bool = True) -> None:
+        super().__init__(members=members, clean=clean)
+
+
 def _checked_scores(spec: str, result: Perturbed, count: int) -> np.ndarray:
     """A member's scores as float64, refused in one line when their number is wrong or one is NaN."""
     scores = np.asarray(result.output.scores, dtype=np.float64).reshape(-1)
@@ -98,3 +112,4 @@ def _checked_scores(spec: str, result: Perturbed, count: int) -> np.ndarray:
 @hookimpl
 def register_attacks(register):
     register(WorstCase)
+    register(Standard)

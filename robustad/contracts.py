@@ -109,9 +109,11 @@ class Attack(Protocol):
 
     Optional class attributes read by the engine: ``norms`` (the balls it can attack in, default ``("linf",)``:
     an attack that does not declare ``"l2"`` is refused under ``--norm l2``), ``needs_surrogate`` (default True;
-    False for controls such as random noise, whose cells take no surrogate) and ``members(self) -> list[str]``
-    (attack specs this attack combines, e.g. a worst case; the engine computes them first on the same batch and
-    hands them over through ``target.member``).
+    False for controls such as random noise, whose cells take no surrogate), ``control`` (default False; True for
+    a control, such as random noise, that attacks are read against: the engine gives it no clean candidate) and
+    ``members(self) -> list[str]`` (attack specs this attack combines, e.g. a worst case; the engine computes them
+    first on the same batch and hands them over through ``target.member``, whose scores behind a randomized defense
+    are the selection draws').
     """
 
     name: ClassVar[str]
@@ -231,7 +233,8 @@ class AttackTarget:
     eps: float  # the radius of the ``norm`` ball in [0,1] pixel units
     seeds: Sequence[int]  # one per image, from (cell seed, image path): draw random numbers with ``generator``
     model: torch.nn.Module | None  # two logits [-z/2, +z/2] from the surrogate; None when no surrogate is used
-    score: Callable[[torch.Tensor], torch.Tensor]  # the detector's real image scores (B,), no gradient (a forward)
+    score: Callable[[torch.Tensor], torch.Tensor]  # the detector's real image scores (B,), no gradient (a forward);
+    # behind a randomized defense on the selection draws, never on the draws a row reports
     score_from_logit: Callable[[torch.Tensor], torch.Tensor] | None = None  # z -> real score, where z gives it
     member: Callable[[str], Perturbed] | None = None  # a member attack's result on this batch (see ``Attack``)
     flag: FlagTarget | None = None  # the flag a flag-aware attack must keep below its threshold

@@ -81,12 +81,14 @@ class Request:
                              "(GPU only).")
     round_8bit: bool = declare(False, parsing.switch, "Round adversarial images to the 8-bit grid before scoring.",
                                cli=bool)
+    clean_candidate: bool = declare(True, parsing.switch, "Keep each image's clean version where an attack's result "
+                                    "does not move its score the attack's way (off: plain FGSM).", cli=bool)
     defense: tuple[str, ...] = declare("none", parsing.items, "Defense plugin(s) in front of the backbone, e.g. "
                                        "jpeg,smoothing.")
     bpda: str = declare("auto", parsing.text(*BPDA_CHOICES), "Gradients through a non-differentiable defense: auto "
                         "(identity), identity, or off (the naive attacker); needs a defense.")
     eot: int | None = declare(None, parsing.optional(parsing.integer(1, MAX_EOT)), "EOT draws per gradient step "
-                              "through a randomized defense; needs one.", cli=int, shown="8")
+                              "through a randomized defense; needs one.", cli=int, shown="16")
     chunk: int | None = declare(None, parsing.optional(parsing.integer(1, MAX_CHUNK)), "Images per model call, "
                                 "consecutive in sample order; part of the cell (batched kernels change the last "
                                 "bits).", cli=int, shown="1 on cpu, 16 on cuda")

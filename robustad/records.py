@@ -79,11 +79,12 @@ STAGES = (SPLIT, MODEL, THREAT, ATTACK, CALIBRATION)
 stages up to one share its work (docs/protocol.md section 8)."""
 STAGE_OPTION_KINDS = {SPLIT: ("dataset",), MODEL: ("backbone", "detector", "defense"), THREAT: ("surrogate",),
                       ATTACK: ("attack",), CALIBRATION: ("calibrator", "flag")}
-FIRST_PROTOCOL = PROTOCOL_VERSION = 1
+FIRST_PROTOCOL = 1
+PROTOCOL_VERSION = 2
 """Bumped when a change alters what a cell computes (docs/choices.md lists each bump); enters the key from 2 on."""
 
 
-def axis(stage: str, default: object = MISSING, *, since: int = 1, role: str = "config",
+def axis(stage: str, default: object = MISSING, *, since: int = 1, role: str = "config", before: object = MISSING,
          gradient: bool = False) -> Any:
     """A cell field deciding ``stage``. A field added after the first release (``since`` > 1) enters the key only
     when it differs from its default, so rows finished before it existed keep their keys.
@@ -93,8 +94,13 @@ def axis(stage: str, default: object = MISSING, *, since: int = 1, role: str = "
     aggregation averages over: categories, seeds and their images) or ``key`` (identity only, never compared:
     rows of older versions lack it). ``gradient``: how an attack takes its gradients (BPDA, EOT draws); a control
     that takes none (``noise``) keeps the default, so it must not separate the control from the attacks it controls.
+
+    ``before``: what rows written before the field existed ran with, where that is not the default (the default
+    changed what cells compute, so the protocol version was bumped with it); the key leaves the field out at that
+    value, so that those rows keep their keys.
     """
-    return field(default=default, metadata={"stage": stage, "since": since, "role": role, "gradient": gradient})
+    return field(default=default, metadata={"stage": stage, "since": since, "role": role, "gradient": gradient,
+                                            "before": default if before is MISSING else before})
 
 
 @dataclass(frozen=True)
@@ -139,7 +145,7 @@ class Cell:
     options: str = axis(SPLIT, "{}", role="key")  # compared by kind: see options_of
     data_id: str = axis(SPLIT, "", role="replicate")
     data_sha: str = axis(SPLIT, "", since=2, role="key")
-    protocol: int = axis(SPLIT, PROTOCOL_VERSION, since=2)
+    protocol: int = axis(SPLIT, PROTOCOL_VERSION, since=2, before=FIRST_PROTOCOL)
     defense: str = axis(MODEL, "none", since=2)
     bpda: str = axis(THREAT, "none", since=2, gradient=True)
     eot_samples: int = axis(THREAT, 1, since=2, gradient=True)
@@ -150,6 +156,7 @@ class Cell:
     cert_radius: str = axis(CALIBRATION, "", since=2)
     cert_alpha: float = axis(CALIBRATION, CERT_ALPHA, since=2)
     limit: int = axis(SPLIT, 0, since=2)
+    clean_candidate: bool = axis(THREAT, True, since=2, before=False)
 
     @property
     def key(self) -> str:
@@ -157,8 +164,11 @@ class Cell:
         return _hash({f.name: getattr(self, f.name) for f in fields(self) if _in_key(f, getattr(self, f.name))})
 
     @property
-    def legacy_key(self) -> str:
-        """The key rows written before ``data_sha`` existed have for this cell (they are resumed, not redone)."""
+    def legacy_key(self) -> str | None:
+        """The key rows written before ``data_sha`` existed have for this cell (they are resumed, not redone);
+        None for a cell of a later protocol, which no such row computed."""
+        if self.protocol != FIRST_PROTOCOL:
+            return None
         return _hash({f.name: getattr(self, f.name) for f in fields(self) if f.metadata["since"] == 1})
 
     def prefix(self, stage: str) -> tuple:
@@ -193,7 +203,7 @@ class Cell:
 
 
 def _in_key(spec: Field, value: object) -> bool:
-    return spec.metadata["since"] == 1 or value != spec.default
+    return spec.metadata["since"] == 1 or value != spec.metadata["before"]
 
 
 def _hash(values: dict) -> str:

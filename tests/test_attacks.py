@@ -249,7 +249,7 @@ def test_pgd_judges_iterates_from_z_at_no_extra_cost_when_z_gives_the_score(tiny
     white_box.score = no_detector
     calls = []
     transfer = make_target(z_model, images, labels, score=lambda x: calls.append(1) or z_model(x).detach())
-    for attack in (PGD(steps=3), APGD(steps=3), Square(queries=4)):
+    for attack in (PGD(steps=3), APGD(steps=3, loss="ce"), Square(queries=4)):
         assert torch.equal(attack.perturb(white_box), attack.perturb(transfer))
     assert len(calls) == (3 + 1) + (3 + 1) + 2  # every iterate of pgd and apgd, square's start and end point
 
@@ -422,11 +422,13 @@ def test_torchattacks_square_and_apgd_return_clean_images_where_the_decision_doe
 
 def test_describe_rows():
     assert Noise().describe(EPS) == {"steps": 0, "random_start": True, "restarts": 1}
-    assert FGSM().describe(EPS) == {"steps": 1, "alpha": EPS, "random_start": False, "restarts": 1, "loss": "ce"}
+    assert FGSM().describe(EPS) == {"steps": 1, "alpha": EPS, "random_start": False, "restarts": 1,
+                                    "loss": "margin"}
     assert PGD().describe(EPS) == {"steps": 10, "alpha": EPS / 4, "random_start": True, "restarts": 1,
-                                   "loss": "ce"}
+                                   "loss": "margin"}
     assert APGD(loss="margin").describe(EPS) == {"steps": 100, "random_start": True, "restarts": 1,
                                                  "loss": "margin"}
+    assert APGD().describe(EPS)["loss"] == "ce+margin"  # AutoAttack's pair: cross-entropy and a margin loss
     assert Square().describe(EPS) == {"queries": 100, "random_start": True, "restarts": 1, "loss": "margin"}
     assert TorchattacksAttack(attack="mifgsm", steps="4").describe(EPS) == {
         "steps": 4, "alpha": 2 / 255, "random_start": False, "restarts": 1}

@@ -227,19 +227,21 @@ def test_certificates_from_many_draws_are_compared_with_attacks_through_few_draw
     assert "adv_auroc 0.550000 of pgd via score at L2 eps 1/2" in violation.detail
 
 
-@pytest.mark.parametrize(("attack_draws", "cert", "flagged"), [
-    ("4", 0.62, False),  # 0.62 <= 0.58 + (0.90 - 0.85): within the head start of 100 draws over 4
-    ("4", 0.64, True),  # beyond it
-    ("100", 0.60, True),  # equal draws: strict, no head start
+@pytest.mark.parametrize(("attack_samples", "report_draws", "cert", "compared", "flagged"), [
+    ("4", "100", 0.57, 1, False),  # selected on 4 draws, reported on 100 as the certificate: compared, strictly
+    ("4", "100", 0.5801, 1, True),  # no head start: above the attack's AUROC is a violation
+    ("4", "", 0.70, 0, False),  # an older row reported on its 4 draws: another estimator, not compared
+    ("4", "16", 0.70, 0, False),  # reported on 16 draws: another estimator, not compared
 ])
-def test_fewer_draws_on_the_attacked_side_give_the_certificate_its_clean_head_start(attack_draws, cert, flagged):
+def test_a_certificate_is_compared_only_with_attacks_reported_on_as_many_draws(attack_samples, report_draws, cert,
+                                                                               compared, flagged):
     options = '{{"defense.smoothing": {{"samples": {}, "sigma": 0.25}}}}'
     smoothing = {"defense": "smoothing", "defense_randomized": True, "eot_samples": 8}
     rows = [row(**smoothing, attack="none", surrogate="none", eps="", cert_radius="1/2", cert_auroc=cert,
-                cert_alpha=0.001, clean_auroc=0.90, defense_samples=100, options=options.format(100)),
+                cert_alpha=0.001, clean_auroc=0.90, defense_samples=100, report_draws=100,
+                options=options.format(100)),
             row(**smoothing, attack="pgd", eps="1/2", norm="l2", adv_auroc=0.58, clean_auroc=0.85, zero_grad_share=0.1,
-                defense_samples=attack_draws, options=options.format(attack_draws))]
-    found = [v.detail for v in audit(board(*rows)) if v.check == "certified-vs-attack"]
-    assert bool(found) == flagged
-    if flagged and attack_draws == "4":
-        assert "adv_auroc 0.580000 + 0.050000 clean head start of more draws of pgd" in found[0]
+                defense_samples=attack_samples, report_draws=report_draws, options=options.format(attack_samples))]
+    results = {r.check: r for r in run_checks(board(*rows))}
+    assert results["certified-vs-attack"].compared == compared
+    assert bool(results["certified-vs-attack"].violations) == flagged

@@ -4,6 +4,7 @@ solver, the L2 attacks against the analytic optimum of a linear score, and the o
 from __future__ import annotations
 
 from dataclasses import replace
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -126,12 +127,15 @@ def test_linf_attacks_are_unchanged_by_the_norm_field_default():
 
 # --- the engine's check and the one-line refusals --------------------------------------------------------------
 
-def cell(norm: str) -> Cell:
-    return Cell("demo", "part", "1", 0, "b", "", 32, "anomalydino", "linear", "pgd", "1/2", "platt", 0.3, norm=norm)
+def cell(norm: str, **changes) -> Cell:
+    return Cell("demo", "part", "1", 0, "b", "", 32, "anomalydino", "linear", "pgd", "1/2", "platt", 0.3, norm=norm,
+                **changes)
 
 
 class Stage:
-    """What ``_checked`` reads of a clean stage: the detector's scores of images."""
+    """What ``_checked`` reads of a clean stage: the detector's scores of images (no defense in front)."""
+
+    backbone = SimpleNamespace(defense=None)
 
     @staticmethod
     def score(images: torch.Tensor) -> DetectorOutput:
@@ -151,8 +155,9 @@ def test_the_engine_checks_the_l2_ball_of_an_l2_cell_and_the_linf_ball_of_an_lin
 
 
 def test_l2_cells_get_their_own_key_and_linf_cells_keep_theirs():
-    # with every later field at its default, the key is the one of the first release's fields alone
-    assert cell("linf").key == cell("linf").legacy_key
+    # a first-protocol cell with every later field at what it meant then: the key of the first release's fields
+    first = cell("linf", protocol=1, clean_candidate=False)
+    assert first.key == first.legacy_key and cell("linf").legacy_key is None
     assert cell("l2").key != cell("linf").key
 
 

@@ -65,6 +65,18 @@ def test_ranking_takes_the_worst_attack_of_each_threat_model():
     assert list(names[ranks.index]) == ["beta", "alpha"] and list(ranks["rank"]) == [1, 2]
 
 
+def test_where_the_standard_attack_ran_its_number_is_the_worst_adversarial_auroc():
+    """A stray low pgd beside standard is not taken (the luckiest of many estimates); without standard it is."""
+    rows = [row(backbone="alpha", seed=seed, eps="8/255", clean_auroc=0.95, attack=attack, surrogate="score",
+                white_box=True, adv_auroc=value, adv_ece=0.1, evasion_rate=0.2)
+            for seed in (0, 1) for attack, value in (("pgd", 0.30 + seed / 10), ("standard", 0.40 + seed / 10))]
+    with_standard = ranking(board(*rows)).set_index("threat").loc["white-box"]
+    assert with_standard["attack"] == "standard via score"
+    assert with_standard["adv_auroc_mean"] == pytest.approx(np.mean([0.40, 0.50]))
+    without = ranking(board(*[r for r in rows if r["attack"] != "standard"])).set_index("threat").loc["white-box"]
+    assert without["attack"] == "pgd via score" and without["adv_auroc_mean"] == pytest.approx(np.mean([0.3, 0.4]))
+
+
 def test_site_of_the_bottle_leaderboard_is_offline_and_has_one_line_per_ranking_line(tmp_path):
     rows = load_rows(BOTTLE, [])
     page = build_site(rows, tmp_path / "site")

@@ -138,7 +138,7 @@ def test_linear_fit_rejects_features_that_are_not_one_per_image(tiny_backbone, f
     assert "\n" not in str(caught.value)
 
 
-def test_score_logit_is_detector_score_minus_f1_threshold(tiny_backbone, fitted_detector):
+def test_score_logit_is_detector_score_minus_f1_threshold_over_the_calib_spread(tiny_backbone, fitted_detector):
     calib, labels = labelled_set(5, 5, seed=0)
     with torch.no_grad():
         calib_features = tiny_backbone(calib)
@@ -152,7 +152,9 @@ def test_score_logit_is_detector_score_minus_f1_threshold(tiny_backbone, fitted_
     with torch.no_grad():
         clean = fitted_detector.score(tiny_backbone(evaluation))
         z = surrogate.logit_model(clean)(evaluation).numpy()
-    np.testing.assert_allclose(z, clean.scores - tau, atol=1e-5)
+    spread = float(np.sqrt(np.mean((calib_scores - np.mean(calib_scores)) ** 2)))  # population std, by hand
+    assert surrogate.scale == pytest.approx(spread)
+    np.testing.assert_allclose(z, (clean.scores - tau) / spread, atol=1e-5)
 
 
 class RecordingDetector:
@@ -217,7 +219,7 @@ def test_live_logit_gives_the_real_score_of_perturbed_images_whose_masks_moved(t
         model = surrogate.logit_model(clean)
         with torch.no_grad():
             z = model(perturbed)
-        scores[mode] = z + surrogate.tau
+        scores[mode] = z * surrogate.scale + surrogate.tau
         if mode == "live":
             np.testing.assert_allclose(model.score_of(z).numpy(), truth.scores, atol=1e-5)
         else:

@@ -136,3 +136,24 @@ def test_worstcase_refuses_missing_or_broken_member_results():
     short = Perturbed(results["c"].images[:2], DetectorOutput(np.zeros(2), np.zeros((2, 2, 2))))
     with pytest.raises(RobustadError, match="member 'c' gave 2 scores for 6 images"):
         WorstCase(members="a+c").perturb(worst_target({**results, "c": short}))
+
+
+def test_standard_is_autoattack_grade_by_default():
+    """Issue 38's budget: Auto-PGD with ce and margin, 100 steps; Square >= 1,000 queries; the clean image."""
+    from robustad_plugins.attacks import APGD
+    from robustad_plugins.square import Square
+    from robustad_plugins.worstcase import Standard
+
+    from robustad.components import parse_spec
+    from robustad.engine.adaptive import EOT_DEFAULT
+
+    standard = Standard()
+    assert standard.clean is True and standard.norms == ("linf",) and standard.needs_surrogate is True
+    specs = dict(parse_spec(spec) for spec in standard.members())
+    assert set(specs) == {"apgd", "square"}
+    apgd, square = APGD(steps=int(specs["apgd"])), Square(queries=int(specs["square"]))
+    assert apgd.steps == 100 and apgd.losses == ("ce", "margin")
+    assert square.queries >= 1000 and EOT_DEFAULT >= 16
+    assert standard.describe(8 / 255) == {"members": "apgd:100+square:1000+clean"}
+    with pytest.raises(RobustadError, match="cannot be its own member"):
+        Standard(members="apgd+standard")

@@ -4,8 +4,9 @@
 # PGD-10 under the L2 norm at eps 0.25, 0.5 and 1.0, through the smoothed score (4 draws) with EOT 4, and the
 # random L2 noise control; the undefended detector's clean AUROC beside them. Certified: clean-only rows holding
 # cert_auroc at radius 0.25, 0.5 and 1.0 from 100 draws per eval image (cert_alpha 0.001 per bound and image).
-# The certified rows estimate the same smoothed detector's median with more draws (defense option samples=100),
-# so they are other cells than the attacked ones (samples=4): the tables, the site and the audit pair them by sigma.
+# Since protocol 2 both report on 100 reporting draws (report_samples=100), which no attack queries: the attacked
+# cells select on 4 draws (samples=4), the certified ones on 100, so they are other cells; the tables, the site
+# and the audit pair them by sigma, the audit strictly (the same estimator).
 # results/certified/tables.py prints the README table, results/certified/figures.py draws its two plots.
 # Rows already in the leaderboard are skipped. Usage: ROBUSTAD_TEST_DATA=/path/to/mvtec_ad bash results/certified/run.sh [attacks|certificates]
 set -euo pipefail
@@ -20,7 +21,8 @@ attacks() {
     .venv/bin/robustad bench "${COMMON[@]}" --defense none --attack noise --eps 0.25,0.5,1.0
     for sigma in 0.25 0.5; do
         .venv/bin/robustad bench "${COMMON[@]}" --defense smoothing --opt "defense.smoothing.sigma=$sigma" \
-            --opt defense.smoothing.samples=4 --eot 4 --surrogate score --attack noise,pgd --eps 0.25,0.5,1.0
+            --opt defense.smoothing.samples=4 --opt defense.smoothing.report_samples=100 --eot 4 --surrogate score \
+            --attack noise,pgd --eps 0.25,0.5,1.0
     done
 }
 certificates() {

@@ -4,14 +4,14 @@
 # non-adaptive (BPDA off, EOT 1). A reduced grid: this 2-core machine cannot run the full suite x 6 defenses x 3
 # seeds in a session (about 10 CPU-minutes per defense and seed undefended, 4-8x that behind randomized ones).
 # Seeds from $SEEDS (default 0); the parts to run as arguments (default all): deterministic randomized naive
-# gradient_free apgd apgd_randomized worstcase_randomized. Rows already in the leaderboard are skipped;
+# gradient_free apgd apgd_randomized worstcase_randomized standard. Rows already in the leaderboard are skipped;
 # results/defenses/commit.txt gets a line per run.
 # Usage: ROBUSTAD_TEST_DATA=/path/to/mvtec_ad [SEEDS=0,1,2] bash results/defenses/run.sh [part...]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 DATA="${ROBUSTAD_TEST_DATA:?set ROBUSTAD_TEST_DATA to a folder in the MVTec AD layout holding bottle/}"
 OUT=results/defenses/leaderboard.csv
-PARTS=(deterministic randomized naive gradient_free apgd apgd_randomized worstcase_randomized)
+PARTS=(deterministic randomized naive gradient_free apgd apgd_randomized worstcase_randomized standard)
 parts=("$@")
 [ ${#parts[@]} -gt 0 ] || parts=("${PARTS[@]}")
 for part in "${parts[@]}"; do
@@ -46,6 +46,10 @@ apgd_randomized() {  # the same through the noise with EOT 4: about an hour a se
 worstcase_randomized() {  # the deterministic part's per-image worst case through the noise (EOT 4): an hour a seed
     .venv/bin/robustad bench "${COMMON[@]}" "${NOISY[@]}" --attack worstcase --eot 4 \
         --opt attack.worstcase.members=noise+fgsm+pgd+square --opt attack.square.queries=20
+}
+standard() {  # the AutoAttack-grade reference (apgd:100 with ce and margin, square:1000, the clean image; EOT 16)
+    .venv/bin/robustad bench "${COMMON[@]}" --defense none,jpeg,bitdepth,median,blur --attack standard
+    .venv/bin/robustad bench "${COMMON[@]}" "${NOISY[@]}" --attack standard
 }
 for part in "${parts[@]}"; do
     "$part"

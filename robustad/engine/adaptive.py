@@ -10,7 +10,7 @@ from robustad.engine.guard import ComponentError
 from robustad.engine.handles import Handle
 from robustad.errors import RobustadError
 
-EOT_DEFAULT = 8  # EOT draws per gradient step against a randomized defense unless --eot says otherwise
+EOT_DEFAULT = 16  # EOT draws per gradient step against a randomized defense unless --eot says otherwise
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,19 @@ def certified_sigma(handle: Handle) -> float | None:
     if isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or not 0 < sigma < float("inf"):
         raise ComponentError(f"{handle.component.label()} declares certified_sigma={sigma!r}; expected a number > 0")
     return float(sigma)
+
+
+def reporting_draws(handle: Handle) -> int:
+    """How many reporting draws estimate each reported score of a randomized defense: its ``report_samples``
+    where it sets one, else at least as many as any estimate an attack selects on by default (its ``samples``
+    behind ``score``, ``EOT_DEFAULT`` behind the EOT logit)."""
+    declared = handle.optional("report_samples")
+    if declared:
+        if isinstance(declared, bool) or not isinstance(declared, int) or declared < 1:
+            raise ComponentError(f"{handle.component.label()} declares report_samples={declared!r}; "
+                                 "expected an integer >= 1")
+        return declared
+    return max(int(handle.optional("samples")), EOT_DEFAULT)
 
 
 def check_reach(handle: Handle, resolutions: list[int]) -> None:

@@ -4,7 +4,9 @@ The attacks of a threat prefix run together, batch by batch, so an attack that c
 gets its members' results on the same batch without keeping every adversarial image of the eval set in memory.
 The engine, not the attack, enforces the threat model: it evaluates the surrogate in the cell's chunks (gradients
 then do not depend on the batch), counts zero input gradients, refuses outputs outside the cell's eps ball (L-inf
-or L2), outside [0,1] or non-finite, optionally rounds to the 8-bit grid, and scores with the unchanged detector.
+or L2), outside [0,1] or non-finite, optionally rounds to the 8-bit grid, keeps the clean image where a result
+does not move the score the attack's way (``clean_candidate``, every attack but a ``control``), and scores with the
+unchanged detector: behind a randomized defense on reporting draws no attack has queried (``candidates``).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import torch
 
 from robustad.components import Component
 from robustad.contracts import AttackTarget, FlagTarget, Perturbed
+from robustad.engine.candidates import BatchSelection, keep_clean
 from robustad.engine.clean import CleanStage
 from robustad.engine.defended import EOT_DRAWS, draw
 from robustad.engine.factory import Factory
@@ -165,6 +168,7 @@ def _attack_batches(cell: Cell, attacks: dict[str, _Built], outcomes: dict[str, 
         z_for = None if surrogate is None else _logit_models(surrogate, clean)
         z_model = None if z_for is None else z_for(None)
         results: dict[str, Perturbed] = {}
+        selection = BatchSelection(stage, indices, images)
         for key, attack in attacks.items():
             outcome = outcomes[key]
             failed = [m for m in attack.members if outcomes[m].failure is not None]
@@ -176,9 +180,12 @@ def _attack_batches(cell: Cell, attacks: dict[str, _Built], outcomes: dict[str, 
             started = time.perf_counter()
             try:
                 target = _target(attack, images, labels, eps, cell, indices, stage, z_model, z_for, outcome,
-                                 {attacks[m].spec: results[m] for m in attack.members if m in results}, flags)
+                                 {attacks[m].spec: selection.member(m, results[m])
+                                  for m in attack.members if m in results}, flags)
                 perturbed = attack.handle.call("perturb", target)
                 results[key] = _checked(perturbed, images, eps, attack.handle.component, cell, stage)
+                if cell.clean_candidate and not attack.handle.optional("control"):
+                    results[key] = keep_clean(key, results[key], eval_labels[indices], selection)
                 for spec, flag_cell in image_flags.items():
                     values = outcome.flags.setdefault(spec, np.zeros(len(eval_labels)))
                     values[indices] = flags.adversarial(flag_cell, spec, indices, results[key].images)
@@ -275,8 +282,8 @@ def _target(attack: _Built, images: torch.Tensor, labels: torch.Tensor, eps: flo
                                 None if found.output.masks is None else np.array(found.output.masks))
         return Perturbed(found.images.clone(), output)
 
-    def score(x: torch.Tensor) -> torch.Tensor:
-        return torch.as_tensor(stage.score(x.detach().clone()).scores, device=x.device)
+    def score(x: torch.Tensor) -> torch.Tensor:  # behind a randomized defense, on the selection draws
+        return torch.as_tensor(stage.select(x.detach().clone()).scores, device=x.device)
 
     use_model = needs_surrogate and z_model is not None
     defense = stage.backbone.defense
@@ -310,7 +317,7 @@ def _flag_target(attack: _Built, cell: Cell, indices: list[int], flags: Flags, m
 def _checked(perturbed: Any, clean: torch.Tensor, eps: float, component: Component, cell: Cell,
              stage: CleanStage) -> Perturbed:
     """The attack's result inside the threat model of the cell (its ``norm`` ball of radius ``eps``, [0,1]),
-    scored (unless it came with its detector output). ``round_8bit`` is L-inf only (the request refuses it under
+    scored on the reporting draws. ``round_8bit`` is L-inf only (the request refuses it under
     L2), where rounding within the reach of eps keeps the ball."""
     images, output = (perturbed.images, perturbed.output) if isinstance(perturbed, Perturbed) else (perturbed, None)
     images = _plain_images(images, clean, component)
@@ -323,7 +330,9 @@ def _checked(perturbed: Any, clean: torch.Tensor, eps: float, component: Compone
     if output is None and cell.round_8bit:
         images = round_to_8bit(images, clean, eps)
     scored = stage.score(images)
-    if output is not None and not _same_scores(output, scored):
+    defense = stage.backbone.defense
+    randomized = defense is not None and defense.randomized  # a claim on selection draws is not the row's score
+    if output is not None and not randomized and not _same_scores(output, scored):
         raise ComponentError(f"{component.label()} returned scores that are not the detector's scores of its "
                              "images; return the images alone and the engine scores them")
     return Perturbed(images, scored)

@@ -20,7 +20,7 @@ import torch
 from robustad.components import Component
 from robustad.contracts import Detector
 from robustad.engine.batches import PREFETCH, Item, batches, chunk_aligned, prepared
-from robustad.engine.defended import DefenseStep, draw
+from robustad.engine.defended import REPORTING, SELECTION, DefenseStep, draw
 from robustad.engine.factory import Factory
 from robustad.engine.guard import GuardedBackbone, blame, joined_features, require_finite
 from robustad.engine.handles import Handle
@@ -113,27 +113,40 @@ class CleanStage:
             yield [item.index for item in batch], torch.stack([item.image for item in batch])
 
     def score(self, images: torch.Tensor) -> DetectorOutput:
-        """The detector's output on a batch of images, without gradient."""
+        """The detector's output on a batch of images, without gradient: what rows report (behind a randomized
+        defense, on the reporting draws, which no attack can query)."""
         return self.forward(images)[1]
+
+    def select(self, images: torch.Tensor) -> DetectorOutput:
+        """The output an attack may query and select on: behind a randomized defense, its ``samples`` selection
+        draws (never the reporting ones); else ``score``."""
+        defense = self.backbone.defense
+        if defense is None or not defense.randomized:
+            return self.score(images)
+        return self.forward_draws(images, SELECTION, defense.samples)[1]
 
     def forward(self, images: torch.Tensor) -> tuple[Features, DetectorOutput]:
         """Features and detector output of a batch, without gradient; non-finite scores refused. Behind a
-        randomized defense the scores are its ``aggregate`` over its ``samples`` draws, the patch distances their
+        randomized defense the scores are its ``aggregate`` over its reporting draws, the patch distances their
         mean, the features and masks those of the first draw."""
         features, output, _ = self.forward_draws(images)
         return features, output
 
-    def forward_draws(self, images: torch.Tensor) -> tuple[Features, DetectorOutput, np.ndarray]:
-        """``forward`` with the score of every draw, ``(samples, B)`` (one row without a randomized defense)."""
+    def forward_draws(self, images: torch.Tensor, first: int = REPORTING,
+                      count: int | None = None) -> tuple[Features, DetectorOutput, np.ndarray]:
+        """``forward`` with the score of every draw, ``(count, B)``: draws ``first .. first + count - 1``, by default
+        the reporting draws (one row without a randomized defense)."""
         defense = self.backbone.defense
-        draws = [self._forward_once(images, index) for index in range(defense.samples if defense else 1)]
-        features, first = draws[0]
+        if count is None:
+            count = defense.report_draws if defense is not None else 1
+        draws = [self._forward_once(images, first + index) for index in range(count)]
+        features, head = draws[0]
         scores = np.stack([np.asarray(output.scores, dtype=np.float64).reshape(-1) for _, output in draws])
         if len(draws) == 1:
-            return features, first, scores
+            return features, head, scores
         combined = np.median(scores, axis=0) if defense.aggregate == "median" else scores.mean(axis=0)
         distances = np.mean([np.asarray(output.patch_distances) for _, output in draws], axis=0)
-        return features, DetectorOutput(combined, distances, first.masks, first.extra), scores
+        return features, DetectorOutput(combined, distances, head.masks, head.extra), scores
 
     def _forward_once(self, images: torch.Tensor, index: int) -> tuple[Features, DetectorOutput]:
         """Backbone and detector chunk by chunk (``GuardedBackbone``: a row depends on the chunk, not the batch)."""

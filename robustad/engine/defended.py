@@ -17,11 +17,13 @@ from collections.abc import Iterator
 
 import torch
 
-from robustad.engine.adaptive import certified_sigma
+from robustad.engine.adaptive import certified_sigma, reporting_draws
 from robustad.engine.guard import ComponentError
 from robustad.engine.handles import Handle
 
-EOT_DRAWS = 1 << 20  # EOT draw numbers start here, apart from the draws the engine scores with
+SELECTION = 0  # the draws behind an attack's ``score``: numbers 0 .. samples - 1
+EOT_DRAWS = 1 << 20  # EOT draw numbers start here, apart from the selection and the reporting draws
+REPORTING = 1 << 21  # the draws behind every reported score start here: no attack can query them
 _DRAW: contextvars.ContextVar[int] = contextvars.ContextVar("robustad_draw", default=0)
 
 
@@ -46,6 +48,7 @@ class DefenseStep:
         self.randomized = bool(getattr(handle.instance, "randomized"))
         self.differentiable = bool(getattr(handle.instance, "differentiable"))
         self.samples = int(handle.optional("samples")) if self.randomized else 1
+        self.report_draws = reporting_draws(handle) if self.randomized else 1
         self.aggregate = str(handle.optional("aggregate"))
         self.certified_sigma = certified_sigma(handle)
 

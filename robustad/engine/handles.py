@@ -18,10 +18,10 @@ from robustad.results.leaderboard import row_text
 
 OPTIONAL_MEMBERS: dict[str, dict[str, Any]] = {
     "attack": {"norms": ("linf",), "needs_surrogate": True, "members": None, "flag_aware": None,
-               "flag_posterior": None},
+               "flag_posterior": None, "control": False},
     "calibrator": {"degenerate": False, "alpha": None},
     "surrogate": {"white_box": False},
-    "defense": {"samples": 1, "aggregate": "mean", "certified_sigma": None, "reach": 0},
+    "defense": {"samples": 1, "aggregate": "mean", "certified_sigma": None, "reach": 0, "report_samples": 0},
 }
 """Members a plugin may leave out, per kind, with the value the engine assumes then (``None``: no such method)."""
 

@@ -182,7 +182,7 @@ class _Group:
         defense = stage.backbone.defense
         if defense is not None:  # what the defense declared, recorded so the audit can check it against the rows
             row.update(defense_differentiable=defense.differentiable, defense_randomized=defense.randomized,
-                       defense_samples=defense.samples)
+                       defense_samples=defense.samples, report_draws=defense.report_draws)
         if cell.cert_radius:
             row.update(certificate_columns(labels, stage.eval_draws, defense.certified_sigma,
                                            parse_eps(cell.cert_radius, "l2"), cell.cert_alpha,

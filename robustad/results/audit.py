@@ -191,19 +191,16 @@ def _certificate_above_attack(rows: pd.DataFrame, tolerance: float) -> CheckResu
     """A certified AUROC at L2 radius r bounds the smoothed detector's AUROC under every L2 perturbation of norm at
     most r from below, so an L2 attack (or noise) of eps <= r on the same smoothed detector must not reach a lower
     AUROC: if one does, the certificate is unsound or the attack broke its ball. One comparison per certified row,
-    against the lowest such AUROC. The defense's ``samples`` option is left out of the pairing: it sets how many
-    draws estimate the same smoothed score (a certificate wants many, an EOT attack affords few). Where the two rows
-    differ in it, the attacked estimate is a noisier detector than the certified one, and the certificate gets the
-    head start the certified rows have on clean images (their clean AUROC less the attacked row's, when positive)
-    as slack; with equal draws the check is strict."""
+    against the lowest such AUROC reported on the same estimator: as many reporting draws (``report_draws``; rows
+    written before it reported on their ``samples``), which no attack has queried. The defense's draw options are
+    left out of the pairing (an attack selects on few draws, a certificate wants many); the check is strict."""
     check, compared, found = "certified-vs-attack", 0, []
-    rows = rows.assign(_clean=numeric(rows, "clean_auroc").fillna(0.0))
     certified = rows.assign(_cert=numeric(rows, "cert_auroc"), _radius=fractions(rows, "cert_radius"))
     certified = certified.dropna(subset=["_cert", "_radius"])
     attacked = rows[(attack_names(rows) != NO_ATTACK) & (attack_names(rows) != "") & (text(rows, "norm") == "l2")]
     attacked = attacked.assign(_eps=numeric(attacked, "eps_value")).dropna(subset=["_auroc", "_eps"])
-    detector = key(attacked, SCORED_MODEL, MODEL_OPTION_KINDS, ignore=SMOOTHING_DRAWS)
-    certified_detector = key(certified, SCORED_MODEL, MODEL_OPTION_KINDS, ignore=SMOOTHING_DRAWS)
+    detector = key(attacked, SCORED_MODEL, MODEL_OPTION_KINDS, ignore=SMOOTHING_DRAWS) + _draws(attacked)
+    certified_detector = key(certified, SCORED_MODEL, MODEL_OPTION_KINDS, ignore=SMOOTHING_DRAWS) + _draws(certified)
     for index, row in certified.iterrows():
         same = attacked[(detector == certified_detector[index])
                         & (attacked["_eps"] <= row["_radius"] * (1 + 1e-12))]
@@ -211,17 +208,20 @@ def _certificate_above_attack(rows: pd.DataFrame, tolerance: float) -> CheckResu
             continue
         compared += 1
         lowest = same.loc[same["_auroc"].idxmin()]
-        slack = 0.0
-        if text(certified.loc[[index]], "defense_samples").iloc[0] != str(lowest.get("defense_samples", "")):
-            slack = max(0.0, float(row["_clean"]) - float(lowest["_clean"]))
-        if row["_cert"] > lowest["_auroc"] + slack + tolerance:
-            head_start = f" + {slack:.6f} clean head start of more draws" if slack else ""
+        if row["_cert"] > lowest["_auroc"] + tolerance:
             found.append(Violation(
                 check, f"cert_auroc {row['_cert']:.6f} at L2 radius {row['cert_radius']} (cert_alpha "
-                       f"{row['cert_alpha']}) > adv_auroc {lowest['_auroc']:.6f}{head_start} of {lowest['attack']} "
+                       f"{row['cert_alpha']}) > adv_auroc {lowest['_auroc']:.6f} of {lowest['attack']} "
                        f"via {lowest['surrogate']} at L2 eps {lowest['eps']}: an unsound certificate or a broken "
                        "attack", _where(row)))
     return CheckResult(check, compared, found)
+
+
+def _draws(rows: pd.DataFrame) -> pd.Series:
+    """The reporting draws behind each row's scores (``report_draws``; ``defense_samples`` for older rows)."""
+    draws = numeric(rows, "report_draws").fillna(numeric(rows, "defense_samples"))
+    return pd.Series(["\x1f" + ("" if pd.isna(value) else str(int(value))) for value in draws], index=rows.index,
+                     dtype=object)
 
 
 def _where(row: pd.Series) -> str:

@@ -19,7 +19,6 @@ import pandas as pd
 from robustad.components import parse_spec
 from robustad.errors import RobustadError
 from robustad.records import (
-    FIRST_PROTOCOL,
     MODEL,
     NO_ATTACK,
     NOISE_CONTROL,
@@ -34,10 +33,10 @@ from robustad.results.leaderboard import LeaderboardWarning, read_rows, row_text
 MODEL_IDENTITY = fields_with("config", "replicate", stages=(SPLIT, MODEL, THREAT))
 """Rows agreeing on these score the same images the same way (``round_8bit`` included: it decides which images
 are scored); they differ only in the perturbation and the calibrator."""
-LATER_DEFAULTS = {**{f.name: row_text(f.name, f.default) for f in fields(Cell)
-                    if f.metadata["since"] > 1 and f.metadata["role"] != "key"}, "protocol": str(FIRST_PROTOCOL)}
+LATER_DEFAULTS = {f.name: row_text(f.name, f.metadata["before"]) for f in fields(Cell)
+                  if f.metadata["since"] > 1 and f.metadata["role"] != "key"}
 """What an empty cell of a field added after the first release means: the value that rows written before its
-column existed ran with (the field's default; for ``protocol`` the first one)."""
+column existed ran with (the field's default, or its ``before``: ``protocol`` 1, ``clean_candidate`` False)."""
 CONTROL_IDENTITY = fields_with("config", "replicate", stages=(SPLIT, MODEL, THREAT), gradient=False)
 """``MODEL_IDENTITY`` less how attacks take gradients (BPDA, EOT): a noise control takes none, so one control
 serves every attack on the same model and threat model, whatever their BPDA and EOT."""
@@ -48,9 +47,10 @@ CERTIFICATE = ("cert_radius", "cert_alpha")
 SCORED_MODEL = fields_with("config", "replicate", stages=(SPLIT, MODEL))
 """Rows agreeing on these (and the options of ``MODEL_OPTION_KINDS``) score with the same (defended) detector,
 whatever their threat model: a certified row (clean-only) and the attacked rows of that detector."""
-SMOOTHING_DRAWS = ("defense:samples",)
+SMOOTHING_DRAWS = ("defense:samples", "defense:report_samples")
 """How many draws estimate a smoothed score (an ``ignore`` for ``key``): certified rows (many draws) and attacked
-rows (few, each EOT step pays for them all) of one smoothed detector differ in it and nothing else."""
+rows (few selection draws, each EOT step pays for them all) of one smoothed detector differ in them and nothing
+else; what their reported numbers rest on is the ``report_draws`` column."""
 NOISE_COLUMNS = ("adv_auroc", "adv_auroc_ci_low", "adv_auroc_ci_high")
 _SEP = "\x1f"
 

@@ -17,7 +17,8 @@ INTERVAL_COLUMNS = (*(f"{side}_{m}" for side in ("clean", "adv") for m in IMAGE_
 
 COLUMNS = (
     "cell_hash", *CELL_FIELDS,
-    "weights_id", "white_box", "defense_differentiable", "defense_randomized", "defense_samples", "eps_value",
+    "weights_id", "white_box", "defense_differentiable", "defense_randomized", "defense_samples", "report_draws",
+    "eps_value",
     *ATTACK_SETTINGS,
     "n_ref", "n_calib", "n_eval", "memory_bank_size", "ref_hash",
     "clean_auroc_full",
