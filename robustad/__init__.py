@@ -8,7 +8,7 @@ metrics). Everything else is internal and may change between versions.
 
 from importlib.metadata import PackageNotFoundError, version
 
-from robustad.api import BenchResult, bench
+from robustad.api import BenchResult, bench, compare
 from robustad.components import parse_spec
 from robustad.contracts import (
     ATTACK_SETTINGS,
@@ -40,6 +40,6 @@ __all__ = [
     "Dataset", "Defense", "Backbone", "Detector", "Surrogate", "Attack", "Calibrator", "Flag", "FlagView",
     "AttackTarget", "FlagTarget", "Perturbed",
     "ATTACK_SETTINGS", "parse_spec",
-    "kit", "metrics", "bench", "BenchResult",
+    "kit", "metrics", "bench", "BenchResult", "compare",
     "__version__",
 ]
