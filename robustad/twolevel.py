@@ -90,11 +90,12 @@ def two_level(labels: Sequence[np.ndarray], metric: Metric, estimate: float, *, 
     return summarise(total / n_seeds, estimate, level, bounded, n_seeds * max(smallest, 1), n_seeds)
 
 
-def from_rows(values: Sequence[float], ses: Sequence[float], *, n_eff: float, resamples: int = 1000, seed: int = 0,
-              level: float = 0.95, bounded: bool = True) -> SeedMeanInterval:
+def from_rows(values: Sequence[float], ses: Sequence[float], *, n_eff: float | None, resamples: int = 1000,
+              seed: int = 0, level: float = 0.95, bounded: bool = True) -> SeedMeanInterval:
     """The two-level bootstrap from per-seed values and their image-level standard errors: seeds drawn with
     replacement, each draw's image-level value drawn from Normal(value, se) (clipped to [0, 1] when ``bounded``).
-    ``n_eff``: the independent units behind the mean (seeds x eval images) for the Wilson interval."""
+    ``n_eff``: the independent units behind the mean (seeds x eval images) for the Wilson interval (None: unknown,
+    no Wilson interval)."""
     v, se = np.asarray(values, dtype=float), np.asarray(ses, dtype=float)
     if v.size == 0 or v.shape != se.shape or np.isnan(v).any() or np.isnan(se).any() or (se < 0).any():
         raise RobustadError(f"from_rows: expected one defined value and one standard error >= 0 per seed, got "
@@ -115,10 +116,10 @@ def paired_from_rows(a: Sequence[float], se_a: Sequence[float], b: Sequence[floa
     usually positive, which makes this interval wider than the exact one, never narrower)."""
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     se = np.sqrt(np.asarray(se_a, dtype=float) ** 2 + np.asarray(se_b, dtype=float) ** 2)
-    return from_rows(a - b, se, n_eff=1, resamples=resamples, seed=seed, level=level, bounded=False)
+    return from_rows(a - b, se, n_eff=None, resamples=resamples, seed=seed, level=level, bounded=False)
 
 
-def summarise(values: np.ndarray, estimate: float, level: float, bounded: bool, n_eff: float,
+def summarise(values: np.ndarray, estimate: float, level: float, bounded: bool, n_eff: float | None,
               seeds: int) -> SeedMeanInterval:
     """Percentile bounds of the defined resample values (with the Wilson interval at the boundary) and the
     bootstrap p-value of 0."""
@@ -127,7 +128,7 @@ def summarise(values: np.ndarray, estimate: float, level: float, bounded: bool, 
         raise RobustadError("two-level bootstrap: the metric is undefined on every resample")
     low, high = (float(b) for b in np.percentile(defined, [50 * (1 - level), 50 * (1 + level)]))
     low, high = min(low, estimate), max(high, estimate)
-    boundary = bounded and estimate in (0.0, 1.0)
+    boundary = bounded and bool(n_eff) and estimate in (0.0, 1.0)
     if boundary:
         w_low, w_high = wilson(estimate, n_eff, level)
         low, high = min(low, w_low), max(high, w_high)
@@ -145,3 +146,25 @@ def _check(resamples: int, seed: int, level: float, seeds: int) -> None:
         raise RobustadError(f"two-level bootstrap: level must be a number in (0, 1), got {level!r}")
     if seeds < 1:
         raise RobustadError("two-level bootstrap: expected at least one seed")
+
+
+def seed_mean_bounds(values: Sequence[float], lows: Sequence[float], highs: Sequence[float], *, n_eff: float | None,
+                     bounded: bool = True, resamples: int = 1000, seed: int = 0,
+                     level: float = 0.95) -> tuple[float, float]:
+    """The interval a table shows for the mean of rows over seeds: ``from_rows`` with each row's standard error
+    from its 95 % interval; one row keeps its own interval. Either way a bounded estimate at 0 or 1 also gets the
+    Wilson interval with ``n_eff`` units (none when ``n_eff`` is unknown). (nan, nan) when a row lacks a value."""
+    v, low, high = (np.asarray(x, dtype=float) for x in (values, lows, highs))
+    if v.size == 0 or np.isnan(v).any() or np.isnan(low).any() or np.isnan(high).any():
+        return float("nan"), float("nan")
+    if v.size > 1:
+        result = from_rows(v, np.maximum(high - low, 0.0) / (2 * Z95), n_eff=n_eff, resamples=resamples,
+                           seed=seed, level=level, bounded=bounded)
+        bounds = (result.low, result.high)
+    else:
+        bounds = (float(low[0]), float(high[0]))
+    estimate = float(v.mean())
+    if bounded and n_eff and estimate in (0.0, 1.0):
+        w_low, w_high = wilson(estimate, n_eff, level)
+        return min(bounds[0], w_low), max(bounds[1], w_high)
+    return bounds

@@ -12,9 +12,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from robustad.results.aggregate import mean_if_complete, std_if_complete
+from robustad.results.aggregate import UNBOUNDED, mean_if_complete, std_if_complete
 from robustad.results.frame import numeric
 from robustad.results.leaderboard import read_rows
+from robustad.twolevel import seed_mean_bounds
 
 HERE = Path(__file__).resolve().parent
 LEADERBOARD = HERE / "leaderboard.csv"
@@ -33,15 +34,19 @@ def load(path: Path = LEADERBOARD) -> pd.DataFrame:
 
 
 def cell(rows: pd.DataFrame, metric: str) -> str:
-    """``value [low, high]`` of one row, or ``mean +- std [mean low, mean high]`` over several (seeds), undefined
-    (nan) unless every row has the value, as ``robustad leaderboard`` aggregates."""
+    """``value [low, high]`` of one row, or ``mean +- std [low, high]`` over several (seeds), undefined (nan) unless
+    every row has the value, as ``robustad leaderboard`` aggregates: the interval is the two-level one of the mean
+    over seeds, with the Wilson interval at 0 or 1 (``twolevel.seed_mean_bounds``)."""
     if rows.empty:
         return "n/a"
-    values, low, high = rows[metric], rows[f"{metric}_ci_low"], rows[f"{metric}_ci_high"]
+    values = rows[metric]
+    n_eval = pd.to_numeric(rows["n_eval"]) if "n_eval" in rows else pd.Series(dtype=float)
+    low, high = seed_mean_bounds(values, rows[f"{metric}_ci_low"], rows[f"{metric}_ci_high"],
+                                 n_eff=float(n_eval.sum()) if len(n_eval) and n_eval.notna().all() else None,
+                                 bounded=not metric.endswith(UNBOUNDED))
     if len(rows) == 1:
-        return f"{values.iloc[0]:.3f} [{low.iloc[0]:.2f}, {high.iloc[0]:.2f}]"
-    return (f"{mean_if_complete(values):.3f} ± {std_if_complete(values):.3f} "
-            f"[{mean_if_complete(low):.2f}, {mean_if_complete(high):.2f}]")
+        return f"{values.iloc[0]:.3f} [{low:.2f}, {high:.2f}]"
+    return f"{mean_if_complete(values):.3f} ± {std_if_complete(values):.3f} [{low:.2f}, {high:.2f}]"
 
 
 def seeds_of(rows: pd.DataFrame) -> str:
