@@ -168,3 +168,23 @@ def seed_mean_bounds(values: Sequence[float], lows: Sequence[float], highs: Sequ
         w_low, w_high = wilson(estimate, n_eff, level)
         return min(bounds[0], w_low), max(bounds[1], w_high)
     return bounds
+
+
+def ratio_from_rows(numerators: Sequence[float], se_numerators: Sequence[float], denominators: Sequence[float],
+                    se_denominators: Sequence[float], *, resamples: int = 1000, seed: int = 0,
+                    level: float = 0.95) -> SeedMeanInterval:
+    """The ratio of the means over seeds, mean(numerators) / mean(denominators), with the two-level bootstrap of
+    ``from_rows``: seeds drawn with replacement, each drawn seed's numerator and denominator from normals with
+    their standard errors (independently); resamples with a mean denominator <= 0 are left out."""
+    num, den = np.asarray(numerators, dtype=float), np.asarray(denominators, dtype=float)
+    se_num, se_den = np.asarray(se_numerators, dtype=float), np.asarray(se_denominators, dtype=float)
+    if num.size == 0 or not (num.shape == den.shape == se_num.shape == se_den.shape) or den.mean() <= 0:
+        raise RobustadError(f"ratio_from_rows: expected as many numerators as denominators with a positive mean, "
+                            f"got {num.tolist()} and {den.tolist()}")
+    _check(resamples, seed, level, num.size)
+    rng = np.random.default_rng(seed)
+    chosen = rng.integers(0, num.size, size=(resamples, num.size))
+    top = (num[chosen] + se_num[chosen] * rng.standard_normal(chosen.shape)).mean(axis=1)
+    bottom = (den[chosen] + se_den[chosen] * rng.standard_normal(chosen.shape)).mean(axis=1)
+    ratios = np.where(bottom > 0, top / np.where(bottom > 0, bottom, 1.0), np.nan)
+    return summarise(ratios, float(num.mean() / den.mean()), level, False, None, num.size)
