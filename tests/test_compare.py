@@ -106,3 +106,21 @@ def test_the_api_compares_as_the_command_line_does(tmp_path):
     (first, second), scores = hidden_pair(tmp_path, gap=True)
     table = robustad.api.compare([first, second], "detector", "a", "b", scores=scores, resamples=200)
     assert table["significant"].all() and set(table["scope"]) == {"2/255", "8/255"}
+
+
+def test_the_site_ranking_marks_a_significant_gap_to_the_next_entry_and_not_a_tie():
+    """a is 0.3 above b on every seed (narrow intervals): significant; b and c differ by noise: not."""
+    from robustad.results.compare import next_in_rank
+    from robustad.results.entries import ranking, with_entries
+
+    values = {"a": [0.80, 0.82, 0.79], "b": [0.50, 0.52, 0.49], "c": [0.49, 0.51, 0.48]}
+    rows = pd.DataFrame([row(detector=d, seed=s, white_box="True", adv_auroc=v, adv_auroc_ci_low=v - 0.02,
+                             adv_auroc_ci_high=v + 0.02, clean_auroc=0.99)
+                         for d, seeds in values.items() for s, v in enumerate(seeds)])
+    rows = with_entries(rows)
+    lines = ranking(rows)
+    lines = lines[lines["threat"] == "white-box"]
+    marks = next_in_rank(rows, lines).to_dict()
+    named = {lines.loc[i, "entry"]: mark for i, mark in marks.items()}
+    entry_of = dict(zip(rows["detector"], rows["entry"]))
+    assert named[entry_of["a"]] == "*" and named[entry_of["b"]] == "=" and named[entry_of["c"]] == ""

@@ -201,3 +201,42 @@ def render(table: pd.DataFrame, level: float = 0.95) -> str:
             out.append(f"{scope:<27} {numbers}")
         out.append("")
     return "\n".join(out)
+
+
+def next_in_rank(rows: pd.DataFrame, lines: pd.DataFrame, *, resamples: int = 1000, level: float = 0.95) -> pd.Series:
+    """For each ranking line (``entries.ranking``): whether its worst adversarial AUROC is significantly above the
+    next-ranked entry's in the same dataset, category, threat, eps and calibrator, paired over the rows of each
+    line's worst attack that share category and seed (``twolevel.paired_from_rows``; Holm over the consecutive
+    pairs of one ranking). ``*`` significant, ``=`` not, empty for the last line or without shared seeds."""
+    from robustad.results.entries import FILTERS
+
+    marks = pd.Series("", index=lines.index, dtype=object)
+    for _, group in lines.groupby(list(FILTERS), sort=False):
+        ordered = group.sort_values("rank", kind="stable")
+        tests = []
+        for upper, lower in zip(ordered.index[:-1], ordered.index[1:]):
+            a, b = (_worst_rows(rows, lines.loc[i]) for i in (upper, lower))
+            shared = a.index.intersection(b.index)
+            if len(shared):
+                se_a, se_b = _standard_errors(a.loc[shared], "adv_auroc"), _standard_errors(b.loc[shared], "adv_auroc")
+                result = paired_from_rows(numeric(a.loc[shared], "adv_auroc"), se_a,
+                                          numeric(b.loc[shared], "adv_auroc"), se_b, resamples=resamples, level=level)
+                tests.append((upper, result.p_value if result.estimate > 0 else 1.0))
+        if tests:
+            significant, _ = holm([p for _, p in tests], alpha=1 - level)
+            for (index, _), mark in zip(tests, significant):
+                marks[index] = "*" if mark else "="
+    return marks
+
+
+def _worst_rows(rows: pd.DataFrame, line: pd.Series) -> pd.DataFrame:
+    """The rows behind a ranking line's worst attack, indexed by (category, seed)."""
+    attack, _, surrogate = str(line["attack"]).partition(" via ")
+    chosen = rows[(rows["entry"] == line["entry"]) & (text(rows, "attack") == attack)
+                  & (text(rows, "surrogate") == surrogate) & (text(rows, "eps") == str(line["eps"]))
+                  & (text(rows, "calibrator") == str(line["calibrator"])) & (text(rows, "dataset") == line["dataset"])]
+    if not str(line["category"]).startswith("mean of"):
+        chosen = chosen[text(chosen, "category") == line["category"]]
+    chosen = chosen[numeric(chosen, "adv_auroc").notna()]
+    index = pd.MultiIndex.from_arrays([text(chosen, "category"), text(chosen, "seed")])
+    return chosen.set_axis(index)[~index.duplicated()]

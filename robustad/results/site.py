@@ -21,6 +21,7 @@ from robustad.errors import RobustadError
 from robustad.outputs import check_folder
 from robustad.records import NO_ATTACK
 from robustad.results.aggregate import beside_published
+from robustad.results.compare import next_in_rank
 from robustad.results.entries import (
     ANY_THREAT,
     ENTRY,
@@ -42,7 +43,8 @@ METRIC_COLUMNS = ("clean_auroc_full", *INTERVAL_COLUMNS,
                   *(f"{c}_ci_{bound}" for c in INTERVAL_COLUMNS for bound in ("low", "high")))
 COLUMNS = (("rank", "rank"), ("entry", "entry"), ("dataset", "dataset"), ("category", "category"),
            ("threat", "threat"), ("eps", "eps"), ("calibrator", "calibrator"), ("clean_auroc", "clean AUROC"),
-           ("adv_auroc", "worst adv AUROC"), ("attack", "worst attack"), ("noise_adv_auroc", "noise control"),
+           ("adv_auroc", "worst adv AUROC"), ("vs_next", "above next"), ("attack", "worst attack"),
+           ("noise_adv_auroc", "noise control"),
            ("clean_ece", "clean ECE"), ("adv_ece", "worst adv ECE"), ("evasion_rate", "worst evasion rate"))
 
 
@@ -74,7 +76,8 @@ def build_site(rows: pd.DataFrame, out: Path, *, scores: pd.DataFrame | None = N
     _copy_static(out / "static")
     common = {"version": __version__, "source": source}
     if not lines.empty:
-        lines = lines.assign(name=lines["entry"].map(names), eps_value=lines["eps"].map(_eps_value))
+        lines = lines.assign(name=lines["entry"].map(names), eps_value=lines["eps"].map(_eps_value),
+                             vs_next=next_in_rank(rows, lines))
         lines = lines.sort_values(["dataset", "category", "threat", "eps_value", "calibrator", "rank"], kind="stable")
     page = out / "index.html"
     page.write_text(env.get_template("index.html").render(
