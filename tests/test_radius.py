@@ -82,3 +82,17 @@ def test_bad_settings_are_one_line():
         search(model, model.score, images, labels, 0.0, norm="l1")
     with pytest.raises(RobustadError, match="refinements 0"):
         search(model, model.score, images, labels, 0.0, refinements=0)
+
+
+def test_each_ranking_line_gets_its_entrys_breaking_eps_over_the_eps_grid():
+    import pandas as pd
+
+    from robustad.results.entries import with_breaking_eps
+
+    base = {"entry": "e1", "dataset": "d", "category": "c", "threat": "any", "calibrator": "platt",
+            "clean_auroc_mean": 0.9}
+    lines = pd.DataFrame([{**base, "eps": "2/255", "adv_auroc_mean": 0.7},
+                          {**base, "eps": "8/255", "adv_auroc_mean": 0.3},
+                          {**base, "entry": "e2", "eps": "8/255", "adv_auroc_mean": 0.6}])
+    out = with_breaking_eps(lines)
+    assert out["breaking_eps"].tolist() == [pytest.approx(5 / 255), pytest.approx(5 / 255), float("inf")]
