@@ -25,7 +25,7 @@ from robustad.components import KINDS
 from robustad.errors import RobustadError
 from robustad.paired import delong, holm
 from robustad.results.aggregate import CONFIG
-from robustad.results.entries import ENTRY, with_entries
+from robustad.results.entries import ENTRY, entry_name, entry_settings, with_entries
 from robustad.results.frame import MODEL_OPTION_KINDS, key, numeric, one_per_calibrator, text
 from robustad.results.tables import CALIBRATOR_FREE
 from robustad.twolevel import Z95, paired_from_rows, two_level
@@ -68,7 +68,11 @@ def compare(rows: pd.DataFrame, axis: str, a: str | None = None, b: str | None =
     parts = [p for p in parts if not p.empty]
     if not parts:
         raise RobustadError(f"no cells shared by two values of {axis} with a defined {metric}")
-    return pd.concat(parts, ignore_index=True)
+    table = pd.concat(parts, ignore_index=True)
+    if axis == "entry":  # ids select; names tell a reader what they are
+        names = {entry: f"{entry_name(entry_settings(own))} ({entry})" for entry, own in rows.groupby("entry")}
+        table = table.assign(a_name=table["a"].map(names), b_name=table["b"].map(names))
+    return table
 
 
 def _pair(rows: pd.DataFrame, pairing: Pairing, scores: Path | None, resamples: int, seed: int,
@@ -185,6 +189,8 @@ def render(table: pd.DataFrame, level: float = 0.95) -> str:
     interval, Holm's p and ``*`` where significant."""
     out = []
     for (axis, a, b, metric), part in table.groupby(["axis", "a", "b", "metric"], sort=False):
+        if "a_name" in part:
+            a, b = part["a_name"].iloc[0], part["b_name"].iloc[0]
         methods = ", ".join(sorted(set(part["method"])))
         title = (f"{axis}: a = {a}, b = {b}; {metric}, mean over shared seeds; a - b with its paired "
                  f"{100 * level:g} % interval ({methods}); p after Holm over {len(part)} scopes; * significant")
