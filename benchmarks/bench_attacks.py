@@ -243,6 +243,8 @@ def radius_cost(backbone_name: str, resolution: int, count: int, data_root: Path
         median, low, high = median_radius(found.radii)
         scale = 255 if norm == "linf" else 1
         unit = "/255" if norm == "linf" else ""
+        print(f"{norm}: PGD-10 {pgd_seconds:.1f} s, search {seconds:.1f} s ({seconds / pgd_seconds:.2f} x), radii "
+              f"{np.round(found.radii * scale, 3).tolist()}{unit}", flush=True)  # a long run shows progress
         table.add_row(norm, f"{eps_max * scale:g}{unit}", f"{pgd_seconds:.1f}", f"{seconds:.1f}",
                       f"{seconds / pgd_seconds:.2f}", str(found.gradient_steps),
                       f"{found.tolerance * scale:.3g}{unit}",
