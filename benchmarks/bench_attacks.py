@@ -4,6 +4,7 @@ pass (backbone forward + detector score), on a few real bottle eval images (1-sh
     .venv/bin/python benchmarks/bench_attacks.py                 # efficientnet_lite0 at 224, 8 images
     .venv/bin/python benchmarks/bench_attacks.py --memory        # peak RSS of a score-surrogate PGD step,
                                                                  # DINOv2 ViT-S/14 (random weights) at 448
+    .venv/bin/python benchmarks/bench_attacks.py --radius        # the radius search against one PGD-10 run
 
 The bench builds the ``AttackTarget`` itself, as the engine does: the surrogate's model is evaluated one image at a
 time, and with the white-box ``score`` surrogate iterates are judged from z through its ``score_of``, as the engine
@@ -199,15 +200,64 @@ def main() -> None:
     parser.add_argument("--memory", action="store_true", help="measure peak memory instead of speed")
     parser.add_argument("--batches", default="1,4,8,16", help="batch sizes for --memory")
     parser.add_argument("--memory-child", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--radius", action="store_true", help="time the radius search against PGD-10 instead")
     args = parser.parse_args()
     args.data = mvtec_root(args.data)
     if args.memory_child:
         memory_child(args.memory_child, args.data)
     elif args.memory:
         memory([int(b) for b in args.batches.split(",")], args.data)
+    elif args.radius:
+        radius_cost(args.backbone, args.resolution, args.images, args.data)
     else:
         speed(args.backbone, args.resolution, args.images, args.repeats, args.surrogates.split(","),
               args.attacks.split(","), args.data)
+
+
+
+def radius_cost(backbone_name: str, resolution: int, count: int, data_root: Path) -> None:
+    """The radius search (``robustad.radius``) against one fixed-eps PGD-10 run on the same images through the
+    white-box ``score`` surrogate, each timed right after a clean pass, for both norms; the decision threshold is
+    the score where Platt's p fitted on the calib images reaches 0.5."""
+    from robustad.radius import median_radius, search
+
+    backbone, detector, split = prepare(backbone_name, resolution, data_root)
+    registry = get_registry()
+    calib, calib_labels = batch_of(detector, split.calib)
+    evaluation, labels = batch_of(detector, both_classes(split.eval, count))
+    with torch.no_grad():
+        calib_features = backbone(calib)
+        calib_scores = detector.score(calib_features).scores
+        clean = detector.score(backbone(evaluation))
+    platt = registry.get("calibrator", "platt").create().fit(np.asarray(calib_scores), calib_labels)
+    grid = np.linspace(min(calib_scores.min(), clean.scores.min()), max(calib_scores.max(), clean.scores.max()),
+                       20001)
+    threshold = float(grid[np.argmax(platt.predict(grid) >= 0.5)])
+    surrogate = registry.get("surrogate", "score").create()
+    surrogate.fit(backbone, detector, None, calib_labels, calib_scores)
+    target = make_target(backbone, detector, surrogate, clean, evaluation, labels)
+    table = Table(title=f"radius search against PGD-10 at eps_max, bottle, {backbone_name}@{resolution}, "
+                        f"{len(evaluation)} images, score surrogate, {torch.get_num_threads()} threads")
+    for column in ("norm", "eps_max", "PGD-10 s", "search s", "x PGD-10", "gradient steps", "tolerance",
+                   "median radius [95 %]", "censored"):
+        table.add_column(column, justify="right")
+    for norm, eps_max in (("linf", EPS), ("l2", 1.0)):
+        norm_target = AttackTarget(**{**target.__dict__, "eps": eps_max, "norm": norm})
+        pgd = registry.get("attack", "pgd").create()
+        pgd_seconds = best_seconds(lambda: pgd.perturb(norm_target), 1)[0]
+        seconds, found = best_seconds(lambda: search(target.model, target.score, evaluation, torch.as_tensor(labels),
+                                                     threshold, norm=norm, eps_max=eps_max), 1)
+        median, low, high = median_radius(found.radii)
+        scale = 255 if norm == "linf" else 1
+        unit = "/255" if norm == "linf" else ""
+        print(f"{norm}: PGD-10 {pgd_seconds:.1f} s, search {seconds:.1f} s ({seconds / pgd_seconds:.2f} x), radii "
+              f"{np.round(found.radii * scale, 3).tolist()}{unit}", flush=True)  # a long run shows progress
+        table.add_row(norm, f"{eps_max * scale:g}{unit}", f"{pgd_seconds:.1f}", f"{seconds:.1f}",
+                      f"{seconds / pgd_seconds:.2f}", str(found.gradient_steps),
+                      f"{found.tolerance * scale:.3g}{unit}",
+                      f"{median * scale:.3g} [{low * scale:.3g}, {high * scale:.3g}]{unit}",
+                      f"{int(np.isinf(found.radii).sum())} of {found.radii.size}")
+    Console(width=200).print(table)
 
 
 if __name__ == "__main__":

@@ -226,6 +226,7 @@ class Conformal:
         self.bh = bh
         self.normal: np.ndarray | None = None
         self.degenerate = False
+        self.fpr_bound: float | None = None  # the exact marginal bound once fitted (``exact_fpr_bound``)
 
     def fit(self, scores: np.ndarray, labels: np.ndarray) -> Conformal:
         """Keep the sorted scores of the normal calib images (the anomalous ones are not used)."""
@@ -234,6 +235,7 @@ class Conformal:
             raise RobustadError(f"calibrator {self.name!r}: the {y.size} calib images are all anomalous; "
                                 "p-values need normal calib images")
         self.normal = np.sort(s[y == 0])
+        self.fpr_bound = None if self.bh else exact_fpr_bound(self.alpha, self.normal.size)
         smallest = 1.0 / (self.normal.size + 1.0)
         self.degenerate = smallest > self.alpha
         if self.degenerate:
@@ -260,6 +262,13 @@ class Conformal:
 
             p = false_discovery_control(p, method="bh")
         return p <= self.alpha
+
+
+def exact_fpr_bound(alpha: float, n: int) -> float:
+    """P(p <= alpha) for a clean normal image exchangeable with ``n`` normal calib images (continuous scores):
+    floor(alpha (n + 1)) / (n + 1), at most alpha. Marginal: over the draw of the calib set and the image, not
+    for a given calib set, whose false-positive rate is Beta(l, n + 1 - l) distributed, l = floor(alpha (n + 1))."""
+    return float(np.floor(alpha * (n + 1) + 1e-9) / (n + 1))
 
 
 @hookimpl

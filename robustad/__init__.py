@@ -6,7 +6,7 @@ dataset layouts, weights files, the threat model, backbone checks) and ``robusta
 metrics). Everything else is internal and may change between versions.
 """
 
-from robustad.api import BenchResult, bench
+from robustad.api import BenchResult, bench, compare
 from robustad.components import parse_spec
 from robustad.contracts import (
     ATTACK_SETTINGS,
@@ -34,6 +34,6 @@ __all__ = [
     "Dataset", "Defense", "Backbone", "Detector", "Surrogate", "Attack", "Calibrator", "Flag", "FlagView",
     "AttackTarget", "FlagTarget", "Perturbed",
     "ATTACK_SETTINGS", "parse_spec",
-    "kit", "metrics", "bench", "BenchResult",
+    "kit", "metrics", "bench", "BenchResult", "compare",
     "__version__",
 ]

@@ -110,3 +110,19 @@ def run(request: Request, console: Console | None = None, plugins: list | None =
               if board.holds(cell.key, cell.legacy_key)}
     rows = pd.DataFrame([row for row in read_rows(out) if row["cell_hash"] in wanted]) if wanted else pd.DataFrame()
     return BenchResult(rows=rows, written=len(result.written), skipped=result.skipped, failures=result.failures)
+
+
+def compare(leaderboards: str | Path | list[str | Path], axis: str = "detector", a: str | None = None,
+            b: str | None = None, *, metric: str = "adv_auroc", scores: str | Path | None = None,
+            where: list[str] | None = None, resamples: int = 1000, seed: int = 0) -> pd.DataFrame:
+    """``robustad compare`` as a table: paired differences a - b of ``metric`` on the cells both share, with
+    intervals, p-values and Holm's ``significant`` (``robustad.results.compare.compare``)."""
+    import pandas as pd
+
+    from robustad.results.compare import compare as compare_rows
+    from robustad.results.frame import load_rows
+
+    paths = [leaderboards] if isinstance(leaderboards, (str, Path)) else leaderboards
+    rows = pd.concat([load_rows(Path(path), where or []) for path in paths], ignore_index=True)
+    return compare_rows(rows, axis, a, b, metric=metric, scores=None if scores is None else Path(scores),
+                        resamples=resamples, seed=seed)

@@ -66,6 +66,21 @@ def certified_auroc(labels: np.ndarray, lower: np.ndarray, upper: np.ndarray) ->
     return auroc(labels, rankdata(worst))  # ranks: the AUROC of the bounds, infinite ones included
 
 
+def joint_alpha(alpha: float, bounds: int) -> float:
+    """The probability that any of ``bounds`` bounds, each failing with probability at most ``alpha``, fails: at most
+    bounds * alpha (Bonferroni; the union bound needs no independence), capped at 1."""
+    return float(min(1.0, bounds * alpha))
+
+
+def per_bound_alpha(joint: float, bounds: int) -> float:
+    """The per-bound ``alpha`` (``--cert-alpha``) that gives a joint failure probability of at most ``joint`` over
+    ``bounds`` bounds (one per eval image): joint / bounds."""
+    if not 0 < joint < 1 or bounds < 1:
+        raise RobustadError(f"per_bound_alpha: expected a joint alpha in (0, 1) and >= 1 bound, got {joint!r} and "
+                            f"{bounds!r}")
+    return joint / bounds
+
+
 def check_certificate(sigma: float, radius: float, alpha: float) -> None:
     """Refuse a certificate that cannot be computed, in one line."""
     if not sigma > 0 or not np.isfinite(sigma):

@@ -271,6 +271,35 @@ def audit(
     print(f"{len(rows)} rows, all checks pass (comparisons: {compared})")
 
 
+
+@app.command()
+def compare(
+    csv_paths: list[Path] = typer.Argument(..., metavar="CSV...", help="Leaderboard CSV(s); rows of several are "
+                                                                      "compared together."),
+    axis: str = typer.Option("detector", help="What differs: a cell setting (detector, defense, calibrator, "
+                                              "attack, flag, ...) or entry."),
+    a: str = typer.Option(None, help="One value of the axis (default: every pair of values)."),
+    b: str = typer.Option(None, help="The other value."),
+    metric: str = typer.Option("adv_auroc", help="The leaderboard column compared."),
+    scores: Path = typer.Option(None, help="The --save-scores folder: resample the same images for both."),
+    where: list[str] = typer.Option([], help="Keep rows with column=value (repeatable)."),
+    resamples: int = typer.Option(1000, help="Bootstrap resamples."),
+    seed: int = typer.Option(0, help="Seed of the bootstrap draws."),
+) -> None:
+    """Paired differences a - b on the cells both share, with paired two-level bootstrap intervals (DeLong for a
+    single-seed AUROC with --scores) and Holm's correction over categories, eps and attacks."""
+    from robustad.results.compare import compare as compare_rows
+    from robustad.results.compare import render
+    from robustad.results.frame import load_rows
+
+    if scores is not None and not scores.is_dir():
+        raise RobustadError(f"--scores {scores} is not a folder; expected the --save-scores folder of a bench run")
+    import pandas as pd
+
+    rows = pd.concat([load_rows(path, where) for path in csv_paths], ignore_index=True)
+    table = compare_rows(rows, axis, a, b, metric=metric, scores=scores, resamples=resamples, seed=seed)
+    print(render(table), end="")
+
 def main() -> None:
     """Console entry point: usage and input errors become one line on stderr and exit code 2."""
     warnings.showwarning = _one_line_warning

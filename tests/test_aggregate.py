@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 from rich.console import Console
@@ -27,17 +28,47 @@ def only_line(summary: pd.DataFrame, **where) -> pd.Series:
     return match.iloc[0]
 
 
-def test_intervals_are_the_mean_of_the_row_bounds_over_seeds_then_categories():
+def two_level_by_hand(values, lows, highs, resamples=1000, seed=0):
+    """The documented draw of ``twolevel.from_rows``, as a loop: seeds with replacement, then each drawn seed's value
+    from Normal(value, (high - low) / 3.92), clipped to [0, 1]; the 2.5 and 97.5 percentiles of the means."""
+    rng = np.random.default_rng(seed)
+    chosen = rng.integers(0, len(values), size=(resamples, len(values)))
+    noise = rng.standard_normal(chosen.shape)
+    z = 1.959963984540054
+    means = [np.mean([min(1.0, max(0.0, values[s] + (highs[s] - lows[s]) / (2 * z) * noise[r, j]))
+                      for j, s in enumerate(chosen[r])]) for r in range(resamples)]
+    return tuple(np.percentile(means, [2.5, 97.5]))
+
+
+def test_intervals_are_for_the_mean_over_seeds_then_averaged_over_categories():
     rows = board(adv("bottle", 0, 0.6, 0.5, 0.7), adv("bottle", 1, 0.8, 0.7, 0.9),
                  adv("cable", 0, 0.5, 0.3, 0.6), adv("cable", 1, 0.5, 0.4, 0.7))
     line = only_line(aggregate(rows))
     assert line["adv_auroc_mean"] == pytest.approx((0.7 + 0.5) / 2)
     assert line["adv_auroc_std"] == pytest.approx((math.sqrt(0.02) + 0.0) / 2)
-    assert line["adv_auroc_ci_low"] == pytest.approx((0.6 + 0.35) / 2)
-    assert line["adv_auroc_ci_high"] == pytest.approx((0.8 + 0.65) / 2)
+    bottle = two_level_by_hand([0.6, 0.8], [0.5, 0.7], [0.7, 0.9])
+    cable = two_level_by_hand([0.5, 0.5], [0.3, 0.4], [0.6, 0.7])
+    assert line["adv_auroc_ci_low"] == pytest.approx((bottle[0] + cable[0]) / 2)
+    assert line["adv_auroc_ci_high"] == pytest.approx((bottle[1] + cable[1]) / 2)
     assert (line["categories"], line["seeds"]) == (2, 2)
     single = only_line(aggregate(board(adv("bottle", 0, 0.6, 0.52, 0.71))))
     assert (single["adv_auroc_ci_low"], single["adv_auroc_ci_high"], single["adv_auroc_std"]) == (0.52, 0.71, 0.0)
+
+
+def test_the_interval_covers_the_spread_over_seeds_that_the_mean_of_row_bounds_misses():
+    """Seeds at 0.2, 0.5 and 0.8, each with a narrow image-level interval: the mean of the row bounds is about
+    [0.48, 0.52]; the interval of the seed mean spans most of the seed values' range."""
+    rows = board(*(adv("bottle", seed, v, v - 0.02, v + 0.02) for seed, v in enumerate((0.2, 0.5, 0.8))))
+    line = only_line(aggregate(rows))
+    assert line["adv_auroc_ci_low"] < 0.3 and line["adv_auroc_ci_high"] > 0.7
+
+
+def test_an_auroc_of_zero_on_every_seed_gets_the_wilson_interval_not_a_point():
+    """0.000 [0.00, 0.00] on 3 seeds of 59 eval images: [0, z^2 / (177 + z^2)] by hand."""
+    rows = board(*(adv("bottle", seed, 0.0, 0.0, 0.0, n_eval=59) for seed in range(3)))
+    line = only_line(aggregate(rows))
+    z = 1.959963984540054
+    assert (line["adv_auroc_ci_low"], line["adv_auroc_ci_high"]) == pytest.approx((0.0, z * z / (177 + z * z)))
 
 
 def test_a_value_is_undefined_when_some_row_it_summarises_lacks_it():
@@ -75,7 +106,8 @@ def test_the_noise_control_must_match_seed_and_eps_but_not_the_calibrator():
     summary = aggregate(board(*attacks, *controls))
     line = only_line(summary, attack="pgd", eps="2/255")
     assert line["noise_adv_auroc_mean"] == pytest.approx(0.85)
-    assert (line["noise_adv_auroc_ci_low"], line["noise_adv_auroc_ci_high"]) == pytest.approx((0.8, 0.9))
+    assert (line["noise_adv_auroc_ci_low"], line["noise_adv_auroc_ci_high"]) == \
+        pytest.approx(two_level_by_hand([0.9, 0.8], [0.85, 0.75], [0.95, 0.85]))
     assert math.isnan(only_line(summary, attack="pgd", eps="8/255")["noise_adv_auroc_mean"])
 
 
@@ -98,7 +130,8 @@ def test_summary_table_shows_mean_std_interval_and_noise_column():
     console = Console(file=io.StringIO(), width=250)
     print_table(console, summary_table(summarise(rows), "t", intervals=True))
     text = console.file.getvalue()
-    assert "noise" in text and "0.700±0.141" in text and "[0.60, 0.80]" in text
+    low, high = two_level_by_hand([0.6, 0.8], [0.5, 0.7], [0.7, 0.9])
+    assert "noise" in text and "0.700±0.141" in text and f"[{low:.2f}, {high:.2f}]" in text
     assert "0.910±0.014" in text  # the noise control's mean +- std, beside the attack and on its own line
     assert text.count("0.910±0.014") == 2
 

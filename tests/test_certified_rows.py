@@ -73,6 +73,7 @@ def test_certified_rows_hold_the_certified_auroc_of_the_draws_the_engine_aggrega
     for radius, text in ((0.25, "1/4"), (0.5, "1/2")):
         assert float(rows[text]["cert_auroc"]) == pytest.approx(brute_force_auroc(draws, labels, radius, 0.001))
         assert float(rows[text]["cert_sigma"]) == SIGMA and rows[text]["defense_samples"] == str(SAMPLES)
+        assert float(rows[text]["cert_joint_alpha"]) == pytest.approx(len(labels) * 0.001)  # Bonferroni, by hand
     # 60 draws certify radius 1/4 (q = Phi(-1) needs 40 at alpha 0.001) but not 1/2 (q = Phi(-2) needs 300)
     assert float(rows["1/4"]["cert_infinite"]) == 0.0 and float(rows["1/2"]["cert_infinite"]) == 1.0
     assert float(rows["1/2"]["cert_auroc"]) == 0.0

@@ -99,3 +99,15 @@ def test_the_certified_auroc_puts_normals_at_their_upper_and_anomalies_at_their_
 def test_a_certificate_that_cannot_be_computed_is_one_line(sigma, radius, alpha, message):
     with pytest.raises(RobustadError, match=message):
         median_bounds(np.zeros((1, 10)), sigma, radius, alpha)
+
+
+def test_the_joint_level_is_the_union_bound_and_the_per_bound_alpha_inverts_it():
+    """59 bounds at 0.001 each: all hold with probability at least 1 - 0.059 = 0.941 (the README's example); a joint
+    0.05 over 59 images needs 0.05 / 59 per bound."""
+    from robustad.certify import joint_alpha, per_bound_alpha
+
+    assert joint_alpha(0.001, 59) == pytest.approx(0.059)
+    assert joint_alpha(0.5, 59) == 1.0
+    assert per_bound_alpha(0.05, 59) == pytest.approx(0.05 / 59)
+    with pytest.raises(RobustadError, match="per_bound_alpha"):
+        per_bound_alpha(1.5, 59)

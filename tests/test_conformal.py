@@ -61,6 +61,7 @@ def test_false_positive_rate_on_exchangeable_normals_is_at_most_alpha(n, alpha, 
     noise = 4 * np.sqrt(alpha * (1 - alpha) / trials)
     exact = np.floor(alpha * (n + 1)) / (n + 1)
     assert decided.mean() <= alpha + noise
+    assert Conformal(alpha=alpha).fit(draws[0, :n], np.zeros(n, dtype=int)).fpr_bound == pytest.approx(exact)
     if not ties:
         assert abs(decided.mean() - exact) <= noise
 
@@ -117,6 +118,9 @@ def test_row_rates_match_the_saved_scores(tmp_path):
     normal = calib.clean_score[calib.label == 0].to_numpy()
     labels = evaluated.label.to_numpy()
     assert row["conformal_alpha"] == 0.2
+    n = normal.size  # the exact marginal bound by hand: floor(0.2 (n + 1)) / (n + 1)
+    assert row["conformal_fpr_bound"] == pytest.approx(int(0.2 * (n + 1) + 1e-9) / (n + 1))
+    assert row["conformal_guarantee"] == "marginal"
     for side in ("clean", "adv"):
         decided = brute_force_p_values(normal, evaluated[f"{side}_score"].to_numpy()) <= 0.2
         assert row[f"{side}_fpr_at_alpha"] == pytest.approx(decided[labels == 0].mean())

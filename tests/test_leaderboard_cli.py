@@ -14,6 +14,7 @@ from rich.console import Console
 from robustad.results.frame import load_rows
 from robustad.results.tables import print_table, summarise, summary_table
 from tests.boards import run_robustad
+from tests.test_aggregate import two_level_by_hand
 
 BOTTLE = Path(__file__).resolve().parents[1] / "results" / "bottle" / "leaderboard.csv"
 PERTURBATION = ["surrogate", "attack", "eps", "round_8bit"]
@@ -63,7 +64,8 @@ def test_rich_console_of_80_columns_shows_intervals_without_cutting(raw):
     assert "…" not in out and max(map(len, out.splitlines())) <= 80
     one = raw[(raw["calibrator"] == "platt") & (raw["attack"] == "fgsm") & (raw["surrogate"] == "score")
               & (raw["eps"] == "8/255") & (raw["round_8bit"] == "False")]
-    low, high = one["adv_auroc_ci_low"].mean(), one["adv_auroc_ci_high"].mean()
+    low, high = two_level_by_hand(*(one[c].astype(float).tolist() for c in ("adv_auroc", "adv_auroc_ci_low",
+                                                                             "adv_auroc_ci_high")))
     assert f"[{low:.2f}, {high:.2f}]" in out
 
 

@@ -11,7 +11,8 @@ from matplotlib.collections import PolyCollection
 from matplotlib.colors import to_hex
 
 from robustad.results.figures import draw_metric_vs_eps, eps_curves
-from robustad.results.report import SCORE_COLUMNS, write_report
+from robustad.results.report import write_report
+from robustad.results.scorefiles import SCORE_COLUMNS
 from tests.boards import board, row, run_robustad, write_board
 
 

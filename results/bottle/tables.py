@@ -12,9 +12,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from robustad.results.aggregate import mean_if_complete, std_if_complete
+from robustad.results.aggregate import UNBOUNDED, mean_if_complete, std_if_complete
 from robustad.results.frame import numeric
 from robustad.results.leaderboard import read_rows
+from robustad.twolevel import Z95, ratio_from_rows, seed_mean_bounds
 
 HERE = Path(__file__).resolve().parent
 LEADERBOARD = HERE / "leaderboard.csv"
@@ -33,15 +34,19 @@ def load(path: Path = LEADERBOARD) -> pd.DataFrame:
 
 
 def cell(rows: pd.DataFrame, metric: str) -> str:
-    """``value [low, high]`` of one row, or ``mean +- std [mean low, mean high]`` over several (seeds), undefined
-    (nan) unless every row has the value, as ``robustad leaderboard`` aggregates."""
+    """``value [low, high]`` of one row, or ``mean +- std [low, high]`` over several (seeds), undefined (nan) unless
+    every row has the value, as ``robustad leaderboard`` aggregates: the interval is the two-level one of the mean
+    over seeds, with the Wilson interval at 0 or 1 (``twolevel.seed_mean_bounds``)."""
     if rows.empty:
         return "n/a"
-    values, low, high = rows[metric], rows[f"{metric}_ci_low"], rows[f"{metric}_ci_high"]
+    values = rows[metric]
+    n_eval = pd.to_numeric(rows["n_eval"]) if "n_eval" in rows else pd.Series(dtype=float)
+    low, high = seed_mean_bounds(values, rows[f"{metric}_ci_low"], rows[f"{metric}_ci_high"],
+                                 n_eff=float(n_eval.sum()) if len(n_eval) and n_eval.notna().all() else None,
+                                 bounded=not metric.endswith(UNBOUNDED))
     if len(rows) == 1:
-        return f"{values.iloc[0]:.3f} [{low.iloc[0]:.2f}, {high.iloc[0]:.2f}]"
-    return (f"{mean_if_complete(values):.3f} ± {std_if_complete(values):.3f} "
-            f"[{mean_if_complete(low):.2f}, {mean_if_complete(high):.2f}]")
+        return f"{values.iloc[0]:.3f} [{low:.2f}, {high:.2f}]"
+    return f"{mean_if_complete(values):.3f} ± {std_if_complete(values):.3f} [{low:.2f}, {high:.2f}]"
 
 
 def seeds_of(rows: pd.DataFrame) -> str:
@@ -99,11 +104,13 @@ def calibration_table(rows: pd.DataFrame) -> list[str]:
 
 
 def noise_share(rows: pd.DataFrame) -> list[str]:
-    """How much of the seed paper's attack (linear surrogate, FGSM) the noise control already explains."""
+    """How much of the seed paper's attack (linear surrogate, FGSM) the noise control already explains: the ratio
+    of the mean AUROC drops over seeds, mean(clean - noise) / mean(clean - FGSM), with its two-level interval
+    (``twolevel.ratio_from_rows``: seeds resampled, each adversarial AUROC drawn with its row's standard error)."""
     chosen = rows[(rows["calibrator"] == "platt") & (rows["round_8bit"] == "False") & rows["seed"].isin([0, 1, 2])]
     parts = []
     for eps in EPS:
-        shares = []
+        drops = []
         for seed in (0, 1, 2):
             one = chosen[(chosen["seed"] == seed) & (chosen["eps"] == eps)]
             fgsm = one[(one["attack"] == "fgsm") & (one["surrogate"] == "linear")]
@@ -111,11 +118,17 @@ def noise_share(rows: pd.DataFrame) -> list[str]:
             if fgsm.empty or noise.empty:
                 continue
             clean = fgsm["clean_auroc"].iloc[0]
-            drop = clean - fgsm["adv_auroc"].iloc[0]
-            shares.append((clean - noise["adv_auroc"].iloc[0]) / drop if drop > 0 else np.nan)
-        if shares:
-            parts.append(f"{100 * np.nanmean(shares):.0f} % at {eps}")
+            drops.append([clean - noise["adv_auroc"].iloc[0], _se(noise), clean - fgsm["adv_auroc"].iloc[0],
+                          _se(fgsm)])
+        if drops:
+            share = ratio_from_rows(*np.array(drops).T)
+            parts.append(f"{100 * share.estimate:.0f} % [{100 * share.low:.0f}, {100 * share.high:.0f}] at {eps}")
     return parts
+
+
+def _se(row: pd.DataFrame) -> float:
+    """The row's image-level standard error of adv_auroc, from its 95 % interval."""
+    return float(row["adv_auroc_ci_high"].iloc[0] - row["adv_auroc_ci_low"].iloc[0]) / (2 * Z95)
 
 
 def section(rows: pd.DataFrame) -> str:
@@ -126,7 +139,10 @@ def section(rows: pd.DataFrame) -> str:
         f"(14 normal, 45 anomalous), clean eval AUROC {clean:.3f} at seed 0. Every number is a leaderboard row of "
         f"`results/bottle/leaderboard.csv`, made at commit {commit} with 2 torch threads by "
         "`results/bottle/run.sh` and turned into these tables by `results/bottle/tables.py`; brackets are 95 % "
-        "bootstrap intervals over eval images, ± the standard deviation over seeds 0-2 (with the mean interval).",
+        "bootstrap intervals over eval images; over seeds 0-2, ± the standard deviation and "
+        "the 95 % interval of that mean in brackets "
+        "(a two-level bootstrap over seeds and eval images, docs/protocol.md section 6; "
+        "at 0 or 1 the Wilson score interval).",
         "",
         "**The attack suite** (seed 0, adversarial eval AUROC; `apgd` 20 steps, `square` 50 queries, `worstcase` per "
         "image over noise, fgsm, pgd, apgd and square):",
@@ -138,7 +154,8 @@ def section(rows: pd.DataFrame) -> str:
         *seeds_table(rows),
         "",
         f"The noise control alone explains {', '.join(noise_share(rows))} of the AUROC drop that the seed paper's "
-        "attack (linear surrogate, FGSM) causes.",
+        "attack (linear surrogate, FGSM) causes: the ratio of the mean drops over seeds 0-2, mean(clean - noise) / "
+        "mean(clean - FGSM), with its 95 % two-level bootstrap interval (seeds and images) in brackets.",
         "",
         "**Calibration and the entropy flag** (seeds 0-2; white-box FGSM at 8/255):",
         "",

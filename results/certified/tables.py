@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from robustad.certify import joint_alpha
 from robustad.results.frame import numeric
 from robustad.results.leaderboard import read_rows
 
@@ -45,9 +46,9 @@ def mean_gap(certified: pd.DataFrame, attacked: pd.DataFrame) -> str:
 
 
 def certified_table(rows: pd.DataFrame) -> list[str]:
-    lines = ["| sigma | L2 radius | certified AUROC | vacuous bounds | PGD-L2 (EOT 4) | gap: PGD − certified "
-             "(lowest seed) | L2 noise | smoothed clean, 4 draws | smoothed clean, 100 draws |",
-             "|" + " --- |" * 9]
+    lines = ["| sigma | L2 radius | certified AUROC | bootstrap over eval images | vacuous bounds | PGD-L2 (EOT 4) | "
+             "gap: PGD − certified (lowest seed) | L2 noise | smoothed clean, 4 draws | smoothed clean, 100 draws |",
+             "|" + " --- |" * 10]
     smoothed = rows[rows["defense"] == "smoothing"]
     for sigma in SIGMAS:
         own = smoothed[smoothed["sigma"] == sigma]
@@ -58,10 +59,22 @@ def certified_table(rows: pd.DataFrame) -> list[str]:
             pgd = few[(few["attack"] == "pgd") & (few["eps"] == radius)]
             noise = few[(few["attack"] == "noise") & (few["eps"] == radius)]
             vacuous = f"{certified['cert_infinite'].mean():.2f}" if len(certified) else "n/a"
-            lines.append(f"| {sigma:g} | {float(Fraction(radius)):g} | {cell(certified, 'cert_auroc')} | {vacuous} | "
+            certificate, bootstrap = cell(certified, "cert_auroc").partition(" [")[::2]
+            lines.append(f"| {sigma:g} | {float(Fraction(radius)):g} | {certificate} | "
+                         f"{'[' + bootstrap if bootstrap else 'n/a'} | {vacuous} | "
                          f"{cell(pgd, 'adv_auroc')} | {mean_gap(certified, pgd)} | {cell(noise, 'adv_auroc')} | "
                          f"{cell(pgd, 'clean_auroc')} | {cell(certified, 'clean_auroc')} |")
     return lines
+
+
+def joint_confidence(rows: pd.DataFrame) -> float:
+    """The probability that every eval image's bound of a certified row holds at once: 1 - n_eval x cert_alpha
+    (``certify.joint_alpha``; the same for every certified row here)."""
+    certified = rows[rows["cert_radius"] != ""]
+    levels = {1 - joint_alpha(float(alpha), int(n)) for alpha, n in zip(certified["cert_alpha"], certified["n_eval"])}
+    if len(levels) != 1:
+        raise ValueError(f"certified rows with different joint levels: {sorted(levels)}")
+    return levels.pop()
 
 
 def section(rows: pd.DataFrame) -> str:
@@ -72,10 +85,17 @@ def section(rows: pd.DataFrame) -> str:
         f"{int(rows['n_eval'].iloc[0])} eval images, median smoothing (`--defense smoothing`); every number comes "
         "from rows of `results/certified/leaderboard.csv`, made at commits "
         f"{commit} by `results/certified/run.sh` with 1 torch thread and turned into this table by "
-        "`results/certified/tables.py`. Mean ± standard deviation over seeds, the mean 95 % bootstrap interval over "
-        "eval images in brackets. *Certified AUROC*: every normal image at the upper and every anomalous one at the "
+        "`results/certified/tables.py`. Mean ± standard deviation over seeds, "
+        "the 95 % interval of that mean in brackets "
+        "(a two-level bootstrap over seeds and eval images, docs/protocol.md section 6; "
+        "at 0 or 1 the Wilson score interval). *Certified AUROC*: every normal image at the upper and every "
+        "anomalous one at the "
         "lower percentile bound of its smoothed score over all L2 perturbations of that radius, from 100 Gaussian "
-        "draws per image with one-sided Clopper-Pearson confidence (`cert_alpha` 0.001 per bound and image); "
+        "draws per image with one-sided Clopper-Pearson confidence (`cert_alpha` 0.001 per bound and image, so all "
+        f"{int(rows['n_eval'].iloc[0])} bounds a certificate needs hold at once with probability at least "
+        f"{joint_confidence(rows):.3f} by the union bound); it is mean ± standard deviation over seeds, and the "
+        "*bootstrap* column beside it is the spread over which eval images are drawn (each image's bounds held "
+        "fixed), not part of the guarantee; "
         "*vacuous bounds*: the share of eval images whose bound is infinite (100 draws cannot reach the quantile "
         "Phi(r/sigma) at that confidence), which sets the certificate to 0 once every image has one. *PGD-L2*: "
         "white-box (`score` surrogate) PGD-10 in the L2 ball through the smoothed score with 4 draws and EOT 4 per "

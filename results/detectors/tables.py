@@ -6,12 +6,15 @@ that README.md holds exactly this text. The leaderboard is filled by ``results/d
 
 from __future__ import annotations
 
+import re
 import runpy
 from pathlib import Path
 
 import pandas as pd
 
-from robustad.results.frame import numeric
+from robustad.results.audit import audit
+from robustad.results.compare import compare
+from robustad.results.frame import load_rows, numeric
 from robustad.results.leaderboard import read_rows
 
 HERE = Path(__file__).resolve().parent
@@ -41,7 +44,7 @@ def detector_table(rows: pd.DataFrame) -> list[str]:
     """Clean AUROC, the noise control and each attack's adversarial AUROC per detector and eps, over seeds."""
     views = [(attack, "score") for attack in ATTACKS] + [(attack, "linear") for attack in ATTACKS]
     header = ("| detector | eps | clean AUROC | noise | "
-              + " | ".join(f"{attack} {'white-box' if s == 'score' else 'transfer'}" for attack, s in views)
+              + " | ".join(f"{attack} {threat(attack, s)}" for attack, s in views)
               + " | worst white-box |")
     lines = [header, "|" + " --- |" * (5 + len(views))]
     for detector in DETECTORS:
@@ -58,6 +61,56 @@ def detector_table(rows: pd.DataFrame) -> list[str]:
     return lines
 
 
+def threat(attack: str, surrogate: str) -> str:
+    """``white-box`` through the detector's score; through the linear head ``transfer`` only for FGSM (one step,
+    nothing chosen by the detector), ``gray-box`` for PGD and Square, whose kept iterate the real score picks."""
+    if surrogate == "score":
+        return "white-box"
+    return "transfer" if attack == "fgsm" else "gray-box"
+
+
+PAIRS = [("patchcore", "anomalydino"), ("subspacead", "anomalydino"), ("subspacead", "patchcore")]
+
+
+def paired_table(rows: pd.DataFrame) -> list[str]:
+    """``robustad compare --axis detector`` on these rows: per attack, threat and eps, the paired difference of
+    adversarial AUROC (mean over seeds) of each pair with its interval, * where significant after Holm."""
+    table = compare(rows, "detector", metric="adv_auroc", resamples=2000)
+    scopes = list(dict.fromkeys(table["scope"]))
+    lines = ["| attack | eps | " + " | ".join(f"{a} − {b}" for a, b in PAIRS) + " |", "|" + " --- |" * (2 + len(PAIRS))]
+    for scope in scopes:
+        attack, surrogate, eps = scope.split(" ")
+        cells = []
+        for a, b in PAIRS:
+            line = table[(table["scope"] == scope) & (((table["a"] == a) & (table["b"] == b))
+                                                      | ((table["a"] == b) & (table["b"] == a)))].iloc[0]
+            sign = 1 if line["a"] == a else -1  # a - b as the column names it
+            low, high = sorted((sign * line["low"], sign * line["high"]))
+            cells.append(f"{sign * line['difference']:+.3f} [{low:+.2f}, {high:+.2f}]"
+                         + (" *" if line["significant"] else ""))
+        label = "noise" if attack == "noise" else f"{attack} {threat(attack, surrogate)}"
+        lines.append(f"| {label} | {eps} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def audit_lines(path: Path = LEADERBOARD) -> list[str]:
+    """``robustad audit`` on the whole leaderboard, its failures grouped by check, detector and comparison with
+    the seeds they fail on."""
+    everything = load_rows(path, [])
+    failures = audit(everything)
+    grouped: dict[tuple[str, str, str], list[str]] = {}
+    for failure in failures:
+        detector = re.search(r"detector=(\S+)", failure.where).group(1)
+        seed = re.search(r"seed=(\d+)", failure.where).group(1)
+        what = failure.detail.split(":")[0]
+        grouped.setdefault((failure.check, detector, what), []).append(seed)
+    lines = [f"`robustad audit` on `results/detectors/leaderboard.csv` ({len(everything)} rows): "
+             f"{len(failures)} failed checks" + (":" if failures else ".")]
+    for (check, detector, what), seeds in grouped.items():
+        lines.append(f"- {check}, {detector}: {what} (seed{'s' if len(seeds) > 1 else ''} {', '.join(seeds)})")
+    return lines
+
+
 def section(rows: pd.DataFrame) -> str:
     commit = COMMIT.read_text().strip() if COMMIT.exists() else "unknown"
     n_eval = int(rows["n_eval"].iloc[0])
@@ -67,12 +120,28 @@ def section(rows: pd.DataFrame) -> str:
         f"1-shot, seeds {', '.join(map(str, seeds))}, {n_eval} eval images, Platt; every number comes from rows of "
         f"`results/detectors/leaderboard.csv`, made at commit {commit} by `results/detectors/run.sh` with 1 torch "
         "thread and turned into this table by `results/detectors/tables.py`. Each entry is the mean ± standard "
-        "deviation over seeds, with the mean 95 % bootstrap interval over eval images in brackets. *White-box*: "
-        "through the detector's own differentiable score (`score` surrogate); *transfer*: through the `linear` "
-        "surrogate head. Square uses 20 queries per image. *Worst white-box*: per seed, the lowest adversarial "
+        "deviation over seeds, with the 95 % interval of that mean in brackets "
+        "(a two-level bootstrap over seeds and eval images, docs/protocol.md section 6; "
+        "at 0 or 1 the Wilson score interval). *White-box*: "
+        "through the detector's own differentiable score (`score` surrogate); *transfer*: FGSM through the `linear` "
+        "surrogate head (one step, nothing chosen by the detector); *gray-box*: PGD and Square through the `linear` "
+        "head, where the detector's real score picks the iterate each image keeps. "
+        "Square uses 20 queries per image. *Worst white-box*: per seed, the lowest adversarial "
         "AUROC over fgsm, pgd and square, then averaged.",
         "",
         *detector_table(rows),
+        "",
+        "**Paired differences** (`robustad compare results/detectors/leaderboard.csv --axis detector`, Platt rows): "
+        "adversarial AUROC of the first detector less the second's on the same seeds (splits and reference images), "
+        "mean over seeds, with its paired two-level 95 % interval. The leaderboard holds no per-image scores, so the "
+        "image level comes from each row's interval with the two detectors' image errors taken as independent (wider "
+        "than a paired draw of the same images). * marks a difference significant at 5 % after Holm's correction "
+        "over the 14 attack and eps cells of that pair; with 3 seeds no bootstrap p-value can fall below 2/2001, so "
+        "a pair needs a clear, same-signed gap on every seed.",
+        "",
+        *paired_table(rows),
+        "",
+        *audit_lines(),
     ]
     return "\n".join(text)
 

@@ -19,7 +19,7 @@ from robustad.results.leaderboard import row_text
 OPTIONAL_MEMBERS: dict[str, dict[str, Any]] = {
     "attack": {"norms": ("linf",), "needs_surrogate": True, "members": None, "flag_aware": None,
                "flag_posterior": None, "control": False},
-    "calibrator": {"degenerate": False, "alpha": None},
+    "calibrator": {"degenerate": False, "alpha": None, "fpr_bound": None},
     "surrogate": {"white_box": False},
     "defense": {"samples": 1, "aggregate": "mean", "certified_sigma": None, "reach": 0, "report_samples": 0},
 }

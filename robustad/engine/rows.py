@@ -14,7 +14,7 @@ from importlib.metadata import PackageNotFoundError, version
 import numpy as np
 
 from robustad import metrics
-from robustad.certify import certified_auroc, median_bounds
+from robustad.certify import certified_auroc, joint_alpha, median_bounds
 from robustad.intervals import bootstrap_intervals, certificate_intervals, decision_intervals
 from robustad.records import Cell
 from robustad.version import __version__
@@ -63,10 +63,13 @@ def image_columns(labels: np.ndarray, clean_scores: np.ndarray, clean_probs: np.
 
 
 def decision_columns(labels: np.ndarray, alpha: float, decided: dict[str, np.ndarray], *, resamples: int,
-                     seed: int) -> dict:
+                     seed: int, fpr_bound: float | None = None) -> dict:
     """A calibrator's own decision at ``alpha``: its false- and true-positive rates on each side (``clean``,
-    ``adv``) of ``decided``, with bootstrap intervals over the image draws the other intervals use."""
+    ``adv``) of ``decided``, with bootstrap intervals over the image draws the other intervals use, and the exact
+    finite-sample bound on the clean false-positive rate it guarantees (marginally over calib sets), if it has one."""
     row: dict = {"conformal_alpha": float(alpha)}
+    if fpr_bound is not None:
+        row.update(conformal_fpr_bound=float(fpr_bound), conformal_guarantee="marginal")
     for side, flags in decided.items():
         row.update({f"{side}_{k}": v for k, v in metrics.decision_rates(labels, flags).items()})
     if resamples:
@@ -80,11 +83,13 @@ def certificate_columns(labels: np.ndarray, draws: np.ndarray, sigma: float, rad
                         resamples: int, seed: int) -> dict:
     """The certified AUROC of median smoothing at L2 ``radius`` from each eval image's scores under the defense's
     draws ``(n_eval, samples)`` (docs/protocol.md section 10), with its bootstrap interval over the eval images and
-    the share of images whose bound is infinite (too few draws for ``alpha``)."""
+    the share of images whose bound is infinite (too few draws for ``alpha``). ``cert_joint_alpha``: the certified
+    AUROC needs every eval image's bound at once, so it holds with probability at least 1 - n_eval * alpha
+    (Bonferroni, ``certify.joint_alpha``)."""
     lower, upper = median_bounds(draws, sigma, radius, alpha)
     worst = np.where(np.asarray(labels) == 1, lower, upper)
     row = {"cert_auroc": certified_auroc(labels, lower, upper), "cert_sigma": float(sigma),
-           "cert_infinite": float(np.mean(np.isinf(worst)))}
+           "cert_infinite": float(np.mean(np.isinf(worst))), "cert_joint_alpha": joint_alpha(alpha, worst.size)}
     if resamples:
         intervals = certificate_intervals(labels, worst, resamples=resamples, seed=seed).containing(row)
         row["cert_auroc_ci_low"], row["cert_auroc_ci_high"] = intervals.bounds["cert_auroc"]

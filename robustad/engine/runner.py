@@ -242,7 +242,8 @@ class _Group:
                 if decided[side].shape != scores.shape:
                     raise RobustadError(f"{calibrator.component.label()} decide() returned {decided[side].shape[0]} "
                                         f"decisions; expected {scores.shape[0]}")
-        return decision_columns(labels, alpha, decided, resamples=self.settings.resamples, seed=cell.seed)
+        return decision_columns(labels, alpha, decided, resamples=self.settings.resamples, seed=cell.seed,
+                                fpr_bound=calibrator.handle.optional("fpr_bound"))
 
     def _attack_pixels(self, attack_prefix: tuple, attacked: AttackOutcome) -> tuple[dict, float]:
         """Pixel metrics of one attack prefix's adversarial maps, computed once for all its calibrators."""

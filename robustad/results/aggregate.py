@@ -9,6 +9,7 @@ import pandas as pd
 from robustad.errors import RobustadError, one_line
 from robustad.records import fields_with
 from robustad.results.frame import numeric, text, with_noise_control
+from robustad.twolevel import seed_mean_bounds
 
 CONFIG = [*fields_with("config", "perturbation"), "options", "data"]
 """Rows that differ in any of these are never averaged together (a noise control and a clean-only row each keep
@@ -16,12 +17,16 @@ lines of their own): every cell field but those averaged over (``records.Cell``'
 ``data`` names the images (``data_id``) where two sets of images share a dataset and category name."""
 SUMMARY_METRICS = ["clean_auroc", "adv_auroc", "noise_adv_auroc", "clean_ece", "adv_ece", "flag_auroc"]
 STATISTICS = ("mean", "std", "ci_low", "ci_high")
+UNBOUNDED = ("_nll", "_entropy")
+"""Metrics not in [0, 1]: no Wilson interval at the boundary."""
 PUBLISHED_COLUMNS = ("source", "citation", "dataset", "category", "shots", "backbone", "resolution", "detector")
 
 
 def aggregate(rows: pd.DataFrame, metrics: list[str] = SUMMARY_METRICS) -> pd.DataFrame:
-    """One line per configuration: ``<metric>_mean``/``_std`` over seeds and the mean of the rows' 95 % interval
-    bounds ``<metric>_ci_low``/``_ci_high``, each then averaged over categories.
+    """One line per configuration: ``<metric>_mean``/``_std`` over seeds and the 95 % interval of the mean over
+    seeds ``<metric>_ci_low``/``_ci_high`` (``twolevel.seed_mean_bounds``: seeds and each row's images resampled),
+    each then averaged over categories (the mean of the categories' bounds: wider than an interval of the mean
+    of independent categories, never narrower).
 
     A value is defined only when every row it summarises has it (a mean over some of the seeds is not the mean
     over the seeds); ``noise_adv_auroc`` is the matching noise control's adv_auroc (``with_noise_control``).
@@ -32,20 +37,34 @@ def aggregate(rows: pd.DataFrame, metrics: list[str] = SUMMARY_METRICS) -> pd.Da
     source = with_noise_control(rows)
     source = source.assign(data=_ambiguous_data(source))
     frame = pd.DataFrame({column: text(source, column) for column in CONFIG + ["category", "seed"]})
+    frame["n_eval"] = numeric(source, "n_eval")
     for metric in metrics:
         for column in (metric, f"{metric}_ci_low", f"{metric}_ci_high"):
             frame[column] = numeric(source, column)
-    per_category = frame.groupby(CONFIG + ["category"], sort=False).agg(
+    grouped = frame.groupby(CONFIG + ["category"], sort=False)
+    per_category = grouped.agg(
         **{f"{m}_mean": (m, mean_if_complete) for m in metrics},
         **{f"{m}_std": (m, std_if_complete) for m in metrics},
-        **{f"{m}_{bound}": (f"{m}_{bound}", mean_if_complete) for m in metrics for bound in ("ci_low", "ci_high")},
         seeds=("seed", "nunique"),
     )
+    for metric in metrics:
+        bounds = [_seed_mean_bounds(group, metric) for _, group in grouped]
+        per_category[f"{metric}_ci_low"] = [low for low, _ in bounds]
+        per_category[f"{metric}_ci_high"] = [high for _, high in bounds]
     by_config = per_category.groupby(level=CONFIG, sort=False)
     summary = by_config.agg(mean_if_complete)
     summary["categories"] = by_config.size()
     columns = [f"{m}_{s}" for m in metrics for s in STATISTICS] + ["categories", "seeds"]
     return summary[columns].reset_index()
+
+
+def _seed_mean_bounds(rows: pd.DataFrame, metric: str) -> tuple[float, float]:
+    """The interval of one category's mean over seeds; ``n_eff`` (for the Wilson interval at 0 or 1): seeds x eval
+    images, when the rows record ``n_eval``."""
+    n_eval = rows["n_eval"]
+    n_eff = float(n_eval.sum()) if n_eval.notna().all() and len(n_eval) else None
+    return seed_mean_bounds(rows[metric], rows[f"{metric}_ci_low"], rows[f"{metric}_ci_high"], n_eff=n_eff,
+                            bounded=not metric.endswith(UNBOUNDED))
 
 
 def _ambiguous_data(rows: pd.DataFrame) -> pd.Series:

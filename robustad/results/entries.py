@@ -129,3 +129,21 @@ def _worst(lines: pd.DataFrame) -> dict:
         for statistic in ("mean", "std", "ci_low", "ci_high"):
             out[f"{metric}_{statistic}"] = line[f"{metric}_{statistic}"]
     return out
+
+
+def with_breaking_eps(lines: pd.DataFrame) -> pd.DataFrame:
+    """The ranking lines with ``breaking_eps``: per entry, dataset, category, threat model and calibrator, the eps
+    at which the worst adversarial AUROC over the lines' eps falls below 0.5 (``radius.breaking_eps``, eps 0 being
+    the clean AUROC; inf when no eps of the grid gets there). Only as fine as the grid of eps that was run."""
+    from fractions import Fraction
+
+    from robustad.radius import breaking_eps
+
+    values = pd.Series(float("nan"), index=lines.index)
+    for _, group in lines.groupby(["entry", "dataset", "category", "threat", "calibrator"], sort=False):
+        eps = group["eps"].map(lambda e: float(Fraction(e)) if e else float("nan")).to_numpy(dtype=float)
+        auroc, clean = group["adv_auroc_mean"].to_numpy(dtype=float), group["clean_auroc_mean"].to_numpy(dtype=float)
+        defined = ~(pd.isna(eps) | pd.isna(auroc))
+        if defined.any() and not pd.isna(clean).all():
+            values[group.index] = breaking_eps(eps[defined], auroc[defined], float(pd.Series(clean).mean()))
+    return lines.assign(breaking_eps=values)

@@ -11,10 +11,8 @@ import pandas as pd
 
 from robustad.contained import inside
 from robustad.errors import RobustadError
-from robustad.results.frame import numeric
+from robustad.results.scorefiles import read_score_file
 from robustad.results.site import build_site, check_examples, check_out
-
-SCORE_COLUMNS = ("path", "split", "label", "clean_score", "clean_prob", "adv_score", "adv_prob")
 
 
 def check_paths(out: Path, scores_dir: Path | None, examples: Path | None = None) -> None:
@@ -40,7 +38,7 @@ def load_scores(rows: pd.DataFrame, scores_dir: Path) -> tuple[pd.DataFrame, int
         if not path.is_file():
             missing += 1
             continue
-        frame = _read_score_file(path)
+        frame = read_score_file(path)
         frame["calibrator"] = row["calibrator"]
         frame["cell_hash"] = row["cell_hash"]
         frame["attack"] = f"{row['attack']} {row['eps']} {row['surrogate']}".strip()
@@ -48,26 +46,6 @@ def load_scores(rows: pd.DataFrame, scores_dir: Path) -> tuple[pd.DataFrame, int
     return (pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()), missing
 
 
-def _read_score_file(path: Path) -> pd.DataFrame:
-    """One cell's score file, checked to be what ``bench --save-scores`` writes."""
-    try:
-        frame = pd.read_csv(path)
-    except pd.errors.EmptyDataError:
-        raise RobustadError(f"score file {path} is empty") from None
-    except (UnicodeDecodeError, pd.errors.ParserError) as exc:
-        raise RobustadError(f"score file {path} is not a CSV text file ({' '.join(str(exc).split())})") from None
-    absent = [c for c in SCORE_COLUMNS if c not in frame.columns]
-    if absent:
-        raise RobustadError(f"score file {path} is not a robustad score file: it lacks {', '.join(absent)} "
-                            f"(expected {', '.join(SCORE_COLUMNS)})")
-    if frame.empty:
-        raise RobustadError(f"score file {path} is empty (a header and no images)")
-    try:
-        for column in ("label", "clean_prob", "adv_prob"):
-            frame[column] = numeric(frame, column)
-    except RobustadError as exc:
-        raise RobustadError(f"score file {path}: {exc}") from None
-    return frame
 
 
 def write_report(rows: pd.DataFrame, scores: pd.DataFrame | None, out: Path, examples: Path | None = None,

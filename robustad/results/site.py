@@ -21,6 +21,7 @@ from robustad.errors import RobustadError
 from robustad.outputs import check_folder
 from robustad.records import NO_ATTACK
 from robustad.results.aggregate import beside_published
+from robustad.results.compare import next_in_rank
 from robustad.results.entries import (
     ANY_THREAT,
     ENTRY,
@@ -28,6 +29,7 @@ from robustad.results.entries import (
     entry_name,
     entry_settings,
     ranking,
+    with_breaking_eps,
     with_entries,
 )
 from robustad.results.examples import gallery
@@ -43,7 +45,8 @@ METRIC_COLUMNS = ("clean_auroc_full", *INTERVAL_COLUMNS,
                   *(f"{c}_ci_{bound}" for c in INTERVAL_COLUMNS for bound in ("low", "high")))
 COLUMNS = (("rank", "rank"), ("entry", "entry"), ("dataset", "dataset"), ("category", "category"),
            ("threat", "threat"), ("eps", "eps"), ("calibrator", "calibrator"), ("clean_auroc", "clean AUROC"),
-           ("adv_auroc", "worst adv AUROC"), ("attack", "worst attack"), ("noise_adv_auroc", "noise control"),
+           ("adv_auroc", "worst adv AUROC"), ("vs_next", "above next"), ("attack", "worst attack"),
+           ("breaking_eps", "AUROC < 0.5 from eps"), ("noise_adv_auroc", "noise control"),
            ("clean_ece", "clean ECE"), ("adv_ece", "worst adv ECE"), ("evasion_rate", "worst evasion rate"))
 
 
@@ -75,7 +78,9 @@ def build_site(rows: pd.DataFrame, out: Path, *, scores: pd.DataFrame | None = N
     _copy_static(out / "static")
     common = {"version": __version__, "source": source}
     if not lines.empty:
-        lines = lines.assign(name=lines["entry"].map(names), eps_value=lines["eps"].map(_eps_value))
+        lines = lines.assign(name=lines["entry"].map(names), eps_value=lines["eps"].map(_eps_value),
+                             vs_next=next_in_rank(rows, lines))
+        lines = with_breaking_eps(lines)
         lines = lines.sort_values(["dataset", "category", "threat", "eps_value", "calibrator", "rank"], kind="stable")
     page = out / "index.html"
     page.write_text(env.get_template("index.html").render(
@@ -94,6 +99,7 @@ def _environment() -> jinja2.Environment:
     env = jinja2.Environment(loader=jinja2.PackageLoader("robustad.results", "templates"),
                              autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     env.filters["number"] = _number
+    env.filters["eps"] = _eps_text
     return env
 
 
@@ -108,6 +114,13 @@ def _number(value: object, digits: int = 3) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return ""
     return f"{float(value):.{digits}f}"
+
+
+def _eps_text(value: object) -> str:
+    """An eps for the table: ``k/255`` (two decimals of k), ``> grid`` when the grid never gets there."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    return "> grid" if math.isinf(float(value)) else f"{255 * float(value):.2f}/255"
 
 
 def _eps_value(eps: str) -> float:
