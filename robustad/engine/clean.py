@@ -24,9 +24,10 @@ from robustad.engine.defended import DefenseStep, draw
 from robustad.engine.guard import GuardedBackbone, blame, create, joined_features, require_finite
 from robustad.engine.handles import Handle
 from robustad.engine.identity import names_hash, relative_names
+from robustad.engine.own_forward import forward_of
 from robustad.engine.progress import Reporter
 from robustad.engine.settings import RunSettings, machine_cores
-from robustad.engine.splits import make_split, parse_shots
+from robustad.engine.splits import make_split, parse_shots, require_reference
 from robustad.kit.images import load_mask, load_rgb
 from robustad.plugins import PluginRegistry
 from robustad.records import NO_DEFENSE, Cell, DetectorOutput, Features, Sample, Split
@@ -171,6 +172,7 @@ def run_clean_stage(cell: Cell, settings: RunSettings, registry: PluginRegistry,
     dataset = Handle.create(components["dataset"], **cell.component_options("dataset", cell.dataset))
     data = dataset.call("load", settings.data_root, cell.category)
     split = make_split(data, parse_shots(cell.shots), cell.seed, cell.calib_fraction)
+    require_reference(parse_shots(cell.shots), components["detector"])
     timings["t_split_s"] = time.perf_counter() - started
 
     started = time.perf_counter()
@@ -187,6 +189,7 @@ def run_clean_stage(cell: Cell, settings: RunSettings, registry: PluginRegistry,
     detector = create(components["detector"], backbone, cell.resolution, **metadata,
                       **cell.component_options("detector", cell.detector))
     backbone.layers = tuple(getattr(detector, "layers", ()))
+    backbone.backbone = forward_of(network, Handle(components["detector"], detector))  # an ImageDetector's own
     reporter.stage(f"{cell.category}: memory bank from {len(split.reference)} reference images", 1)
     Handle(components["detector"], detector).call("fit", [load_rgb(s.path) for s in split.reference])
     reporter.advance()

@@ -24,7 +24,7 @@ from robustad.engine.guard import blame
 from robustad.engine.handles import Handle, check_settings
 from robustad.engine.identity import data_id, data_sha
 from robustad.engine.settings import MAX_CHUNK, PRECISIONS
-from robustad.engine.splits import MAX_SEED, canonical_shots, make_split, parse_shots
+from robustad.engine.splits import MAX_SEED, canonical_shots, make_split, parse_shots, require_reference
 from robustad.errors import RobustadError
 from robustad.kit.threat import L2, LINF, MAX_L2_EPS, canonical_eps, check_norm, parse_eps
 from robustad.kit.weights import weights_identity
@@ -210,6 +210,8 @@ def build_cells(request: BenchRequest, registry: PluginRegistry) -> list[Cell]:
     names["flag"] = _flags(request, resolve)
     names["defense"] = [n for spec in defenses if spec != NO_DEFENSE for n in (spec, parse_spec(spec)[0])]
     shots = list(dict.fromkeys(canonical_shots(k) for k in split_list(request.shots, "shots")))
+    for detector, k in product(names["detector"], shots):  # zero-shot (k = 0) only for detectors that can
+        require_reference(parse_shots(k), resolve.component("detector", detector))
     seeds = _integers(request.seeds, "seeds", 0, MAX_SEED)
     datasets = _datasets(request, resolve, shots, seeds)
     _check_options_used(given, datasets, names, attacks)
