@@ -22,6 +22,7 @@ from robustad.contracts import (
     Flag,
     FlagTarget,
     FlagView,
+    ImageDetector,
     Perturbed,
     Surrogate,
 )
@@ -37,7 +38,8 @@ except PackageNotFoundError:  # running from a source tree that is not installed
 __all__ = [
     "hookimpl", "RobustadError",
     "Sample", "CategoryData", "Features", "DetectorOutput",
-    "Dataset", "Defense", "Backbone", "Detector", "Surrogate", "Attack", "Calibrator", "Flag", "FlagView",
+    "Dataset", "Defense", "Backbone", "Detector", "ImageDetector", "Surrogate", "Attack", "Calibrator", "Flag",
+    "FlagView",
     "AttackTarget", "FlagTarget", "Perturbed",
     "ATTACK_SETTINGS", "parse_spec",
     "kit", "metrics", "bench", "BenchResult",
