@@ -61,7 +61,9 @@ class Detector(Protocol):
     Optional metadata: a constructor that names ``category`` or ``seed`` receives the cell's (a per-category rule,
     a seeded coreset or augmentation). Optional attributes: ``layers`` (names from the backbone's
     ``layer_names`` that its scores read: the engine asks the backbone for them on every forward, so they arrive
-    in ``Features.layers``) and ``memory_bank_size`` (entries of whatever it fitted, recorded in the row).
+    in ``Features.layers``), ``memory_bank_size`` (entries of whatever it fitted, recorded in the row) and
+    ``zero_shot`` (True: it scores with no reference image, so ``--shots 0`` is allowed; else refused). A detector
+    that owns its forward pass from the image follows ``ImageDetector`` instead.
     """
 
     name: ClassVar[str]

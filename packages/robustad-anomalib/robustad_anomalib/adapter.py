@@ -110,6 +110,7 @@ class AnomalibModel:
         self.torch_model = self.lightning.model.eval().requires_grad_(False)
         self.forward = inspect.unwrap(type(self.torch_model).forward)  # past a @torch.no_grad on forward itself
         self._collected: list[torch.Tensor] | None = None
+        self.shots = 0
 
     def preprocess(self, image: Image.Image) -> torch.Tensor:
         pixels = torch.from_numpy(np.asarray(image.convert("RGB"), dtype=np.float32) / 255).permute(2, 0, 1)
@@ -117,6 +118,7 @@ class AnomalibModel:
 
     def fit(self, images: torch.Tensor | None, backbone: Any) -> None:
         """Fit on the reference images (None: zero-shot), which reach the model through ``backbone``."""
+        self.shots = 0 if images is None else len(images)
         if images is None and self.name not in ZERO_SHOT:
             raise RobustadError(f"anomalib:{self.name} needs k >= 1 reference images")
         defended = None
@@ -157,4 +159,7 @@ class AnomalibModel:
             output = self.forward(self.torch_model, self.normalise(images))
         scores = output.pred_score.reshape(batch, -1)[:, :1].float()
         maps = output.anomaly_map.reshape(batch, *output.anomaly_map.shape[-2:]).float()
+        if not bool(torch.isfinite(scores.detach()).all() and torch.isfinite(maps.detach()).all()):
+            raise RobustadError(f"anomalib:{self.name} returned non-finite scores after fitting on {self.shots} "
+                                "reference image(s); it may need more (PaDiM's covariance needs k >= 2)")
         return Features(patch_tokens=maps[..., None], global_token=scores)

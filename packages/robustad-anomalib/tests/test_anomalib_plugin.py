@@ -108,6 +108,14 @@ def test_zero_shot_is_refused_for_a_model_that_needs_reference_images():
         detector.fit([])
 
 
+def test_padim_on_one_reference_image_is_one_line_not_a_nan():
+    detector, guarded = routed("Padim")
+    detector.fit(images(1, seed=7))  # anomalib's per-patch covariance divides by k - 1
+    x = torch.stack([detector.preprocess(image) for image in images(1, seed=8)])
+    with pytest.raises(RobustadError, match="anomalib:Padim returned non-finite scores after fitting on 1"):
+        guarded(x)
+
+
 def test_robustad_plugins_lists_the_package_with_its_distribution():
     listing = subprocess.run([sys.executable, "-m", "robustad", "plugins"], capture_output=True, text=True,
                              env={"COLUMNS": "250", "PATH": ""}, check=True).stdout
