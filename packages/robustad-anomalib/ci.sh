@@ -2,7 +2,7 @@
 # The robustad-anomalib plugin's tests, in a virtual environment of their own: anomalib 2.7.0 pins what robustad's
 # environment cannot share, so it gets robustad and this package installed beside it as a third party would.
 # Cost measured on 2 shared CPU cores: building the environment about 5.5 min (anomalib and torch about 3.3 min,
-# robustad's own dependencies 2.3 min), once per machine; the tests after that about TEST_COST.
+X
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
