@@ -20,6 +20,7 @@ from robustad.contracts import (
     Flag,
     FlagTarget,
     FlagView,
+    ImageDetector,
     Perturbed,
     Surrogate,
 )
@@ -31,7 +32,8 @@ from robustad.version import __version__
 __all__ = [
     "hookimpl", "RobustadError",
     "Sample", "CategoryData", "Features", "DetectorOutput",
-    "Dataset", "Defense", "Backbone", "Detector", "Surrogate", "Attack", "Calibrator", "Flag", "FlagView",
+    "Dataset", "Defense", "Backbone", "Detector", "ImageDetector", "Surrogate", "Attack", "Calibrator", "Flag",
+    "FlagView",
     "AttackTarget", "FlagTarget", "Perturbed",
     "ATTACK_SETTINGS", "parse_spec",
     "kit", "metrics", "bench", "BenchResult", "compare",

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol
 
 if TYPE_CHECKING:
     import numpy as np
@@ -61,7 +61,9 @@ class Detector(Protocol):
     Optional metadata: a constructor that names ``category`` or ``seed`` receives the cell's (a per-category rule,
     a seeded coreset or augmentation). Optional attributes: ``layers`` (names from the backbone's
     ``layer_names`` that its scores read: the engine asks the backbone for them on every forward, so they arrive
-    in ``Features.layers``) and ``memory_bank_size`` (entries of whatever it fitted, recorded in the row).
+    in ``Features.layers``), ``memory_bank_size`` (entries of whatever it fitted, recorded in the row) and
+    ``zero_shot`` (True: it scores with no reference image, so ``--shots 0`` is allowed; else refused). A detector
+    that owns its forward pass from the image follows ``ImageDetector`` instead.
     """
 
     name: ClassVar[str]
@@ -83,6 +85,21 @@ class Detector(Protocol):
 
     def anomaly_map(self, patch_distances: np.ndarray, size: tuple[int, int]) -> np.ndarray:
         """The pixel anomaly map ``(H, W)`` of one image from its patch distances ``(h, w)``."""
+
+
+class ImageDetector(Detector, Protocol):
+    """A ``Detector`` that owns its forward pass from the image: it defines ``image_features``, and the engine calls
+    it wherever it would call the backbone on images (clean scores, the surrogate, every attack and flag), behind
+    the same defense, precision, chunks and finiteness checks, so ``score`` and ``score_tensor`` receive what it
+    returns. For detectors that need more than one forward pass of a feature map: windows of tokens, a text tower,
+    another library's model. It may read the backbone's modules (``backbone.<attribute>``) but must not call the
+    backbone on images, which would call ``image_features`` again. A class that defines ``image_features`` is
+    checked against this protocol when it registers.
+    """
+
+    def image_features(self, images: torch.Tensor) -> Features:
+        """Images in [0,1] ``(B, 3, H, W)`` -> the ``Features`` its ``score`` reads, differentiably; ``layers``
+        holds any further maps by the names in its ``layers`` attribute."""
 
 
 class Surrogate(Protocol):
@@ -266,18 +283,37 @@ CONTRACTS: dict[str, type] = {
 }
 
 
+def contract_of(kind: str, cls: type) -> type:
+    """The protocol ``cls`` is checked against: ``ImageDetector`` for a detector that defines ``image_features``,
+    else ``kind``'s."""
+    return ImageDetector if kind == "detector" and _provides(cls, "image_features") else CONTRACTS[kind]
+
+
+def owns_forward(detector: object) -> bool:
+    """True for a detector (class or instance) that owns its forward pass from the image (``ImageDetector``)."""
+    return callable(getattr(detector, "image_features", None))
+
+
 def missing_members(kind: str, cls: type) -> list[str]:
-    """The members of ``kind``'s protocol that ``cls`` neither defines nor declares (an annotation counts)."""
-    protocol = CONTRACTS[kind]
+    """The members of ``cls``'s protocol (``contract_of``) that it neither defines nor declares (an annotation
+    counts); an ``image_features`` that is not a method counts as missing."""
+    protocol = contract_of(kind, cls)
     required = [name for name in _protocol_members(protocol) if name not in ("name", "description")]
-    return [name for name in required if not _provides(cls, name)]
+    missing = [name for name in required if not _provides(cls, name)]
+    if protocol is ImageDetector and not owns_forward(cls):
+        missing.append("image_features (a method)")
+    return missing
 
 
 def _protocol_members(protocol: type) -> list[str]:
-    names = list(getattr(protocol, "__annotations__", {}))
-    names += [n for n, v in vars(protocol).items() if callable(v) and not n.startswith("_")]
-    if "__call__" in vars(protocol):
-        names.append("__call__")
+    names: list[str] = []
+    for klass in reversed(protocol.__mro__):  # a protocol's own members after those of the protocols it extends
+        if klass in (object, Protocol, Generic) or not getattr(klass, "_is_protocol", False):
+            continue
+        names += list(vars(klass).get("__annotations__", {}))
+        names += [n for n, v in vars(klass).items() if callable(v) and not n.startswith("_")]
+        if "__call__" in vars(klass):
+            names.append("__call__")
     return list(dict.fromkeys(names))
 
 

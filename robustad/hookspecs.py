@@ -38,7 +38,8 @@ def register_detectors(register):
     :param register: call ``register(cls)``; ``cls(backbone, resolution, **options)`` (plus the cell's
         ``category`` and ``seed`` where the constructor names them) follows ``robustad.contracts.Detector``:
         ``preprocess``, ``fit``, ``score``, the differentiable ``score_tensor`` and ``anomaly_map``; optionally
-        ``layers`` (backbone layers it reads) and ``memory_bank_size``.
+        ``layers`` (backbone layers it reads), ``memory_bank_size`` and ``zero_shot``. A class that also defines
+        ``image_features(images) -> Features`` owns its forward pass (``robustad.contracts.ImageDetector``).
     """
 
 

@@ -55,13 +55,18 @@ EXPECTED_CALIB = {
 }
 
 
-@pytest.mark.parametrize("text, expected", [("all", None), ("ALL", None), (" all ", None), ("1", 1), (" 16 ", 16)])
+@pytest.mark.parametrize("text, expected", [("all", None), ("ALL", None), (" all ", None), ("1", 1), (" 16 ", 16),
+                                            ("0", 0)])
 def test_parse_shots_accepts_whole_numbers_and_all(text, expected):
     assert parse_shots(text) == expected
 
 
-@pytest.mark.parametrize("text", ["0", "-1", "abc", "1.5", ""])
-def test_parse_shots_rejects_zero_negative_and_garbage(text):
+def test_zero_shot_reference_set_is_empty_whatever_the_seed():
+    assert reference_set(train_samples(10), 0, 0) == reference_set(train_samples(10), 0, 7) == []
+
+
+@pytest.mark.parametrize("text", ["-1", "abc", "1.5", ""])
+def test_parse_shots_rejects_negative_and_garbage(text):
     assert repr(text) in one_line_error(parse_shots, text)
 
 

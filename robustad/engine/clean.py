@@ -25,9 +25,10 @@ from robustad.engine.factory import Factory
 from robustad.engine.guard import GuardedBackbone, blame, joined_features, require_finite
 from robustad.engine.handles import Handle
 from robustad.engine.identity import names_hash, relative_names
+from robustad.engine.own_forward import forward_of
 from robustad.engine.progress import Reporter
 from robustad.engine.settings import RunSettings, machine_cores
-from robustad.engine.splits import make_split, parse_shots
+from robustad.engine.splits import make_split, parse_shots, require_reference
 from robustad.kit.images import load_mask, load_rgb
 from robustad.plugins import PluginRegistry
 from robustad.records import NO_DEFENSE, CategoryData, Cell, DetectorOutput, Features, Sample, Split
@@ -186,6 +187,7 @@ def run_clean_stage(cell: Cell, settings: RunSettings, registry: PluginRegistry,
     components = {kind: factory.component(kind, spec) for kind, spec in
                   (("dataset", cell.dataset), ("backbone", cell.backbone), ("detector", cell.detector))}
     data, split = loaded or load(cell, settings, factory)
+    require_reference(parse_shots(cell.shots), components["detector"])
     timings["t_split_s"] = time.perf_counter() - started
 
     started = time.perf_counter()
@@ -201,6 +203,7 @@ def run_clean_stage(cell: Cell, settings: RunSettings, registry: PluginRegistry,
     metadata = components["detector"].runtime_keywords(category=cell.category, seed=cell.seed)
     detector = factory.build(cell, "detector", cell.detector, backbone, cell.resolution, **metadata).instance
     backbone.layers = tuple(getattr(detector, "layers", ()))
+    backbone.backbone = forward_of(network, Handle(components["detector"], detector))  # an ImageDetector's own
     reporter.stage(f"{cell.category}: memory bank from {len(split.reference)} reference images", 1)
     Handle(components["detector"], detector).call("fit", [load_rgb(s.path) for s in split.reference])
     reporter.advance()

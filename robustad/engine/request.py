@@ -24,7 +24,7 @@ from robustad.engine.guard import blame
 from robustad.engine.handles import Handle, check_settings
 from robustad.engine.identity import data_id, data_sha
 from robustad.engine.settings import default_chunk
-from robustad.engine.splits import MAX_SEED, canonical_shots, make_split, parse_shots, split_sizes
+from robustad.engine.splits import MAX_SEED, canonical_shots, make_split, parse_shots, require_reference, split_sizes
 from robustad.errors import RobustadError
 from robustad.kit.threat import L2, LINF, MAX_L2_EPS, canonical_eps, parse_eps
 from robustad.kit.weights import weights_identity
@@ -207,6 +207,8 @@ def plan(request: Request, registry: PluginRegistry, sizes_only: bool = False) -
     names["flag"] = _flags(request, resolve)
     names["defense"] = [n for spec in defenses if spec != NO_DEFENSE for n in (spec, parse_spec(spec)[0])]
     shots = list(dict.fromkeys(canonical_shots(k) for k in split_list(request.shots, "shots")))
+    for detector, k in product(names["detector"], shots):  # zero-shot (k = 0) only for detectors that can
+        require_reference(parse_shots(k), resolve.component("detector", detector))
     seeds = _integers(request.seeds, "seeds", 0, MAX_SEED)
     made = Plan([], [], {}, {}, {}, {})
     datasets = _datasets(request, resolve, shots, seeds, made, sizes_only)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numbers
 from collections import Counter
 
+from robustad.components import Component
 from robustad.errors import RobustadError
 from robustad.kit.layouts import sorted_by_path
 from robustad.records import CategoryData, Sample, Split
@@ -14,17 +15,25 @@ MAX_SEED = 2**32 - 1  # the test split draws from numpy's legacy Mersenne Twiste
 
 
 def parse_shots(text: str) -> int | None:
-    """``"all"`` -> None (every training image), otherwise a whole number k >= 1."""
+    """``"all"`` -> None (every training image), otherwise a whole number k >= 0 (0: zero-shot, no reference)."""
     cleaned = str(text).strip().lower()
     if cleaned == "all":
         return None
     try:
         shots = int(cleaned)
     except ValueError:
-        raise RobustadError(f"shots {text!r}: expected a whole number >= 1 or 'all'") from None
-    if shots < 1:
-        raise RobustadError(f"shots {text!r}: expected a whole number >= 1 or 'all' (k=0 is not allowed)")
+        raise RobustadError(f"shots {text!r}: expected a whole number >= 0 or 'all'") from None
+    if shots < 0:
+        raise RobustadError(f"shots {text!r}: expected a whole number >= 0 (0: zero-shot) or 'all'")
     return shots
+
+
+def require_reference(shots: int | None, detector: Component) -> None:
+    """A one-line error when a cell is zero-shot (k = 0) and its detector cannot score without reference images
+    (it does not declare ``zero_shot = True``)."""
+    if shots == 0 and getattr(detector.cls, "zero_shot", False) is not True:
+        raise RobustadError(f"shots 0: detector {detector.name!r} needs k >= 1 reference images (zero-shot "
+                            "detectors declare zero_shot = True, e.g. winclip)")
 
 
 def canonical_shots(text: str) -> str:
@@ -34,13 +43,14 @@ def canonical_shots(text: str) -> str:
 
 
 def reference_set(train: list[Sample], shots: int | None, seed: int) -> list[Sample]:
-    """``sorted(train)[seed*k : (seed+1)*k]`` (the AnomalyDINO rule); every image when ``shots`` is None."""
+    """``sorted(train)[seed*k : (seed+1)*k]`` (the AnomalyDINO rule; empty for k = 0); every image when ``shots``
+    is None."""
     _check_seed(seed)
     ordered = sorted_by_path(train)
     if shots is None:
         return ordered
-    if shots < 1:
-        raise RobustadError(f"shots {shots}: expected a whole number >= 1 or 'all'")
+    if shots < 0:
+        raise RobustadError(f"shots {shots}: expected a whole number >= 0 or 'all'")
     start, stop = seed * shots, (seed + 1) * shots
     if stop > len(ordered):
         raise RobustadError(f"k={shots} with seed {seed} needs normal training images {start}..{stop - 1} "
