@@ -107,7 +107,7 @@ def bench(
     request = BenchRequest(
         datasets=dataset, data_root=root, categories=category, shots=shots, seeds=seeds, backbones=backbone,
         weights=weights, resolutions=resolution, detectors=detector, surrogates=surrogate,
-        attacks=with_noise_control(attack) if noise_control else attack, eps=eps, calibrators=calib,
+        attacks=with_noise_control(attack, norm) if noise_control else attack, eps=eps, calibrators=calib,
         calib_fraction=calib_fraction, options=options or [], precision=precision, round_8bit=round_8bit,
         defenses=defense, bpda=bpda, eot=eot, chunk=default_chunk(device) if chunk is None else chunk,
         flags=flag, flag_fpr=flag_fpr, norm=norm, cert_radii=cert_radius, cert_alpha=cert_alpha,

@@ -83,8 +83,9 @@ def bench(
     noise_control: bool = typer.Option(True, help="Add the noise control (attack 'noise') to every attack grid."),
     eps: str = typer.Option("2/255,8/255", help="Budgets in [0,1] pixel units of the --norm ball, e.g. 1/255,2/255 "
                                                 "(L-inf) or 0.25,0.5 (L2)."),
-    norm: str = typer.Option("linf", help="Threat model of the attacks: linf, or l2 (eps the L2 norm of the "
-                                          "perturbation of the [0,1] resized image)."),
+    norm: str = typer.Option("linf", help="Threat model of the attacks: linf, l2 (eps the L2 norm of the "
+                                          "perturbation of the [0,1] resized image), or corruption (eps a "
+                                          "severity 0-5 of attack corruption:<name>)."),
     cert_radius: str = typer.Option("", help="L2 radii at which to certify a median-smoothing defense, e.g. "
                                              "0.25,0.5,1.0: one clean-only row per radius with cert_auroc."),
     cert_alpha: float = typer.Option(0.001, help="Probability that a certified bound fails, per bound and image."),

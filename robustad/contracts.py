@@ -209,7 +209,8 @@ class FlagView:
         return generator
 
 
-ATTACK_SETTINGS = ("steps", "alpha", "random_start", "restarts", "loss", "queries", "members", "flag_aware")
+ATTACK_SETTINGS = ("steps", "alpha", "random_start", "restarts", "loss", "queries", "members", "flag_aware",
+                   "corruption")
 """Keys an attack's ``describe`` may return; each is a leaderboard column."""
 
 

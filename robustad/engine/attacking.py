@@ -30,7 +30,7 @@ from robustad.engine.identity import image_seed
 from robustad.engine.progress import Reporter
 from robustad.errors import RobustadError
 from robustad.kit.attacking import logit
-from robustad.kit.threat import L2, LINF, distance, parse_eps, round_to_8bit, two_logit
+from robustad.kit.threat import L2, LINF, distance, is_ball, parse_eps, round_to_8bit, two_logit
 from robustad.plugins import PluginRegistry
 from robustad.records import Cell, DetectorOutput
 
@@ -310,7 +310,8 @@ def _flag_target(attack: _Built, cell: Cell, indices: list[int], flags: Flags, m
 
 def _checked(perturbed: Any, clean: torch.Tensor, eps: float, component: Component, cell: Cell,
              stage: CleanStage) -> Perturbed:
-    """The attack's result inside the threat model of the cell (its ``norm`` ball of radius ``eps``, [0,1]),
+    """The attack's result inside the threat model of the cell (its ``norm`` ball of radius ``eps``, none for a
+    corruption, and [0,1]),
     scored (unless it came with its detector output). ``round_8bit`` is L-inf only (the request refuses it under
     L2), where rounding within the reach of eps keeps the ball."""
     images, output = (perturbed.images, perturbed.output) if isinstance(perturbed, Perturbed) else (perturbed, None)
@@ -319,7 +320,7 @@ def _checked(perturbed: Any, clean: torch.Tensor, eps: float, component: Compone
         raise ComponentError(f"{component.label()} returned {shape}; expected images of shape {tuple(clean.shape)}")
     images = images.detach()
     require_finite(images, component, "adversarial images")
-    found = distance(images, clean, cell.norm)
+    found = distance(images, clean, cell.norm) if is_ball(cell.norm) else 0.0  # a corruption has no ball
     tolerance = BALL_TOLERANCE * (1 + eps) if cell.norm == L2 else BALL_TOLERANCE
     if found > eps + tolerance or float(images.min()) < 0 or float(images.max()) > 1:
         raise ComponentError(f"{component.label()} broke the threat model: {NORM_NAMES[cell.norm]} distance "

@@ -26,7 +26,7 @@ from robustad.engine.identity import data_id, data_sha
 from robustad.engine.settings import MAX_CHUNK, PRECISIONS
 from robustad.engine.splits import MAX_SEED, canonical_shots, make_split, parse_shots
 from robustad.errors import RobustadError
-from robustad.kit.threat import L2, LINF, MAX_L2_EPS, canonical_eps, check_norm, parse_eps
+from robustad.kit.threat import L2, LINF, MAX_L2_EPS, canonical_eps, check_norm, is_ball, parse_eps
 from robustad.kit.weights import weights_identity
 from robustad.plugins import PluginRegistry
 from robustad.records import CERT_ALPHA, NO_ATTACK, NO_DEFENSE, NOISE_CONTROL, CategoryData, Cell
@@ -75,11 +75,13 @@ class BenchRequest:
     cert_alpha: float = CERT_ALPHA
 
 
-def with_noise_control(attacks: Values) -> list[str]:
-    """The attack list with the noise control first, unless it is there already or nothing is attacked: every
-    attack is read against random noise of the same size (docs/protocol.md section 4)."""
+def with_noise_control(attacks: Values, norm: str = LINF) -> list[str]:
+    """The attack list with the noise control first, unless it is there already, nothing is attacked or ``norm``
+    is no ball (a corruption's severity is no noise size): every attack is read against random noise of the same
+    size (docs/protocol.md section 4)."""
     specs = _items(attacks)
-    if not specs or specs == [NO_ATTACK] or NOISE_CONTROL in {parse_spec(spec)[0] for spec in specs}:
+    if not specs or specs == [NO_ATTACK] or NOISE_CONTROL in {parse_spec(spec)[0] for spec in specs} \
+            or not is_ball(norm):
         return specs
     return [NOISE_CONTROL, *specs]
 
