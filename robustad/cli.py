@@ -82,7 +82,7 @@ def bench(
     attack: str = typer.Option("fgsm,pgd", help="Attack plugin(s), e.g. fgsm,pgd:20,apgd,square,worstcase or none."),
     noise_control: bool = typer.Option(True, help="Add the noise control (attack 'noise') to every attack grid."),
     eps: str = typer.Option("2/255,8/255", help="Budgets in [0,1] pixel units of the --norm ball, e.g. 1/255,2/255 "
-                                                "(L-inf) or 0.25,0.5 (L2)."),
+                                                "(L-inf), 0.25,0.5 (L2), or severities 0-5 (corruption)."),
     norm: str = typer.Option("linf", help="Threat model of the attacks: linf, l2 (eps the L2 norm of the "
                                           "perturbation of the [0,1] resized image), or corruption (eps a "
                                           "severity 0-5 of attack corruption:<name>)."),

@@ -4,17 +4,30 @@ plugin's per-image seeding."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import cv2
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from skimage.color import hsv2rgb, rgb2hsv
 from skimage.filters import gaussian
 
+import robustad
 from plugins import corruptions
 from robustad.contracts import AttackTarget
+from robustad.engine.attacking import _checked
+from robustad.engine.guard import ComponentError
+from robustad.engine.request import build_cells, with_noise_control
 from robustad.errors import RobustadError
 from robustad.kit.threat import CORRUPTION, canonical_eps, check_norm, parse_eps
+from robustad.plugins import get_registry
+from robustad.records import Cell, DetectorOutput
+from robustad.results.corruptions import mean_over_corruptions
+from robustad.results.entries import ranking
+from robustad.results.frame import load_rows, numeric
+from tests.test_request import REQUEST, folder_dataset
 
 SEED = 1234
 
@@ -178,3 +191,100 @@ def test_the_plugin_draws_per_image_so_a_batch_does_not_change_an_image(image):
 def test_an_unknown_corruption_is_one_line_naming_the_choices():
     with pytest.raises(RobustadError, match="corruption='snow'.*expected one of gaussian_noise"):
         corruptions.Corruption(corruption="snow")
+
+
+@pytest.fixture(scope="module")
+def demo_rows(tmp_path_factory) -> pd.DataFrame:
+    """Every corruption at severities 0, 1, 3 and 5 on the demo set (efficientnet_lite0 at 64 px, AnomalyDINO)."""
+    out = tmp_path_factory.mktemp("corruptions") / "leaderboard.csv"
+    robustad.bench(dataset="demo", category="weave", resolution="64", detector="anomalydino",
+                   attack=[f"corruption:{name}" for name in corruptions.CORRUPTIONS], norm="corruption",
+                   eps="0,1,3,5", calib="platt", pixel_metrics=False, resamples=100, threads=1, chunk=16, out=out)
+    return load_rows(out, [])
+
+
+def test_corruption_rows_record_corruption_and_severity_and_take_no_noise_control(demo_rows):
+    assert set(demo_rows["attack"]) == {"corruption"} and set(demo_rows["surrogate"]) == {"none"}
+    assert set(demo_rows["norm"]) == {CORRUPTION}
+    assert sorted(zip(demo_rows["corruption"], demo_rows["eps"])) == sorted(
+        (name, str(severity)) for name in corruptions.CORRUPTIONS for severity in (0, 1, 3, 5))
+    assert np.allclose(numeric(demo_rows, "eps_value"), demo_rows["eps"].astype(float))
+
+
+def test_severity_zero_rows_equal_the_clean_rows(demo_rows):
+    clean = demo_rows[demo_rows["eps"] == "0"]
+    for metric in ("auroc", "ap", "f1", "ece", "brier"):
+        assert np.array_equal(numeric(clean, f"adv_{metric}"), numeric(clean, f"clean_{metric}"))
+
+
+def test_the_mean_over_corruptions_is_the_mean_of_their_rows_and_falls_with_severity(demo_rows):
+    summary = mean_over_corruptions(demo_rows).set_index("severity")
+    assert list(summary.index) == [0, 1, 3, 5] and set(summary["corruptions"]) == {13}
+    for severity in (1, 3, 5):
+        own = demo_rows[demo_rows["eps"] == str(severity)]
+        assert summary.loc[severity, "auroc_mean"] == pytest.approx(float(np.mean(numeric(own, "adv_auroc"))))
+        assert summary.loc[severity, "auroc_ci_low"] == pytest.approx(
+            float(np.mean(numeric(own, "adv_auroc_ci_low"))))
+    assert summary.loc[0, "auroc_mean"] == pytest.approx(float(numeric(demo_rows, "clean_auroc").iloc[0]))
+    means, highs = summary["auroc_mean"].to_numpy(), summary["auroc_ci_high"].to_numpy()
+    for lower in range(len(means)):  # monotone non-increasing within intervals: no later mean above an interval
+        assert all(means[later] <= highs[lower] for later in range(lower + 1, len(means)))
+    assert means[-1] < means[0] - 0.05  # and it does fall: severity 5 is well below clean
+
+
+def test_the_site_ranks_the_mean_over_corruptions_as_a_threat_model_of_its_own(demo_rows):
+    lines = ranking(demo_rows)
+    corrupted = lines[lines["threat"] == "corruptions"].set_index("eps")
+    summary = mean_over_corruptions(demo_rows).set_index("severity")
+    assert sorted(corrupted.index) == ["1", "3", "5"] and set(lines["threat"]) == {"corruptions"}
+    for severity in (1, 3, 5):
+        assert corrupted.loc[str(severity), "adv_auroc_mean"] == summary.loc[severity, "auroc_mean"]
+        assert corrupted.loc[str(severity), "attack"] == "mean of 13 corruptions"
+
+
+@pytest.fixture
+def folder(tmp_path):
+    return folder_dataset(tmp_path)
+
+
+def built(data, **changes) -> list:
+    return build_cells(replace(REQUEST, data_root=data, **changes), get_registry())
+
+
+def test_corruption_cells_take_the_severity_as_eps_and_no_noise_control(folder):
+    attacks = with_noise_control("corruption:motion_blur,corruption:contrast", CORRUPTION)
+    assert attacks == ["corruption:motion_blur", "corruption:contrast"]
+    assert with_noise_control("pgd", "linf") == ["noise", "pgd"]
+    found = built(folder, attacks=attacks, norm=CORRUPTION, eps="0,3.0,5")
+    assert sorted((c.eps, c.component_options("attack", "corruption")["corruption"]) for c in found) == sorted(
+        (e, name) for e in ("0", "3", "5") for name in ("motion_blur", "contrast"))
+    assert {(c.norm, c.surrogate, c.attack) for c in found} == {(CORRUPTION, "none", "corruption")}
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"attacks": "pgd", "norm": CORRUPTION, "eps": "3"}, "attack 'pgd' does not support --norm corruption"),
+    ({"attacks": "corruption:motion_blur", "eps": "2/255"}, "attack 'corruption:motion_blur' does not support "
+                                                             "--norm linf"),
+    ({"attacks": "corruption:motion_blur", "norm": CORRUPTION, "eps": "8/255"}, "severity '8/255' under --norm "
+                                                                                "corruption: expected an integer"),
+])
+def test_what_the_corruption_threat_model_cannot_run_is_refused_in_one_line(folder, changes, message):
+    with pytest.raises(RobustadError) as error:
+        built(folder, **changes)
+    assert message in str(error.value) and "\n" not in str(error.value), str(error.value)
+
+
+def test_the_engine_checks_pixels_but_no_ball_under_a_corruption():
+    clean = torch.full((1, 3, 4, 4), 0.5)
+    cell = Cell("demo", "weave", "1", 0, "tiny", "", 32, "anomalydino", "none", "corruption", "3", "platt", 0.3,
+                norm=CORRUPTION)
+
+    class Stage:
+        def score(self, images):
+            return DetectorOutput(np.zeros(len(images)), np.zeros((len(images), 1, 1)))
+
+    component = get_registry().get("attack", "corruption")
+    far = torch.zeros_like(clean)  # 0.5 away in every pixel: outside any L-inf ball of 8/255, fine here
+    assert torch.equal(_checked(far, clean, 3.0, component, cell, Stage()).images, far)
+    with pytest.raises(ComponentError, match="pixels outside"):
+        _checked(far - 0.1, clean, 3.0, component, cell, Stage())

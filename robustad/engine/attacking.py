@@ -320,9 +320,12 @@ def _checked(perturbed: Any, clean: torch.Tensor, eps: float, component: Compone
         raise ComponentError(f"{component.label()} returned {shape}; expected images of shape {tuple(clean.shape)}")
     images = images.detach()
     require_finite(images, component, "adversarial images")
-    found = distance(images, clean, cell.norm) if is_ball(cell.norm) else 0.0  # a corruption has no ball
+    outside = float(images.min()) < 0 or float(images.max()) > 1
+    if not is_ball(cell.norm) and outside:  # a corruption has no ball, only the pixel range
+        raise ComponentError(f"{component.label()} broke the threat model: pixels outside [0,1]")
+    found = distance(images, clean, cell.norm) if is_ball(cell.norm) else 0.0
     tolerance = BALL_TOLERANCE * (1 + eps) if cell.norm == L2 else BALL_TOLERANCE
-    if found > eps + tolerance or float(images.min()) < 0 or float(images.max()) > 1:
+    if found > eps + tolerance or outside:
         raise ComponentError(f"{component.label()} broke the threat model: {NORM_NAMES[cell.norm]} distance "
                              f"{found:.6f} > eps {eps:.6f} or pixels outside [0,1]")
     if output is None and cell.round_8bit:
