@@ -164,9 +164,10 @@ def draw_corruptions(rows: pd.DataFrame, summary: pd.DataFrame) -> plt.Figure | 
                           "auroc": numeric(rows, "adv_auroc")}).dropna()
     clean = mean_if_complete(numeric(rows, "clean_auroc"))
     fig, ax = plt.subplots(figsize=(7, 3.6))
-    for name, curve in frame.groupby("corruption"):
+    for index, (name, curve) in enumerate(frame.groupby("corruption")):  # tab20: 13 corruptions, 13 colours
         curve = curve.groupby("severity")["auroc"].mean()
-        ax.plot([0, *curve.index], [clean, *curve.values], linewidth=0.8, alpha=0.6, label=name)
+        ax.plot([0, *curve.index], [clean, *curve.values], linewidth=0.9, alpha=0.8, label=name,
+                color=plt.get_cmap("tab20")(index % 20))
     mean = summary.groupby("severity")[["auroc_mean", "auroc_ci_low", "auroc_ci_high"]].mean()
     line = ax.plot(mean.index, mean["auroc_mean"], color="black", linewidth=2.5, marker="o",
                    label="mean over corruptions")[0]
