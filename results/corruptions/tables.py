@@ -62,7 +62,9 @@ def section(rows: pd.DataFrame) -> str:
     commit = ", ".join(dict.fromkeys(COMMIT.read_text().split())) if COMMIT.exists() else "unknown"
     summary = mean_over_corruptions(rows)
     complete = summary[summary["corruptions"] == summary["corruptions"].max()]
-    severities = sorted(int(s) for s in complete["severity"].unique() if s > 0)
+    done = [set(complete.loc[complete["detector"] == d, "severity"]) for d in DETECTORS]
+    severities = sorted(int(s) for s in set.intersection(*done) if s > 0)  # those every detector finished
+    rows = rows[rows["eps_value"].isin(severities)]
     seeds = sorted(int(s) for s in rows["seed"].unique())
     n_eval = int(rows["n_eval"].iloc[0])
     names = ", ".join(f"`{name}`" for name in dict.fromkeys(rows["corruption"]))
