@@ -64,6 +64,10 @@ def section(rows: pd.DataFrame) -> str:
     complete = summary[summary["corruptions"] == summary["corruptions"].max()]
     done = [set(complete.loc[complete["detector"] == d, "severity"]) for d in DETECTORS]
     severities = sorted(int(s) for s in set.intersection(*done) if s > 0)  # those every detector finished
+    partial = sorted(int(s) for s in set.union(*done) - set.intersection(*done))
+    finished = {s: [d for d, own in zip(DETECTORS, done) if s in own] for s in partial}
+    extra = "".join(f"; severity {s} finished for {', '.join(finished[s])} only, its rows are in the leaderboard"
+                    for s in partial)
     rows = rows[rows["eps_value"].isin(severities)]
     seeds = sorted(int(s) for s in rows["seed"].unique())
     n_eval = int(rows["n_eval"].iloc[0])
@@ -73,7 +77,7 @@ def section(rows: pd.DataFrame) -> str:
         f"1-shot, seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}, {n_eval} eval images, under "
         f"`--norm corruption` with the {summary['corruptions'].max()} corruptions {names} at severities "
         f"{', '.join(map(str, severities))} (a subset of 1-5: the shared 2-core machine did not allow the whole "
-        "grid in this session). Every number comes from rows of `results/corruptions/leaderboard.csv`, made at "
+        f"grid in this session{extra}). Every number comes from rows of `results/corruptions/leaderboard.csv`, made at "
         f"commit {commit} by `results/corruptions/run.sh` with 1 torch thread and turned into these tables by "
         "`results/corruptions/tables.py`. The first table is `robustad.results.corruptions.mean_over_corruptions`: "
         "the image AUROC averaged over the corruptions, with the mean of their 95 % bootstrap intervals over eval "
