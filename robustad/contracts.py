@@ -125,7 +125,8 @@ class Attack(Protocol):
     """``cls(**options)``: crafts adversarial images inside the ``target.norm`` ball of ``target.eps``.
 
     Optional class attributes read by the engine: ``norms`` (the balls it can attack in, default ``("linf",)``:
-    an attack that does not declare ``"l2"`` is refused under ``--norm l2``), ``needs_surrogate`` (default True;
+    an attack that does not declare ``"l2"`` is refused under ``--norm l2``; ``"corruption"``: a natural corruption,
+    whose eps is an integer severity 0-5 with no ball around the image), ``needs_surrogate`` (default True;
     False for controls such as random noise, whose cells take no surrogate), ``control`` (default False; True for
     a control, such as random noise, that attacks are read against: the engine gives it no clean candidate) and
     ``members(self) -> list[str]`` (attack specs this attack combines, e.g. a worst case; the engine computes them
@@ -229,7 +230,8 @@ class FlagView:
         return generator
 
 
-ATTACK_SETTINGS = ("steps", "alpha", "random_start", "restarts", "loss", "queries", "members", "flag_aware")
+ATTACK_SETTINGS = ("steps", "alpha", "random_start", "restarts", "loss", "queries", "members", "flag_aware",
+                   "corruption")
 """Keys an attack's ``describe`` may return; each is a leaderboard column."""
 
 
@@ -247,7 +249,7 @@ class AttackTarget:
 
     images: torch.Tensor  # clean images (B, 3, H, W) in [0,1]
     labels: torch.Tensor  # (B,) int64: 0 normal (push up), 1 anomalous (push down)
-    eps: float  # the radius of the ``norm`` ball in [0,1] pixel units
+    eps: float  # the radius of the ``norm`` ball in [0,1] pixel units (under "corruption": the severity)
     seeds: Sequence[int]  # one per image, from (cell seed, image path): draw random numbers with ``generator``
     model: torch.nn.Module | None  # two logits [-z/2, +z/2] from the surrogate; None when no surrogate is used
     score: Callable[[torch.Tensor], torch.Tensor]  # the detector's real image scores (B,), no gradient (a forward);
@@ -255,7 +257,8 @@ class AttackTarget:
     score_from_logit: Callable[[torch.Tensor], torch.Tensor] | None = None  # z -> real score, where z gives it
     member: Callable[[str], Perturbed] | None = None  # a member attack's result on this batch (see ``Attack``)
     flag: FlagTarget | None = None  # the flag a flag-aware attack must keep below its threshold
-    norm: str = "linf"  # the ball of ``eps``: "linf" or "l2" (the L2 norm of the perturbation of each image)
+    norm: str = "linf"  # the ball of ``eps``: "linf" or "l2" (the L2 norm of the perturbation of each image), or
+    # "corruption" (no ball: eps is a corruption's severity)
 
     def generator(self, index: int) -> torch.Generator:
         """A torch generator on the images' device seeded for image ``index``: random draws that do not depend

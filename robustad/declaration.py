@@ -14,7 +14,7 @@ from typing import Any
 
 from robustad import parsing
 from robustad.errors import RobustadError
-from robustad.kit.threat import NORMS
+from robustad.kit.threat import THREAT_MODELS
 from robustad.records import CERT_ALPHA
 
 GRID, RUN = "grid", "run"
@@ -62,9 +62,10 @@ class Request:
     noise_control: bool = declare(True, parsing.switch, "Add the noise control (attack 'noise') to every attack "
                                   "grid.", cli=bool)
     eps: tuple[str, ...] = declare("2/255,8/255", parsing.items, "Budgets in [0,1] pixel units of the --norm ball, "
-                                   "e.g. 1/255,2/255 (L-inf) or 0.25,0.5 (L2).")
-    norm: str = declare("linf", parsing.text(*NORMS), "Threat model of the attacks: linf, or l2 (eps the L2 norm "
-                        "of the perturbation of the [0,1] resized image).")
+                                   "e.g. 1/255,2/255 (L-inf), 0.25,0.5 (L2), or severities 0-5 (corruption).")
+    norm: str = declare("linf", parsing.text(*THREAT_MODELS), "Threat model of the attacks: linf, l2 (eps the L2 "
+                        "norm of the perturbation of the [0,1] resized image), or corruption (eps a severity 0-5 "
+                        "of attack corruption:<name>).")
     cert_radius: tuple[str, ...] = declare("", parsing.items, "L2 radii at which to certify a median-smoothing "
                                            "defense, e.g. 0.25,0.5,1.0: one clean-only row per radius with "
                                            "cert_auroc.")

@@ -118,13 +118,13 @@ class Cell:
     chunk is part of the experiment and the batch size is not); ``flag`` the attack flag whose ``flag_*`` and
     ``evasion_rate`` columns the row holds (a spec, like ``calibrator``), thresholded at ``flag_fpr`` false flags
     on the clean calib images; ``norm`` the ball ``eps`` measures (``linf``, or ``l2``: the L2 norm of the
-    perturbation of the [0,1] resized image; a config, not a perturbation, so that L2 and L-inf rows are never
-    compared; clean-only cells keep ``linf``); ``cert_radius`` the L2 radius (canonical, ``""``: none) at which a
-    clean-only cell of a certified defense holds the certified AUROC, each bound failing with probability at most
-    ``cert_alpha`` (a long format: one cell per radius); ``limit`` at most that many eval images (0: all), drawn
-    by the split rule for a smoke run, whose rows are never taken for full ones; ``attack`` the attack plugin's
-    name, its settings in ``options``: canonical JSON of the resolved options, defaults included, of every
-    component the cell uses, keyed ``kind.name``.
+    perturbation of the [0,1] resized image, or ``corruption``: eps a natural corruption's severity; a config, not a
+    perturbation, so that rows of two threat models are never compared; clean-only cells keep ``linf``);
+    ``cert_radius`` the L2 radius (canonical, ``""``: none) at which a clean-only cell of a certified defense holds
+    the certified AUROC, each bound failing with probability at most ``cert_alpha`` (a long format: one cell per
+    radius); ``limit`` at most that many eval images (0: all), drawn by the split rule for a smoke run, whose rows
+    are never taken for full ones; ``attack`` the attack plugin's name, its settings in ``options``: canonical JSON
+    of the resolved options, defaults included, of every component the cell uses, keyed ``kind.name``.
     """
 
     dataset: str = axis(SPLIT)

@@ -34,7 +34,7 @@ from robustad.engine.identity import image_seed
 from robustad.engine.progress import Reporter
 from robustad.errors import RobustadError, one_line
 from robustad.kit.attacking import logit
-from robustad.kit.threat import L2, LINF, distance, parse_eps, round_to_8bit, two_logit
+from robustad.kit.threat import L2, LINF, distance, is_ball, parse_eps, round_to_8bit, two_logit
 from robustad.records import Cell, DetectorOutput
 
 if TYPE_CHECKING:
@@ -316,15 +316,18 @@ def _flag_target(attack: _Built, cell: Cell, indices: list[int], flags: Flags, m
 
 def _checked(perturbed: Any, clean: torch.Tensor, eps: float, component: Component, cell: Cell,
              stage: CleanStage) -> Perturbed:
-    """The attack's result inside the threat model of the cell (its ``norm`` ball of radius ``eps``, [0,1]),
-    scored on the reporting draws. ``round_8bit`` is L-inf only (the request refuses it under
+    """The attack's result inside the threat model of the cell (its ``norm`` ball of radius ``eps``, none for a
+    corruption, and [0,1]), scored on the reporting draws. ``round_8bit`` is L-inf only (the request refuses it under
     L2), where rounding within the reach of eps keeps the ball."""
     images, output = (perturbed.images, perturbed.output) if isinstance(perturbed, Perturbed) else (perturbed, None)
     images = _plain_images(images, clean, component)
     require_finite(images, component, "adversarial images")
-    found = distance(images, clean, cell.norm)
+    outside = float(images.min()) < 0 or float(images.max()) > 1
+    if not is_ball(cell.norm) and outside:  # a corruption has no ball, only the pixel range
+        raise ComponentError(f"{component.label()} broke the threat model: pixels outside [0,1]")
+    found = distance(images, clean, cell.norm) if is_ball(cell.norm) else 0.0
     tolerance = BALL_TOLERANCE * (1 + eps) if cell.norm == L2 else BALL_TOLERANCE
-    if found > eps + tolerance or float(images.min()) < 0 or float(images.max()) > 1:
+    if found > eps + tolerance or outside:
         raise ComponentError(f"{component.label()} broke the threat model: {NORM_NAMES[cell.norm]} distance "
                              f"{found:.6f} > eps {eps:.6f} or pixels outside [0,1]")
     if output is None and cell.round_8bit:

@@ -26,7 +26,7 @@ from robustad.engine.identity import data_id, data_sha
 from robustad.engine.settings import default_chunk
 from robustad.engine.splits import MAX_SEED, canonical_shots, make_split, parse_shots, require_reference, split_sizes
 from robustad.errors import RobustadError
-from robustad.kit.threat import L2, LINF, MAX_L2_EPS, canonical_eps, parse_eps
+from robustad.kit.threat import L2, LINF, MAX_L2_EPS, canonical_eps, is_ball, parse_eps
 from robustad.kit.weights import weights_identity
 from robustad.plugins import PluginRegistry
 from robustad.records import NO_ATTACK, NO_DEFENSE, NOISE_CONTROL, CategoryData, Cell, Split
@@ -36,11 +36,13 @@ MAX_RESOLUTION = 4096
 MAX_MEMBER_DEPTH = 4
 
 
-def with_noise_control(attacks: str | Sequence[str]) -> list[str]:
-    """The attack list with the noise control first, unless it is there already or nothing is attacked: every
-    attack is read against random noise of the same size (docs/protocol.md section 4)."""
+def with_noise_control(attacks: str | Sequence[str], norm: str = LINF) -> list[str]:
+    """The attack list with the noise control first, unless it is there already, nothing is attacked or ``norm``
+    is no ball (a corruption's severity is no noise size): every attack is read against random noise of the same
+    size (docs/protocol.md section 4)."""
     specs = _items(attacks)
-    if not specs or specs == [NO_ATTACK] or NOISE_CONTROL in {parse_spec(spec)[0] for spec in specs}:
+    if not specs or specs == [NO_ATTACK] or NOISE_CONTROL in {parse_spec(spec)[0] for spec in specs} \
+            or not is_ball(norm):
         return specs
     return [NOISE_CONTROL, *specs]
 
@@ -193,8 +195,8 @@ def plan(request: Request, registry: PluginRegistry, sizes_only: bool = False) -
         resolve.create("calibrator", spec)  # cheap: a bad option fails now rather than mid-run
     resolutions = _integers(request.resolution, "resolution", 1, MAX_RESOLUTION)
     _check_patch_sizes(resolutions, names["backbone"], resolve)
-    attack_specs = split_list(with_noise_control(request.attack) if request.noise_control else request.attack,
-                              "attack")
+    attack_specs = split_list(with_noise_control(request.attack, request.norm) if request.noise_control
+                              else request.attack, "attack")
     norm = _norm(request)
     eps = list(dict.fromkeys(canonical_eps(value, norm) for value in split_list(request.eps, "eps")))
     attacks = _threats(attack_specs, eps, resolve, norm)

@@ -1,5 +1,5 @@
 """The threat model (docs/protocol.md section 4): eps in [0,1] pixel units, the L-inf or L2 ball, the 8-bit grid,
-and the two-logit wrapper attacks see."""
+and the two-logit wrapper attacks see; beside the balls, natural corruptions, whose eps is a severity."""
 
 from __future__ import annotations
 
@@ -13,21 +13,30 @@ if TYPE_CHECKING:
 
 PIXEL_LEVELS = 255  # 8-bit images: pixel values k/255
 LINF, L2 = "linf", "l2"
-NORMS = (LINF, L2)
+NORMS = (LINF, L2)  # the balls: an attack's result must lie within eps of the clean image
+CORRUPTION = "corruption"  # natural corruptions (ImageNet-C): eps is an integer severity, no ball around the image
+THREAT_MODELS = (*NORMS, CORRUPTION)
+MAX_SEVERITY = 5  # ImageNet-C's severities 1-5; severity 0 is the clean image
 MAX_L2_EPS = 1000  # an L2 radius above this is a typo (a 3 x 224 x 224 image has L2 diameter 388)
 PROJECTION_STEPS = 60  # bisection steps of the L2 projection: the scale is found to 2**-60 of its range
 
 
 def check_norm(norm: str) -> str:
-    """``norm`` if it is one of ``NORMS``, else a one-line error."""
-    if norm not in NORMS:
-        raise RobustadError(f"--norm {norm!r}: expected one of {', '.join(NORMS)}")
+    """``norm`` if it is one of ``THREAT_MODELS``, else a one-line error."""
+    if norm not in THREAT_MODELS:
+        raise RobustadError(f"--norm {norm!r}: expected one of {', '.join(THREAT_MODELS)}")
     return norm
+
+
+def is_ball(norm: str) -> bool:
+    """Whether ``norm`` bounds the perturbation by eps (L-inf, L2), rather than naming a corruption's severity."""
+    return norm in NORMS
 
 
 def parse_eps(text: str, norm: str = LINF) -> float:
     """Read a radius written as a fraction (``"2/255"``) or a decimal (``"0.0078"``): in (0, 1] for L-inf, in
-    (0, ``MAX_L2_EPS``] for L2 (the L2 norm of the perturbation of the [0,1] image, e.g. 0.5)."""
+    (0, ``MAX_L2_EPS``] for L2 (the L2 norm of the perturbation of the [0,1] image, e.g. 0.5); under
+    ``corruption`` an integer severity in [0, ``MAX_SEVERITY``] (0: the clean image)."""
     return float(_eps_fraction(text, norm))
 
 
@@ -45,7 +54,9 @@ def _eps_fraction(text: str, norm: str) -> Fraction:
     except (ValueError, ZeroDivisionError):
         raise RobustadError(f"eps {text!r} is not a number; write a fraction like 2/255 "
                             "or a decimal like 0.0078") from None
-    if check_norm(norm) == L2:
+    if check_norm(norm) == CORRUPTION:
+        return check_severity(value, text)
+    if norm == L2:
         if not 0 < value <= MAX_L2_EPS:
             raise RobustadError(f"eps {text!r} is outside (0, {MAX_L2_EPS}]; an L2 eps is the L2 norm of the "
                                 "perturbation of the [0,1] image, e.g. 0.5")
@@ -54,6 +65,14 @@ def _eps_fraction(text: str, norm: str) -> Fraction:
     if float(value) == 0:
         raise RobustadError(f"eps {text!r} is 0 as a float; expected a positive number a float can hold, e.g. 1/255")
     return value
+
+
+def check_severity(value: Fraction | float, text: object = None) -> Fraction:
+    """A corruption severity: an integer in [0, ``MAX_SEVERITY``], else a one-line error naming ``text``."""
+    if value != int(value) or not 0 <= value <= MAX_SEVERITY:
+        raise RobustadError(f"severity {text if text is not None else value!r} under --norm {CORRUPTION}: expected an "
+                            f"integer from 0 (clean) to {MAX_SEVERITY}")
+    return Fraction(int(value))
 
 
 def project(adversarial: torch.Tensor, clean: torch.Tensor, eps: float, norm: str = LINF) -> torch.Tensor:

@@ -3,7 +3,8 @@
 An *entry* is a model under test: the cell's config fields of the split and model stages (shots, backbone, weights,
 resolution, detector, precision, ... and any such field added later, a defense included) with the options of the
 model's components. The dataset, category, threat model, eps and calibrator are what the table filters by; the
-perturbation (attack, surrogate) is what the ranking takes the worst of.
+perturbation (attack, surrogate) is what the ranking takes the worst of. Natural corruptions are a threat model of
+their own (``corruptions``, eps the severity), ranked by the mean over corruptions rather than the worst.
 """
 
 from __future__ import annotations
@@ -12,8 +13,10 @@ import hashlib
 
 import pandas as pd
 
+from robustad.kit.threat import CORRUPTION
 from robustad.records import MODEL, SPLIT, fields_with
-from robustad.results.aggregate import aggregate
+from robustad.results.aggregate import STATISTICS, aggregate
+from robustad.results.corruptions import SEVERITY_GROUP, mean_over_corruptions
 from robustad.results.frame import MODEL_OPTION_KINDS, is_attack, key, text
 
 ENTRY = tuple(name for name in fields_with("config", stages=(SPLIT, MODEL)) if name != "dataset")
@@ -25,6 +28,8 @@ REFERENCE_ATTACK = "standard"
 """The attack whose numbers a line shows where its entry was attacked with it (an AutoAttack-grade per-image worst
 case, the clean image included): the lowest of many attacks' AUROCs would pick the luckiest of their noisy
 estimates. Lines without it show the worst over the attacks that ran."""
+CORRUPTIONS_THREAT = "corruptions"
+"""The threat model of the mean over natural corruptions (``--norm corruption``) at one severity."""
 
 
 def with_entries(rows: pd.DataFrame) -> pd.DataFrame:
@@ -87,7 +92,9 @@ def ranking(rows: pd.DataFrame) -> pd.DataFrame:
     lines = []
     for dataset, category, part in scopes(rows):
         for entry, own in part.groupby("entry", sort=False):
-            lines += _worst_lines(own, entry, dataset, category)
+            corrupted = text(own, "norm") == CORRUPTION
+            lines += _worst_lines(own[~corrupted], entry, dataset, category)
+            lines += _corruption_lines(own[corrupted], entry, dataset, category)
     table = pd.DataFrame(lines)
     if table.empty:
         return table
@@ -112,6 +119,24 @@ def _worst_lines(rows: pd.DataFrame, entry: str, dataset: str, category: str) ->
             reference = same[text(same, "attack") == REFERENCE_ATTACK]
             lines.append({"entry": entry, "dataset": dataset, "category": category, "threat": threat, "eps": eps,
                           "calibrator": calibrator, **_worst(same if reference.empty else reference)})
+    return lines
+
+
+def _corruption_lines(rows: pd.DataFrame, entry: str, dataset: str, category: str) -> list[dict]:
+    """Per severity and calibrator, the mean over corruptions of the adversarial AUROC beside the clean AUROC
+    (``corruptions.mean_over_corruptions``); the other metrics are left undefined."""
+    summary = mean_over_corruptions(rows)
+    lines = []
+    for _, same in summary.groupby([*SEVERITY_GROUP, "options"], sort=False, dropna=False):
+        clean = same[same["severity"] == 0].iloc[0]
+        for _, line in same[same["severity"] > 0].iterrows():
+            values = {f"{metric}_{statistic}": float("nan") for metric in RANK_METRICS for statistic in STATISTICS}
+            for metric, source in (("clean_auroc", clean), ("adv_auroc", line)):
+                values.update({f"{metric}_mean": source["auroc_mean"], f"{metric}_ci_low": source["auroc_ci_low"],
+                               f"{metric}_ci_high": source["auroc_ci_high"]})
+            lines.append({"entry": entry, "dataset": dataset, "category": category, "threat": CORRUPTIONS_THREAT,
+                          "eps": str(line["severity"]), "calibrator": line["calibrator"],
+                          "attack": f"mean of {line['corruptions']} corruptions", **values})
     return lines
 
 

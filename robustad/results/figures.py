@@ -152,3 +152,29 @@ def save(fig: plt.Figure, path: Path) -> Path:
     fig.savefig(path, dpi=90, bbox_inches="tight")
     plt.close(fig)
     return path
+
+
+def draw_corruptions(rows: pd.DataFrame, summary: pd.DataFrame) -> plt.Figure | None:
+    """AUROC against corruption severity (0: clean): one thin line per corruption (``rows``, the mean over their
+    rows), the mean over corruptions (``summary``, from ``corruptions.mean_over_corruptions``) bold with its
+    mean 95 % interval as a band. None when there is nothing to draw."""
+    if summary.empty:
+        return None
+    frame = pd.DataFrame({"corruption": text(rows, "corruption"), "severity": numeric(rows, "eps_value"),
+                          "auroc": numeric(rows, "adv_auroc")}).dropna()
+    clean = mean_if_complete(numeric(rows, "clean_auroc"))
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    for index, (name, curve) in enumerate(frame.groupby("corruption")):  # tab20: 13 corruptions, 13 colours
+        curve = curve.groupby("severity")["auroc"].mean()
+        ax.plot([0, *curve.index], [clean, *curve.values], linewidth=0.9, alpha=0.8, label=name,
+                color=plt.get_cmap("tab20")(index % 20))
+    mean = summary.groupby("severity")[["auroc_mean", "auroc_ci_low", "auroc_ci_high"]].mean()
+    line = ax.plot(mean.index, mean["auroc_mean"], color="black", linewidth=2.5, marker="o",
+                   label="mean over corruptions")[0]
+    ax.fill_between(mean.index, mean["auroc_ci_low"], mean["auroc_ci_high"], color=line.get_color(), alpha=0.12,
+                    linewidth=0, label="_nolegend_")
+    ax.set_xlabel("corruption severity (0: clean)")
+    ax.set_ylabel("eval image AUROC")
+    ax.set_title("AUROC under natural corruptions (band: mean 95 % interval)", fontsize="medium")
+    ax.legend(fontsize="x-small", loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
+    return fig

@@ -15,6 +15,7 @@ from fractions import Fraction
 import pandas as pd
 
 from robustad.errors import RobustadError
+from robustad.kit.threat import CORRUPTION, MAX_SEVERITY
 from robustad.records import NO_ATTACK
 from robustad.results.schema import COUNTS, INTERVAL_COLUMNS, RANGES
 
@@ -57,16 +58,20 @@ def impossible(rows: pd.DataFrame) -> list[Impossible]:
 
 
 def _eps(rows: pd.DataFrame) -> list[Impossible]:
-    """An attacked row (the noise control included) perturbs within a radius: its eps is a number above 0."""
+    """An attacked row (the noise control included) perturbs within a radius: its eps is a number above 0; under
+    ``--norm corruption`` it is a severity, an integer from 0 (the clean image) to ``MAX_SEVERITY``."""
     found = []
-    attack = _cells(rows, "attack")
+    attack, norm = _cells(rows, "attack"), _cells(rows, "norm")
     for index in rows.index[(attack != "") & (attack.str.split(":").str[0] != NO_ATTACK)]:
         text = str(rows.at[index, "eps"]) if "eps" in rows else ""
         try:
             value = float(Fraction(text.strip()))
         except (ValueError, ZeroDivisionError, OverflowError):
             value = float("nan")
-        if not (math.isfinite(value) and value > 0):
+        if norm[index] == CORRUPTION:
+            if not (math.isfinite(value) and value == int(value) and 0 <= value <= MAX_SEVERITY):
+                found.append(_at(rows, index, "eps", text, f"a severity from 0 to {MAX_SEVERITY} under corruption"))
+        elif not (math.isfinite(value) and value > 0):
             found.append(_at(rows, index, "eps", text, "a number above 0 (like 2/255) for an attacked row"))
     for index, text, value in _numbers(rows, "eps_value"):
         if not (math.isfinite(value) and value >= 0):

@@ -18,10 +18,12 @@ import pandas as pd
 
 from robustad.contained import inside
 from robustad.errors import RobustadError
+from robustad.kit.threat import CORRUPTION
 from robustad.outputs import check_folder
 from robustad.records import NO_ATTACK
 from robustad.results.aggregate import beside_published
 from robustad.results.compare import next_in_rank
+from robustad.results.corruptions import corruption_rows, mean_over_corruptions
 from robustad.results.entries import (
     ANY_THREAT,
     ENTRY,
@@ -33,7 +35,7 @@ from robustad.results.entries import (
     with_entries,
 )
 from robustad.results.examples import gallery
-from robustad.results.figures import draw_entropy, draw_metric_vs_eps, draw_reliability, save
+from robustad.results.figures import draw_corruptions, draw_entropy, draw_metric_vs_eps, draw_reliability, save
 from robustad.results.frame import MODEL_OPTION_KINDS, SMOOTHING_DRAWS, attack_names, key, numeric, text
 from robustad.results.schema import INTERVAL_COLUMNS
 from robustad.version import __version__
@@ -188,11 +190,12 @@ def _write_card(env: jinja2.Environment, folder: Path, entry: str, name: str, ro
 def _figures(rows: pd.DataFrame, relatives: pd.DataFrame, scores: pd.DataFrame | None,
              assets: Path) -> list[tuple[Path, str]]:
     """Robustness curves per dataset and rounding (L-inf), then per dataset under L2 with the certified AUROC, then
+    per dataset the AUROC against corruption severity, then
     (with scores) reliability diagrams and entropy. The L2 figure draws on the entry's ``relatives``: the rows of the
     same smoothed detector whatever its number of draws (``frame.SMOOTHING_DRAWS``), so a certificate from many
     draws stands beside the attacks through few."""
     figures = []
-    linf = rows[text(rows, "norm") != "l2"]
+    linf = rows[~text(rows, "norm").isin(["l2", CORRUPTION])]
     for (dataset, rounded), part in linf.groupby([text(linf, "dataset"), text(linf, "round_8bit")], sort=False):
         figure = draw_metric_vs_eps(part, "auroc")
         if figure is None:
@@ -209,6 +212,14 @@ def _figures(rows: pd.DataFrame, relatives: pd.DataFrame, scores: pd.DataFrame |
         caption = (f"{dataset}: AUROC against L2 eps, one line per attack"
                    + (", and the certified AUROC against the radius" if len(certified) else ""))
         figures.append((save(figure, inside(assets, f"robustness-{_slug(dataset)}-l2.png", "figure")), caption))
+    corrupted = corruption_rows(rows)
+    for dataset, part in corrupted.groupby(text(corrupted, "dataset"), sort=False):
+        for calibrator, same in part.groupby(text(part, "calibrator"), sort=False):
+            figure = draw_corruptions(same, mean_over_corruptions(same))
+            if figure is not None:
+                caption = f"{dataset}: AUROC against corruption severity ({calibrator} rows), one line per corruption"
+                figures.append((save(figure, inside(assets, f"corruptions-{_slug(dataset)}.png", "figure")), caption))
+            break  # the AUROC does not depend on the calibrator: one figure
     if scores is not None and not scores.empty:
         own = scores[scores["cell_hash"].isin(set(rows["cell_hash"]))]
         if not own.empty:
