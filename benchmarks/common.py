@@ -1,7 +1,9 @@
-"""What the benchmark scripts share: where the real MVTec AD images are."""
+"""What the benchmark scripts share: where the real MVTec AD images are, and the command line of the scripts that
+compare a detector with anomalib's in anomalib's own environment."""
 
 from __future__ import annotations
 
+import argparse
 import os
 from pathlib import Path
 
@@ -15,3 +17,18 @@ def mvtec_root(given: str | Path | None = None) -> Path:
         raise SystemExit(f"no bottle images: pass a folder in the MVTec AD layout holding bottle/, or set "
                          f"{DATA_VARIABLE} (now {os.environ.get(DATA_VARIABLE, 'unset')})")
     return Path(chosen)
+
+
+def comparison_arguments(description: str, anomalib_python: str, images: int) -> argparse.Namespace:
+    """The arguments of a comparison with anomalib: the interpreter of anomalib's environment, the bottle images
+    and how many to compare; the hidden ones are what the script passes to itself as the worker in that env."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--anomalib-python", type=Path, default=Path(anomalib_python))
+    parser.add_argument("--bottle", type=Path, default=None,
+                        help=f"MVTec AD bottle folder (default: ${DATA_VARIABLE}/bottle)")
+    parser.add_argument("--images", type=int, default=images, help="test images compared (0: all 83)")
+    parser.add_argument("--side", choices=["anomalib"], help=argparse.SUPPRESS)  # the worker in anomalib's env
+    parser.add_argument("--weights", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--paths", help=argparse.SUPPRESS)
+    return parser.parse_args()

@@ -18,7 +18,6 @@ torchvision==0.29.1 anomalib==2.7.0 open_clip_torch``).
 
 from __future__ import annotations
 
-import argparse
 import json
 import subprocess
 import sys
@@ -122,22 +121,13 @@ def save_random_weights(path: Path) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--anomalib-python", type=Path, default=Path("/work/venv-anomalib/bin/python"))
-    parser.add_argument("--bottle", type=Path, default=None,
-                        help="MVTec AD bottle folder (default: $ROBUSTAD_TEST_DATA/bottle)")
-    parser.add_argument("--images", type=int, default=6, help="test images compared (0: all 83)")
-    parser.add_argument("--side", choices=["anomalib"], help=argparse.SUPPRESS)  # the worker in anomalib's env
-    parser.add_argument("--weights", type=Path, help=argparse.SUPPRESS)
-    parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
-    parser.add_argument("--paths", help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    sys.path.insert(0, str(Path(__file__).parent))
+    from common import comparison_arguments, mvtec_root
+
+    args = comparison_arguments(__doc__.splitlines()[0], "/work/venv-anomalib/bin/python", 6)
     if args.side == "anomalib":
         anomalib_side(args.bottle, args.weights, [Path(p) for p in json.loads(args.paths)], args.out)
         return
-
-    sys.path.insert(0, str(Path(__file__).parent))
-    from common import mvtec_root
 
     bottle = args.bottle or mvtec_root() / "bottle"
     paths = test_images(bottle, args.images)

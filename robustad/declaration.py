@@ -82,7 +82,7 @@ class Request:
                              "(GPU only).")
     round_8bit: bool = declare(False, parsing.switch, "Round adversarial images to the 8-bit grid before scoring.",
                                cli=bool)
-    clean_candidate: bool = declare(True, parsing.switch, "Keep each image's clean version where an attack's result "
+    keep_clean: bool = declare(True, parsing.switch, "Keep each image's clean version where an attack's result "
                                     "does not move its score the attack's way (off: plain FGSM).", cli=bool)
     defense: tuple[str, ...] = declare("none", parsing.items, "Defense plugin(s) in front of the backbone, e.g. "
                                        "jpeg,smoothing.")

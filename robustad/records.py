@@ -156,7 +156,7 @@ class Cell:
     cert_radius: str = axis(CALIBRATION, "", since=2)
     cert_alpha: float = axis(CALIBRATION, CERT_ALPHA, since=2)
     limit: int = axis(SPLIT, 0, since=2)
-    clean_candidate: bool = axis(THREAT, True, since=2, before=False)
+    keep_clean: bool = axis(THREAT, True, since=2, before=False)
 
     @property
     def key(self) -> str:

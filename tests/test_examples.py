@@ -29,7 +29,7 @@ def test_first_anomalous_eval_images_of_every_attacked_cell(tmp_path, monkeypatc
     request = Request(noise_control=False, dataset="demo", data_root=None, category="disc", shots="1", seeds="0",
                       backbone="counting", weights="", resolution="32", detector="anomalydino",
                       surrogate="score", attack="fgsm", eps="8/255", calib="platt,none",
-                      calib_fraction=0.3, options=[])
+                      calib_fraction=0.3, options=[], keep_clean=False)  # every saved image perturbed
     cells = build_cells(request, registry)
     folder = tmp_path / "examples"
     settings = RunSettings(pixel_metrics=False, resamples=0, save_examples=2, examples_dir=folder,

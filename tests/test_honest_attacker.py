@@ -144,7 +144,7 @@ def test_the_best_of_32_noisy_estimates_is_reported_on_fresh_draws_within_the_no
     # the clean candidate off: it isolates the reporting draws (with it, a pick may also be the clean image)
     rows, scores = run(tmp_path, "smoothing", resamples=200, attack="noise,best_of_signs", defense="smoothing",
                        eps="2/255", options=["defense.smoothing.samples=4", "defense.smoothing.sigma=0.2"],
-                       clean_candidate=False)
+                       keep_clean=False)
     by_attack = {row["attack"]: row for row in rows}
     noise, chosen = by_attack["noise"], by_attack["best_of_signs"]
     assert chosen["report_draws"] == "16" and noise["report_draws"] == "16"  # max(samples 4, EOT default 16)
@@ -164,7 +164,7 @@ def test_the_best_of_32_noisy_estimates_is_reported_on_fresh_draws_within_the_no
 def test_the_clean_image_is_kept_exactly_where_an_attack_does_not_help(tmp_path):
     attacks = "noise,fgsm,pgd:3,square:8,worstcase"
     options = ["attack.worstcase.members=noise+fgsm+pgd:3+square:8"]
-    plain, plain_scores = run(tmp_path, "plain", attack=attacks, options=options, clean_candidate=False)
+    plain, plain_scores = run(tmp_path, "plain", attack=attacks, options=options, keep_clean=False)
     kept, kept_scores = run(tmp_path, "kept", attack=attacks, options=options)
     plain_by = {row["attack"]: plain_scores[row["cell_hash"]] for row in plain}
     kept_by = {row["attack"]: kept_scores[row["cell_hash"]] for row in kept}
@@ -185,7 +185,7 @@ def test_the_clean_image_is_kept_exactly_where_an_attack_does_not_help(tmp_path)
             assert auroc <= clean + 1e-12, attack
         if attack != "worstcase":
             assert roc_auc_score(*_xy(eval_part(kept_by["worstcase"]))) <= auroc + 1e-12, attack
-    assert (rows["fgsm"]["clean_candidate"], rows["noise"]["protocol"]) == ("True", "2")
+    assert (rows["fgsm"]["keep_clean"], rows["noise"]["protocol"]) == ("True", "2")
 
 
 def _xy(frame):

@@ -156,7 +156,7 @@ def test_the_engine_checks_the_l2_ball_of_an_l2_cell_and_the_linf_ball_of_an_lin
 
 def test_l2_cells_get_their_own_key_and_linf_cells_keep_theirs():
     # a first-protocol cell with every later field at what it meant then: the key of the first release's fields
-    first = cell("linf", protocol=1, clean_candidate=False)
+    first = cell("linf", protocol=1, keep_clean=False)
     assert first.key == first.legacy_key and cell("linf").legacy_key is None
     assert cell("l2").key != cell("linf").key
 

@@ -5,7 +5,7 @@ gets its members' results on the same batch without keeping every adversarial im
 The engine, not the attack, enforces the threat model: it evaluates the surrogate in the cell's chunks (gradients
 then do not depend on the batch), counts zero input gradients, refuses outputs outside the cell's eps ball (L-inf
 or L2), outside [0,1] or non-finite, optionally rounds to the 8-bit grid, keeps the clean image where a result
-does not move the score the attack's way (``clean_candidate``, every attack but a ``control``), and scores with the
+does not move the score the attack's way (``keep_clean``, every attack but a ``control``), and scores with the
 unchanged detector: behind a randomized defense on reporting draws no attack has queried (``candidates``).
 """
 
@@ -184,7 +184,7 @@ def _attack_batches(cell: Cell, attacks: dict[str, _Built], outcomes: dict[str, 
                                   for m in attack.members if m in results}, flags)
                 perturbed = attack.handle.call("perturb", target)
                 results[key] = _checked(perturbed, images, eps, attack.handle.component, cell, stage)
-                if cell.clean_candidate and not attack.handle.optional("control"):
+                if cell.keep_clean and not attack.handle.optional("control"):
                     results[key] = keep_clean(key, results[key], eval_labels[indices], selection)
                 for spec, flag_cell in image_flags.items():
                     values = outcome.flags.setdefault(spec, np.zeros(len(eval_labels)))

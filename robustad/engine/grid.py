@@ -78,12 +78,12 @@ def expand(
     attack that differ only in their flag share every stage's work. A flag without options (``entropy``) adds
     nothing to the options, so the cells of today's default keep the keys they had before flags were a kind.
     Each radius of ``cert_radii`` adds, for each certified defense, a clean-only cell holding the certificate at
-    that radius (``cert_radius``, ``cert_alpha``), whatever the attacks. ``clean_candidate``: attacked cells keep
+    that radius (``cert_radius``, ``cert_alpha``), whatever the attacks. ``keep_clean``: attacked cells keep
     the clean image where an attack does not move its score (clean-only cells record False: nothing is attacked).
     """
     defenses = defenses or {NO_DEFENSE: Adaptive()}
     fixed = dict(fixed or {})
-    attacked_only = {name: fixed.pop(name) for name in ("round_8bit", "norm", "cert_alpha", "clean_candidate")
+    attacked_only = {name: fixed.pop(name) for name in ("round_8bit", "norm", "cert_alpha", "keep_clean")
                      if name in fixed}
     threats = []
     for attack, threat in attacks.items():
@@ -122,7 +122,7 @@ def expand(
                 attacked = {name: value for name, value in attacked_only.items()
                             if (name == "cert_alpha" and radius) or (name != "cert_alpha" and attack != NO_ATTACK)}
                 if attack == NO_ATTACK:
-                    attacked["clean_candidate"] = False  # nothing is attacked, so no clean image is kept
+                    attacked["keep_clean"] = False  # nothing is attacked, so no clean image is kept
                 data_id, data_sha = data
                 cells.append(Cell(
                     dataset=dataset, category=category, shots=k, seed=seed, backbone=backbone,

@@ -224,7 +224,7 @@ def plan(request: Request, registry: PluginRegistry, sizes_only: bool = False) -
         fixed=dict(weights=weights_identity(request.weights), calib_fraction=request.calib_fraction,
                    precision=request.precision, round_8bit=request.round_8bit, chunk=chunk,
                    flag_fpr=request.flag_fpr, norm=norm, cert_alpha=request.cert_alpha, limit=request.limit,
-                   clean_candidate=request.clean_candidate),
+                   keep_clean=request.keep_clean),
     )
     unique = {cell.key: cell for cell in cells}  # pgd and pgd:10 are one experiment
     made.cells.extend(unique.values())

@@ -36,7 +36,7 @@ are scored); they differ only in the perturbation and the calibrator."""
 LATER_DEFAULTS = {f.name: row_text(f.name, f.metadata["before"]) for f in fields(Cell)
                   if f.metadata["since"] > 1 and f.metadata["role"] != "key"}
 """What an empty cell of a field added after the first release means: the value that rows written before its
-column existed ran with (the field's default, or its ``before``: ``protocol`` 1, ``clean_candidate`` False)."""
+column existed ran with (the field's default, or its ``before``: ``protocol`` 1, ``keep_clean`` False)."""
 CONTROL_IDENTITY = fields_with("config", "replicate", stages=(SPLIT, MODEL, THREAT), gradient=False)
 """``MODEL_IDENTITY`` less how attacks take gradients (BPDA, EOT): a noise control takes none, so one control
 serves every attack on the same model and threat model, whatever their BPDA and EOT."""
