@@ -101,19 +101,27 @@ def make_target(backbone, detector, surrogate, clean, images: torch.Tensor, labe
     return target
 
 
-def speed(backbone_name: str, resolution: int, count: int, repeats: int, surrogates: list[str],
-          attacks: list[str], data_root: Path) -> None:
-    """Each attack is timed right after its own clean pass, so a ratio compares runs under the same machine load."""
+def clean_batches(backbone_name: str, resolution: int, count: int, data_root: Path) -> tuple:
+    """The backbone and the detector fitted on bottle's reference images, the calib labels, ``count`` eval images of
+    both classes with their labels, and the clean calib features, calib scores and eval output."""
     backbone, detector, split = prepare(backbone_name, resolution, data_root)
-    registry = get_registry()
     calib, calib_labels = batch_of(detector, split.calib)
     evaluation, labels = batch_of(detector, both_classes(split.eval, count))
     with torch.no_grad():
         calib_features = backbone(calib)
         calib_scores = detector.score(calib_features).scores
         clean = detector.score(backbone(evaluation))
+    return backbone, detector, calib_labels, evaluation, labels, calib_features, calib_scores, clean
+
+
+def speed(backbone_name: str, resolution: int, count: int, repeats: int, surrogates: list[str],
+          attacks: list[str], data_root: Path) -> None:
+    """Each attack is timed right after its own clean pass, so a ratio compares runs under the same machine load."""
+    backbone, detector, calib_labels, evaluation, labels, calib_features, calib_scores, clean = clean_batches(
+        backbone_name, resolution, count, data_root)
+    registry = get_registry()
     per_image = [Features(calib_features.patch_tokens[i:i + 1], calib_features.global_token[i:i + 1])
-                 for i in range(len(calib))]  # what the engine hands a surrogate's fit
+                 for i in range(len(calib_labels))]  # what the engine hands a surrogate's fit
 
     def clean_pass() -> None:
         with torch.no_grad():
@@ -221,14 +229,9 @@ def radius_cost(backbone_name: str, resolution: int, count: int, data_root: Path
     the score where Platt's p fitted on the calib images reaches 0.5."""
     from robustad.radius import median_radius, search
 
-    backbone, detector, split = prepare(backbone_name, resolution, data_root)
+    backbone, detector, calib_labels, evaluation, labels, calib_features, calib_scores, clean = clean_batches(
+        backbone_name, resolution, count, data_root)
     registry = get_registry()
-    calib, calib_labels = batch_of(detector, split.calib)
-    evaluation, labels = batch_of(detector, both_classes(split.eval, count))
-    with torch.no_grad():
-        calib_features = backbone(calib)
-        calib_scores = detector.score(calib_features).scores
-        clean = detector.score(backbone(evaluation))
     platt = registry.get("calibrator", "platt").create().fit(np.asarray(calib_scores), calib_labels)
     grid = np.linspace(min(calib_scores.min(), clean.scores.min()), max(calib_scores.max(), clean.scores.max()),
                        20001)
