@@ -4,6 +4,7 @@ compare a detector with anomalib's in anomalib's own environment."""
 from __future__ import annotations
 
 import argparse
+import json
 import os
 from pathlib import Path
 
@@ -32,3 +33,15 @@ def comparison_arguments(description: str, anomalib_python: str, images: int) ->
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--paths", help=argparse.SUPPRESS)
     return parser.parse_args()
+
+
+def spread_test_images(bottle: Path, count: int) -> list[Path]:
+    """``count`` test images spread over the good and defect folders (all of them for 0)."""
+    paths = sorted((bottle / "test").glob("*/*.png"))
+    return paths if count <= 0 else paths[::max(1, len(paths) // count)][:count]
+
+
+def worker_command(python: Path, script: str, bottle: Path, weights: Path, out: Path, paths: list[Path]) -> list[str]:
+    """The command that runs ``script`` as the worker in anomalib's environment (``--side anomalib``)."""
+    return [str(python), script, "--side", "anomalib", "--bottle", str(bottle), "--weights", str(weights),
+            "--out", str(out), "--paths", json.dumps([str(p) for p in paths])]

@@ -28,12 +28,6 @@ import numpy as np
 RESOLUTION = 256  # anomalib's default pre-processor size
 
 
-def test_images(bottle: Path, count: int) -> list[Path]:
-    """``count`` test images spread over the good and defect folders (all of them for 0)."""
-    paths = sorted((bottle / "test").glob("*/*.png"))
-    return paths if count <= 0 else paths[::max(1, len(paths) // count)][:count]
-
-
 def robustad_side(bottle: Path, weights: Path, paths: list[Path]) -> dict:
     """Scores and model-input maps from robustad's patchcore on a wide_resnet50_2 with the given weights file."""
     import torch
@@ -100,7 +94,7 @@ def save_random_weights(path: Path) -> None:
 
 def main() -> None:
     sys.path.insert(0, str(Path(__file__).parent))
-    from common import comparison_arguments, mvtec_root
+    from common import comparison_arguments, mvtec_root, spread_test_images, worker_command
 
     args = comparison_arguments(__doc__.splitlines()[0], "/work/anomalib-venv/bin/python", 20)
     if args.side == "anomalib":
@@ -108,13 +102,11 @@ def main() -> None:
         return
 
     bottle = args.bottle or mvtec_root() / "bottle"
-    paths = test_images(bottle, args.images)
+    paths = spread_test_images(bottle, args.images)
     with tempfile.TemporaryDirectory() as folder:
         weights, out = Path(folder) / "wide_resnet50_2_random.safetensors", Path(folder) / "anomalib.npz"
         save_random_weights(weights)
-        subprocess.run([str(args.anomalib_python), __file__, "--side", "anomalib", "--bottle", str(bottle),
-                        "--weights", str(weights), "--out", str(out), "--paths", json.dumps([str(p) for p in paths])],
-                       check=True)
+        subprocess.run(worker_command(args.anomalib_python, __file__, bottle, weights, out, paths), check=True)
         theirs = dict(np.load(out))
         ours = robustad_side(bottle, weights, paths)
     ours_scores, their_scores = np.array(ours["scores"]), theirs["scores"]

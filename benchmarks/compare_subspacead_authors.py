@@ -32,11 +32,6 @@ ARCHITECTURE = dict(hidden_size=384, num_hidden_layers=12, num_attention_heads=6
                     num_register_tokens=4)
 
 
-def test_images(bottle: Path, count: int) -> list[Path]:
-    paths = sorted((bottle / "test").glob("*/*.png"))
-    return paths if count <= 0 else paths[::max(1, len(paths) // count)][:count]
-
-
 def original_layout(state: dict) -> dict:
     """A Hugging Face Dinov2WithRegisters state dict under facebookresearch's names (fused qkv)."""
     import torch
@@ -137,10 +132,10 @@ def main() -> None:
         return
 
     sys.path.insert(0, str(Path(__file__).parent))
-    from common import mvtec_root
+    from common import mvtec_root, spread_test_images
 
     bottle = args.bottle or mvtec_root() / "bottle"
-    paths = test_images(bottle, args.images)
+    paths = spread_test_images(bottle, args.images)
     with tempfile.TemporaryDirectory() as folder:
         subprocess.run([str(args.reference_python), __file__, "--side", "authors", "--bottle", str(bottle),
                         "--authors", str(args.authors), "--folder", folder,

@@ -32,12 +32,6 @@ CLASS_NAME = "bottle"
 SHOTS = (0, 1)
 
 
-def test_images(bottle: Path, count: int) -> list[Path]:
-    """``count`` test images spread over the good and defect folders (all of them for 0)."""
-    paths = sorted((bottle / "test").glob("*/*.png"))
-    return paths if count <= 0 else paths[::max(1, len(paths) // count)][:count]
-
-
 def reference_image(bottle: Path) -> Path:
     return sorted((bottle / "train" / "good").glob("*.png"))[0]
 
@@ -122,7 +116,7 @@ def save_random_weights(path: Path) -> None:
 
 def main() -> None:
     sys.path.insert(0, str(Path(__file__).parent))
-    from common import comparison_arguments, mvtec_root
+    from common import comparison_arguments, mvtec_root, spread_test_images, worker_command
 
     args = comparison_arguments(__doc__.splitlines()[0], "/work/venv-anomalib/bin/python", 6)
     if args.side == "anomalib":
@@ -130,13 +124,11 @@ def main() -> None:
         return
 
     bottle = args.bottle or mvtec_root() / "bottle"
-    paths = test_images(bottle, args.images)
+    paths = spread_test_images(bottle, args.images)
     with tempfile.TemporaryDirectory() as folder:
         weights, out = Path(folder) / "vit_b_16_plus_240_random.pt", Path(folder) / "anomalib.npz"
         save_random_weights(weights)
-        worker = subprocess.Popen([str(args.anomalib_python), __file__, "--side", "anomalib", "--bottle", str(bottle),
-                                   "--weights", str(weights), "--out", str(out),
-                                   "--paths", json.dumps([str(p) for p in paths])])
+        worker = subprocess.Popen(worker_command(args.anomalib_python, __file__, bottle, weights, out, paths))
         ours = robustad_side(bottle, weights, paths)  # meanwhile
         if worker.wait() != 0:
             raise SystemExit(f"the anomalib side failed (exit {worker.returncode})")
