@@ -26,6 +26,7 @@ from robustad.results.leaderboard import read_rows  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 LEADERBOARD = HERE / "leaderboard.csv"
+COMMIT = HERE / "commit.txt"
 TOLERANCE = 0.01  # AUROC: below the seed-to-seed spread of every row measured so far
 DEFAULT_EOT = 16  # the engine's EOT draws against a randomized defense (robustad.engine.defended.EOT_DEFAULT)
 
@@ -52,7 +53,7 @@ SWEEPS = (
 
 def load(path: Path = LEADERBOARD) -> pd.DataFrame:
     rows = pd.DataFrame(read_rows(path))
-    for column in ("adv_auroc", "steps", "restarts", "queries", "eot_samples", "seed"):
+    for column in ("adv_auroc", "steps", "restarts", "queries", "eot_samples", "seed", "n_eval", "resolution"):
         rows[column] = numeric(rows, column)
     rows["defense"] = text(rows, "defense").replace("", "none")
     return rows
@@ -106,9 +107,25 @@ def table(rows: pd.DataFrame, sweep: Sweep) -> list[str]:
     return lines + [""]
 
 
+def setting(rows: pd.DataFrame) -> str:
+    """What the rows were run on, as the paragraph above the tables says it."""
+    def listed(column: str) -> str:
+        return ", ".join(f"{value:g}" for value in sorted(set(rows[column].dropna())))
+    commit = COMMIT.read_text().split()[-1] if COMMIT.exists() and COMMIT.read_text().strip() else "unknown"
+    return (f"Real MVTec AD bottle images, `efficientnet_lite0` at {listed('resolution')} px, 1-shot, seeds "
+            f"{listed('seed')}, {listed('n_eval')} eval images (`--limit`, drawn by the split rule), white-box "
+            f"(`score` surrogate), eps 8/255, Platt; every number is a row of `results/convergence/leaderboard.csv`, "
+            f"made at commit {commit} by `results/convergence/run.sh` and turned into these tables by "
+            "`results/convergence/tables.py`. Each sweep moves one budget with the others at their defaults; a "
+            f"curve *plateaus* at the smallest budget from which every larger one lies within {TOLERANCE} AUROC of "
+            "its last value.")
+
+
 def section(rows: pd.DataFrame) -> str:
     parts = [line for sweep in SWEEPS for line in table(rows, sweep)]
-    return "\n".join(parts) if parts else "no convergence rows yet\n"
+    if not parts:
+        return "no convergence rows yet\n"
+    return "\n".join([setting(rows), "", *parts]).rstrip("\n")
 
 
 def plot(rows: pd.DataFrame, sweep: Sweep, folder: Path) -> Path | None:

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The runs behind the README's detector comparison (protocol 2: the clean image kept, the margin loss on a logit
-# scaled by the calib scores' spread). Real MVTec AD bottle images, 1-shot, 59 eval images, Platt, eps 2/255 and
-# 8/255, per-image scores saved beside the leaderboard (scores/) for the paired DeLong tests.
+# scaled by the calib scores' spread). Real MVTec AD bottle images, 1-shot, 59 eval images, eps 2/255 and 8/255,
+# every calibrator (they share the attacked images, so they cost nothing more), per-image scores saved beside the leaderboard (scores/) for the paired DeLong tests.
 # Parts (default all):
 #   cnn      AnomalyDINO, PatchCore and SubspaceAD on efficientnet_lite0 at 224 px (PatchCore on its stages),
 #            seeds 0-2: the noise control, white-box (score surrogate) FGSM, PGD-10 and Square (20 queries), and
@@ -24,8 +24,8 @@ for part in "${parts[@]}"; do
     [[ " ${PARTS[*]} " == *" $part "* ]] || { echo "usage: $0 [part...]; parts: ${PARTS[*]}" >&2; exit 2; }
 done
 git rev-parse --short HEAD >> results/detectors/commit.txt
-COMMON=(--dataset mvtec --data-root "$DATA" --category bottle --threads 1 --eps 2/255,8/255 --calib platt
-        --no-pixel-metrics --save-scores results/detectors/scores --out "$OUT")
+COMMON=(--dataset mvtec --data-root "$DATA" --category bottle --threads 1 --eps 2/255,8/255
+        --calib platt,isotonic,temperature,none --no-pixel-metrics --save-scores results/detectors/scores --out "$OUT")
 CNN=("${COMMON[@]}" --backbone efficientnet_lite0 --resolution 224 --shots 1 --seeds 0,1,2)
 
 cnn_detector() {

@@ -20,6 +20,7 @@ from robustad.results.leaderboard import read_rows
 HERE = Path(__file__).resolve().parent
 LEADERBOARD = HERE / "leaderboard.csv"
 COMMIT = HERE / "commit.txt"
+SCORES = HERE / "scores"
 DETECTORS = ["anomalydino", "patchcore", "subspacead"]
 EPS = ["2/255", "8/255"]
 ATTACKS = ["fgsm", "pgd", "square"]
@@ -35,6 +36,11 @@ def load(path: Path = LEADERBOARD) -> pd.DataFrame:
     return rows[rows["seed"].isin(SEEDS) & (rows["calibrator"] == "platt")]
 
 
+def cnn_rows(rows: pd.DataFrame) -> pd.DataFrame:
+    """The three detectors on efficientnet_lite0 (WinCLIP runs on its own CLIP)."""
+    return rows[rows["detector"].isin(DETECTORS)]
+
+
 def worst_per_seed(rows: pd.DataFrame) -> pd.DataFrame:
     """Per seed, the row with the lowest adversarial AUROC (the per-seed worst case over the given attacks)."""
     return rows.loc[rows.groupby("seed")["adv_auroc"].idxmin()] if len(rows) else rows
@@ -42,7 +48,8 @@ def worst_per_seed(rows: pd.DataFrame) -> pd.DataFrame:
 
 def detector_table(rows: pd.DataFrame) -> list[str]:
     """Clean AUROC, the noise control and each attack's adversarial AUROC per detector and eps, over seeds."""
-    views = [(attack, "score") for attack in ATTACKS] + [(attack, "linear") for attack in ATTACKS]
+    rows = cnn_rows(rows)
+    views = [(attack, "score") for attack in ATTACKS] + [("fgsm", "linear")]
     header = ("| detector | eps | clean AUROC | noise | "
               + " | ".join(f"{attack} {threat(attack, s)}" for attack, s in views)
               + " | worst white-box |")
@@ -61,6 +68,23 @@ def detector_table(rows: pd.DataFrame) -> list[str]:
     return lines
 
 
+def winclip_table(rows: pd.DataFrame) -> list[str]:
+    """WinCLIP zero-shot and 1-shot on its own (randomly initialised) CLIP: the noise control and white-box attacks."""
+    rows = rows[rows["detector"] == "winclip"]
+    if rows.empty:
+        return []
+    lines = ["| shots | eps | clean AUROC | noise | fgsm white-box | pgd white-box |", "|" + " --- |" * 6]
+    for shots in sorted(rows["shots"].unique(), key=int):
+        for eps in EPS:
+            at = rows[(rows["shots"] == shots) & (rows["eps"] == eps)]
+            noise = at[at["attack"] == "noise"]
+            values = [cell(noise, "clean_auroc"), cell(noise, "adv_auroc")]
+            values += [cell(at[(at["attack"] == attack) & (at["surrogate"] == "score")], "adv_auroc")
+                       for attack in ("fgsm", "pgd")]
+            lines.append(f"| {shots} | {eps} | " + " | ".join(values) + " |")
+    return lines
+
+
 def threat(attack: str, surrogate: str) -> str:
     """``white-box`` through the detector's score; through the linear head ``transfer`` only for FGSM (one step,
     nothing chosen by the detector), ``gray-box`` for PGD and Square, whose kept iterate the real score picks."""
@@ -75,7 +99,7 @@ PAIRS = [("patchcore", "anomalydino"), ("subspacead", "anomalydino"), ("subspace
 def paired_table(rows: pd.DataFrame) -> list[str]:
     """``robustad compare --axis detector`` on these rows: per attack, threat and eps, the paired difference of
     adversarial AUROC (mean over seeds) of each pair with its interval, * where significant after Holm."""
-    table = compare(rows, "detector", metric="adv_auroc", resamples=2000)
+    table = compare(cnn_rows(rows), "detector", metric="adv_auroc", scores=SCORES, resamples=2000)
     scopes = list(dict.fromkeys(table["scope"]))
     lines = ["| attack | eps | " + " | ".join(f"{a} − {b}" for a, b in PAIRS) + " |", "|" + " --- |" * (2 + len(PAIRS))]
     for scope in scopes:
