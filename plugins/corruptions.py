@@ -215,6 +215,7 @@ class Corruption:
     description = "ImageNet-C corruption at severity eps (0-5) under --norm corruption, e.g. corruption:motion_blur"
     needs_surrogate = False
     norms = (CORRUPTION,)
+    control = True  # nature does not choose: the engine gives a corruption no clean candidate (keep_clean)
 
     def __init__(self, *, corruption: str = "gaussian_noise") -> None:
         if corruption not in CORRUPTIONS:
