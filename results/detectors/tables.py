@@ -135,38 +135,55 @@ def audit_lines(path: Path = LEADERBOARD) -> list[str]:
     return lines
 
 
+def commits() -> str:
+    """The commits that made the rows (run.sh adds a line per run), as the text names them."""
+    found = list(dict.fromkeys(COMMIT.read_text().split())) if COMMIT.exists() else []
+    return ("commit " if len(found) == 1 else "commits ") + (", ".join(found) or "unknown")
+
+
 def section(rows: pd.DataFrame) -> str:
-    commit = COMMIT.read_text().strip() if COMMIT.exists() else "unknown"
-    n_eval = int(rows["n_eval"].iloc[0])
-    seeds = sorted(int(s) for s in rows["seed"].unique())
+    cnn = cnn_rows(rows)
+    n_eval = int(cnn["n_eval"].iloc[0])
+    seeds = sorted(int(s) for s in cnn["seed"].unique())
+    winclip = winclip_table(rows)
     text = [
         f"Real MVTec AD bottle images, `efficientnet_lite0` at 224 px (PatchCore on its stages `layer2,layer3`), "
-        f"1-shot, seeds {', '.join(map(str, seeds))}, {n_eval} eval images, Platt; every number comes from rows of "
-        f"`results/detectors/leaderboard.csv`, made at commit {commit} by `results/detectors/run.sh` with 1 torch "
-        "thread and turned into this table by `results/detectors/tables.py`. Each entry is the mean ± standard "
-        "deviation over seeds, with the 95 % interval of that mean in brackets "
+        f"1-shot, seeds {', '.join(map(str, seeds))}, {n_eval} eval images, Platt, protocol 2 (the clean image kept "
+        "where an attack does not help, the margin loss on a logit scaled by the calib scores' spread); every "
+        f"number comes from rows of `results/detectors/leaderboard.csv`, made at {commits()} by "
+        "`results/detectors/run.sh` with 1 torch thread and turned into this table by `results/detectors/tables.py`. "
+        "Each entry is the mean ± standard deviation over seeds, with the 95 % interval of that mean in brackets "
         "(a two-level bootstrap over seeds and eval images, docs/protocol.md section 6; "
-        "at 0 or 1 the Wilson score interval). *White-box*: "
-        "through the detector's own differentiable score (`score` surrogate); *transfer*: FGSM through the `linear` "
-        "surrogate head (one step, nothing chosen by the detector); *gray-box*: PGD and Square through the `linear` "
-        "head, where the detector's real score picks the iterate each image keeps. "
-        "Square uses 20 queries per image. *Worst white-box*: per seed, the lowest adversarial "
-        "AUROC over fgsm, pgd and square, then averaged.",
+        "at 0 or 1 the Wilson score interval). *White-box*: through the detector's own differentiable score "
+        "(`score` surrogate); *transfer*: FGSM through the `linear` surrogate head (one step, nothing chosen by the "
+        "detector). PGD has 10 steps, Square 20 queries per image (a reduced budget: see the convergence study "
+        "below). *Worst white-box*: per seed, the lowest adversarial AUROC over fgsm, pgd and square, then averaged.",
         "",
         *detector_table(rows),
         "",
-        "**Paired differences** (`robustad compare results/detectors/leaderboard.csv --axis detector`, Platt rows): "
-        "adversarial AUROC of the first detector less the second's on the same seeds (splits and reference images), "
-        "mean over seeds, with its paired two-level 95 % interval. The leaderboard holds no per-image scores, so the "
-        "image level comes from each row's interval with the two detectors' image errors taken as independent (wider "
-        "than a paired draw of the same images). * marks a difference significant at 5 % after Holm's correction "
-        "over the 14 attack and eps cells of that pair; with 3 seeds no bootstrap p-value can fall below 2/2001, so "
-        "a pair needs a clear, same-signed gap on every seed.",
+        "**Paired differences** (`robustad compare results/detectors/leaderboard.csv --axis detector --scores "
+        "results/detectors/scores`, Platt rows): adversarial AUROC of the first detector less the second's on the "
+        "same seeds (splits and reference images) and the same eval images, mean over seeds, with its paired "
+        "two-level 95 % interval (seeds, then the same eval images resampled for both, stratified by label). * marks "
+        "a difference significant at 5 % after Holm's correction over the attack and eps cells of that pair; with 3 "
+        "seeds no bootstrap p-value can fall below 2/2001, so a pair needs a clear, same-signed gap on every seed.",
         "",
         *paired_table(rows),
         "",
         *audit_lines(),
     ]
+    if winclip:
+        text += [
+            "",
+            "**WinCLIP** (`winclip`, anomalib's window mode, on its own CLIP `clip_vitb16plus_240` at 240 px) "
+            "zero-shot (`--shots 0`, prompts from the class name) and 1-shot, seed 0, eps 8/255, the first "
+            f"{int(rows[rows['detector'] == 'winclip']['n_eval'].iloc[0])} eval images of the split (`--limit`), "
+            "Platt. **Its CLIP weights are seeded random ones** (`--weights random`: no CLIP weights can be "
+            "downloaded on this machine), so these rows test the pipeline, not WinCLIP: its clean AUROC is that of "
+            "an untrained network.",
+            "",
+            *winclip,
+        ]
     return "\n".join(text)
 
 
