@@ -18,12 +18,13 @@ from robustad.records import MODEL, SPLIT, fields_with
 from robustad.results.aggregate import STATISTICS, aggregate
 from robustad.results.corruptions import SEVERITY_GROUP, mean_over_corruptions
 from robustad.results.frame import MODEL_OPTION_KINDS, is_attack, key, text
+from robustad.results.threats import row_threats
 
 ENTRY = tuple(name for name in fields_with("config", stages=(SPLIT, MODEL)) if name != "dataset")
 FILTERS = ("dataset", "category", "threat", "eps", "calibrator")
 RANK_METRICS = ["clean_auroc", "adv_auroc", "noise_adv_auroc", "clean_ece", "adv_ece", "evasion_rate"]
 ANY_THREAT = "any"
-"""The threat model of the worst case over white-box and transfer attacks alike."""
+"""The threat model of the worst case over white-box, gray-box and transfer attacks alike."""
 REFERENCE_ATTACK = "standard"
 """The attack whose numbers a line shows where its entry was attacked with it (an AutoAttack-grade per-image worst
 case, the clean image included): the lowest of many attacks' AUROCs would pick the luckiest of their noisy
@@ -33,11 +34,11 @@ CORRUPTIONS_THREAT = "corruptions"
 
 
 def with_entries(rows: pd.DataFrame) -> pd.DataFrame:
-    """The rows with ``entry`` (a short id, stable for the same settings) and ``threat`` (``white-box`` or
-    ``transfer`` from the recorded ``white_box`` fact, ``, 8-bit`` when rounded; empty for clean-only rows and the
-    noise control)."""
+    """The rows with ``entry`` (a short id, stable for the same settings) and ``threat`` (``white-box``,
+    ``gray-box`` or ``transfer`` from the recorded ``white_box`` fact and attack settings, ``threats.threat``;
+    ``, 8-bit`` when rounded; empty for clean-only rows and the noise control)."""
     ids = key(rows, ENTRY, MODEL_OPTION_KINDS).map(lambda k: "e" + hashlib.sha256(k.encode()).hexdigest()[:10])
-    white = text(rows, "white_box").map({"True": "white-box", "False": "transfer"}).fillna("")
+    white = row_threats(rows)
     return rows.assign(entry=ids, threat=(white + threat_suffix(rows)).where(white != "", ""))
 
 
@@ -106,11 +107,13 @@ def _worst_lines(rows: pd.DataFrame, entry: str, dataset: str, category: str) ->
     attacked = rows[is_attack(rows)]
     if attacked.empty:
         return []
-    white = attacked.groupby(text(attacked, "surrogate"))["threat"].first().str.split(",").str[0]
+    pairs = text(attacked, "surrogate") + "\x1f" + text(attacked, "attack")
+    white = attacked.groupby(pairs)["threat"].first().str.split(",").str[0]
     summary = aggregate(rows, RANK_METRICS)
     summary = summary[is_attack(summary)]
     suffix = threat_suffix(summary)
-    summary = summary.assign(threat=text(summary, "surrogate").map(white).fillna("") + suffix)
+    summary = summary.assign(threat=(text(summary, "surrogate") + "\x1f" + text(summary, "attack")).map(white)
+                             .fillna("") + suffix)
     lines = []
     groups = [(t, summary[summary["threat"] == t]) for t in dict.fromkeys(summary["threat"])]
     groups += [(ANY_THREAT + s, summary[suffix == s]) for s in dict.fromkeys(suffix)]
