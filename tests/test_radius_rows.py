@@ -167,7 +167,7 @@ def test_the_rows_median_radius_is_the_analytic_one_within_its_tolerance(tmp_pat
     assert np.median(exact) - 1e-6 <= median <= np.median(exact) + tolerance + 1e-6
     assert float(row["radius_median_ci_low"]) <= median <= float(row["radius_median_ci_high"])
     assert float(row["radius_unmoved"]) == pytest.approx(np.mean(~finite))
-    assert int(row["radius_steps"]) == 10 + 6 * 2
+    assert int(row["radius_steps"]) == 10 + 6 * 2 and float(row["t_radius_s"]) > 0
 
 
 def expected_key(cell: Cell) -> str:

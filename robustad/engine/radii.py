@@ -11,6 +11,7 @@ EOT draws, as the attacks take them.
 from __future__ import annotations
 
 import contextlib
+import time
 
 import numpy as np
 import torch
@@ -24,9 +25,10 @@ from robustad.radius import RadiusSearch, median_radius, search
 from robustad.records import Cell
 
 
-def search_radii(cell: Cell, stage: CleanStage, surrogate: Fitted, batch_size: int) -> RadiusSearch:
+def search_radii(cell: Cell, stage: CleanStage, surrogate: Fitted, batch_size: int) -> tuple[RadiusSearch, float]:
     """The radius of every eval image (in eval order) against the calib F1-optimal threshold, up to the cell's
-    eps; inf where the search did not cross there."""
+    eps (inf where the search did not cross there), and the seconds the search took."""
+    started = time.perf_counter()
     eps_max = parse_eps(cell.eps, cell.norm)
     threshold = metrics.f1_optimal_threshold(stage.calib_labels, stage.calib_scores)
     radii = np.full(len(stage.split.eval), np.inf)
@@ -43,16 +45,18 @@ def search_radii(cell: Cell, stage: CleanStage, surrogate: Fitted, batch_size: i
             radii[indices] = found.radii
     tolerance = eps_max if found is None else found.tolerance
     steps = 0 if found is None else found.gradient_steps
-    return RadiusSearch(radii, tolerance, eps_max, cell.norm, steps)
+    return RadiusSearch(radii, tolerance, eps_max, cell.norm, steps), time.perf_counter() - started
 
 
-def radius_columns(found: RadiusSearch, *, resamples: int, seed: int) -> dict:
+def radius_columns(found: RadiusSearch, seconds: float, *, resamples: int, seed: int) -> dict:
     """The row's radius columns: the median over eval images with its percentile bootstrap interval over them
     (empty where censored: a median beyond eps_max is not a number the row can hold), the bracket's tolerance,
-    eps_max, the gradient steps per image and the share of images the search never moved within eps_max."""
+    eps_max, the gradient steps per image, the share of images the search never moved within eps_max and the
+    seconds the search took (``t_radius_s``)."""
     median, low, high = median_radius(found.radii, resamples=max(resamples, 1), seed=seed)
     row = {"radius_median": _finite(median), "radius_tol": found.tolerance, "radius_eps_max": found.eps_max,
-           "radius_steps": found.gradient_steps, "radius_unmoved": float(np.mean(np.isinf(found.radii)))}
+           "radius_steps": found.gradient_steps, "radius_unmoved": float(np.mean(np.isinf(found.radii))),
+           "t_radius_s": seconds}
     if resamples:
         row.update(radius_median_ci_low=_finite(low), radius_median_ci_high=_finite(high))
     return row

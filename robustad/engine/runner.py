@@ -90,7 +90,7 @@ class _Group:
         self.surrogates: dict[tuple, Fitted] = {}
         self.calibrators: dict[tuple, Fitted] = {}
         self.pixels: dict[tuple, tuple[dict, float]] = {}  # by attack prefix: adversarial maps differ by eps
-        self.radii: dict[tuple, RadiusSearch] = {}  # by threat prefix (``--radius``)
+        self.radii: dict[tuple, tuple[RadiusSearch, float]] = {}  # by threat prefix (``--radius``), with seconds
         self.factory = Factory(registry)
         self.flags = Flags(stage, self.factory, settings.batch_size)
         self.clean_pixels = self._pixel_metrics("clean", [s.distances for s in stage.eval])
@@ -209,9 +209,9 @@ class _Group:
                        white_box=None if surrogate is None else bool(surrogate.handle.optional("white_box")),
                        zero_grad_share=attacked.gradients.share, t_attack_s=attacked.seconds,
                        t_surrogate_s=0.0 if surrogate is None else surrogate.seconds)
-        radii = self.radii.get(cell.threat_prefix) if cell.radius else None
+        radii, radius_seconds = self.radii.get(cell.threat_prefix, (None, 0.0)) if cell.radius else (None, 0.0)
         if radii is not None:
-            row.update(radius_columns(radii, resamples=self.settings.resamples, seed=cell.seed))
+            row.update(radius_columns(radii, radius_seconds, resamples=self.settings.resamples, seed=cell.seed))
         if attacked is not None and self.settings.save_examples:
             examples.save(self.settings.examples_dir, cell, stage, attacked.kept, attacked.distances, attacked.scores,
                           parse_eps(cell.eps, cell.norm))

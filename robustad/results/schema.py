@@ -10,7 +10,8 @@ from robustad.records import CELL_FIELDS
 
 LEGACY_MARK = "data_sha"
 """Rows without it were written before keys covered the images' content (records.Cell.legacy_key)."""
-TIMINGS = ("t_split_s", "t_fit_s", "t_clean_s", "t_pixel_s", "t_surrogate_s", "t_attack_s", "t_calib_metrics_s")
+TIMINGS = ("t_split_s", "t_fit_s", "t_clean_s", "t_pixel_s", "t_surrogate_s", "t_attack_s", "t_calib_metrics_s",
+           "t_radius_s")
 INTERVAL_COLUMNS = (*(f"{side}_{m}" for side in ("clean", "adv") for m in IMAGE_METRICS), *ATTACK_METRICS,
                     *(f"{side}_{m}" for side in ("clean", "adv") for m in DECISION_RATES), "cert_auroc")
 """Columns that come with a bootstrap interval ``<column>_ci_low`` / ``<column>_ci_high``."""
