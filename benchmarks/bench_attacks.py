@@ -226,16 +226,14 @@ def main() -> None:
 def radius_cost(backbone_name: str, resolution: int, count: int, data_root: Path) -> None:
     """The radius search (``robustad.radius``) against one fixed-eps PGD-10 run on the same images through the
     white-box ``score`` surrogate, each timed right after a clean pass, for both norms; the decision threshold is
-    the score where Platt's p fitted on the calib images reaches 0.5."""
+    the calib F1-optimal one, as rows of ``bench --radius`` take it (``engine.radii``)."""
+    from robustad.metrics import f1_optimal_threshold
     from robustad.radius import median_radius, search
 
     backbone, detector, calib_labels, evaluation, labels, calib_features, calib_scores, clean = clean_batches(
         backbone_name, resolution, count, data_root)
     registry = get_registry()
-    platt = registry.get("calibrator", "platt").create().fit(np.asarray(calib_scores), calib_labels)
-    grid = np.linspace(min(calib_scores.min(), clean.scores.min()), max(calib_scores.max(), clean.scores.max()),
-                       20001)
-    threshold = float(grid[np.argmax(platt.predict(grid) >= 0.5)])
+    threshold = f1_optimal_threshold(calib_labels, np.asarray(calib_scores))
     surrogate = registry.get("surrogate", "score").create()
     surrogate.fit(backbone, detector, None, calib_labels, calib_scores)
     target = make_target(backbone, detector, surrogate, clean, evaluation, labels)

@@ -93,6 +93,9 @@ class Request:
     chunk: int | None = declare(None, parsing.optional(parsing.integer(1, MAX_CHUNK)), "Images per model call, "
                                 "consecutive in sample order; part of the cell (batched kernels change the last "
                                 "bits).", cli=int, shown="1 on cpu, 16 on cuda")
+    radius: bool = declare(False, parsing.switch, "Search each eval image's robustness radius up to the row's eps "
+                           "(bisection over PGD through the surrogate, judged by the real score) for every attacked "
+                           "row with a surrogate: radius_* columns, per-image radii in --save-scores.", cli=bool)
     flag: tuple[str, ...] = declare("entropy", parsing.items, "Attack flag(s), comma-separated (robustad plugins "
                                     "lists them); one row per flag.")
     flag_fpr: float = declare(0.05, parsing.fraction("0.05"), "False-flag rate on the clean calib images that sets "

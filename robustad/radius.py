@@ -54,7 +54,7 @@ def search(model: torch.nn.Module, score: Callable[[torch.Tensor], torch.Tensor]
     count = images.shape[0]
     target = _Target(model, score, images, labels, threshold, norm, loss, alpha_ratio)
     already = target.crossed(images)
-    high = torch.full((count,), float(eps_max), dtype=torch.float64)
+    high = torch.full((count,), float(eps_max), dtype=torch.float64, device=images.device)
     found, delta = target.attack(torch.zeros_like(images), high, steps)
     found |= already
     low = torch.zeros_like(high)
@@ -68,7 +68,8 @@ def search(model: torch.nn.Module, score: Callable[[torch.Tensor], torch.Tensor]
         delta = torch.where(_view(crossed, images), candidate, delta)
     radii = torch.where(found, high, torch.full_like(high, float("inf")))
     radii = torch.where(already, torch.zeros_like(radii), radii)
-    return RadiusSearch(radii.numpy(), eps_max / 2 ** refinements, eps_max, norm, steps + refinements * refine_steps)
+    return RadiusSearch(radii.cpu().numpy(), eps_max / 2 ** refinements, eps_max, norm,
+                        steps + refinements * refine_steps)
 
 
 class _Target:
@@ -82,7 +83,8 @@ class _Target:
         """Whether each image is on the wrong side of the threshold: a normal one at or above, an anomalous one
         below."""
         with torch.no_grad():
-            scores = torch.as_tensor(kit.as_numpy(self.score(adversarial)), dtype=torch.float64).reshape(-1)
+            scores = torch.as_tensor(kit.as_numpy(self.score(adversarial)), dtype=torch.float64,
+                                     device=self.labels.device).reshape(-1)
         return torch.where(self.labels == 1, scores < self.threshold, scores >= self.threshold)
 
     def attack(self, start: torch.Tensor, eps: torch.Tensor, steps: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -123,8 +123,10 @@ class Cell:
     ``cert_radius`` the L2 radius (canonical, ``""``: none) at which a clean-only cell of a certified defense holds
     the certified AUROC, each bound failing with probability at most ``cert_alpha`` (a long format: one cell per
     radius); ``limit`` at most that many eval images (0: all), drawn by the split rule for a smoke run, whose rows
-    are never taken for full ones; ``attack`` the attack plugin's name, its settings in ``options``: canonical JSON
-    of the resolved options, defaults included, of every component the cell uses, keyed ``kind.name``.
+    are never taken for full ones; ``radius`` whether an attacked row with a surrogate also holds each eval image's
+    robustness radius up to its eps (``radius_*`` columns; identity only, as it changes no other column);
+    ``attack`` the attack plugin's name, its settings in ``options``: canonical JSON of the resolved options,
+    defaults included, of every component the cell uses, keyed ``kind.name``.
     """
 
     dataset: str = axis(SPLIT)
@@ -157,6 +159,7 @@ class Cell:
     cert_alpha: float = axis(CALIBRATION, CERT_ALPHA, since=2)
     limit: int = axis(SPLIT, 0, since=2)
     keep_clean: bool = axis(THREAT, True, since=2, before=False)
+    radius: bool = axis(THREAT, False, since=2, role="key")
 
     @property
     def key(self) -> str:

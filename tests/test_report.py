@@ -13,6 +13,7 @@ from matplotlib.colors import to_hex
 from robustad.results.figures import draw_metric_vs_eps, eps_curves
 from robustad.results.report import write_report
 from robustad.results.scorefiles import SCORE_COLUMNS
+from robustad.twolevel import seed_mean_bounds
 from tests.boards import board, row, run_robustad, write_board
 
 
@@ -29,11 +30,15 @@ def curve_rows() -> pd.DataFrame:
     )
 
 
-def test_eps_curves_average_values_and_bounds_per_attack_and_eps():
+def test_eps_curves_average_values_and_give_the_two_level_interval_per_attack_and_eps():
+    """The band is the interval of the mean over seeds that the tables use (``seed_mean_bounds``, tested in
+    tests/test_twolevel.py), not the mean of the seeds' endpoints (0.55, 0.8)."""
     curves = eps_curves(curve_rows(), "auroc").set_index(["attack", "eps_value"])
     assert len(curves) == 3  # the clean-only row has no eps
     pgd = curves.loc[("pgd", 2 / 255)]
-    assert (pgd["mean"], pgd["ci_low"], pgd["ci_high"]) == pytest.approx((0.7, 0.55, 0.8))
+    low, high = seed_mean_bounds([0.6, 0.8], [0.5, 0.6], [0.7, 0.9], n_eff=None)
+    assert (pgd["mean"], pgd["ci_low"], pgd["ci_high"]) == pytest.approx((0.7, low, high))
+    assert (low, high) != pytest.approx((0.55, 0.8), abs=0.01)
     at_8 = curves.loc[("pgd", 8 / 255)]
     assert at_8["mean"] == pytest.approx(0.3) and math.isnan(at_8["ci_low"])  # one seed has no interval
     assert curves.loc[("noise", 2 / 255), "mean"] == 0.85
@@ -72,8 +77,9 @@ def test_figure_has_interval_bands_and_the_noise_control_dashed_with_the_legend_
         bands.append((to_hex(band.get_facecolor()[0]), min(vertices[:, 0]), max(vertices[:, 0]),
                       min(vertices[:, 1]), max(vertices[:, 1])))
     # pgd at 2/255 only (one seed has no interval at 8/255) and the noise control: a band over one eps each
+    low, high = seed_mean_bounds([0.6, 0.8], [0.5, 0.6], [0.7, 0.9], n_eff=None)  # the two-level interval
     assert sorted(bands, key=lambda band: band[3]) == [
-        (to_hex(pgd.get_color()), 2.0, 2.0, pytest.approx(0.55), pytest.approx(0.8)),
+        (to_hex(pgd.get_color()), 2.0, 2.0, pytest.approx(low), pytest.approx(high)),
         ("#000000", 2.0, 2.0, pytest.approx(0.8), pytest.approx(0.9))]
     assert lines["clean"].get_ydata()[0] == pytest.approx(0.94)  # attacked rows only, not the clean-only row
     legend = ax.get_legend().get_window_extent(figure.canvas.get_renderer())

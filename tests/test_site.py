@@ -53,7 +53,7 @@ def test_ranking_takes_the_worst_attack_of_each_threat_model():
     means = attacked.groupby(["backbone", "surrogate", "attack"])["adv_auroc"].mean()
     for (threat, entry), line in lines.iterrows():
         own = means[names[entry]]
-        chosen = {"white-box": own[["score"]], "transfer": own[["linear"]], "any": own}[threat]
+        chosen = {"white-box": own[["score"]], "gray-box": own[["linear"]], "any": own}[threat]
         assert line["adv_auroc_mean"] == pytest.approx(chosen.min())
         worst_surrogate, worst_attack = chosen.idxmin()
         assert line["attack"] == f"{worst_attack} via {worst_surrogate}"

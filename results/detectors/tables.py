@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from robustad.results import threats
 from robustad.results.audit import audit
 from robustad.results.compare import compare
 from robustad.results.frame import load_rows, numeric
@@ -86,11 +87,9 @@ def winclip_table(rows: pd.DataFrame) -> list[str]:
 
 
 def threat(attack: str, surrogate: str) -> str:
-    """``white-box`` through the detector's score; through the linear head ``transfer`` only for FGSM (one step,
-    nothing chosen by the detector), ``gray-box`` for PGD and Square, whose kept iterate the real score picks."""
-    if surrogate == "score":
-        return "white-box"
-    return "transfer" if attack == "fgsm" else "gray-box"
+    """The core's rule (``robustad.results.threats``) for this grid: ``score`` is its white-box surrogate and FGSM
+    its one single-step attack."""
+    return threats.threat(surrogate == "score", attack == "fgsm")
 
 
 PAIRS = [("patchcore", "anomalydino"), ("subspacead", "anomalydino"), ("subspacead", "patchcore")]

@@ -165,7 +165,7 @@ def _attack_batches(cell: Cell, attacks: dict[str, _Built], outcomes: dict[str, 
     for indices, images, clean in stage.eval_batches(batch_size if cell.chunk == 1 else cell.chunk):
         images = images.to(stage.backbone.device)
         labels = torch.as_tensor(eval_labels[indices], dtype=torch.int64, device=images.device)
-        z_for = None if surrogate is None else _logit_models(surrogate, clean)
+        z_for = None if surrogate is None else logit_models(surrogate, clean)
         z_model = None if z_for is None else z_for(None)
         results: dict[str, Perturbed] = {}
         selection = BatchSelection(stage, indices, images)
@@ -251,7 +251,7 @@ def _logit_model(surrogate: Fitted, clean: DetectorOutput) -> LogitModel:
         return surrogate.instance.logit_model(clean)
 
 
-def _logit_models(surrogate: Fitted, clean: DetectorOutput) -> Callable[[slice | None], LogitModel]:
+def logit_models(surrogate: Fitted, clean: DetectorOutput) -> Callable[[slice | None], LogitModel]:
     """The fitted surrogate's logit model of some rows of one batch (None: all), from those rows' clean output."""
 
     def z_for(rows: slice | None) -> LogitModel:

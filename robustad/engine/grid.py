@@ -80,10 +80,11 @@ def expand(
     Each radius of ``cert_radii`` adds, for each certified defense, a clean-only cell holding the certificate at
     that radius (``cert_radius``, ``cert_alpha``), whatever the attacks. ``keep_clean``: attacked cells keep
     the clean image where an attack does not move its score (clean-only cells record False: nothing is attacked).
+    ``radius`` applies to attacked cells with a surrogate only (the noise control and clean-only cells keep False).
     """
     defenses = defenses or {NO_DEFENSE: Adaptive()}
     fixed = dict(fixed or {})
-    attacked_only = {name: fixed.pop(name) for name in ("round_8bit", "norm", "cert_alpha", "keep_clean")
+    attacked_only = {name: fixed.pop(name) for name in ("round_8bit", "norm", "cert_alpha", "keep_clean", "radius")
                      if name in fixed}
     threats = []
     for attack, threat in attacks.items():
@@ -119,8 +120,8 @@ def expand(
                                      for spec in attacks[attack].posteriors})
                     resolved[f"attack.{parse_spec(attack)[0]}"] = resolve("attack", attack)
                 adaptive = defenses[defense] if surrogate != NO_SURROGATE else Adaptive()
-                attacked = {name: value for name, value in attacked_only.items()
-                            if (name == "cert_alpha" and radius) or (name != "cert_alpha" and attack != NO_ATTACK)}
+                attacked = {name: value for name, value in attacked_only.items() if _applies(name, radius, attack,
+                                                                                           surrogate)}
                 if attack == NO_ATTACK:
                     attacked["keep_clean"] = False  # nothing is attacked, so no clean image is kept
                 data_id, data_sha = data
@@ -131,6 +132,17 @@ def expand(
                     data_sha=data_sha, defense=parse_spec(defense)[0], bpda=adaptive.bpda,
                     eot_samples=adaptive.eot_samples, flag=flag, cert_radius=radius, **fixed, **attacked))
     return cells
+
+
+def _applies(name: str, cert_radius: str, attack: str, surrogate: str) -> bool:
+    """Whether a field of ``fixed`` that not every cell takes applies to this cell: ``cert_alpha`` to a cell holding
+    a certificate, ``radius`` to an attacked cell with a surrogate (the search ascends its gradient), the others to
+    attacked cells."""
+    if name == "cert_alpha":
+        return bool(cert_radius)
+    if name == "radius":
+        return surrogate != NO_SURROGATE
+    return attack != NO_ATTACK
 
 
 def describe(cell: Cell, key: str | None = None) -> str:

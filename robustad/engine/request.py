@@ -224,7 +224,7 @@ def plan(request: Request, registry: PluginRegistry, sizes_only: bool = False) -
         fixed=dict(weights=weights_identity(request.weights), calib_fraction=request.calib_fraction,
                    precision=request.precision, round_8bit=request.round_8bit, chunk=chunk,
                    flag_fpr=request.flag_fpr, norm=norm, cert_alpha=request.cert_alpha, limit=request.limit,
-                   keep_clean=request.keep_clean),
+                   keep_clean=request.keep_clean, radius=_radius_search(request, norm, attacks)),
     )
     unique = {cell.key: cell for cell in cells}  # pgd and pgd:10 are one experiment
     made.cells.extend(unique.values())
@@ -241,6 +241,19 @@ def _norm(request: Request) -> str:
         raise RobustadError("--round-8bit with --norm l2: rounding to the 8-bit grid can leave the L2 ball; "
                             "expected --norm linf, or no --round-8bit")
     return norm
+
+
+def _radius_search(request: Request, norm: str, attacks: dict[str, Threat]) -> bool:
+    """``--radius``: a search over the eps of a ball, through the surrogate's gradient, so it needs an L-inf or L2
+    threat model and an attack that takes a surrogate."""
+    if not request.radius:
+        return False
+    if not is_ball(norm):
+        raise RobustadError(f"--radius with --norm {norm}: a radius is an eps of a ball; expected --norm linf or l2")
+    if not any(threat.needs_surrogate for spec, threat in attacks.items() if spec != NO_ATTACK):
+        raise RobustadError(f"--radius with --attack {','.join(attacks)}: the search ascends a surrogate's gradient; "
+                            "expected an attack that takes one, e.g. pgd")
+    return True
 
 
 def _cert_radii(request: Request, defenses: dict[str, Adaptive]) -> tuple[str, ...]:

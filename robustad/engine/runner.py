@@ -27,6 +27,7 @@ from robustad.engine.flagging import Flags, of_probabilities, reads_images
 from robustad.engine.grid import group_by_threat_prefix
 from robustad.engine.guard import blame, require_finite
 from robustad.engine.progress import Reporter, SilentReporter
+from robustad.engine.radii import radius_columns, search_radii
 from robustad.engine.rows import (
     FlagValues,
     cell_columns,
@@ -39,6 +40,7 @@ from robustad.engine.settings import RunSettings
 from robustad.errors import RobustadError, one_line
 from robustad.kit.threat import parse_eps
 from robustad.plugins import PluginRegistry
+from robustad.radius import RadiusSearch
 from robustad.records import NO_ATTACK, NO_SURROGATE, Cell, Features
 from robustad.unpackaged import unpackaged_in
 
@@ -88,6 +90,7 @@ class _Group:
         self.surrogates: dict[tuple, Fitted] = {}
         self.calibrators: dict[tuple, Fitted] = {}
         self.pixels: dict[tuple, tuple[dict, float]] = {}  # by attack prefix: adversarial maps differ by eps
+        self.radii: dict[tuple, tuple[RadiusSearch, float]] = {}  # by threat prefix (``--radius``), with seconds
         self.factory = Factory(registry)
         self.flags = Flags(stage, self.factory, settings.batch_size)
         self.clean_pixels = self._pixel_metrics("clean", [s.distances for s in stage.eval])
@@ -101,8 +104,12 @@ class _Group:
                 return surrogate.failure
         keep = frozenset(examples.chosen(self.stage, self.settings.save_examples))
         try:
-            return attack_threat_group(cells, self.stage, surrogate, self.factory, self.settings.batch_size,
-                                       self.reporter, self.flags, keep)
+            outcomes = attack_threat_group(cells, self.stage, surrogate, self.factory, self.settings.batch_size,
+                                           self.reporter, self.flags, keep)
+            if cells[0].radius and surrogate is not None:
+                self.radii[cells[0].threat_prefix] = search_radii(cells[0], self.stage, surrogate,
+                                                                  self.settings.batch_size)
+            return outcomes
         except RobustadError as error:
             return error
 
@@ -202,12 +209,15 @@ class _Group:
                        white_box=None if surrogate is None else bool(surrogate.handle.optional("white_box")),
                        zero_grad_share=attacked.gradients.share, t_attack_s=attacked.seconds,
                        t_surrogate_s=0.0 if surrogate is None else surrogate.seconds)
+        radii, radius_seconds = self.radii.get(cell.threat_prefix, (None, 0.0)) if cell.radius else (None, 0.0)
+        if radii is not None:
+            row.update(radius_columns(radii, radius_seconds, resamples=self.settings.resamples, seed=cell.seed))
         if attacked is not None and self.settings.save_examples:
             examples.save(self.settings.examples_dir, cell, stage, attacked.kept, attacked.distances, attacked.scores,
                           parse_eps(cell.eps, cell.norm))
         if self.settings.save_scores is not None:
             _save_scores(self.settings.save_scores / f"{cell.key}.csv", stage, calib_probs, clean_probs,
-                         adv_scores, adv_probs, flag)
+                         adv_scores, adv_probs, flag, None if radii is None else radii.radii)
         row.update(t_pixel_s=pixel_seconds, t_calib_metrics_s=time.perf_counter() - started)
         row.update(provenance(self.settings.device, torch.get_num_threads()),
                    unpackaged=unpackaged_in(cell, self.registry))
@@ -272,9 +282,10 @@ def read_only(values: np.ndarray) -> np.ndarray:
 
 
 def _save_scores(path: Path, stage: CleanStage, calib_probs: np.ndarray, clean_probs: np.ndarray,
-                 adv_scores: np.ndarray | None, adv_probs: np.ndarray | None, flag: FlagValues) -> None:
+                 adv_scores: np.ndarray | None, adv_probs: np.ndarray | None, flag: FlagValues,
+                 radii: np.ndarray | None = None) -> None:
     """Per-image scores and flag values of one cell: clean for every test image, adversarial for every eval
-    image."""
+    image, and each eval image's robustness radius where the cell searched it (``inf``: not moved within eps)."""
     split = stage.split
     samples = split.calib + split.eval
     n_calib = len(split.calib)
@@ -292,5 +303,7 @@ def _save_scores(path: Path, stage: CleanStage, calib_probs: np.ndarray, clean_p
         "clean_flag": np.concatenate([flag.calib, flag.clean]),
         "adv_flag": np.concatenate([missing, flag.adv if flag.adv is not None else np.full(len(split.eval), np.nan)]),
     })
+    if radii is not None:
+        frame["radius"] = np.concatenate([missing, radii])
     path.parent.mkdir(parents=True, exist_ok=True)
     frame.to_csv(path, index=False)

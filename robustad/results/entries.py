@@ -17,13 +17,14 @@ from robustad.kit.threat import CORRUPTION
 from robustad.records import MODEL, SPLIT, fields_with
 from robustad.results.aggregate import STATISTICS, aggregate
 from robustad.results.corruptions import SEVERITY_GROUP, mean_over_corruptions
-from robustad.results.frame import MODEL_OPTION_KINDS, is_attack, key, text
+from robustad.results.frame import MODEL_OPTION_KINDS, is_attack, key, numeric, text
+from robustad.results.threats import row_threats
 
 ENTRY = tuple(name for name in fields_with("config", stages=(SPLIT, MODEL)) if name != "dataset")
 FILTERS = ("dataset", "category", "threat", "eps", "calibrator")
 RANK_METRICS = ["clean_auroc", "adv_auroc", "noise_adv_auroc", "clean_ece", "adv_ece", "evasion_rate"]
 ANY_THREAT = "any"
-"""The threat model of the worst case over white-box and transfer attacks alike."""
+"""The threat model of the worst case over white-box, gray-box and transfer attacks alike."""
 REFERENCE_ATTACK = "standard"
 """The attack whose numbers a line shows where its entry was attacked with it (an AutoAttack-grade per-image worst
 case, the clean image included): the lowest of many attacks' AUROCs would pick the luckiest of their noisy
@@ -33,11 +34,11 @@ CORRUPTIONS_THREAT = "corruptions"
 
 
 def with_entries(rows: pd.DataFrame) -> pd.DataFrame:
-    """The rows with ``entry`` (a short id, stable for the same settings) and ``threat`` (``white-box`` or
-    ``transfer`` from the recorded ``white_box`` fact, ``, 8-bit`` when rounded; empty for clean-only rows and the
-    noise control)."""
+    """The rows with ``entry`` (a short id, stable for the same settings) and ``threat`` (``white-box``,
+    ``gray-box`` or ``transfer`` from the recorded ``white_box`` fact and attack settings, ``threats.threat``;
+    ``, 8-bit`` when rounded; empty for clean-only rows and the noise control)."""
     ids = key(rows, ENTRY, MODEL_OPTION_KINDS).map(lambda k: "e" + hashlib.sha256(k.encode()).hexdigest()[:10])
-    white = text(rows, "white_box").map({"True": "white-box", "False": "transfer"}).fillna("")
+    white = row_threats(rows)
     return rows.assign(entry=ids, threat=(white + threat_suffix(rows)).where(white != "", ""))
 
 
@@ -106,11 +107,13 @@ def _worst_lines(rows: pd.DataFrame, entry: str, dataset: str, category: str) ->
     attacked = rows[is_attack(rows)]
     if attacked.empty:
         return []
-    white = attacked.groupby(text(attacked, "surrogate"))["threat"].first().str.split(",").str[0]
+    pairs = text(attacked, "surrogate") + "\x1f" + text(attacked, "attack")
+    white = attacked.groupby(pairs)["threat"].first().str.split(",").str[0]
     summary = aggregate(rows, RANK_METRICS)
     summary = summary[is_attack(summary)]
     suffix = threat_suffix(summary)
-    summary = summary.assign(threat=text(summary, "surrogate").map(white).fillna("") + suffix)
+    summary = summary.assign(threat=(text(summary, "surrogate") + "\x1f" + text(summary, "attack")).map(white)
+                             .fillna("") + suffix)
     lines = []
     groups = [(t, summary[summary["threat"] == t]) for t in dict.fromkeys(summary["threat"])]
     groups += [(ANY_THREAT + s, summary[suffix == s]) for s in dict.fromkeys(suffix)]
@@ -172,3 +175,48 @@ def with_breaking_eps(lines: pd.DataFrame) -> pd.DataFrame:
         if defined.any() and not pd.isna(clean).all():
             values[group.index] = breaking_eps(eps[defined], auroc[defined], float(pd.Series(clean).mean()))
     return lines.assign(breaking_eps=values)
+
+
+def with_radius(lines: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
+    """The ranking lines with ``radius_median`` and ``radius_rank`` where the entry's rows searched the radius
+    (``bench --radius``): per surrogate of the line's threat model, the rows' median radius averaged over seeds and
+    categories (inf where a row's median lies beyond its search bound: more than half its images never moved),
+    and the smallest over those surrogates (the worst case). ``radius_rank`` orders the entries within each (dataset,
+    category, threat, eps, calibrator) by it, largest first: it ranks entries that all reach AUROC 0 at the eps."""
+    rows = with_entries(rows) if "entry" not in rows else rows
+    searched = rows[numeric(rows, "radius_eps_max").notna()]
+    values = pd.Series(float("nan"), index=lines.index)
+    for index, line in lines.iterrows() if len(searched) else ():
+        values[index] = _worst_radius(_line_rows(searched, line))
+    lines = lines.assign(radius_median=values)
+    ranked = lines["radius_median"].notna()
+    ranks = lines[ranked].groupby(list(FILTERS))["radius_median"].rank(method="min", ascending=False)
+    return lines.assign(radius_rank=ranks.reindex(lines.index))
+
+
+def _line_rows(rows: pd.DataFrame, line: pd.Series) -> pd.DataFrame:
+    """The rows a ranking line summarises: its entry, dataset, category (every one for a mean), eps, calibrator and
+    threat model (``any``: every threat of its suffix)."""
+    same = (rows["entry"] == line["entry"]) & (text(rows, "dataset") == line["dataset"]) \
+        & (text(rows, "eps") == line["eps"]) & (text(rows, "calibrator") == line["calibrator"])
+    if not str(line["category"]).startswith("mean of"):
+        same &= text(rows, "category") == line["category"]
+    threat = str(line["threat"])
+    if threat.startswith(ANY_THREAT):
+        same &= threat_suffix(rows) == threat[len(ANY_THREAT):]
+    else:
+        same &= rows["threat"] == threat
+    return rows[same]
+
+
+def _worst_radius(rows: pd.DataFrame) -> float:
+    """The smallest over surrogates of the mean over categories of the mean over seeds of the median radius (one
+    row per search: the attacks of one surrogate and eps share it)."""
+    if rows.empty:
+        return float("nan")
+    frame = pd.DataFrame({"surrogate": text(rows, "surrogate"), "category": text(rows, "category"),
+                          "seed": text(rows, "seed"), "median": numeric(rows, "radius_median")})
+    frame["median"] = frame["median"].fillna(float("inf"))  # searched, yet no finite median: censored
+    searches = frame.groupby(["surrogate", "category", "seed"], sort=False)["median"].first()
+    per_category = searches.groupby(level=["surrogate", "category"], sort=False).mean()
+    return float(per_category.groupby(level="surrogate", sort=False).mean().min())

@@ -16,24 +16,83 @@ import pandas as pd  # noqa: E402
 from robustad import metrics  # noqa: E402
 from robustad.components import parse_spec  # noqa: E402
 from robustad.records import NO_ATTACK, NOISE_CONTROL  # noqa: E402
-from robustad.results.aggregate import mean_if_complete  # noqa: E402
+from robustad.results.aggregate import UNBOUNDED, mean_if_complete  # noqa: E402
 from robustad.results.frame import attack_names, fractions, numeric, text  # noqa: E402
+from robustad.twolevel import seed_mean_bounds  # noqa: E402
+
+CURVE = ["attack", "surrogate", "variant", "eps_value"]
 
 
 def eps_curves(rows: pd.DataFrame, metric: str) -> pd.DataFrame:
-    """Per attack, surrogate, ``attack_variant`` and eps: the mean ``adv_<metric>`` and the mean of its 95 %
-    interval bounds over the rows (defined only when every row has it, as in ``aggregate``). Clean-only rows are
-    left out."""
+    """Per attack, surrogate, ``attack_variant`` and eps: the mean of ``adv_<metric>`` (or of a flag column such as
+    ``flag_auroc``, ``evasion_rate``) and the 95 % interval of the mean over seeds, as the tables give it
+    (``twolevel.seed_mean_bounds``: seeds and each row's images resampled), per category and then averaged over
+    categories (as ``aggregate``); defined only when every row has it. Rows of one seed and category (its
+    calibrators) are averaged first: they are one draw of the seed. Clean-only rows are left out."""
+    column = metric if metric in metrics.ATTACK_METRICS else f"adv_{metric}"
     attacked = rows[attack_names(rows) != NO_ATTACK]
     frame = pd.DataFrame({
         "attack": text(attacked, "attack"), "surrogate": text(attacked, "surrogate"),
-        "variant": attack_variant(attacked),
-        "eps_value": numeric(attacked, "eps_value"), "mean": numeric(attacked, f"adv_{metric}"),
-        "ci_low": numeric(attacked, f"adv_{metric}_ci_low"), "ci_high": numeric(attacked, f"adv_{metric}_ci_high"),
+        "variant": attack_variant(attacked), "eps_value": numeric(attacked, "eps_value"),
+        "category": text(attacked, "dataset") + "/" + text(attacked, "category"), "seed": text(attacked, "seed"),
+        "n_eval": numeric(attacked, "n_eval"), "mean": numeric(attacked, column),
+        "ci_low": numeric(attacked, f"{column}_ci_low"), "ci_high": numeric(attacked, f"{column}_ci_high"),
     }).dropna(subset=["eps_value"])
     if frame.empty:
         return frame
-    return frame.groupby(["attack", "surrogate", "variant", "eps_value"]).agg(mean_if_complete).reset_index()
+    seeds = frame.groupby([*CURVE, "category", "seed"], sort=False).agg(mean_if_complete).reset_index()
+    bounded = not column.endswith(UNBOUNDED)
+    per_category = seeds.groupby([*CURVE, "category"], sort=False).apply(
+        lambda group: _seed_mean(group, bounded), include_groups=False).reset_index()
+    return per_category.groupby(CURVE)[["mean", "ci_low", "ci_high"]].agg(mean_if_complete).reset_index()
+
+
+def _seed_mean(seeds: pd.DataFrame, bounded: bool) -> pd.Series:
+    """One category's mean over seeds and its two-level interval (Wilson at 0 or 1 with seeds x eval images)."""
+    n_eval = seeds["n_eval"]
+    n_eff = float(n_eval.sum()) if n_eval.notna().all() else None
+    low, high = seed_mean_bounds(seeds["mean"], seeds["ci_low"], seeds["ci_high"], n_eff=n_eff, bounded=bounded)
+    return pd.Series({"mean": mean_if_complete(seeds["mean"]), "ci_low": low, "ci_high": high})
+
+
+def unmoved_curves(rows: pd.DataFrame, scores: pd.DataFrame, points: int = 65) -> pd.DataFrame:
+    """Per surrogate and search bound of the rows that searched the radius (``bench --radius``), the share of eval
+    images not yet moved across the decision threshold at each eps from 0 to the bound: the share whose radius
+    in the score files is above eps (RobustBench's robust accuracy against eps). One search per category, seed,
+    surrogate and bound (the attacks and calibrators of one search share it); images pooled over them."""
+    searched = rows[numeric(rows, "radius_eps_max").notna()]
+    if searched.empty or scores is None or scores.empty or "radius" not in scores:
+        return pd.DataFrame(columns=["surrogate", "eps_max", "eps", "share"])
+    keys = pd.DataFrame({column: text(searched, column) for column in ("dataset", "category", "seed", "surrogate",
+                                                                        "norm")})
+    keys["eps_max"] = numeric(searched, "radius_eps_max")
+    first = keys.assign(cell_hash=searched["cell_hash"]).drop_duplicates(subset=list(keys.columns))
+    found = []
+    for (surrogate, eps_max), group in first.groupby(["surrogate", "eps_max"], sort=False):
+        radii = pd.to_numeric(scores.loc[scores["cell_hash"].isin(set(group["cell_hash"])), "radius"]).dropna()
+        if radii.empty:
+            continue
+        grid = np.linspace(0.0, eps_max, points)
+        share = (radii.to_numpy()[None, :] > grid[:, None]).mean(axis=1)
+        found += [{"surrogate": surrogate, "eps_max": eps_max, "eps": e, "share": s} for e, s in zip(grid, share)]
+    return pd.DataFrame(found, columns=["surrogate", "eps_max", "eps", "share"])
+
+
+def draw_unmoved(curves: pd.DataFrame, norm: str = "linf") -> plt.Figure | None:
+    """The share of eval images not yet moved against eps (``unmoved_curves``), one line per surrogate and bound."""
+    if curves.empty:
+        return None
+    scale = 255 if norm == "linf" else 1
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    for (surrogate, eps_max), curve in curves.groupby(["surrogate", "eps_max"], sort=False):
+        ax.step(curve["eps"] * scale, curve["share"], where="post", label=f"via {surrogate} (searched to "
+                f"{eps_max * scale:.3g})")
+    ax.set_xlabel("eps (x 1/255)" if norm == "linf" else "L2 eps ([0,1] pixels)")
+    ax.set_ylabel("share of eval images not moved")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_title("images on the right side of the threshold against eps (radius search)", fontsize="medium")
+    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
+    return fig
 
 
 def attack_variant(rows: pd.DataFrame) -> pd.Series:
@@ -71,7 +130,8 @@ def draw_metric_vs_eps(rows: pd.DataFrame, metric: str, *, norm: str = "linf",
     """Adversarial ``metric`` against eps, one line per attack and surrogate with its 95 % interval as a band, the
     noise control dashed black, the clean level dotted grey, the legend outside the data; eps in 1/255 under
     L-inf, in L2 units under ``norm="l2"``, where the ``certified`` rows' certified AUROC joins them (green, its
-    interval as a band) against the radius. None when there is nothing to draw."""
+    interval as a band) against the radius. None when there is nothing to draw. Bands: the two-level interval of
+    the mean over seeds (``eps_curves``)."""
     curves = eps_curves(rows, metric)
     certificate = certified_curve(certified) if certified is not None and metric == "auroc" else pd.DataFrame()
     if curves.empty and certificate.empty:

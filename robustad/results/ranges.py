@@ -48,7 +48,7 @@ def impossible(rows: pd.DataFrame) -> list[Impossible]:
         for index, text, value in _numbers(rows, column, whole=True):
             if not (math.isfinite(value) and value == int(value) and value >= least):
                 found.append(_at(rows, index, column, text, f"an integer >= {least}"))
-    for column in INTERVAL_COLUMNS:
+    for column in (*INTERVAL_COLUMNS, "radius_median"):
         low, high = (pd.to_numeric(_cells(rows, f"{column}_ci_{bound}"), errors="coerce") for bound in ("low", "high"))
         for index in rows.index[(low > high).fillna(False)]:
             found.append(_at(rows, index, f"{column}_ci_low", str(rows.at[index, f"{column}_ci_low"]),

@@ -33,9 +33,18 @@ from robustad.results.entries import (
     ranking,
     with_breaking_eps,
     with_entries,
+    with_radius,
 )
 from robustad.results.examples import gallery
-from robustad.results.figures import draw_corruptions, draw_entropy, draw_metric_vs_eps, draw_reliability, save
+from robustad.results.figures import (
+    draw_corruptions,
+    draw_entropy,
+    draw_metric_vs_eps,
+    draw_reliability,
+    draw_unmoved,
+    save,
+    unmoved_curves,
+)
 from robustad.results.frame import MODEL_OPTION_KINDS, SMOOTHING_DRAWS, attack_names, key, numeric, text
 from robustad.results.schema import INTERVAL_COLUMNS
 from robustad.version import __version__
@@ -48,7 +57,8 @@ METRIC_COLUMNS = ("clean_auroc_full", *INTERVAL_COLUMNS,
 COLUMNS = (("rank", "rank"), ("entry", "entry"), ("dataset", "dataset"), ("category", "category"),
            ("threat", "threat"), ("eps", "eps"), ("calibrator", "calibrator"), ("clean_auroc", "clean AUROC"),
            ("adv_auroc", "worst adv AUROC"), ("vs_next", "above next"), ("attack", "worst attack"),
-           ("breaking_eps", "AUROC < 0.5 from eps"), ("noise_adv_auroc", "noise control"),
+           ("breaking_eps", "AUROC < 0.5 from eps"), ("radius_median", "median radius"),
+           ("radius_rank", "radius rank"), ("noise_adv_auroc", "noise control"),
            ("clean_ece", "clean ECE"), ("adv_ece", "worst adv ECE"), ("evasion_rate", "worst evasion rate"))
 
 
@@ -82,7 +92,7 @@ def build_site(rows: pd.DataFrame, out: Path, *, scores: pd.DataFrame | None = N
     if not lines.empty:
         lines = lines.assign(name=lines["entry"].map(names), eps_value=lines["eps"].map(_eps_value),
                              vs_next=next_in_rank(rows, lines))
-        lines = with_breaking_eps(lines)
+        lines = with_radius(with_breaking_eps(lines), rows)
         lines = lines.sort_values(["dataset", "category", "threat", "eps_value", "calibrator", "rank"], kind="stable")
     page = out / "index.html"
     page.write_text(env.get_template("index.html").render(
@@ -220,6 +230,12 @@ def _figures(rows: pd.DataFrame, relatives: pd.DataFrame, scores: pd.DataFrame |
                 caption = f"{dataset}: AUROC against corruption severity ({calibrator} rows), one line per corruption"
                 figures.append((save(figure, inside(assets, f"corruptions-{_slug(dataset)}.png", "figure")), caption))
             break  # the AUROC does not depend on the calibrator: one figure
+    for (dataset, norm), part in rows.groupby([text(rows, "dataset"), text(rows, "norm")], sort=False):
+        figure = draw_unmoved(unmoved_curves(part, scores), norm=norm)
+        if figure is not None:
+            caption = f"{dataset}: share of eval images not yet moved across the threshold against eps (radius search)"
+            name = f"unmoved-{_slug(dataset)}{'-l2' if norm == 'l2' else ''}.png"
+            figures.append((save(figure, inside(assets, name, "figure")), caption))
     if scores is not None and not scores.empty:
         own = scores[scores["cell_hash"].isin(set(rows["cell_hash"]))]
         if not own.empty:
