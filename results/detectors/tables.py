@@ -34,12 +34,34 @@ def load(path: Path = LEADERBOARD) -> pd.DataFrame:
     for column in rows.columns:
         if column.startswith(("clean_", "adv_")) or column in ("seed", "n_eval", "memory_bank_size"):
             rows[column] = numeric(rows, column)
-    return rows[rows["seed"].isin(SEEDS) & (rows["calibrator"] == "platt")]
+    return rows[rows["seed"].isin(SEEDS)]
+
+
+def platt(rows: pd.DataFrame) -> pd.DataFrame:
+    """The Platt rows: every table but the calibration one reads them (calibrators do not change AUROC)."""
+    return rows[rows["calibrator"] == "platt"]
 
 
 def cnn_rows(rows: pd.DataFrame) -> pd.DataFrame:
     """The three detectors on efficientnet_lite0 (WinCLIP runs on its own CLIP)."""
     return rows[rows["detector"].isin(DETECTORS)]
+
+
+CALIBRATORS = ["none", "platt", "isotonic", "temperature"]
+
+
+def calibration_table(rows: pd.DataFrame) -> list[str]:
+    """Per detector and calibrator, ECE on clean eval images and under white-box FGSM and PGD at 8/255."""
+    attacked = cnn_rows(rows)
+    attacked = attacked[(attacked["surrogate"] == "score") & (attacked["eps"] == "8/255")]
+    lines = ["| detector | calibrator | clean ECE | FGSM 8/255 ECE | PGD 8/255 ECE |", "|" + " --- |" * 5]
+    for detector in DETECTORS:
+        for calibrator in CALIBRATORS:
+            own = attacked[(attacked["detector"] == detector) & (attacked["calibrator"] == calibrator)]
+            fgsm, pgd = own[own["attack"] == "fgsm"], own[own["attack"] == "pgd"]
+            values = [cell(fgsm, "clean_ece"), cell(fgsm, "adv_ece"), cell(pgd, "adv_ece")]
+            lines.append(f"| {detector} | {calibrator} | " + " | ".join(values) + " |")
+    return lines
 
 
 def worst_per_seed(rows: pd.DataFrame) -> pd.DataFrame:
@@ -49,7 +71,7 @@ def worst_per_seed(rows: pd.DataFrame) -> pd.DataFrame:
 
 def detector_table(rows: pd.DataFrame) -> list[str]:
     """Clean AUROC, the noise control and each attack's adversarial AUROC per detector and eps, over seeds."""
-    rows = cnn_rows(rows)
+    rows = cnn_rows(platt(rows))
     views = [(attack, "score") for attack in ATTACKS] + [("fgsm", "linear")]
     header = ("| detector | eps | clean AUROC | noise | "
               + " | ".join(f"{attack} {threat(attack, s)}" for attack, s in views)
@@ -71,6 +93,7 @@ def detector_table(rows: pd.DataFrame) -> list[str]:
 
 def winclip_table(rows: pd.DataFrame) -> list[str]:
     """WinCLIP zero-shot and 1-shot on its own (randomly initialised) CLIP: the noise control and white-box attacks."""
+    rows = platt(rows)
     rows = rows[rows["detector"] == "winclip"]
     if rows.empty:
         return []
@@ -98,15 +121,19 @@ PAIRS = [("patchcore", "anomalydino"), ("subspacead", "anomalydino"), ("subspace
 def paired_table(rows: pd.DataFrame) -> list[str]:
     """``robustad compare --axis detector`` on these rows: per attack, threat and eps, the paired difference of
     adversarial AUROC (mean over seeds) of each pair with its interval, * where significant after Holm."""
-    table = compare(cnn_rows(rows), "detector", metric="adv_auroc", scores=SCORES, resamples=2000)
+    table = compare(cnn_rows(platt(rows)), "detector", metric="adv_auroc", scores=SCORES, resamples=2000)
     scopes = list(dict.fromkeys(table["scope"]))
     lines = ["| attack | eps | " + " | ".join(f"{a} − {b}" for a, b in PAIRS) + " |", "|" + " --- |" * (2 + len(PAIRS))]
     for scope in scopes:
         attack, surrogate, eps = scope.split(" ")
         cells = []
         for a, b in PAIRS:
-            line = table[(table["scope"] == scope) & (((table["a"] == a) & (table["b"] == b))
-                                                      | ((table["a"] == b) & (table["b"] == a)))].iloc[0]
+            found = table[(table["scope"] == scope) & (((table["a"] == a) & (table["b"] == b))
+                                                       | ((table["a"] == b) & (table["b"] == a)))]
+            if found.empty:
+                cells.append("n/a")
+                continue
+            line = found.iloc[0]
             sign = 1 if line["a"] == a else -1  # a - b as the column names it
             low, high = sorted((sign * line["low"], sign * line["high"]))
             cells.append(f"{sign * line['difference']:+.3f} [{low:+.2f}, {high:+.2f}]"
@@ -141,7 +168,7 @@ def commits() -> str:
 
 
 def section(rows: pd.DataFrame) -> str:
-    cnn = cnn_rows(rows)
+    cnn = cnn_rows(platt(rows))
     n_eval = int(cnn["n_eval"].iloc[0])
     seeds = sorted(int(s) for s in cnn["seed"].unique())
     winclip = winclip_table(rows)
@@ -170,6 +197,11 @@ def section(rows: pd.DataFrame) -> str:
         *paired_table(rows),
         "",
         *audit_lines(),
+        "",
+        "**Calibration** (the same rows, every calibrator: they share the attacked images, so only the "
+        "probabilities differ; ECE of the positive class, 15 bins):",
+        "",
+        *calibration_table(rows),
     ]
     if winclip:
         text += [
