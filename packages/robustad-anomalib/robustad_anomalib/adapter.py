@@ -9,7 +9,8 @@
 - Scoring: the torch model in eval mode; image score and anomaly map are its raw outputs. anomalib wraps its
   feature extraction in ``torch.no_grad`` (it never needs gradients); while an attack differentiates, those blocks
   are lifted, so the attack follows the model's own gradient (white-box). A ``detach`` in a model's code still cuts
-  the gradient there (WinCLIP's window features: its zero-shot image score and patch tokens keep theirs).
+  the gradient there (WinCLIP's window features: its zero-shot image score and patch tokens keep theirs), except
+  Dfkde's, whose whole score it would cut: its features are taken without it (``undetached``).
 - ``weights=random`` (the backbone ``anomalib``): anomalib's timm and open_clip networks are built with seeded random
   weights and nothing is downloaded.
 """
@@ -25,6 +26,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
 from robustad import Features, RobustadError
@@ -65,6 +67,27 @@ def gradients_through() -> Iterator[None]:
         yield
     finally:
         torch.no_grad, torch.inference_mode = saved
+
+
+@contextlib.contextmanager
+def undetached(model: torch.nn.Module) -> Iterator[None]:
+    """Where gradients are enabled, Dfkde's ``get_features`` without its closing ``detach``: the same pooled layer
+    outputs, concatenated as anomalib does, so its score's gradient reaches the image (white-box)."""
+    from anomalib.models.image.dfkde.torch_model import DfkdeModel
+
+    if not torch.is_grad_enabled() or not isinstance(model, DfkdeModel):
+        yield
+        return
+
+    def pooled(batch: torch.Tensor) -> torch.Tensor:
+        layers = model.feature_extractor(batch)
+        return torch.cat([F.adaptive_avg_pool2d(output, (1, 1)).flatten(1) for output in layers.values()])
+
+    model.get_features = pooled
+    try:
+        yield
+    finally:
+        del model.get_features
 
 
 @contextlib.contextmanager
@@ -175,7 +198,7 @@ class AnomalibModel:
         if self._collected is not None:
             self._collected.append(images.detach())
             return Features(torch.zeros(batch, 1, 1, 1), torch.zeros(batch, 1))
-        with gradients_through():
+        with gradients_through(), undetached(self.torch_model):
             output = self.forward(self.torch_model, self.normalise(images))
         scores = output.pred_score.reshape(batch, -1)[:, :1].float()
         if output.anomaly_map is None:  # an image-level model (Dfkde): its map is its score, uniform
