@@ -203,3 +203,34 @@ def test_rows_from_before_a_column_meet_the_rows_that_record_its_default(tmp_pat
     assert only_line(summary, attack="pgd")["noise_adv_auroc_mean"] == 0.9
     other = row(attack="noise", surrogate="none", adv_auroc=0.9, chunk="8")  # a value that is not the default
     assert model_key(load_rows(write_board(tmp_path / "other.csv", [attack, other]), [])).nunique() == 2
+
+
+def corrupted(name: str, severity: int, auroc: float) -> dict[str, str]:
+    options = '{"attack.corruption": {"corruption": "%s"}, "dataset.mvtec": {}}' % name
+    return row(attack="corruption", surrogate="none", norm="corruption", eps=severity, eps_value=severity,
+               corruption=name, options=options, clean_auroc=0.95, adv_auroc=auroc)
+
+
+def test_corruption_lines_are_labelled_by_corruption_and_severity_not_an_options_digest(tmp_path, monkeypatch,
+                                                                                        capsys):
+    rows = [corrupted("gaussian_noise", 1, 0.81), corrupted("gaussian_noise", 3, 0.62),
+            corrupted("defocus_blur", 1, 0.93), corrupted("defocus_blur", 3, 0.74)]
+    path = write_board(tmp_path / "board.csv", rows)
+    code, out, err = run_robustad(monkeypatch, capsys, "leaderboard", path, "--published", tmp_path / "none.csv",
+                                  "--format", "csv")
+    assert (code, err) == (0, "")
+    lines = pd.read_csv(io.StringIO(out))
+    assert "options" not in lines and "#" not in out
+    found = {(line.corruption, int(line.eps)): line.adv_auroc_mean for line in lines.itertuples()}
+    assert found == {("gaussian_noise", 1): 0.81, ("gaussian_noise", 3): 0.62, ("defocus_blur", 1): 0.93,
+                     ("defocus_blur", 3): 0.74}
+    code, out, _ = run_robustad(monkeypatch, capsys, "leaderboard", path, "--published", tmp_path / "none.csv",
+                                "--columns", "corruption,adv_auroc", "--where", "eps=3")
+    assert code == 0 and "gaussian_noise" in out and "0.620" in out and "0.930" not in out
+
+
+def test_lines_that_differ_in_other_options_keep_the_digest():
+    rows = [row(options='{"attack.pgd": {"steps": 10}}', adv_auroc=0.3),
+            row(options='{"attack.pgd": {"steps": 20}}', adv_auroc=0.2)]
+    summary = summarise(board(*rows))
+    assert summary.settings == ["options"] and all(summary.lines["options"].str.match(r"#[0-9a-f]{6}$"))

@@ -66,3 +66,26 @@ def test_negative_count_and_a_file_for_folder_are_refused(tmp_path):
     (tmp_path / "file").write_text("")
     with pytest.raises(RobustadError, match="--examples-dir .* is a file"):
         check_outputs(tmp_path / "board.csv", None, tmp_path / "file")
+
+
+def test_a_corruptions_perturbation_is_scaled_by_its_largest_change_not_by_the_severity(tmp_path, monkeypatch):
+    monkeypatch.setenv("ROBUSTAD_CACHE", str(tmp_path / "cache"))
+    registry = get_registry()
+    if not registry.pm.has_plugin("counting"):
+        registry.add(CountingPlugin(), "counting")
+    request = Request(noise_control=False, dataset="demo", data_root=None, category="disc", shots="1", seeds="0",
+                      backbone="counting", weights="", resolution="32", detector="anomalydino", surrogate="none",
+                      attack="corruption:gaussian_noise", norm="corruption", eps="3", calib="none",
+                      calib_fraction=0.3, options=[], keep_clean=False)
+    cells = build_cells(request, registry)
+    folder = tmp_path / "examples"
+    settings = RunSettings(pixel_metrics=False, resamples=0, save_examples=1, examples_dir=folder)
+    run_local(cells, settings, tmp_path / "board.csv", registry, SilentReporter(), lambda cell, row: None)
+
+    [image] = read_manifest(folder / f"{cells[0].key}.json")["images"]
+    clean, adversarial, perturbation = (np.asarray(Image.open(folder / image["files"][part]), dtype=float) / 255
+                                        for part in ("clean", "adversarial", "perturbation"))
+    delta = adversarial - clean
+    expected = 0.5 + delta / (2 * np.abs(delta).max())  # by hand, from the 8-bit images
+    assert perturbation.min() < 0.25 and perturbation.max() > 0.75  # not the faint 0.5 +- delta / 6 of severity 3
+    np.testing.assert_allclose(perturbation, expected, atol=4 / 255)

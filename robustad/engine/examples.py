@@ -20,6 +20,7 @@ import torch
 from robustad.engine.clean import CleanStage
 from robustad.engine.guard import blame
 from robustad.kit.images import load_mask
+from robustad.kit.threat import LINF
 from robustad.records import Cell
 
 THUMBNAIL = 192
@@ -45,7 +46,7 @@ def save(root: Path, cell: Cell, stage: CleanStage, kept: dict[int, tuple[torch.
         files = {part: f"{folder}/{order}-{part}.png" for part in
                  ("clean", "adversarial", "perturbation", "map-clean", "map-adversarial")}
         if not (root / files["map-adversarial"]).is_file():
-            _write_pngs(root, files, stage, index, kept[index], distances[index], eps)
+            _write_pngs(root, files, stage, index, kept[index], distances[index], eps if cell.norm == LINF else None)
         images.append({"name": stage.names[sample.path], "label": sample.label,
                        "clean_score": float(stage.eval[index].score), "adv_score": float(scores[index]),
                        "files": files})
@@ -56,12 +57,12 @@ def save(root: Path, cell: Cell, stage: CleanStage, kept: dict[int, tuple[torch.
 
 
 def _write_pngs(root: Path, files: dict[str, str], stage: CleanStage, index: int,
-                images: tuple[torch.Tensor, torch.Tensor], adv_distances: np.ndarray, eps: float) -> None:
+                images: tuple[torch.Tensor, torch.Tensor], adv_distances: np.ndarray, bound: float | None) -> None:
     clean, adversarial = (image.detach().float().cpu().numpy().transpose(1, 2, 0) for image in images)
     (root / files["clean"]).parent.mkdir(parents=True, exist_ok=True)
     _png(root / files["clean"], clean)
     _png(root / files["adversarial"], adversarial)
-    _png(root / files["perturbation"], 0.5 + (adversarial - clean) / (2 * eps) if eps > 0 else np.full_like(clean, 0.5))
+    _png(root / files["perturbation"], amplified(adversarial - clean, bound))
     scored = stage.eval[index]
     with blame(stage.components["detector"]):
         maps = [stage.detector.anomaly_map(d, scored.size) for d in (scored.distances, adv_distances)]
@@ -70,6 +71,14 @@ def _write_pngs(root: Path, files: dict[str, str], stage: CleanStage, index: int
     low, high = min(float(m.min()) for m in maps), max(float(m.max()) for m in maps)
     for part, values in zip(("map-clean", "map-adversarial"), maps):
         _png(root / files[part], _heat(values, low, high, truth))
+
+
+def amplified(delta: np.ndarray, bound: float | None) -> np.ndarray:
+    """The perturbation as an image, 0.5 + delta / (2 scale): the scale is the L-inf eps (``bound``), which bounds
+    every pixel's change, else (an L2 eps, a corruption's severity: neither bounds a pixel) the largest change in
+    the image, so that the image spans the full range instead of staying nearly grey."""
+    scale = float(np.abs(delta).max()) if bound is None else bound
+    return 0.5 + delta / (2 * scale) if scale > 0 else np.full_like(delta, 0.5)
 
 
 def _heat(values: np.ndarray, low: float, high: float, truth: np.ndarray) -> np.ndarray:

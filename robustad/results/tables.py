@@ -25,7 +25,7 @@ from robustad.errors import RobustadError
 from robustad.metrics import PIXEL_METRICS, RANKING_METRICS
 from robustad.records import NOISE_CONTROL
 from robustad.results.aggregate import CONFIG, aggregate
-from robustad.results.frame import attack_names, one_per_calibrator
+from robustad.results.frame import attack_names, one_per_calibrator, text
 from robustad.results.schema import INTERVAL_COLUMNS
 
 NOISE = "noise"
@@ -38,10 +38,14 @@ FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 CALIBRATOR_FREE = {f"{side}_{m}" for side in ("clean", "adv") for m in (*RANKING_METRICS, *PIXEL_METRICS)} | {
     "clean_auroc_full", NOISE}
 """Metrics that read raw scores: a calibrator cannot change them, so lines that differ only in it are one line."""
+LABELS = ("corruption",)
+"""Row columns that name what a line's options choose (an attack's corruption): shown beside the attack instead of
+the options' digest where they tell the lines apart."""
+SETTINGS = [*CONFIG[:CONFIG.index("attack") + 1], *LABELS, *CONFIG[CONFIG.index("attack") + 1:]]
 
 
 def valid_columns() -> list[str]:
-    return [*CONFIG, *METRIC_COLUMNS]
+    return [*SETTINGS, *METRIC_COLUMNS]
 
 
 def parse_columns(value: str) -> list[str]:
@@ -86,16 +90,24 @@ def summarise(rows: pd.DataFrame, columns: list[str] | None = None) -> Summary:
     lines = aggregate(rows, [_source(m) for m in metrics])
     lines = lines.rename(columns={f"{_source(NOISE)}_{s}": f"{NOISE}_{s}" for s in ("mean", "std", "ci_low",
                                                                                       "ci_high")})
-    varying = differ = [k for k in CONFIG if lines[k].nunique() > 1]
+    lines = _with_labels(rows, lines)
+    varying = differ = [k for k in SETTINGS if lines[k].nunique() > 1]
     if "options" in varying:  # every option of every component: too long to show, needed only to tell lines apart
         lines = lines.assign(options=lines["options"].map(_digest))
         others = [k for k in varying if k != "options"]
         if others and not lines.duplicated(others).any():
             varying = others
-    settings = varying if columns is None else [c for c in columns if c in CONFIG]
-    shared = {k: str(lines[k].iloc[0]) for k in CONFIG
+    settings = varying if columns is None else [c for c in columns if c in SETTINGS]
+    shared = {k: str(lines[k].iloc[0]) for k in SETTINGS
               if k not in differ and k not in settings and len(lines) and str(lines[k].iloc[0]) not in ("", "{}")}
     return Summary(lines, settings, shared, metrics, [k for k in varying if k not in settings])
+
+
+def _with_labels(rows: pd.DataFrame, lines: pd.DataFrame) -> pd.DataFrame:
+    """Each line's ``LABELS``, read from the rows of its options (the options decide them)."""
+    options = text(rows, "options")
+    return lines.assign(**{label: text(lines, "options").map(dict(zip(options, text(rows, label)))).fillna("")
+                           for label in LABELS})
 
 
 def _source(metric: str) -> str:

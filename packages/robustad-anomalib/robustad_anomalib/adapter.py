@@ -9,7 +9,8 @@
 - Scoring: the torch model in eval mode; image score and anomaly map are its raw outputs. anomalib wraps its
   feature extraction in ``torch.no_grad`` (it never needs gradients); while an attack differentiates, those blocks
   are lifted, so the attack follows the model's own gradient (white-box). A ``detach`` in a model's code still cuts
-  the gradient there (WinCLIP's window features: its zero-shot image score and patch tokens keep theirs).
+  the gradient there (WinCLIP's window features: its zero-shot image score and patch tokens keep theirs), except
+  Dfkde's, whose whole score it would cut: its features are taken without it (``undetached``).
 - ``weights=random`` (the backbone ``anomalib``): anomalib's timm and open_clip networks are built with seeded random
   weights and nothing is downloaded.
 """
@@ -18,12 +19,14 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import warnings
 from collections.abc import Iterator
 from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
 from robustad import Features, RobustadError
@@ -31,6 +34,7 @@ from robustad.kit.weights import seeded_random_init
 from robustad_anomalib.catalogue import ZERO_SHOT, check_model
 
 FIT_BATCH = 8
+KDE_MIN_SHOTS = 3  # Dfkde: its KDE needs more image features than PCA components, and anomalib reads 1 as a ratio
 
 
 class _Lifted:
@@ -63,6 +67,27 @@ def gradients_through() -> Iterator[None]:
         yield
     finally:
         torch.no_grad, torch.inference_mode = saved
+
+
+@contextlib.contextmanager
+def undetached(model: torch.nn.Module) -> Iterator[None]:
+    """Where gradients are enabled, Dfkde's ``get_features`` without its closing ``detach``: the same pooled layer
+    outputs, concatenated as anomalib does, so its score's gradient reaches the image (white-box)."""
+    from anomalib.models.image.dfkde.torch_model import DfkdeModel
+
+    if not torch.is_grad_enabled() or not isinstance(model, DfkdeModel):
+        yield
+        return
+
+    def pooled(batch: torch.Tensor) -> torch.Tensor:
+        layers = model.feature_extractor(batch)
+        return torch.cat([F.adaptive_avg_pool2d(output, (1, 1)).flatten(1) for output in layers.values()])
+
+    model.get_features = pooled
+    try:
+        yield
+    finally:
+        del model.get_features
 
 
 @contextlib.contextmanager
@@ -121,6 +146,8 @@ class AnomalibModel:
         self.shots = 0 if images is None else len(images)
         if images is None and self.name not in ZERO_SHOT:
             raise RobustadError(f"anomalib:{self.name} needs k >= 1 reference images")
+        if self.name == "Dfkde":
+            self.fit_kde_to_shots()
         defended = None
         if images is not None:
             self._collected = []
@@ -144,21 +171,40 @@ class AnomalibModel:
             self.lightning.fit()
         self.torch_model.eval()
 
+    def fit_kde_to_shots(self) -> None:
+        """Dfkde keeps ``n_pca_components`` (16) of its k image features for a Gaussian KDE, whose covariance is
+        singular unless k > components, and it leaves itself unfitted when k < components. With fewer images the
+        components are clamped to k - 1 (a function of k, which the row records) and a warning says so."""
+        classifier = self.torch_model.classifier
+        if self.shots < KDE_MIN_SHOTS:
+            raise RobustadError(f"anomalib:Dfkde needs k >= {KDE_MIN_SHOTS} reference images (its KDE over k image "
+                                f"features keeps at most k - 1 >= 2 PCA components); got k = {self.shots}")
+        allowed = self.shots - 1
+        if classifier.n_pca_components > allowed:
+            warnings.warn(f"anomalib:Dfkde: {self.shots} reference images allow at most {allowed} PCA components; "
+                          f"using {allowed} instead of {classifier.n_pca_components}", RuntimeWarning, stacklevel=2)
+            classifier.n_pca_components = allowed
+            classifier.pca_model = type(classifier.pca_model)(n_components=allowed)
+
     def bank_size(self) -> int:
         bank = getattr(self.torch_model, "memory_bank", None)
         return int(bank.shape[0]) if isinstance(bank, torch.Tensor) and bank.ndim >= 1 else 0
 
     def features(self, images: torch.Tensor) -> Features:
         """The model's image scores as the global token ``(B, 1)`` and its anomaly maps as the patch tokens
-        ``(B, H, W, 1)``; while fitting, the (defended) reference images are kept instead."""
+        ``(B, H, W, 1)`` (an image-level model's map is its score, one uniform cell); while fitting, the (defended)
+        reference images are kept instead."""
         batch = images.shape[0]
         if self._collected is not None:
             self._collected.append(images.detach())
             return Features(torch.zeros(batch, 1, 1, 1), torch.zeros(batch, 1))
-        with gradients_through():
+        with gradients_through(), undetached(self.torch_model):
             output = self.forward(self.torch_model, self.normalise(images))
         scores = output.pred_score.reshape(batch, -1)[:, :1].float()
-        maps = output.anomaly_map.reshape(batch, *output.anomaly_map.shape[-2:]).float()
+        if output.anomaly_map is None:  # an image-level model (Dfkde): its map is its score, uniform
+            maps = scores.reshape(batch, 1, 1)
+        else:
+            maps = output.anomaly_map.reshape(batch, *output.anomaly_map.shape[-2:]).float()
         if not bool(torch.isfinite(scores.detach()).all() and torch.isfinite(maps.detach()).all()):
             raise RobustadError(f"anomalib:{self.name} returned non-finite scores after fitting on {self.shots} "
                                 "reference image(s); it may need more (PaDiM's covariance needs k >= 2)")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -57,20 +58,14 @@ def test_a_model_that_needs_training_is_one_line(model):
         check_model(model)
 
 
-@pytest.mark.parametrize("model", ["Padim", "Dfm"])
-def test_scores_equal_anomalibs_own_torch_model(model):
+def anomalibs_own_scores(model: str, reference: list[Image.Image], test: list[Image.Image], **options) -> np.ndarray:
+    """anomalib alone: the same seeded random network, its pre-processor on the float images, training steps, fit."""
     import anomalib.models
 
-    detector, guarded = routed(model)
-    reference, test = images(3, seed=1), images(2, seed=2)
-    detector.fit(reference)
-    x = torch.stack([detector.preprocess(image) for image in test])
-    output = detector.score(guarded(x))
-    # anomalib alone: the same seeded random network, its pre-processor on the float images, training steps, fit
     cls = getattr(anomalib.models, model)
     pre_processor = cls.configure_pre_processor(image_size=(SIZE, SIZE))
     with seeded_random_init():
-        theirs = cls(pre_processor=pre_processor, pre_trained=False)
+        theirs = cls(pre_processor=pre_processor, pre_trained=False, **options)
 
     def prepared(image: Image.Image) -> torch.Tensor:
         pixels = torch.from_numpy(np.asarray(image, dtype=np.float32) / 255).permute(2, 0, 1)
@@ -81,13 +76,43 @@ def test_scores_equal_anomalibs_own_torch_model(model):
         theirs.training_step(type("Batch", (), {"image": torch.stack([prepared(i) for i in reference])})())
         theirs.fit()
         theirs.model.eval()
-        expected = theirs.model(torch.stack([prepared(i) for i in test])).pred_score.reshape(-1).numpy()
+        return theirs.model(torch.stack([prepared(i) for i in test])).pred_score.reshape(-1).numpy()
+
+
+@pytest.mark.parametrize("model", ["Padim", "Dfm"])
+def test_scores_equal_anomalibs_own_torch_model(model):
+    detector, guarded = routed(model)
+    reference, test = images(3, seed=1), images(2, seed=2)
+    detector.fit(reference)
+    x = torch.stack([detector.preprocess(image) for image in test])
+    output = detector.score(guarded(x))
+    np.testing.assert_allclose(output.scores, anomalibs_own_scores(model, reference, test), rtol=1e-4)
+
+
+def test_dfkde_on_three_images_keeps_two_pca_components_as_an_anomalib_user_would():
+    detector, guarded = routed("Dfkde")
+    reference, test = images(3, seed=1), images(2, seed=2)
+    with pytest.warns(RuntimeWarning, match="3 reference images allow at most 2 PCA components; using 2 instead of 16"):
+        detector.fit(reference)
+    output = detector.score(guarded(torch.stack([detector.preprocess(image) for image in test])))
+    expected = anomalibs_own_scores("Dfkde", reference, test, n_pca_components=2)
     np.testing.assert_allclose(output.scores, expected, rtol=1e-4)
+    assert output.patch_distances.shape == (2, 1, 1)  # image-level: the map is the score
+    np.testing.assert_array_equal(output.patch_distances[:, 0, 0], output.scores)
 
 
-def test_white_box_gradient_is_the_scores_derivative():
-    detector, guarded = routed("Padim")
-    detector.fit(images(2, seed=3))
+def test_dfkde_on_two_images_is_one_line():
+    detector, _ = routed("Dfkde")
+    with pytest.raises(RobustadError, match="anomalib:Dfkde needs k >= 3 reference images .* got k = 2"):
+        detector.fit(images(2, seed=1))
+
+
+@pytest.mark.parametrize(("model", "shots"), [("Padim", 2), ("Dfkde", 3)])
+def test_white_box_gradient_is_the_scores_derivative(model, shots):
+    detector, guarded = routed(model)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # Dfkde's PCA components clamped to k - 1
+        detector.fit(images(shots, seed=3))
     x = torch.stack([detector.preprocess(image) for image in images(1, seed=4)])
     x.requires_grad_(True)
     score = detector.score_tensor(guarded(x)).sum()
