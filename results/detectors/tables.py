@@ -15,7 +15,7 @@ import pandas as pd
 from robustad.results import threats
 from robustad.results.audit import audit
 from robustad.results.compare import compare
-from robustad.results.frame import load_rows, numeric
+from robustad.results.frame import load_rows, numeric, text
 from robustad.results.leaderboard import read_rows
 
 HERE = Path(__file__).resolve().parent
@@ -32,7 +32,7 @@ cell = runpy.run_path(str(HERE.parent / "bottle" / "tables.py"))["cell"]  # mean
 def load(path: Path = LEADERBOARD) -> pd.DataFrame:
     rows = pd.DataFrame(read_rows(path))
     for column in rows.columns:
-        if column.startswith(("clean_", "adv_")) or column in ("seed", "n_eval", "memory_bank_size"):
+        if column.startswith(("clean_", "adv_", "radius_")) or column in ("seed", "n_eval", "memory_bank_size"):
             rows[column] = numeric(rows, column)
     return rows[rows["seed"].isin(SEEDS)]
 
@@ -99,13 +99,34 @@ def winclip_table(rows: pd.DataFrame) -> list[str]:
         return []
     lines = ["| shots | eps | clean AUROC | noise | fgsm white-box | pgd white-box |", "|" + " --- |" * 6]
     for shots in sorted(rows["shots"].unique(), key=int):
-        for eps in EPS:
+        for eps in [eps for eps in EPS if eps in set(rows["eps"])]:
             at = rows[(rows["shots"] == shots) & (rows["eps"] == eps)]
             noise = at[at["attack"] == "noise"]
             values = [cell(noise, "clean_auroc"), cell(noise, "adv_auroc")]
             values += [cell(at[(at["attack"] == attack) & (at["surrogate"] == "score")], "adv_auroc")
                        for attack in ("fgsm", "pgd")]
             lines.append(f"| {shots} | {eps} | " + " | ".join(values) + " |")
+    return lines
+
+
+def radius_table(rows: pd.DataFrame) -> list[str]:
+    """Per detector, the median over eval images of the smallest L-inf eps at which white-box PGD-10 moves an image
+    across the decision threshold (``--radius``, searched up to 8/255), its interval and the share never moved."""
+    found = cnn_rows(platt(rows))
+    found = found[text(found, "radius") == "True"]
+    if found.empty:
+        return []
+    lines = ["| detector | seeds | median radius (x 1/255) | tolerance (x 1/255) | never moved by 8/255 |",
+             "|" + " --- |" * 5]
+    for detector in DETECTORS:
+        own = found[found["detector"] == detector]
+        if own.empty:
+            continue
+        median = own["radius_median"].mean() * 255
+        low, high = own["radius_median_ci_low"].mean() * 255, own["radius_median_ci_high"].mean() * 255
+        lines.append(f"| {detector} | {', '.join(str(int(s)) for s in sorted(own['seed']))} | {median:.2f} "
+                     f"[{low:.2f}, {high:.2f}] | {own['radius_tol'].max() * 255:.3f} | "
+                     f"{own['radius_unmoved'].mean():.3f} |")
     return lines
 
 
@@ -136,7 +157,8 @@ def paired_table(rows: pd.DataFrame) -> list[str]:
             line = found.iloc[0]
             sign = 1 if line["a"] == a else -1  # a - b as the column names it
             low, high = sorted((sign * line["low"], sign * line["high"]))
-            cells.append(f"{sign * line['difference']:+.3f} [{low:+.2f}, {high:+.2f}]"
+            low, high = low + 0.0, high + 0.0  # no "-0.00" where every resample agrees on 0
+            cells.append(f"{sign * line['difference'] + 0.0:+.3f} [{low:+.2f}, {high:+.2f}]"
                          + (" *" if line["significant"] else ""))
         label = "noise" if attack == "noise" else f"{attack} {threat(attack, surrogate)}"
         lines.append(f"| {label} | {eps} | " + " | ".join(cells) + " |")
@@ -159,6 +181,16 @@ def audit_lines(path: Path = LEADERBOARD) -> list[str]:
     for (check, detector, what), seeds in grouped.items():
         lines.append(f"- {check}, {detector}: {what} (seed{'s' if len(seeds) > 1 else ''} {', '.join(seeds)})")
     return lines
+
+
+def radius_section(rows: pd.DataFrame) -> list[str]:
+    table = radius_table(rows)
+    if not table:
+        return []
+    return ["**Robustness radius** (`--radius`, seed 0): per eval image, the smallest eps at which white-box PGD-10 "
+            "moves it across the decision threshold (normal images up, anomalous ones down), found by bisection up "
+            "to 8/255 (docs/protocol.md section 6); the median over the 59 images with its 95 % bootstrap interval "
+            "over images.", "", *table, ""]
 
 
 def commits() -> str:
@@ -198,6 +230,7 @@ def section(rows: pd.DataFrame) -> str:
         "",
         *audit_lines(),
         "",
+        *radius_section(rows),
         "**Calibration** (the same rows, every calibrator: they share the attacked images, so only the "
         "probabilities differ; ECE of the positive class, 15 bins):",
         "",
@@ -207,8 +240,9 @@ def section(rows: pd.DataFrame) -> str:
         text += [
             "",
             "**WinCLIP** (`winclip`, anomalib's window mode, on its own CLIP `clip_vitb16plus_240` at 240 px) "
-            "zero-shot (`--shots 0`, prompts from the class name) and 1-shot, seed 0, eps 8/255, the first "
-            f"{int(rows[rows['detector'] == 'winclip']['n_eval'].iloc[0])} eval images of the split (`--limit`), "
+            "zero-shot (`--shots 0`, prompts from the class name) and 1-shot, seed 0, eps 8/255, "
+            f"{int(rows[rows['detector'] == 'winclip']['n_eval'].iloc[0])} eval images drawn by the split rule "
+            "(`--limit`), "
             "Platt. **Its CLIP weights are seeded random ones** (`--weights random`: no CLIP weights can be "
             "downloaded on this machine), so these rows test the pipeline, not WinCLIP: its clean AUROC is that of "
             "an untrained network.",
