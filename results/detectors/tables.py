@@ -39,9 +39,15 @@ def load(path: Path = LEADERBOARD) -> pd.DataFrame:
     return rows[rows["seed"].isin(SEEDS)]
 
 
+def plain(rows: pd.DataFrame) -> pd.DataFrame:
+    """The rows of the attack grid: without the ``--radius`` rows, which repeat seed 0's PGD at 8/255."""
+    return rows[text(rows, "radius") != "True"]
+
+
 def platt(rows: pd.DataFrame) -> pd.DataFrame:
-    """The Platt rows: every table but the calibration one reads them (calibrators do not change AUROC)."""
-    return rows[rows["calibrator"] == "platt"]
+    """The grid's Platt rows: every table but the calibration one reads them (calibrators do not change AUROC)."""
+    plain_rows = plain(rows)
+    return plain_rows[plain_rows["calibrator"] == "platt"]
 
 
 def cnn_rows(rows: pd.DataFrame) -> pd.DataFrame:
@@ -54,7 +60,7 @@ CALIBRATORS = ["none", "platt", "isotonic", "temperature"]
 
 def calibration_table(rows: pd.DataFrame) -> list[str]:
     """Per detector and calibrator, ECE on clean eval images and under white-box FGSM and PGD at 8/255."""
-    attacked = cnn_rows(rows)
+    attacked = cnn_rows(plain(rows))
     attacked = attacked[(attacked["surrogate"] == "score") & (attacked["eps"] == "8/255")]
     lines = ["| detector | calibrator | clean ECE | FGSM 8/255 ECE | PGD 8/255 ECE |", "|" + " --- |" * 5]
     for detector in DETECTORS:
@@ -115,7 +121,7 @@ def radius_table(rows: pd.DataFrame) -> list[str]:
     """Per detector, from the per-image radii of its ``--radius`` row (white-box PGD-10 searched up to 8/255): the
     median over all eval images (``>`` the bound where more than half never moved), the median over the normal
     images with a 95 % percentile bootstrap interval over them, and the share of anomalous images moved at all."""
-    found = cnn_rows(platt(rows))
+    found = cnn_rows(rows[rows["calibrator"] == "platt"])
     found = found[text(found, "radius") == "True"]
     if found.empty:
         return []
