@@ -11,14 +11,16 @@
 #            RANDOM weights (no CLIP weights can be downloaded here): these rows test the pipeline, not the model.
 #            Seed 0, eps 8/255, 20 eval images (--limit 20, drawn by the split rule; a 240 px ViT-B/16+ costs about
 #            0.7 s a forward pass on one core here), the noise control, white-box FGSM and PGD-10.
+#   radius   seed 0, eps 8/255: each CNN detector's white-box PGD-10 with --radius (the per-image robustness radius,
+#            searched up to 8/255; about 2-3x a PGD run).
 # A reduced grid for a 2-core machine: Square at 20 queries (100 queries cost about 8 CPU-minutes a cell here), no
 # gray-box PGD/Square through the linear head. Rows already in the leaderboard are skipped.
-# Usage: ROBUSTAD_TEST_DATA=/path/to/mvtec_ad bash results/detectors/run.sh [cnn|winclip ...]
+# Usage: ROBUSTAD_TEST_DATA=/path/to/mvtec_ad bash results/detectors/run.sh [cnn|winclip|radius ...]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 DATA="${ROBUSTAD_TEST_DATA:?set ROBUSTAD_TEST_DATA to a folder in the MVTec AD layout holding bottle/}"
 OUT=results/detectors/leaderboard.csv
-PARTS=(cnn winclip)
+PARTS=(cnn winclip radius)
 parts=("$@")
 [ ${#parts[@]} -gt 0 ] || parts=("${PARTS[@]}")
 for part in "${parts[@]}"; do
@@ -43,6 +45,12 @@ cnn() {
 winclip() {
     .venv/bin/robustad bench "${COMMON[@]}" --backbone clip_vitb16plus_240 --weights random --resolution 240 \
         --detector winclip --seeds 0 --shots 0,1 --limit 20 --eps 8/255 --surrogate score --attack fgsm,pgd
+}
+radius() {
+    for detector in anomalydino patchcore subspacead; do
+        .venv/bin/robustad bench "${COMMON[@]}" --backbone efficientnet_lite0 --resolution 224 --shots 1 --seeds 0 \
+            --eps 8/255 --detector "$detector" --surrogate score --attack pgd --no-noise-control --radius
+    done
 }
 for part in "${parts[@]}"; do
     "$part"
