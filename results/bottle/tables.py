@@ -60,7 +60,7 @@ def seeds_of(rows: pd.DataFrame) -> str:
 def suite_table(rows: pd.DataFrame) -> list[str]:
     """Adversarial AUROC of every attack, seed 0, Platt (calibrators do not change AUROC)."""
     chosen = rows[(rows["seed"] == 0) & (rows["calibrator"] == "platt")]
-    views = [("score", "False", "white-box"), ("score", "True", "white-box, 8-bit"), ("linear", "False", "transfer")]
+    views = [("score", "False", "white-box"), ("score", "True", "white-box, 8-bit"), ("linear", "False", "linear head")]
     header = "| attack | " + " | ".join(f"{label} {eps}" for _, _, label in views for eps in EPS) + " |"
     lines = [header, "|" + " --- |" * (1 + len(views) * len(EPS))]
     for attack in SUITE:
