@@ -6,6 +6,12 @@
 # EOT draws per step (1..32, randomized defenses only) and Square queries (20..5000).
 # results/convergence/tables.py prints the README section (mean adversarial AUROC per budget and where each curve
 # plateaus) and draws one plot per sweep. Far too expensive for a 2-core machine (days); run it on a GPU box.
+# The committed leaderboard is a reduced study (AnomalyDINO, 128 px, 20 eval images), made on 2 cores with:
+#   C=(env RESOLUTION=128 DETECTORS=anomalydino)
+#   "${C[@]}" SEEDS=0 DEFENSES=none EXTRA="--limit 20" QUERIES="20 100 500 1000" PGD_STEPS="10 20 50" \
+#       APGD_STEPS="10 20 50" RESTARTS="1 2 3" bash results/convergence/run.sh square_queries pgd_steps apgd_steps restarts
+#   for defense in smoothing gaussian; do for seeds in 0 1; do "${C[@]}" SEEDS=$seeds DEFENSES=$defense EOTS="1 4 16" \
+#       EXTRA="--limit 20 --opt defense.$defense.samples=4" bash results/convergence/run.sh eot; done; done
 # Every list can be narrowed from the environment (SEEDS, DETECTORS, DEFENSES, RESOLUTION, PGD_STEPS, APGD_STEPS,
 # RESTARTS, EOTS, QUERIES; OUT; EXTRA: more bench arguments, e.g. --opt defense.smoothing.samples=4), e.g. for a
 # smoke run on a small copy of bottle. Rows already in the leaderboard

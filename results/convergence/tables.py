@@ -111,11 +111,12 @@ def setting(rows: pd.DataFrame) -> str:
     """What the rows were run on, as the paragraph above the tables says it."""
     def listed(column: str) -> str:
         return ", ".join(f"{value:g}" for value in sorted(set(rows[column].dropna())))
-    commit = COMMIT.read_text().split()[-1] if COMMIT.exists() and COMMIT.read_text().strip() else "unknown"
+    found = list(dict.fromkeys(COMMIT.read_text().split())) if COMMIT.exists() else []
+    commits = ("commit " if len(found) == 1 else "commits ") + (", ".join(found) or "unknown")
     return (f"Real MVTec AD bottle images, `efficientnet_lite0` at {listed('resolution')} px, 1-shot, seeds "
             f"{listed('seed')}, {listed('n_eval')} eval images (`--limit`, drawn by the split rule), white-box "
             f"(`score` surrogate), eps 8/255, Platt; every number is a row of `results/convergence/leaderboard.csv`, "
-            f"made at commit {commit} by `results/convergence/run.sh` and turned into these tables by "
+            f"made at {commits} by `results/convergence/run.sh` and turned into these tables by "
             "`results/convergence/tables.py`. Each sweep moves one budget with the others at their defaults; a "
             f"curve *plateaus* at the smallest budget from which every larger one lies within {TOLERANCE} AUROC of "
             "its last value.")
