@@ -77,6 +77,15 @@ def worst_per_seed(rows: pd.DataFrame) -> pd.DataFrame:
     return rows.loc[rows.groupby("seed")["adv_auroc"].idxmin()] if len(rows) else rows
 
 
+def auroc_cells(at: pd.DataFrame, views: list[tuple[str, str]]) -> list[str]:
+    """The clean AUROC and the noise control's, then each (attack, surrogate) view's adversarial AUROC, of the
+    rows of one table line."""
+    noise = at[at["attack"] == "noise"]
+    return [cell(noise, "clean_auroc"), cell(noise, "adv_auroc"),
+            *(cell(at[(at["attack"] == attack) & (at["surrogate"] == surrogate)], "adv_auroc")
+              for attack, surrogate in views)]
+
+
 def detector_table(rows: pd.DataFrame) -> list[str]:
     """Clean AUROC, the noise control and each attack's adversarial AUROC per detector and eps, over seeds."""
     rows = cnn_rows(platt(rows))
@@ -89,10 +98,7 @@ def detector_table(rows: pd.DataFrame) -> list[str]:
         own = rows[rows["detector"] == detector]
         for eps in EPS:
             at = own[own["eps"] == eps]
-            noise = at[at["attack"] == "noise"]
-            values = [cell(noise, "clean_auroc"), cell(noise, "adv_auroc")]
-            for attack, surrogate in views:
-                values.append(cell(at[(at["attack"] == attack) & (at["surrogate"] == surrogate)], "adv_auroc"))
+            values = auroc_cells(at, views)
             white = at[at["attack"].isin(ATTACKS) & (at["surrogate"] == "score")]
             values.append(cell(worst_per_seed(white), "adv_auroc"))
             lines.append(f"| {detector} | {eps} | " + " | ".join(values) + " |")
@@ -108,11 +114,8 @@ def winclip_table(rows: pd.DataFrame) -> list[str]:
     lines = ["| shots | eps | clean AUROC | noise | fgsm white-box | pgd white-box |", "|" + " --- |" * 6]
     for shots in sorted(rows["shots"].unique(), key=int):
         for eps in [eps for eps in EPS if eps in set(rows["eps"])]:
-            at = rows[(rows["shots"] == shots) & (rows["eps"] == eps)]
-            noise = at[at["attack"] == "noise"]
-            values = [cell(noise, "clean_auroc"), cell(noise, "adv_auroc")]
-            values += [cell(at[(at["attack"] == attack) & (at["surrogate"] == "score")], "adv_auroc")
-                       for attack in ("fgsm", "pgd")]
+            values = auroc_cells(rows[(rows["shots"] == shots) & (rows["eps"] == eps)],
+                                 [("fgsm", "score"), ("pgd", "score")])
             lines.append(f"| {shots} | {eps} | " + " | ".join(values) + " |")
     return lines
 
