@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from robustad.radius import median_radius
 from robustad.results import threats
 from robustad.results.audit import audit
 from robustad.results.compare import compare
@@ -139,14 +140,12 @@ def radius_table(rows: pd.DataFrame) -> list[str]:
         images = images[images["split"] == "eval"]
         radii = pd.to_numeric(images["radius"]).to_numpy() * 255
         labels = images["label"].to_numpy(dtype=int)
-        normal = radii[labels == 0]
-        draws = np.random.default_rng(0).choice(normal, size=(2000, len(normal)))
-        low, high = np.percentile(np.median(draws, axis=1), [2.5, 97.5])
+        normal, low, high = median_radius(radii[labels == 0], resamples=2000)
         overall = np.median(radii)
         bound = float(row["radius_eps_max"]) * 255
         lines.append(f"| {detector} | {float(row['radius_tol']) * 255:.3f} | "
                      + (f"{overall:.2f}" if np.isfinite(overall) else f"> {bound:g}")
-                     + f" | {np.median(normal):.2f} [{low:.2f}, {high:.2f}] | "
+                     + f" | {normal:.2f} [{low:.2f}, {high:.2f}] | "
                      f"{int(np.isfinite(radii[labels == 1]).sum())} of {int((labels == 1).sum())} |")
     return lines
 
